@@ -1,0 +1,143 @@
+// Package api holds the wire types of the Sandboxd HTTP API, version 1: the
+// request and response bodies of every call and the error codes. The daemon,
+// the Go SDK and the CLI all use these types, so the JSON on the wire has one
+// definition. The contract itself is described in docs/API.md.
+package api
+
+import "time"
+
+// Sandbox statuses.
+const (
+	StatusCreating = "creating"
+	StatusRunning  = "running"
+	StatusSleeping = "sleeping"
+	StatusStopped  = "stopped"
+)
+
+// Network modes.
+const (
+	NetworkNone   = "none"
+	NetworkBridge = "bridge"
+)
+
+// Resources are a sandbox's cgroup limits. Zero fields take the daemon's
+// defaults (1 CPU, 1024 MiB of memory, 512 processes).
+type Resources struct {
+	CPUs     float64 `json:"cpus,omitempty"`
+	MemoryMB int64   `json:"memoryMB,omitempty"`
+	Pids     int64   `json:"pids,omitempty"`
+	DiskMB   int64   `json:"diskMB,omitempty"`
+}
+
+// CreateSandboxRequest is the body of PUT /v1/sandboxes/{id}.
+type CreateSandboxRequest struct {
+	Image      string            `json:"image,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
+	Cwd        string            `json:"cwd,omitempty"`
+	SleepAfter string            `json:"sleepAfter,omitempty"`
+	KeepAlive  bool              `json:"keepAlive,omitempty"`
+	Resources  *Resources        `json:"resources,omitempty"`
+	Network    string            `json:"network,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+}
+
+// UpdateSandboxRequest is the body of PATCH /v1/sandboxes/{id}. Nil fields
+// are left unchanged.
+type UpdateSandboxRequest struct {
+	SleepAfter *string            `json:"sleepAfter,omitempty"`
+	KeepAlive  *bool              `json:"keepAlive,omitempty"`
+	Labels     *map[string]string `json:"labels,omitempty"`
+}
+
+// Sandbox describes one sandbox.
+type Sandbox struct {
+	ID           string            `json:"id"`
+	Status       string            `json:"status"`
+	Image        string            `json:"image"`
+	CreatedAt    time.Time         `json:"createdAt"`
+	LastActiveAt time.Time         `json:"lastActiveAt"`
+	SleepAfter   string            `json:"sleepAfter"`
+	KeepAlive    bool              `json:"keepAlive"`
+	Resources    Resources         `json:"resources"`
+	Network      string            `json:"network"`
+	Cwd          string            `json:"cwd"`
+	Env          map[string]string `json:"env,omitempty"`
+	Labels       map[string]string `json:"labels"`
+}
+
+// SandboxList is the body of GET /v1/sandboxes.
+type SandboxList struct {
+	Sandboxes []Sandbox `json:"sandboxes"`
+	Count     int       `json:"count"`
+}
+
+// ExecRequest is the body of POST /v1/sandboxes/{id}/exec.
+type ExecRequest struct {
+	Command   string            `json:"command"`
+	SessionID string            `json:"sessionId,omitempty"`
+	TimeoutMs int64             `json:"timeoutMs,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	Cwd       string            `json:"cwd,omitempty"`
+	Stdin     *string           `json:"stdin,omitempty"`
+}
+
+// ExecResult is the response of POST /v1/sandboxes/{id}/exec.
+type ExecResult struct {
+	Success    bool   `json:"success"`
+	ExitCode   int    `json:"exitCode"`
+	Stdout     string `json:"stdout"`
+	Stderr     string `json:"stderr"`
+	Command    string `json:"command"`
+	DurationMs int64  `json:"durationMs"`
+	SessionID  string `json:"sessionId"`
+	Truncated  bool   `json:"truncated,omitempty"`
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Code       string         `json:"code"`
+	Message    string         `json:"message"`
+	HTTPStatus int            `json:"httpStatus"`
+	Details    map[string]any `json:"details,omitempty"`
+}
+
+// Error codes, with the HTTP status each is sent with.
+const (
+	CodeValidationFailed     = "VALIDATION_FAILED"        // 400
+	CodeIsDirectory          = "IS_DIRECTORY"             // 400
+	CodeNotDirectory         = "NOT_DIRECTORY"            // 400
+	CodeInvalidPort          = "INVALID_PORT"             // 400
+	CodeUnauthorized         = "UNAUTHORIZED"             // 401
+	CodeGitAuthFailed        = "GIT_AUTH_FAILED"          // 401
+	CodePermissionDenied     = "PERMISSION_DENIED"        // 403
+	CodeSandboxNotFound      = "SANDBOX_NOT_FOUND"        // 404
+	CodeFileNotFound         = "FILE_NOT_FOUND"           // 404
+	CodeProcessNotFound      = "PROCESS_NOT_FOUND"        // 404
+	CodeSessionNotFound      = "SESSION_NOT_FOUND"        // 404
+	CodeContextNotFound      = "CONTEXT_NOT_FOUND"        // 404
+	CodePortNotExposed       = "PORT_NOT_EXPOSED"         // 404
+	CodeGitRepoNotFound      = "GIT_REPOSITORY_NOT_FOUND" // 404
+	CodeGitBranchNotFound    = "GIT_BRANCH_NOT_FOUND"     // 404
+	CodeInvalidToken         = "INVALID_TOKEN"            // 404
+	CodeNotFound             = "NOT_FOUND"                // 404 (unknown route)
+	CodeMethodNotAllowed     = "METHOD_NOT_ALLOWED"       // 405
+	CodeTimeout              = "TIMEOUT"                  // 408
+	CodeFileExists           = "FILE_EXISTS"              // 409
+	CodeSessionExists        = "SESSION_ALREADY_EXISTS"   // 409
+	CodePortAlreadyExposed   = "PORT_ALREADY_EXPOSED"     // 409
+	CodeProcessExists        = "PROCESS_ALREADY_EXISTS"   // 409
+	CodeSessionTerminated    = "SESSION_TERMINATED"       // 410
+	CodeStalePreviewURL      = "STALE_PREVIEW_URL"        // 410
+	CodeFileTooLarge         = "FILE_TOO_LARGE"           // 413
+	CodePayloadTooLarge      = "PAYLOAD_TOO_LARGE"        // 413
+	CodeResourceExhausted    = "RESOURCE_EXHAUSTED"       // 429
+	CodeLanguageNotAvailable = "LANGUAGE_NOT_AVAILABLE"   // 501
+	CodeSandboxUnavailable   = "SANDBOX_UNAVAILABLE"      // 503
+	CodeInternal             = "INTERNAL_ERROR"           // 500
+)
+
+// Health is the body of GET /healthz.
+type Health struct {
+	Status  string `json:"status"`
+	Version string `json:"version"`
+}

@@ -1,0 +1,143 @@
+// Package agent is sandbox-agent, the small program that runs as PID 1 inside
+// every sandbox. It serves HTTP on a Unix socket that the daemon created on
+// the host and handed over as an inherited file descriptor, so the daemon
+// talks to a running sandbox without a runc exec per call. As PID 1 it reaps
+// every orphaned process and forwards termination signals to its children.
+//
+// One file per operation: exec.go runs commands; reaper.go owns waiting for
+// child processes.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// Version is the agent's build version, set by the linker.
+var Version = "dev"
+
+// Config configures the agent.
+type Config struct {
+	// ListenFD is an inherited listening socket to serve on (the daemon
+	// passes fd 3). Used when Socket is empty.
+	ListenFD int
+	// Socket is a Unix socket path to listen on instead, for running the
+	// agent by hand.
+	Socket string
+	Logger *slog.Logger
+}
+
+// Agent serves the agent protocol.
+type Agent struct {
+	log    *slog.Logger
+	reaper *reaper
+}
+
+// Run serves until ctx ends or the agent receives SIGTERM or SIGINT; then it
+// stops its children (as PID 1: every process in the sandbox) and returns.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	ln, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	if os.Getpid() != 1 {
+		// Outside a container, still adopt orphaned grandchildren so the
+		// reaper sees them all.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			log.Warn("set child subreaper", "err", err)
+		}
+	}
+	ctx, stop := signal.NotifyContext(ctx, unix.SIGTERM, unix.SIGINT)
+	defer stop()
+
+	a := &Agent{log: log, reaper: newReaper()}
+	reapDone := make(chan struct{})
+	reapCtx, stopReaping := context.WithCancel(context.Background())
+	go func() { defer close(reapDone); a.reaper.run(reapCtx) }()
+
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+	log.Info("agent serving", "addr", ln.Addr().String(), "pid", os.Getpid(), "protocol", ProtocolVersion)
+
+	select {
+	case <-ctx.Done():
+	case err = <-srvErr:
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	a.reaper.terminateAll(3 * time.Second)
+	stopReaping()
+	<-reapDone
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func listen(cfg Config) (net.Listener, error) {
+	if cfg.Socket != "" {
+		_ = os.Remove(cfg.Socket)
+		return net.Listen("unix", cfg.Socket)
+	}
+	f := os.NewFile(uintptr(cfg.ListenFD), "agent-listener")
+	if f == nil {
+		return nil, fmt.Errorf("listen fd %d: not open", cfg.ListenFD)
+	}
+	defer f.Close() // FileListener dups it
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("listen fd %d: %w", cfg.ListenFD, err)
+	}
+	return ln, nil
+}
+
+// Handler returns the agent's HTTP routes.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, VersionResponse{Protocol: ProtocolVersion, Version: Version, Pid: os.Getpid()})
+	})
+	mux.HandleFunc("POST /v1/exec", a.handleExec)
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError sends err as an api.Error. The agent uses the same codes as the
+// public API; the daemon passes them through.
+func writeError(w http.ResponseWriter, err error) {
+	code := errdefs.Code(err)
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, errdefs.ErrInvalidArgument):
+		status = http.StatusBadRequest
+	case errors.Is(err, errdefs.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, errdefs.ErrPayloadTooLarge):
+		status = http.StatusRequestEntityTooLarge
+	}
+	writeJSON(w, status, api.Error{Code: code, Message: err.Error(), HTTPStatus: status})
+}

@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// reaper owns waiting for child processes. As PID 1 the agent inherits every
+// orphan in the sandbox, so it must reap with wait4(-1); that would steal
+// exit statuses from os/exec, so nothing else in the agent ever waits:
+// processes are started through reaper.start and their status arrives on a
+// channel.
+//
+// start forks and registers the pid under mu; the reap loop looks a pid up
+// under mu after reaping it. A child can only be reaped after its fork, so
+// the lookup always sees the registration.
+type reaper struct {
+	mu      sync.Mutex
+	waiters map[int]chan unix.WaitStatus // by pid; guarded by mu
+	wake    chan os.Signal
+}
+
+func newReaper() *reaper {
+	r := &reaper{waiters: make(map[int]chan unix.WaitStatus), wake: make(chan os.Signal, 1)}
+	signal.Notify(r.wake, unix.SIGCHLD)
+	return r
+}
+
+// start starts a process whose exit status will be sent on the returned
+// channel (buffered, one value).
+func (r *reaper) start(argv0 string, argv []string, attr *os.ProcAttr) (*os.Process, <-chan unix.WaitStatus, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, err := os.StartProcess(argv0, argv, attr)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch := make(chan unix.WaitStatus, 1)
+	r.waiters[p.Pid] = ch
+	return p, ch, nil
+}
+
+// run reaps children until ctx ends.
+func (r *reaper) run(ctx context.Context) {
+	defer signal.Stop(r.wake)
+	for {
+		r.reapAll()
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		}
+	}
+}
+
+func (r *reaper) reapAll() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if pid <= 0 || err != nil {
+			return
+		}
+		r.mu.Lock()
+		ch := r.waiters[pid]
+		delete(r.waiters, pid)
+		r.mu.Unlock()
+		if ch != nil {
+			ch <- ws
+		}
+	}
+}
+
+// terminateAll sends SIGTERM to every process the agent may stop, waits up
+// to grace for them, then sends SIGKILL. As PID 1 that is every process in
+// the sandbox; otherwise it is the process groups of the agent's children.
+func (r *reaper) terminateAll(grace time.Duration) {
+	r.signalAll(unix.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		r.reapAll()
+		r.mu.Lock()
+		n := len(r.waiters)
+		r.mu.Unlock()
+		if n == 0 && (os.Getpid() != 1 || unix.Kill(-1, 0) == unix.ESRCH) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.signalAll(unix.SIGKILL)
+	r.reapAll()
+}
+
+func (r *reaper) signalAll(sig unix.Signal) {
+	if os.Getpid() == 1 {
+		_ = unix.Kill(-1, sig) // every process in the pid namespace but us
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for pid := range r.waiters {
+		_ = unix.Kill(-pid, sig)
+	}
+}

@@ -1,0 +1,119 @@
+// Package agentclient is the daemon's side of the agent protocol: an HTTP
+// client over the Unix socket of one sandbox's agent. Keep-alive connections
+// make a call cost about a tenth of a millisecond.
+package agentclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// Client talks to one agent. It is safe for concurrent use.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// New returns a client for the agent listening on socket.
+func New(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConnsPerHost: 64,
+		DisableCompression:  true,
+	}
+	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
+}
+
+// Close drops the client's idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// Version asks the agent for its protocol version.
+func (c *Client) Version(ctx context.Context) (agent.VersionResponse, error) {
+	var v agent.VersionResponse
+	err := c.do(ctx, http.MethodGet, "/v1/version", nil, &v)
+	return v, err
+}
+
+// CheckVersion returns an error unless the agent speaks ProtocolVersion.
+func (c *Client) CheckVersion(ctx context.Context) error {
+	v, err := c.Version(ctx)
+	if err != nil {
+		return err
+	}
+	if v.Protocol != agent.ProtocolVersion {
+		return fmt.Errorf("agent %s speaks protocol %d, the daemon needs %d", v.Version, v.Protocol, agent.ProtocolVersion)
+	}
+	return nil
+}
+
+// Exec runs a command and waits for it.
+func (c *Client) Exec(ctx context.Context, req agent.ExecRequest) (*api.ExecResult, error) {
+	var res api.ExecResult
+	if err := c.do(ctx, http.MethodPost, "/v1/exec", req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// do sends a JSON request and decodes a JSON answer. An agent that cannot be
+// reached gives an error wrapping errdefs.ErrUnavailable; an error answer is
+// rebuilt with its wire code.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: agent: %v", errdefs.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e api.Error
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) != nil || e.Code == "" {
+			e = api.Error{Code: api.CodeInternal, Message: fmt.Sprintf("agent: %s: %s", resp.Status, bytes.TrimSpace(b)), HTTPStatus: resp.StatusCode}
+		}
+		if e.HTTPStatus == 0 {
+			e.HTTPStatus = resp.StatusCode
+		}
+		return errdefs.FromWire(e)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: agent: connection lost mid-answer", errdefs.ErrUnavailable)
+		}
+		return fmt.Errorf("decode agent answer: %w", err)
+	}
+	return nil
+}

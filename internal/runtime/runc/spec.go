@@ -1,0 +1,170 @@
+package runc
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/sandboxd/sandboxd/internal/runtime"
+)
+
+// agentPath is where the agent binary appears inside every sandbox.
+const agentPath = "/.sandbox/agent"
+
+// defaultCaps is Docker's default capability set, and nothing more.
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// Docker's masked and read-only /proc and /sys paths.
+var (
+	maskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+		"/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	readonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+// deniedSyscalls are removed from Docker's default seccomp profile, which
+// allows them on recent kernels; the profile already denies mount, kexec_load,
+// init_module, bpf, keyctl, perf_event_open and the rest for a container
+// without CAP_SYS_ADMIN.
+var deniedSyscalls = map[string]bool{
+	"ptrace": true, "process_vm_readv": true, "process_vm_writev": true,
+	"userfaultfd": true, "io_uring_setup": true, "io_uring_enter": true, "io_uring_register": true,
+}
+
+// Default limits, used where a Spec leaves a resource zero.
+const (
+	DefaultCPUs     = 1.0
+	DefaultMemoryMB = 1024
+	DefaultPids     = 512
+	// nofile stays under this host's hard limit (20000, PLATFORM.md):
+	// asking for more makes container start fail.
+	nofile = 16384
+)
+
+// withDefaults fills zero limits with the defaults.
+func withDefaults(r runtime.Resources) runtime.Resources {
+	if r.CPUs <= 0 {
+		r.CPUs = DefaultCPUs
+	}
+	if r.MemoryMB <= 0 {
+		r.MemoryMB = DefaultMemoryMB
+	}
+	if r.Pids <= 0 {
+		r.Pids = DefaultPids
+	}
+	return r
+}
+
+// buildSpec returns the OCI config of a sandbox's container.
+func buildSpec(s runtime.Spec, agentBinary string) (*specs.Spec, error) {
+	res := withDefaults(s.Resources)
+	cwd := s.Cwd
+	if cwd == "" {
+		cwd = "/workspace"
+	}
+	env := map[string]string{
+		"PATH":     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME":     "/root",
+		"LANG":     "C.UTF-8",
+		"HOSTNAME": s.ID,
+		"TERM":     "xterm-256color",
+	}
+	for k, v := range s.Env {
+		env[k] = v
+	}
+	envList := make([]string, 0, len(env))
+	for k, v := range env {
+		envList = append(envList, k+"="+v)
+	}
+	sort.Strings(envList)
+
+	idmap := []specs.LinuxIDMapping{{ContainerID: 0, HostID: s.UIDBase, Size: runtime.IDMapSize}}
+	memory := res.MemoryMB << 20
+	period := uint64(100000)
+	quota := int64(res.CPUs * float64(period))
+	oomAdj := 500 // under host memory pressure, sandboxes go before the daemon
+	spec := &specs.Spec{
+		Version:  specs.Version,
+		Root:     &specs.Root{Path: "rootfs"},
+		Hostname: s.ID,
+		Process: &specs.Process{
+			Args: []string{agentPath},
+			Env:  envList,
+			Cwd:  cwd,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding:  defaultCaps,
+				Effective: defaultCaps,
+				Permitted: defaultCaps,
+			},
+			NoNewPrivileges: true,
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: nofile, Soft: nofile}},
+			OOMScoreAdj:     &oomAdj,
+		},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: agentPath, Type: "bind", Source: agentBinary, Options: []string{"bind", "ro", "nosuid", "nodev"}},
+		},
+		Linux: &specs.Linux{
+			UIDMappings: idmap,
+			GIDMappings: idmap,
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
+				{Type: specs.UserNamespace},
+			},
+			CgroupsPath: "/sandboxd/" + s.ID,
+			Resources: &specs.LinuxResources{
+				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+				Memory:  &specs.LinuxMemory{Limit: &memory, Swap: &memory},
+				Pids:    &specs.LinuxPids{Limit: &res.Pids},
+				CPU:     &specs.LinuxCPU{Quota: &quota, Period: &period},
+			},
+			MaskedPaths:   maskedPaths,
+			ReadonlyPaths: readonlyPaths,
+		},
+	}
+	sc, err := seccomp.GetDefaultProfile(spec)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp profile: %w", err)
+	}
+	spec.Linux.Seccomp = tighten(sc)
+	return spec, nil
+}
+
+// tighten removes deniedSyscalls from every allow rule of a profile whose
+// default action is to deny.
+func tighten(sc *specs.LinuxSeccomp) *specs.LinuxSeccomp {
+	rules := sc.Syscalls[:0]
+	for _, rule := range sc.Syscalls {
+		if rule.Action == specs.ActAllow {
+			names := make([]string, 0, len(rule.Names))
+			for _, n := range rule.Names {
+				if !deniedSyscalls[n] {
+					names = append(names, n)
+				}
+			}
+			if len(names) == 0 {
+				continue
+			}
+			rule.Names = names
+		}
+		rules = append(rules, rule)
+	}
+	sc.Syscalls = rules
+	return sc
+}

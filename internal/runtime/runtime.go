@@ -1,0 +1,85 @@
+// Package runtime defines the seam between the daemon and whatever runs a
+// sandbox's container. A Runtime turns a Spec into a running container whose
+// init process is sandbox-agent, serving on a Unix socket on the host; every
+// later operation on the sandbox goes through that agent, never through the
+// runtime.
+//
+// Lifecycle of one sandbox ID:
+//
+//	Start  -> running: the container is up and its agent accepts connections.
+//	Stop   -> stopped: no container and no mounts; the sandbox's files stay.
+//	Start  -> running again, over the same files.
+//	Destroy-> gone: nothing of the sandbox remains on disk or in the mount
+//	          table. Destroy is idempotent and may be called in any state.
+//
+// A Runtime may be asked about a sandbox it started in an earlier daemon run
+// (Attach); it must not keep state that a daemon restart would lose.
+//
+// Implementations: package runtime/runc. Every implementation passes the
+// shared suite in runtime/runtimetest.
+package runtime
+
+import (
+	"context"
+	"time"
+)
+
+// Spec is what a Runtime needs to start one sandbox.
+type Spec struct {
+	// ID is the sandbox ID: [a-z0-9-], at most 63 bytes. It is also the
+	// container's hostname.
+	ID string
+	// Image is the root filesystem directory used, read-only, as the lower
+	// layer of the sandbox's root filesystem.
+	Image string
+	// Env is set in the agent's environment, on top of the defaults (PATH,
+	// HOME, LANG); processes the agent starts inherit it.
+	Env map[string]string
+	// Cwd is the agent's working directory (default /workspace).
+	Cwd string
+	// Resources are the cgroup limits; zero fields get the defaults.
+	Resources Resources
+	// UIDBase is the first host uid (and gid) of the sandbox's user
+	// namespace: container uid 0 maps to it, IDMapSize ids in all.
+	// Each sandbox should get its own range.
+	UIDBase uint32
+}
+
+// IDMapSize is the number of uids and gids mapped into each sandbox.
+const IDMapSize = 65536
+
+// Resources are cgroup limits.
+type Resources struct {
+	CPUs     float64 // CPU time, in CPUs' worth
+	MemoryMB int64   // memory (and memory+swap) limit
+	Pids     int64   // process (and thread) limit
+}
+
+// Instance is a running container.
+type Instance struct {
+	ID string
+	// Socket is the host path of the agent's Unix socket.
+	Socket string
+	// Pid is the host pid of the container's init (the agent).
+	Pid int
+	// StartedAt is when the container started.
+	StartedAt time.Time
+}
+
+// Runtime starts and stops sandboxes' containers. Methods are safe for
+// concurrent use on different IDs; callers serialize calls for one ID.
+type Runtime interface {
+	// Start creates the sandbox's files if they do not exist yet, starts
+	// its container and returns once the agent accepts connections on
+	// Instance.Socket. Starting an ID that is already running is an error.
+	Start(ctx context.Context, spec Spec) (*Instance, error)
+	// Attach returns the running container of id left by an earlier
+	// daemon run, or an error wrapping errdefs.ErrNotFound if there is
+	// none (in which case leftovers are cleaned as by Stop).
+	Attach(ctx context.Context, id string) (*Instance, error)
+	// Stop kills the container and removes its mounts and cgroups, keeping
+	// the sandbox's files. Stopping a stopped sandbox does nothing.
+	Stop(ctx context.Context, id string) error
+	// Destroy stops the sandbox and removes everything it had on disk.
+	Destroy(ctx context.Context, id string) error
+}
