@@ -55,6 +55,27 @@ type Resources struct {
 	Pids     int64   // process (and thread) limit
 }
 
+// Default limits, for resources a Spec leaves zero.
+const (
+	DefaultCPUs     = 1.0
+	DefaultMemoryMB = 1024
+	DefaultPids     = 512
+)
+
+// WithDefaults returns r with zero limits replaced by the defaults.
+func (r Resources) WithDefaults() Resources {
+	if r.CPUs <= 0 {
+		r.CPUs = DefaultCPUs
+	}
+	if r.MemoryMB <= 0 {
+		r.MemoryMB = DefaultMemoryMB
+	}
+	if r.Pids <= 0 {
+		r.Pids = DefaultPids
+	}
+	return r
+}
+
 // Instance is a running container.
 type Instance struct {
 	ID string

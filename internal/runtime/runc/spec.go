@@ -41,33 +41,13 @@ var deniedSyscalls = map[string]bool{
 	"userfaultfd": true, "io_uring_setup": true, "io_uring_enter": true, "io_uring_register": true,
 }
 
-// Default limits, used where a Spec leaves a resource zero.
-const (
-	DefaultCPUs     = 1.0
-	DefaultMemoryMB = 1024
-	DefaultPids     = 512
-	// nofile stays under this host's hard limit (20000, PLATFORM.md):
-	// asking for more makes container start fail.
-	nofile = 16384
-)
-
-// withDefaults fills zero limits with the defaults.
-func withDefaults(r runtime.Resources) runtime.Resources {
-	if r.CPUs <= 0 {
-		r.CPUs = DefaultCPUs
-	}
-	if r.MemoryMB <= 0 {
-		r.MemoryMB = DefaultMemoryMB
-	}
-	if r.Pids <= 0 {
-		r.Pids = DefaultPids
-	}
-	return r
-}
+// nofile stays under this host's hard limit (20000, PLATFORM.md): asking
+// for more makes container start fail.
+const nofile = 16384
 
 // buildSpec returns the OCI config of a sandbox's container.
 func buildSpec(s runtime.Spec, agentBinary string) (*specs.Spec, error) {
-	res := withDefaults(s.Resources)
+	res := s.Resources.WithDefaults()
 	cwd := s.Cwd
 	if cwd == "" {
 		cwd = "/workspace"

@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sandboxd/sandboxd/sandbox"
+)
+
+func (a *app) execCmd() *cobra.Command {
+	var (
+		env          []string
+		cwd, session string
+		timeout      time.Duration
+		stdin        bool
+	)
+	cmd := &cobra.Command{
+		Use:   "exec ID -- COMMAND [ARG...]",
+		Short: "Run a command in a sandbox",
+		Long: `Run a command in the sandbox ID, creating the sandbox if it does not exist,
+and exit with the command's exit code. Its output is copied byte for byte.
+
+Several words after -- are quoted for the sandbox's shell, so they reach the
+program unchanged. A single word is run as a shell command line, so pipes,
+variables and redirections in it work.`,
+		Example: `  sandbox exec demo -- python3 -c 'print(2+2)'
+  sandbox exec demo -- 'echo $HOME | wc -c'
+  echo hello | sandbox exec --stdin demo -- tr a-z A-Z`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := &sandbox.ExecOptions{Cwd: cwd, Timeout: timeout, SessionID: session}
+			var err error
+			if opts.Env, err = keyValues("env", env); err != nil {
+				return err
+			}
+			if stdin {
+				b, err := io.ReadAll(a.stdin)
+				if err != nil {
+					return fmt.Errorf("read stdin: %w", err)
+				}
+				opts.Stdin = new(string(b))
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			res, err := c.Get(args[0]).Exec(cmd.Context(), shellJoin(args[1:]), opts)
+			if err != nil {
+				return a.shellExit(err)
+			}
+			if _, err := io.WriteString(a.stdout, res.Stdout); err != nil {
+				return err
+			}
+			if _, err := io.WriteString(a.stderr, res.Stderr); err != nil {
+				return err
+			}
+			if res.Truncated {
+				fmt.Fprintln(a.stderr, "sandbox: output truncated by the daemon")
+			}
+			if res.ExitCode != 0 {
+				return exitCode(res.ExitCode)
+			}
+			return nil
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w (put the command after --)", err)
+	})
+	f := cmd.Flags()
+	f.StringArrayVarP(&env, "env", "e", nil, "set an environment variable for this command, KEY=VALUE (repeatable)")
+	f.StringVarP(&cwd, "cwd", "w", "", "directory to run the command in")
+	f.DurationVar(&timeout, "timeout", 0, "kill the command after this long, e.g. 30s (exit code 124)")
+	f.StringVar(&session, "session", "", "session whose shell runs the command (default: the sandbox's default session)")
+	f.BoolVarP(&stdin, "stdin", "i", false, "send this program's standard input to the command")
+	return cmd
+}
+
+// shellExit turns the error of a command that made its session's shell exit
+// (`exit 3`) into that exit status, after reporting it; other errors are
+// returned as they are.
+func (a *app) shellExit(err error) error {
+	var e *sandbox.Error
+	if !errors.Is(err, sandbox.ErrSessionTerminated) || !errors.As(err, &e) {
+		return err
+	}
+	code, ok := e.Details["exitCode"].(float64)
+	if !ok {
+		return err
+	}
+	a.printErr(err)
+	return exitCode(code)
+}

@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/sandbox"
+)
+
+func (a *app) lsCmd() *cobra.Command {
+	var (
+		labels []string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List sandboxes",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts := sandbox.ListOptions{}
+			var err error
+			if opts.Labels, err = keyValues("label", labels); err != nil {
+				return err
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			list, err := c.List(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(a.stdout, append([]api.Sandbox{}, list...)) // [] rather than null
+			}
+			return writeTable(a.stdout, list, time.Now())
+		},
+	}
+	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "only sandboxes with this label, k=v (repeatable)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
+	return cmd
+}
+
+// writeTable writes list as a table with times relative to now.
+func writeTable(w io.Writer, list []api.Sandbox, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tIMAGE\tCREATED\tLAST ACTIVE")
+	for _, s := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Status, s.Image, ago(s.CreatedAt, now), ago(s.LastActiveAt, now))
+	}
+	return tw.Flush()
+}
+
+// ago says how long before now t was, in its largest whole unit.
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := max(now.Sub(t), 0)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d/time.Hour))
+	default:
+		return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
+	}
+}

@@ -1,0 +1,177 @@
+// Package daemon wires sandboxd together: configuration, the data
+// directory, the API token, the state store, the runtime, the manager and
+// the HTTP server; and it shuts them down in order.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/manager"
+	"github.com/sandboxd/sandboxd/internal/metrics"
+	"github.com/sandboxd/sandboxd/internal/runtime/runc"
+	"github.com/sandboxd/sandboxd/internal/server"
+	"github.com/sandboxd/sandboxd/internal/store"
+)
+
+// Config is sandboxd's configuration (its flags).
+type Config struct {
+	Listen        string // API address, default 127.0.0.1:8787
+	DataDir       string // default /var/lib/sandboxd
+	ImagesDir     string // default DataDir/images
+	Token         string // API token; empty: read or generate DataDir/token
+	PreviewDomain string // default localhost
+	AgentBinary   string // default: sandbox-agent beside this executable
+	Runc          string // runc binary, default from PATH
+	// MaxOutputBytes caps each output stream of exec kept in memory.
+	MaxOutputBytes int
+	// Ready, if set, receives the API's address once it accepts requests.
+	Ready func(addr string)
+	// Out receives the start-up banner (address and token); nil: none.
+	Out    io.Writer
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8787"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "/var/lib/sandboxd"
+	}
+	if c.ImagesDir == "" {
+		c.ImagesDir = filepath.Join(c.DataDir, "images")
+	}
+	if c.PreviewDomain == "" {
+		c.PreviewDomain = "localhost"
+	}
+	if c.MaxOutputBytes <= 0 {
+		c.MaxOutputBytes = agent.DefaultMaxOutputBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if c.AgentBinary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		c.AgentBinary = filepath.Join(filepath.Dir(exe), "sandbox-agent")
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then shuts down gracefully. Sandboxes keep
+// running across a daemon restart; the next Run re-attaches them.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	token, err := loadToken(cfg.Token, filepath.Join(cfg.DataDir, "token"))
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, "state.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rt, err := runc.New(runc.Config{Dir: cfg.DataDir, Runc: cfg.Runc, Agent: cfg.AgentBinary, Logger: log})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	mgr := manager.New(manager.Config{
+		Store: st, Runtime: rt, ImagesDir: cfg.ImagesDir, MaxOutputBytes: cfg.MaxOutputBytes,
+		Metrics: m, Logger: log,
+	})
+	defer mgr.Close()
+	reg.MustRegister(manager.NewCollector(mgr))
+	if err := mgr.Recover(ctx); err != nil {
+		return fmt.Errorf("recover sandboxes: %w", err)
+	}
+
+	handler := server.New(server.Config{
+		Manager: mgr, Token: token, Gatherer: reg, Metrics: m,
+		MaxOutputBytes: cfg.MaxOutputBytes, Version: agent.Version, Logger: log,
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		// The server's base context is not the request's: shutdown
+		// cancels neither running commands nor container starts abruptly.
+		BaseContext: func(net.Listener) context.Context { return context.Background() },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	addr := ln.Addr().String()
+	log.Info("sandboxd serving", "addr", addr, "data", cfg.DataDir, "images", cfg.ImagesDir)
+	if cfg.Out != nil {
+		fmt.Fprintf(cfg.Out, "sandboxd listening on http://%s\n  export SANDBOX_URL=http://%s\n  export SANDBOX_TOKEN=%s\n", addr, addr, token)
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(addr)
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown: closing open requests", "err", err)
+		srv.Close()
+	}
+	return nil
+}
+
+// loadToken returns the configured token, else the one kept in path, else
+// a new random one written to path (0600).
+func loadToken(configured, path string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	return tok, nil
+}

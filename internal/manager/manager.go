@@ -1,0 +1,470 @@
+// Package manager owns sandboxes' lifecycle: get-or-create on first use of
+// an ID (once, however many calls race for it), start, recovery after a
+// daemon restart, and destroy. It joins the durable record (package store),
+// the container (a runtime.Runtime) and the agent connection
+// (agentclient). The HTTP layer calls it; it knows nothing of HTTP.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agentclient"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/metrics"
+	"github.com/sandboxd/sandboxd/internal/runtime"
+	"github.com/sandboxd/sandboxd/internal/store"
+)
+
+// Config configures a Manager.
+type Config struct {
+	Store   *store.Store
+	Runtime runtime.Runtime
+	// ImagesDir holds images: each subdirectory (or symlink to one) is a
+	// root filesystem named by its directory name.
+	ImagesDir string
+	// DefaultImage is the image of sandboxes that name none ("default").
+	DefaultImage string
+	// UIDBase is the first host uid given to sandboxes; sandbox slot N
+	// gets UIDBase + N*runtime.IDMapSize.
+	UIDBase uint32
+	// MaxOutputBytes caps each output stream of exec kept in memory.
+	MaxOutputBytes int
+	Metrics        *metrics.Metrics
+	Logger         *slog.Logger
+}
+
+// DefaultUIDBase keeps sandboxes' uids far above host users and the ranges
+// that /etc/subuid usually hands out.
+const DefaultUIDBase = 1 << 28
+
+// DefaultSleepAfter is a new sandbox's sleepAfter.
+const DefaultSleepAfter = 10 * time.Minute
+
+// agentTimeout bounds the wait for a new agent to answer.
+const agentTimeout = 15 * time.Second
+
+// Manager manages sandboxes. It is safe for concurrent use.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	entries map[string]*entry // by ID; guarded by mu
+}
+
+// entry is the in-memory side of one sandbox. Its mu serializes lifecycle
+// changes (start, stop, destroy); calls through a running agent do not hold
+// it while they run.
+type entry struct {
+	id string
+
+	mu       sync.Mutex
+	gone     bool                // destroyed: callers must look the ID up again
+	client   *agentclient.Client // nil unless running
+	inst     *runtime.Instance
+	lastSave time.Time // when lastActiveAt was last written to the store
+}
+
+// New returns a Manager. Call Recover before serving.
+func New(cfg Config) *Manager {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DefaultImage == "" {
+		cfg.DefaultImage = "default"
+	}
+	if cfg.UIDBase == 0 {
+		cfg.UIDBase = DefaultUIDBase
+	}
+	return &Manager{cfg: cfg, log: cfg.Logger, entries: make(map[string]*entry)}
+}
+
+var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// NormalizeID lowercases id and checks it: 1 to 63 characters of [a-z0-9-],
+// not starting or ending with '-'. A bad ID gives an error wrapping
+// errdefs.ErrInvalidArgument.
+func NormalizeID(id string) (string, error) {
+	id = strings.ToLower(id)
+	if !idPattern.MatchString(id) {
+		return "", fmt.Errorf("%w: sandbox id %q: want 1-63 characters of [a-z0-9-], not starting or ending with '-'", errdefs.ErrInvalidArgument, id)
+	}
+	return id, nil
+}
+
+var imagePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
+
+// imageDir resolves an image name to its directory.
+func (m *Manager) imageDir(name string) (string, error) {
+	if !imagePattern.MatchString(name) {
+		return "", fmt.Errorf("%w: image name %q", errdefs.ErrInvalidArgument, name)
+	}
+	dir := filepath.Join(m.cfg.ImagesDir, name)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("%w: image %q not found in %s (build it with make image)", errdefs.ErrInvalidArgument, name, m.cfg.ImagesDir)
+	}
+	return dir, nil
+}
+
+func (m *Manager) entry(id string) *entry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.entries[id]
+	if e == nil {
+		e = &entry{id: id}
+		m.entries[id] = e
+	}
+	return e
+}
+
+// lock returns id's entry locked, looking again if it was destroyed while
+// the caller waited.
+func (m *Manager) lock(id string) *entry {
+	for {
+		e := m.entry(id)
+		e.mu.Lock()
+		if !e.gone {
+			return e
+		}
+		e.mu.Unlock()
+	}
+}
+
+// Recover brings the in-memory state in line with the store and the
+// runtime after a daemon start: a sandbox whose container survived is
+// re-attached; any other is marked stopped (its leftovers cleaned) and
+// starts again on its next use.
+func (m *Manager) Recover(ctx context.Context) error {
+	recs, err := m.cfg.Store.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		log := m.log.With("sandbox", rec.ID)
+		e := m.lock(rec.ID)
+		inst, err := m.cfg.Runtime.Attach(ctx, rec.ID)
+		if err == nil {
+			c := agentclient.New(inst.Socket)
+			vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = c.CheckVersion(vctx)
+			cancel()
+			if err == nil {
+				e.client, e.inst = c, inst
+				log.Info("re-attached running sandbox", "pid", inst.Pid)
+			} else {
+				c.Close()
+				log.Warn("running sandbox has no usable agent; stopping it", "err", err)
+				err = m.cfg.Runtime.Stop(ctx, rec.ID)
+			}
+		}
+		status := api.StatusStopped
+		if e.client != nil {
+			status = api.StatusRunning
+		}
+		if rec.Status != status {
+			if _, uerr := m.cfg.Store.Update(ctx, rec.ID, func(r *store.Sandbox) error { r.Status = status; return nil }); uerr != nil {
+				err = errors.Join(err, uerr)
+			}
+		}
+		e.mu.Unlock()
+		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			log.Error("recover sandbox", "err", err)
+		}
+	}
+	return nil
+}
+
+// Create creates id with opts and starts it. If id exists, it returns the
+// existing sandbox unchanged and created is false.
+func (m *Manager) Create(ctx context.Context, id string, opts api.CreateSandboxRequest) (sb api.Sandbox, created bool, err error) {
+	e := m.lock(id)
+	defer e.mu.Unlock()
+	rec, err := m.cfg.Store.Get(ctx, id)
+	if err == nil {
+		if err := m.startLocked(ctx, e, rec, false); err != nil {
+			return sb, false, err
+		}
+		return m.info(ctx, id)
+	}
+	if !errors.Is(err, errdefs.ErrSandboxNotFound) {
+		return sb, false, err
+	}
+	if err := m.createLocked(ctx, e, opts); err != nil {
+		return sb, false, err
+	}
+	sb, _, err = m.info(ctx, id)
+	return sb, true, err
+}
+
+func (m *Manager) info(ctx context.Context, id string) (api.Sandbox, bool, error) {
+	rec, err := m.cfg.Store.Get(ctx, id)
+	if err != nil {
+		return api.Sandbox{}, false, err
+	}
+	return toAPI(rec), false, nil
+}
+
+// createLocked validates opts, stores a new record and starts it.
+func (m *Manager) createLocked(ctx context.Context, e *entry, opts api.CreateSandboxRequest) error {
+	rec, err := newRecord(e.id, opts, m.cfg.DefaultImage)
+	if err != nil {
+		return err
+	}
+	if _, err := m.imageDir(rec.Image); err != nil {
+		return err
+	}
+	rec, err = m.cfg.Store.Create(ctx, rec)
+	if err != nil {
+		return err
+	}
+	return m.startLocked(ctx, e, rec, true)
+}
+
+// startLocked starts rec's container unless it already runs.
+func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, isNew bool) error {
+	if e.client != nil {
+		return nil
+	}
+	log := m.log.With("sandbox", e.id)
+	image, err := m.imageDir(rec.Image)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	// Starting must finish even if the caller goes away, or a half-started
+	// container would be left for the next call to clean.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentTimeout+30*time.Second)
+	defer cancel()
+	inst, err := m.cfg.Runtime.Start(sctx, runtime.Spec{
+		ID:    rec.ID,
+		Image: image,
+		Env:   rec.Env,
+		Cwd:   rec.Cwd,
+		Resources: runtime.Resources{
+			CPUs: rec.Resources.CPUs, MemoryMB: rec.Resources.MemoryMB, Pids: rec.Resources.Pids,
+		},
+		UIDBase: m.cfg.UIDBase + uint32(rec.UIDSlot)*runtime.IDMapSize,
+	})
+	if err != nil {
+		log.Error("start sandbox", "err", err)
+		return fmt.Errorf("start sandbox %s: %w", rec.ID, err)
+	}
+	c := agentclient.New(inst.Socket)
+	vctx, vcancel := context.WithTimeout(sctx, agentTimeout)
+	err = c.CheckVersion(vctx)
+	vcancel()
+	if err != nil {
+		c.Close()
+		_ = m.cfg.Runtime.Stop(sctx, rec.ID)
+		return fmt.Errorf("start sandbox %s: agent: %w", rec.ID, err)
+	}
+	now := time.Now().UTC()
+	if _, err := m.cfg.Store.Update(sctx, rec.ID, func(r *store.Sandbox) error {
+		r.Status, r.LastActiveAt = api.StatusRunning, now
+		return nil
+	}); err != nil {
+		c.Close()
+		_ = m.cfg.Runtime.Stop(sctx, rec.ID)
+		return err
+	}
+	e.client, e.inst, e.lastSave = c, inst, now
+	took := time.Since(began)
+	if m.cfg.Metrics != nil {
+		if isNew {
+			m.cfg.Metrics.CreateSeconds.Observe(took.Seconds())
+		} else {
+			m.cfg.Metrics.StartSeconds.Observe(took.Seconds())
+		}
+	}
+	log.Info("sandbox started", "new", isNew, "pid", inst.Pid, "ms", took.Milliseconds())
+	return nil
+}
+
+// Agent returns a client for id's running agent, creating the sandbox with
+// defaults or starting it first as needed (get-or-create).
+func (m *Manager) Agent(ctx context.Context, id string) (*agentclient.Client, error) {
+	e := m.lock(id)
+	defer e.mu.Unlock()
+	if e.client == nil {
+		rec, err := m.cfg.Store.Get(ctx, id)
+		switch {
+		case errors.Is(err, errdefs.ErrSandboxNotFound):
+			err = m.createLocked(ctx, e, api.CreateSandboxRequest{})
+		case err == nil:
+			err = m.startLocked(ctx, e, rec, false)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	m.touchLocked(ctx, e)
+	return e.client, nil
+}
+
+// touchLocked records activity, writing it to the store at most every
+// saveEvery so that a busy sandbox does not cost a disk write per call.
+func (m *Manager) touchLocked(ctx context.Context, e *entry) {
+	const saveEvery = 15 * time.Second
+	now := time.Now().UTC()
+	if now.Sub(e.lastSave) < saveEvery {
+		return
+	}
+	e.lastSave = now
+	if _, err := m.cfg.Store.Update(ctx, e.id, func(r *store.Sandbox) error { r.LastActiveAt = now; return nil }); err != nil {
+		m.log.Warn("save activity", "sandbox", e.id, "err", err)
+	}
+}
+
+// AgentFailed is called when a call through c failed as unavailable. If the
+// agent does not answer a version check either, the container is stopped so
+// that the next call starts it afresh; the sandbox's files are kept.
+func (m *Manager) AgentFailed(ctx context.Context, id string, c *agentclient.Client) {
+	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	err := c.CheckVersion(vctx)
+	cancel()
+	if err == nil {
+		return
+	}
+	e := m.lock(id)
+	defer e.mu.Unlock()
+	if e.client != c {
+		return // already handled, or destroyed and recreated
+	}
+	m.log.Warn("agent lost; stopping the container", "sandbox", id, "err", err)
+	m.stopLocked(context.WithoutCancel(ctx), e)
+}
+
+func (m *Manager) stopLocked(ctx context.Context, e *entry) {
+	if e.client != nil {
+		e.client.Close()
+	}
+	e.client, e.inst = nil, nil
+	if err := m.cfg.Runtime.Stop(ctx, e.id); err != nil {
+		m.log.Error("stop sandbox", "sandbox", e.id, "err", err)
+	}
+	if _, err := m.cfg.Store.Update(ctx, e.id, func(r *store.Sandbox) error { r.Status = api.StatusStopped; return nil }); err != nil && !errors.Is(err, errdefs.ErrSandboxNotFound) {
+		m.log.Error("stop sandbox", "sandbox", e.id, "err", err)
+	}
+}
+
+// Get returns id's description without creating it: an error wrapping
+// errdefs.ErrSandboxNotFound if it does not exist.
+func (m *Manager) Get(ctx context.Context, id string) (api.Sandbox, error) {
+	sb, _, err := m.info(ctx, id)
+	return sb, err
+}
+
+// List returns every sandbox whose labels include all of labels.
+func (m *Manager) List(ctx context.Context, labels map[string]string) ([]api.Sandbox, error) {
+	recs, err := m.cfg.Store.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Sandbox, 0, len(recs))
+next:
+	for _, r := range recs {
+		for k, v := range labels {
+			if r.Labels[k] != v {
+				continue next
+			}
+		}
+		out = append(out, toAPI(r))
+	}
+	return out, nil
+}
+
+// Update changes id's settings.
+func (m *Manager) Update(ctx context.Context, id string, req api.UpdateSandboxRequest) (api.Sandbox, error) {
+	var sleep time.Duration
+	if req.SleepAfter != nil {
+		d, err := parseSleepAfter(*req.SleepAfter)
+		if err != nil {
+			return api.Sandbox{}, err
+		}
+		sleep = d
+	}
+	if req.Labels != nil {
+		if err := validateLabels(*req.Labels); err != nil {
+			return api.Sandbox{}, err
+		}
+	}
+	rec, err := m.cfg.Store.Update(ctx, id, func(r *store.Sandbox) error {
+		if req.SleepAfter != nil {
+			r.SleepAfter = sleep
+		}
+		if req.KeepAlive != nil {
+			r.KeepAlive = *req.KeepAlive
+		}
+		if req.Labels != nil {
+			r.Labels = *req.Labels
+		}
+		return nil
+	})
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	return toAPI(rec), nil
+}
+
+// Destroy removes id: its container, mounts, cgroups, files and record.
+// Destroying a missing sandbox is no error.
+func (m *Manager) Destroy(ctx context.Context, id string) error {
+	e := m.lock(id)
+	defer e.mu.Unlock()
+	ctx = context.WithoutCancel(ctx) // a half-destroyed sandbox helps nobody
+	if e.client != nil {
+		e.client.Close()
+		e.client, e.inst = nil, nil
+	}
+	if err := m.cfg.Runtime.Destroy(ctx, id); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", id, err)
+	}
+	if err := m.cfg.Store.Delete(ctx, id); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", id, err)
+	}
+	e.gone = true
+	m.mu.Lock()
+	if m.entries[id] == e {
+		delete(m.entries, id)
+	}
+	m.mu.Unlock()
+	m.log.Info("sandbox destroyed", "sandbox", id)
+	return nil
+}
+
+// Close drops agent connections. Containers keep running: a daemon started
+// later re-attaches them.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.entries {
+		e.mu.Lock()
+		if e.client != nil {
+			e.client.Close()
+		}
+		e.mu.Unlock()
+	}
+}
+
+// Counts returns the number of sandboxes in each status.
+func (m *Manager) Counts(ctx context.Context) (map[string]int, error) {
+	recs, err := m.cfg.Store.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{api.StatusCreating: 0, api.StatusRunning: 0, api.StatusSleeping: 0, api.StatusStopped: 0}
+	for _, r := range recs {
+		out[r.Status]++
+	}
+	return out, nil
+}

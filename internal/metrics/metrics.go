@@ -1,0 +1,38 @@
+// Package metrics defines the daemon's Prometheus metrics. One Metrics
+// value is created per daemon and handed to the packages that record.
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the daemon's own series.
+type Metrics struct {
+	CreateSeconds prometheus.Histogram
+	StartSeconds  prometheus.Histogram
+	ExecTotal     *prometheus.CounterVec
+	ExecSeconds   prometheus.Histogram
+	APIErrors     *prometheus.CounterVec
+}
+
+// New registers the daemon's metrics with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	buckets := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	m := &Metrics{
+		CreateSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sandboxd_create_duration_seconds", Help: "Time to create a new sandbox until its agent answers.", Buckets: buckets,
+		}),
+		StartSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sandboxd_start_duration_seconds", Help: "Time to start an existing, stopped sandbox until its agent answers.", Buckets: buckets,
+		}),
+		ExecTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_exec_total", Help: "Commands run through exec, by outcome (ok, nonzero, error).",
+		}, []string{"outcome"}),
+		ExecSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sandboxd_exec_duration_seconds", Help: "Latency of exec calls, as the daemon sees them.", Buckets: buckets,
+		}),
+		APIErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandboxd_api_errors_total", Help: "Error responses of the API, by code.",
+		}, []string{"code"}),
+	}
+	reg.MustRegister(m.CreateSeconds, m.StartSeconds, m.ExecTotal, m.ExecSeconds, m.APIErrors)
+	return m
+}

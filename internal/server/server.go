@@ -1,0 +1,185 @@
+// Package server is the daemon's HTTP API (docs/API.md): routing, the
+// bearer-token check, JSON bodies, and the one place where errors become
+// HTTP statuses and wire codes. Handlers are thin: the work is in package
+// manager and in the agent.
+package server
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/manager"
+	"github.com/sandboxd/sandboxd/internal/metrics"
+)
+
+// Config configures the API.
+type Config struct {
+	Manager *manager.Manager
+	// Token is the bearer token every /v1 call must carry.
+	Token string
+	// Gatherer serves /metrics; nil serves none.
+	Gatherer prometheus.Gatherer
+	Metrics  *metrics.Metrics
+	// MaxOutputBytes caps each output stream of exec kept in memory.
+	MaxOutputBytes int
+	Version        string
+	Logger         *slog.Logger
+}
+
+// maxBodyBytes bounds JSON request bodies (a command of 1 MiB and its stdin
+// fit easily).
+const maxBodyBytes = 32 << 20
+
+type server struct {
+	cfg Config
+	mgr *manager.Manager
+	log *slog.Logger
+}
+
+// New returns the API's handler.
+func New(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &server{cfg: cfg, mgr: cfg.Manager, log: cfg.Logger}
+	v1 := http.NewServeMux()
+	v1.HandleFunc("GET /v1/sandboxes", s.listSandboxes)
+	v1.HandleFunc("PUT /v1/sandboxes/{id}", s.withID(s.createSandbox))
+	v1.HandleFunc("GET /v1/sandboxes/{id}", s.withID(s.getSandbox))
+	v1.HandleFunc("PATCH /v1/sandboxes/{id}", s.withID(s.updateSandbox))
+	v1.HandleFunc("DELETE /v1/sandboxes/{id}", s.withID(s.destroySandbox))
+	v1.HandleFunc("POST /v1/sandboxes/{id}/exec", s.withID(s.exec))
+	v1.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.error(w, r, &errdefs.CodedError{Code: api.CodeNotFound, Message: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), Kind: errdefs.ErrNotFound})
+	})
+
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, api.Health{Status: "ok", Version: cfg.Version})
+	})
+	if cfg.Gatherer != nil {
+		root.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	root.Handle("/", s.auth(v1))
+	return root
+}
+
+// auth rejects requests without the bearer token, comparing in constant
+// time.
+func (s *server) auth(next http.Handler) http.Handler {
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if s.cfg.Token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sandboxd"`)
+			s.error(w, r, fmt.Errorf("%w: missing or wrong bearer token", errdefs.ErrUnauthorized))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// withID normalizes and checks the {id} path value before calling h.
+func (s *server) withID(h func(w http.ResponseWriter, r *http.Request, id string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := manager.NormalizeID(r.PathValue("id"))
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		h(w, r, id)
+	}
+}
+
+// decode reads a JSON body into v. An empty body leaves v as it is when
+// allowEmpty is set.
+func decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.Is(err, io.EOF) && allowEmpty:
+			return nil
+		case errors.Is(err, io.EOF):
+			return fmt.Errorf("%w: a JSON body is required", errdefs.ErrInvalidArgument)
+		case errors.As(err, &tooBig):
+			return fmt.Errorf("%w: body over %d bytes", errdefs.ErrPayloadTooLarge, tooBig.Limit)
+		default:
+			return fmt.Errorf("%w: invalid JSON body: %v", errdefs.ErrInvalidArgument, err)
+		}
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// statuses maps wire codes to HTTP statuses; codes not listed are 500.
+var statuses = map[string]int{
+	api.CodeValidationFailed: 400, api.CodeIsDirectory: 400, api.CodeNotDirectory: 400, api.CodeInvalidPort: 400,
+	api.CodeUnauthorized: 401, api.CodeGitAuthFailed: 401,
+	api.CodePermissionDenied: 403,
+	api.CodeSandboxNotFound:  404, api.CodeFileNotFound: 404, api.CodeProcessNotFound: 404, api.CodeSessionNotFound: 404,
+	api.CodeContextNotFound: 404, api.CodePortNotExposed: 404, api.CodeGitRepoNotFound: 404,
+	api.CodeGitBranchNotFound: 404, api.CodeInvalidToken: 404, api.CodeNotFound: 404,
+	api.CodeMethodNotAllowed: 405,
+	api.CodeTimeout:          408,
+	api.CodeFileExists:       409, api.CodeSessionExists: 409, api.CodePortAlreadyExposed: 409, api.CodeProcessExists: 409,
+	api.CodeSessionTerminated: 410, api.CodeStalePreviewURL: 410,
+	api.CodeFileTooLarge: 413, api.CodePayloadTooLarge: 413,
+	api.CodeResourceExhausted:    429,
+	api.CodeLanguageNotAvailable: 501,
+	api.CodeSandboxUnavailable:   503,
+}
+
+// error writes err as the wire's error body. This is the one place that
+// turns errors into HTTP statuses.
+func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
+	code := errdefs.Code(err)
+	status, ok := statuses[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	body := api.Error{Code: code, Message: err.Error(), HTTPStatus: status}
+	var ce *errdefs.CodedError
+	if errors.As(err, &ce) {
+		body.Details = ce.Details
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	if status >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+	}
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.APIErrors.WithLabelValues(code).Inc()
+	}
+	writeJSON(w, status, body)
+}
+
+// labelFilter parses ?label=k=v (repeatable).
+func labelFilter(r *http.Request) (map[string]string, error) {
+	out := map[string]string{}
+	for _, l := range r.URL.Query()["label"] {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%w: label filter %q: want key=value", errdefs.ErrInvalidArgument, l)
+		}
+		out[k] = v
+	}
+	return out, nil
+}

@@ -1,0 +1,230 @@
+// Package store keeps the daemon's durable state in one SQLite file (WAL,
+// synchronous writes): a record per sandbox with everything needed to start
+// it again after a daemon restart. The files of a sandbox live elsewhere
+// (the runtime's directory); this is the index of what exists.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver, so the daemon stays static
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// Sandbox is a sandbox's record.
+type Sandbox struct {
+	ID           string
+	Status       string
+	Image        string
+	CreatedAt    time.Time
+	LastActiveAt time.Time
+	SleepAfter   time.Duration
+	KeepAlive    bool
+	Resources    api.Resources
+	Network      string
+	Cwd          string
+	Env          map[string]string
+	Labels       map[string]string
+	// UIDSlot numbers the sandbox's uid range; no two records share one.
+	UIDSlot int
+}
+
+// Store is the SQLite state file. It is safe for concurrent use.
+type Store struct {
+	db *sql.DB
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS sandboxes (
+	id             TEXT PRIMARY KEY,
+	status         TEXT NOT NULL,
+	image          TEXT NOT NULL,
+	created_at     INTEGER NOT NULL,
+	last_active_at INTEGER NOT NULL,
+	sleep_after_ms INTEGER NOT NULL,
+	keep_alive     INTEGER NOT NULL,
+	resources      TEXT NOT NULL,
+	network        TEXT NOT NULL,
+	cwd            TEXT NOT NULL,
+	env            TEXT NOT NULL,
+	labels         TEXT NOT NULL,
+	uid_slot       INTEGER NOT NULL UNIQUE
+);`
+
+// Open opens (creating if needed) the state file at path.
+func Open(path string) (*Store, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	// One connection: writes are serialized anyway, and it rules out
+	// SQLITE_BUSY between our own connections.
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+const columns = `id, status, image, created_at, last_active_at, sleep_after_ms, keep_alive,
+	resources, network, cwd, env, labels, uid_slot`
+
+// Create inserts rec, giving it the lowest free UIDSlot (1 and up), and
+// returns it as stored. An existing ID gives an error wrapping
+// errdefs.ErrConflict.
+func (s *Store) Create(ctx context.Context, rec Sandbox) (Sandbox, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return rec, err
+	}
+	defer tx.Rollback()
+	var exists int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sandboxes WHERE id = ?`, rec.ID).Scan(&exists); err != nil {
+		return rec, err
+	}
+	if exists > 0 {
+		return rec, fmt.Errorf("sandbox %s: %w", rec.ID, errdefs.ErrConflict)
+	}
+	err = tx.QueryRowContext(ctx, `
+		SELECT MIN(s) FROM (SELECT 1 AS s UNION ALL SELECT uid_slot + 1 FROM sandboxes)
+		WHERE s NOT IN (SELECT uid_slot FROM sandboxes)`).Scan(&rec.UIDSlot)
+	if err != nil {
+		return rec, fmt.Errorf("allocate uid range: %w", err)
+	}
+	args, err := values(rec)
+	if err != nil {
+		return rec, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (`+columns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...); err != nil {
+		return rec, fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	return rec, tx.Commit()
+}
+
+// Get returns the record of id, or an error wrapping
+// errdefs.ErrSandboxNotFound.
+func (s *Store) Get(ctx context.Context, id string) (Sandbox, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM sandboxes WHERE id = ?`, id)
+	rec, err := scan(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return rec, fmt.Errorf("sandbox %s: %w", id, errdefs.ErrSandboxNotFound)
+	}
+	return rec, err
+}
+
+// List returns every record, ordered by ID.
+func (s *Store) List(ctx context.Context) ([]Sandbox, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM sandboxes ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Sandbox
+	for rows.Next() {
+		rec, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	return out, rows.Err()
+}
+
+// Update applies fn to the record of id and stores the result, in one
+// transaction. fn must not change ID or UIDSlot.
+func (s *Store) Update(ctx context.Context, id string, fn func(*Sandbox) error) (Sandbox, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	defer tx.Rollback()
+	rec, err := scan(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM sandboxes WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return rec, fmt.Errorf("sandbox %s: %w", id, errdefs.ErrSandboxNotFound)
+	}
+	if err != nil {
+		return rec, err
+	}
+	if err := fn(&rec); err != nil {
+		return rec, err
+	}
+	rec.ID = id
+	args, err := values(rec)
+	if err != nil {
+		return rec, err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE sandboxes SET status=?, image=?, created_at=?, last_active_at=?,
+		sleep_after_ms=?, keep_alive=?, resources=?, network=?, cwd=?, env=?, labels=? WHERE id=?`,
+		append(args[1:12], id)...)
+	if err != nil {
+		return rec, fmt.Errorf("update sandbox %s: %w", id, err)
+	}
+	return rec, tx.Commit()
+}
+
+// Delete removes the record of id. Deleting a missing record is no error.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id)
+	return err
+}
+
+func values(r Sandbox) ([]any, error) {
+	res, err := json.Marshal(r.Resources)
+	if err != nil {
+		return nil, err
+	}
+	env, err := json.Marshal(nonNil(r.Env))
+	if err != nil {
+		return nil, err
+	}
+	labels, err := json.Marshal(nonNil(r.Labels))
+	if err != nil {
+		return nil, err
+	}
+	return []any{r.ID, r.Status, r.Image, r.CreatedAt.UnixMilli(), r.LastActiveAt.UnixMilli(),
+		r.SleepAfter.Milliseconds(), r.KeepAlive, string(res), r.Network, r.Cwd, string(env), string(labels), r.UIDSlot}, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scan(row scanner) (Sandbox, error) {
+	var r Sandbox
+	var created, active, sleepMs int64
+	var res, env, labels string
+	err := row.Scan(&r.ID, &r.Status, &r.Image, &created, &active, &sleepMs, &r.KeepAlive,
+		&res, &r.Network, &r.Cwd, &env, &labels, &r.UIDSlot)
+	if err != nil {
+		return r, err
+	}
+	r.CreatedAt, r.LastActiveAt = time.UnixMilli(created).UTC(), time.UnixMilli(active).UTC()
+	r.SleepAfter = time.Duration(sleepMs) * time.Millisecond
+	if err := json.Unmarshal([]byte(res), &r.Resources); err != nil {
+		return r, fmt.Errorf("sandbox %s resources: %w", r.ID, err)
+	}
+	if err := json.Unmarshal([]byte(env), &r.Env); err != nil {
+		return r, fmt.Errorf("sandbox %s env: %w", r.ID, err)
+	}
+	if err := json.Unmarshal([]byte(labels), &r.Labels); err != nil {
+		return r, fmt.Errorf("sandbox %s labels: %w", r.ID, err)
+	}
+	return r, nil
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}

@@ -1,0 +1,27 @@
+// Package sandbox is the Go SDK for Sandboxd, a self-hosted daemon that gives
+// programs isolated Linux sandboxes. It follows the Cloudflare Sandbox SDK:
+// a [Client] hands out [Sandbox] handles by ID, and the daemon creates a
+// sandbox the first time its ID is used.
+//
+//	c, err := sandbox.FromEnv()
+//	if err != nil {
+//		return err
+//	}
+//	res, err := c.Get("demo").Exec(ctx, "python3 -c 'print(2+2)'", nil)
+//	if err != nil {
+//		return err
+//	}
+//	fmt.Print(res.Stdout) // 4
+//
+// Every method takes a context first and talks to the daemon over the HTTP
+// API described in docs/API.md; request and response bodies are the types of
+// package [github.com/sandboxd/sandboxd/api].
+//
+// Errors reported by the daemon are returned as [*Error], wrapped with the
+// operation that failed ("exec sandbox demo: ..."). Each wire error code has
+// a sentinel, so callers test for one with [errors.Is]:
+//
+//	if errors.Is(err, sandbox.ErrSandboxNotFound) { ... }
+//
+// and reach the code, message and details with [errors.As].
+package sandbox
