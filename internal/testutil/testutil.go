@@ -23,8 +23,12 @@ func skipOrFail(t testing.TB, why string) {
 }
 
 // RequiresRoot skips the test unless it runs as root with runc installed.
+// With -short it always skips: that is the unit tier.
 func RequiresRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs root and runc; skipped with -short")
+	}
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "needs root")
 	}

@@ -1,0 +1,156 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentclient"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// startAgent runs the agent in this process on a socket in a temp dir, as
+// the daemon would talk to it, and stops it when the test ends.
+func startAgent(t *testing.T) *agentclient.Client {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(ctx, agent.Config{Socket: sock}) }()
+	c := agentclient.New(sock)
+	t.Cleanup(func() {
+		c.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := c.CheckVersion(context.Background()); err == nil {
+			return c
+		} else if time.Now().After(deadline) {
+			t.Fatalf("agent did not come up: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func run(t *testing.T, c *agentclient.Client, req agent.ExecRequest) *api.ExecResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := c.Exec(ctx, req)
+	if err != nil {
+		t.Fatalf("exec %q: %v", req.Command, err)
+	}
+	return res
+}
+
+func cmd(s string) agent.ExecRequest { return agent.ExecRequest{ExecRequest: api.ExecRequest{Command: s}} }
+
+func TestExec(t *testing.T) {
+	c := startAgent(t)
+	in := "a\nb\n"
+	dir := t.TempDir()
+	cases := []struct {
+		name   string
+		req    agent.ExecRequest
+		exit   int
+		stdout string
+		stderr string
+	}{
+		{"echo", cmd("echo hello"), 0, "hello\n", ""},
+		{"exit code", cmd("echo e >&2; exit 42"), 42, "", "e\n"},
+		{"not found", cmd("no-such-cmd-xyz"), 127, "", "no-such-cmd-xyz: command not found\n"},
+		{"signal", cmd("kill -TERM $$"), 143, "", ""},
+		{"no trailing newline", cmd("printf abc"), 0, "abc", ""},
+		{"nul and utf-8", cmd(`printf 'a\0b\xc3\xa9'`), 0, "a\x00b\u00e9", ""},
+		{"stdin", agent.ExecRequest{ExecRequest: api.ExecRequest{Command: "wc -l", Stdin: &in}}, 0, "2\n", ""},
+		{"no stdin", cmd("cat"), 0, "", ""},
+		{"env", agent.ExecRequest{ExecRequest: api.ExecRequest{Command: `echo "$X-$HOME"`, Env: map[string]string{"X": "1", "HOME": "/h"}}}, 0, "1-/h\n", ""},
+		{"cwd", agent.ExecRequest{ExecRequest: api.ExecRequest{Command: "pwd", Cwd: dir}}, 0, dir + "\n", ""},
+		{"heredoc", cmd("cat <<'EOF'\n$not 'expanded' \"x\"\nEOF"), 0, "$not 'expanded' \"x\"\n", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := run(t, c, tc.req)
+			if res.ExitCode != tc.exit || res.Stdout != tc.stdout || !strings.HasSuffix(res.Stderr, tc.stderr) || res.Success != (tc.exit == 0) {
+				t.Errorf("got exit %d stdout %q stderr %q; want %d %q %q", res.ExitCode, res.Stdout, res.Stderr, tc.exit, tc.stdout, tc.stderr)
+			}
+		})
+	}
+}
+
+func TestExecTimeoutKillsProcessGroup(t *testing.T) {
+	c := startAgent(t)
+	marker := filepath.Join(t.TempDir(), "survived")
+	req := cmd("(sleep 1; touch " + marker + ") & (bash -c 'sleep 1; touch " + marker + "') & sleep 30")
+	req.TimeoutMs = 200
+	started := time.Now()
+	res := run(t, c, req)
+	if res.ExitCode != 124 || !strings.Contains(res.Stderr, "Command timed out after 200 ms") {
+		t.Errorf("timeout result: %+v", res)
+	}
+	if took := time.Since(started); took > 5*time.Second {
+		t.Errorf("timeout took %v", took)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("a child outlived the timeout")
+	}
+}
+
+func TestExecOutputCap(t *testing.T) {
+	c := startAgent(t)
+	req := cmd("head -c 3000000 /dev/zero; echo tail >&2")
+	req.MaxOutputBytes = 1 << 20
+	res := run(t, c, req)
+	if !res.Truncated || len(res.Stdout) != 1<<20 || res.Stderr != "tail\n" || res.ExitCode != 0 {
+		t.Errorf("truncated %v, stdout %d bytes, stderr %q, exit %d", res.Truncated, len(res.Stdout), res.Stderr, res.ExitCode)
+	}
+}
+
+// A background child that keeps the output pipes open does not hold the
+// call past the command's exit.
+func TestExecDoesNotWaitForBackgroundChildren(t *testing.T) {
+	c := startAgent(t)
+	started := time.Now()
+	res := run(t, c, cmd("sleep 20 & echo started"))
+	if res.Stdout != "started\n" || time.Since(started) > 3*time.Second {
+		t.Errorf("got %q after %v", res.Stdout, time.Since(started))
+	}
+}
+
+func TestExecErrors(t *testing.T) {
+	c := startAgent(t)
+	ctx := context.Background()
+	for name, req := range map[string]agent.ExecRequest{
+		"empty":   cmd(""),
+		"bad cwd": {ExecRequest: api.ExecRequest{Command: "true", Cwd: "/no/such/dir"}},
+	} {
+		if _, err := c.Exec(ctx, req); !errors.Is(err, errdefs.ErrInvalidArgument) || errdefs.Code(err) != api.CodeValidationFailed {
+			t.Errorf("%s: %v (code %s), want VALIDATION_FAILED", name, err, errdefs.Code(err))
+		}
+	}
+}
+
+func TestExecCallerGoneKillsCommand(t *testing.T) {
+	c := startAgent(t)
+	marker := filepath.Join(t.TempDir(), "finished")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.Exec(ctx, cmd("sleep 1; touch "+marker)); err == nil {
+		t.Fatal("exec outlived its context")
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("the command kept running after its caller left")
+	}
+}
