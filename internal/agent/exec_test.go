@@ -53,7 +53,9 @@ func run(t *testing.T, c *agentclient.Client, req agent.ExecRequest) *api.ExecRe
 	return res
 }
 
-func cmd(s string) agent.ExecRequest { return agent.ExecRequest{ExecRequest: api.ExecRequest{Command: s}} }
+func cmd(s string) agent.ExecRequest {
+	return agent.ExecRequest{ExecRequest: api.ExecRequest{Command: s}}
+}
 
 func TestExec(t *testing.T) {
 	c := startAgent(t)
