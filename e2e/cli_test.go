@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestCLI runs the built sandbox CLI against the daemon, as a user would.
+func TestCLI(t *testing.T) {
+	d := StartDaemon(t)
+	bin := filepath.Join(t.TempDir(), "sandbox")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sandboxd/sandboxd/cmd/sandbox").CombinedOutput(); err != nil {
+		t.Fatalf("build cli: %v\n%s", err, out)
+	}
+	cli := func(stdin string, args ...string) (string, string, int) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "SANDBOX_URL="+d.URL, "SANDBOX_TOKEN="+d.Token)
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		var ee *exec.ExitError
+		code := 0
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), code
+	}
+
+	out, stderr, code := cli("", "exec", "demo", "--", "python3", "-c", "import pandas; print(pandas.__version__)")
+	if code != 0 || !regexp.MustCompile(`^\d+\.\d+\.\d+\n$`).MatchString(out) {
+		t.Errorf("pandas version: %q %q exit %d", out, stderr, code)
+	}
+	if out, _, code := cli("", "exec", "demo", "--", "printf", `%s|\n`, "it's", "a b", "$HOME"); code != 0 || out != "it's|\na b|\n$HOME|\n" {
+		t.Errorf("quoting: %q %d", out, code)
+	}
+	if out, _, code := cli("", "exec", "demo", "--", "sh", "-c", "echo its; exit 7"); code != 7 || out != "its\n" {
+		t.Errorf("exit code: %q %d", out, code)
+	}
+	if out, _, _ := cli("x\ny\n", "exec", "--stdin", "demo", "--", "wc -l"); out != "2\n" {
+		t.Errorf("stdin: %q", out)
+	}
+	if out, _, code := cli("", "ls"); code != 0 || !strings.Contains(out, "demo") || !strings.Contains(out, "running") {
+		t.Errorf("ls: %q %d", out, code)
+	}
+	if out, _, code := cli("", "info", "demo"); code != 0 || !strings.Contains(out, `"id": "demo"`) {
+		t.Errorf("info: %q %d", out, code)
+	}
+	if _, stderr, code := cli("", "info", "nope"); code != 1 || !strings.Contains(stderr, "SANDBOX_NOT_FOUND") {
+		t.Errorf("info of unknown: %q %d", stderr, code)
+	}
+	if _, _, code := cli("", "rm", "demo"); code != 0 {
+		t.Errorf("rm: exit %d", code)
+	}
+	if out, _, _ := cli("", "ls"); strings.Contains(out, "demo") {
+		t.Errorf("ls after rm: %q", out)
+	}
+	cmd := exec.Command(bin, "ls")
+	cmd.Env = append(os.Environ(), "SANDBOX_URL="+d.URL, "SANDBOX_TOKEN=wrong")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "UNAUTHORIZED") {
+		t.Errorf("wrong token: %q %v", out, err)
+	}
+}
