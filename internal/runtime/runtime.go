@@ -85,6 +85,11 @@ type Instance struct {
 	Pid int
 	// StartedAt is when the container started.
 	StartedAt time.Time
+	// Exited is closed when the container's init exits, whatever the
+	// cause (killed from outside, out of memory, Stop). After Stop or
+	// Destroy, or when the runtime is closed, it may instead stay open
+	// forever: callers also watch their own stop signal.
+	Exited <-chan struct{}
 }
 
 // Runtime starts and stops sandboxes' containers. Methods are safe for

@@ -1,6 +1,8 @@
 package runc
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 )
@@ -9,6 +11,8 @@ import (
 // Config.Dir is dir: mounts, cgroups, runc state and files. After Destroy it
 // must be empty; tests and operators use it to check.
 func Leftovers(dir, id string) []string {
+	dir, _ = filepath.Abs(dir)
+	cg := CgroupPath(dir, id)
 	var out []string
 	sb := filepath.Join(dir, "sandboxes", id)
 	if m, _ := mountsUnder(sb); len(m) > 0 {
@@ -19,10 +23,19 @@ func Leftovers(dir, id string) []string {
 			out = append(out, p)
 		}
 	}
-	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/sandboxd/" + id)
+	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*" + cg)
 	out = append(out, cgroups...)
-	if _, err := os.Stat("/sys/fs/cgroup/sandboxd/" + id); err == nil {
-		out = append(out, "/sys/fs/cgroup/sandboxd/"+id)
+	if _, err := os.Stat("/sys/fs/cgroup" + cg); err == nil {
+		out = append(out, "/sys/fs/cgroup"+cg)
 	}
 	return out
+}
+
+// CgroupPath is the cgroups path (below each hierarchy's root) of sandbox
+// id's container for a Runtime whose Config.Dir is dir. A tag of dir keeps
+// the cgroups of different data directories apart.
+func CgroupPath(dir, id string) string {
+	dir, _ = filepath.Abs(dir)
+	sum := sha256.Sum256([]byte(dir))
+	return "/sandboxd/" + hex.EncodeToString(sum[:4]) + "-" + id
 }

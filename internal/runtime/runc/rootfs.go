@@ -61,7 +61,7 @@ func mountRootfs(image, lower, upper, work, rootfs string, uidBase, size uint32)
 	}
 	defer unix.Unmount(lower, unix.MNT_DETACH)
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
-	if err := unix.Mount("overlay", rootfs, "overlay", unix.MS_NODEV, opts); err != nil {
+	if err := unix.Mount("overlay", rootfs, "overlay", unix.MS_NODEV|unix.MS_NOSUID, opts); err != nil {
 		return fmt.Errorf("mount overlay at %s: %w", rootfs, err)
 	}
 	return nil

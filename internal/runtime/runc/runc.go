@@ -29,8 +29,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,6 +57,9 @@ type Config struct {
 type Runtime struct {
 	dir, runcBin, agent string
 	log                 *slog.Logger
+
+	mu      sync.Mutex
+	tracked map[string]*tracked // running containers, by ID; guarded by mu
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -71,14 +76,20 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Runtime{dir: cfg.Dir, runcBin: bin, log: cfg.Logger}
-	// Container root must be able to reach its rootfs and the agent binary,
-	// so directories on the way are searchable (0711) but not listable.
-	for _, d := range []string{cfg.Dir, r.path("state"), r.path("bin"), r.path("sandboxes")} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runtime{dir: dir, runcBin: bin, log: cfg.Logger, tracked: map[string]*tracked{}}
+	// Every sandbox's root must reach its own rootfs and the agent binary,
+	// so the directories on the way are searchable (0711) but not
+	// listable; each sandbox's own directory is then closed to all but
+	// root and that sandbox (see Start).
+	for d, mode := range map[string]os.FileMode{dir: 0o711, r.path("bin"): 0o711, r.path("sandboxes"): 0o711, r.path("state"): 0o700} {
+		if err := os.MkdirAll(d, mode); err != nil {
 			return nil, err
 		}
-		if err := os.Chmod(d, 0o711); err != nil {
+		if err := os.Chmod(d, mode); err != nil {
 			return nil, err
 		}
 	}
@@ -121,20 +132,40 @@ func (r *Runtime) path(elem ...string) string {
 
 func (r *Runtime) sandboxDir(id string) string { return r.path("sandboxes", id) }
 
+// cgroup is the cgroups path of sandbox id's container.
+func (r *Runtime) cgroup(id string) string { return CgroupPath(r.dir, id) }
+
+var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+func checkID(id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%w: sandbox id %q", errdefs.ErrInvalidArgument, id)
+	}
+	return nil
+}
+
 // Start implements runtime.Runtime.
 func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Instance, err error) {
-	if s.ID == "" || strings.ContainsAny(s.ID, "/.") {
-		return nil, fmt.Errorf("%w: sandbox id %q", errdefs.ErrInvalidArgument, s.ID)
+	if err := checkID(s.ID); err != nil {
+		return nil, err
 	}
-	if s.UIDBase < runtime.IDMapSize {
-		return nil, fmt.Errorf("%w: uid base %d overlaps host users", errdefs.ErrInvalidArgument, s.UIDBase)
+	if s.UIDBase < runtime.IDMapSize || uint64(s.UIDBase)+runtime.IDMapSize > 1<<32-1 {
+		return nil, fmt.Errorf("%w: uid range %d+%d overlaps host users or overflows", errdefs.ErrInvalidArgument, s.UIDBase, runtime.IDMapSize)
 	}
 	if fi, err := os.Stat(s.Image); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: image %s is not a directory", errdefs.ErrInvalidArgument, s.Image)
 	}
 	dir := r.sandboxDir(s.ID)
 	upper, work, rootfs, lower := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "rootfs"), filepath.Join(dir, "lower")
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	// Only root and this sandbox's root (by its group) may enter: the
+	// upper layer below holds the sandbox's files, owned by its uids.
+	if err := os.MkdirAll(dir, 0o710); err != nil {
+		return nil, err
+	}
+	if err := os.Chown(dir, 0, int(s.UIDBase)); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o710); err != nil {
 		return nil, err
 	}
 	for _, d := range []string{work, rootfs, lower} {
@@ -163,7 +194,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 			_ = r.Stop(context.WithoutCancel(ctx), s.ID)
 		}
 	}()
-	spec, err := buildSpec(s, r.agent)
+	spec, err := buildSpec(s, r.agent, r.cgroup(s.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -181,28 +212,39 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 		return nil, err
 	}
 	defer ln.Close()
-	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// The agent's output goes to a pipe the daemon reads into its log, not
+	// to a host file a sandbox could fill. runc's own messages go to
+	// runc.log, written by runc on the host side only.
+	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	logStart, _ := logf.Seek(0, io.SeekEnd)
+	defer outW.Close()
+	runcLog := filepath.Join(dir, "runc.log")
+	_ = os.Remove(runcLog)
 
 	pidFile := filepath.Join(dir, "init.pid")
-	cmd := exec.CommandContext(ctx, r.runcBin, "--root", r.path("state"), "run", "--detach",
+	cmd := exec.CommandContext(ctx, r.runcBin, "--root", r.path("state"), "--log", runcLog, "run", "--detach",
 		"--bundle", dir, "--pid-file", pidFile, "--preserve-fds", "1", s.ID)
-	cmd.Stdout, cmd.Stderr = logf, logf // runc's errors and then the agent's log
+	cmd.Stdout, cmd.Stderr = outW, outW
 	cmd.ExtraFiles = []*os.File{ln}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	started := time.Now()
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("runc run %s: %w: %s", s.ID, err, tail(logf.Name(), logStart))
+		outR.Close()
+		return nil, fmt.Errorf("runc run %s: %w: %s", s.ID, err, tail(runcLog))
 	}
+	outW.Close()
 	pid, err := readPid(pidFile)
+	if err != nil {
+		outR.Close()
+		return nil, err
+	}
+	exited, err := r.track(s.ID, pid, outR)
 	if err != nil {
 		return nil, err
 	}
-	return &runtime.Instance{ID: s.ID, Socket: sock, Pid: pid, StartedAt: started}, nil
+	return &runtime.Instance{ID: s.ID, Socket: sock, Pid: pid, StartedAt: started, Exited: exited}, nil
 }
 
 // listenUnix creates a listening Unix socket at path, readable by root only,
@@ -223,11 +265,16 @@ func listenUnix(path string) (*os.File, error) {
 
 // Attach implements runtime.Runtime.
 func (r *Runtime) Attach(ctx context.Context, id string) (*runtime.Instance, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
 	st, err := r.state(ctx, id)
 	if err == nil && st.Status == "running" && st.Pid > 0 {
 		sock := filepath.Join(r.sandboxDir(id), "agent.sock")
 		if _, err := os.Stat(sock); err == nil {
-			return &runtime.Instance{ID: id, Socket: sock, Pid: st.Pid, StartedAt: st.Created}, nil
+			if exited, err := r.track(id, st.Pid, nil); err == nil {
+				return &runtime.Instance{ID: id, Socket: sock, Pid: st.Pid, StartedAt: st.Created, Exited: exited}, nil
+			}
 		}
 	}
 	if err := r.Stop(ctx, id); err != nil {
@@ -258,10 +305,14 @@ func (r *Runtime) state(ctx context.Context, id string) (*runcState, error) {
 // and waits for it through a pidfd (runc delete --force would poll), then
 // lets runc remove its state and cgroups, then unmounts the rootfs.
 func (r *Runtime) Stop(ctx context.Context, id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	defer r.untrack(id)
 	dir := r.sandboxDir(id)
 	if _, err := os.Stat(filepath.Join(r.path("state"), id)); err == nil {
 		if pid, err := readPid(filepath.Join(dir, "init.pid")); err == nil {
-			killAndWait(ctx, pid, id)
+			killAndWait(ctx, pid, r.cgroup(id))
 		}
 		if _, err := r.runc(ctx, "delete", id); err != nil {
 			if _, err := r.runc(ctx, "delete", "--force", id); err != nil {
@@ -286,38 +337,48 @@ func (r *Runtime) running(id string) bool {
 		return false
 	}
 	pid, err := readPid(filepath.Join(r.sandboxDir(id), "init.pid"))
-	return err == nil && isInit(pid, id)
+	if err != nil {
+		return false
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	// A zombie (dead, not yet reaped) still shows its cgroup.
+	return !exitedNow(fd) && inCgroup(pid, r.cgroup(id))
 }
 
-// isInit tells whether pid is a process in the cgroup of container id (the
-// pid file may be stale and its pid reused).
-func isInit(pid int, id string) bool {
+// inCgroup tells whether pid is a process in cgroup (the pid file may be
+// stale and its pid reused).
+func inCgroup(pid int, cgroup string) bool {
 	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	return err == nil && bytes.Contains(cg, []byte("/sandboxd/"+id+"\n"))
+	return err == nil && bytes.Contains(cg, []byte(":"+cgroup+"\n"))
 }
 
-// killAndWait sends SIGKILL to pid if it is still the init of container id,
-// and waits for it to exit. Killing a pid namespace's init kills the rest.
-func killAndWait(ctx context.Context, pid int, id string) {
+// killAndWait sends SIGKILL to pid if it is still a process of cgroup, and
+// waits (at most 10 s, or until ctx ends) for it to exit. Killing a pid
+// namespace's init kills the rest.
+func killAndWait(ctx context.Context, pid int, cgroup string) {
 	pfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return // already gone
 	}
 	defer unix.Close(pfd)
-	if !isInit(pid, id) {
+	if !inCgroup(pid, cgroup) {
 		return
 	}
 	if err := unix.PidfdSendSignal(pfd, unix.SIGKILL, nil, 0); err != nil {
 		return
 	}
-	deadline := 10 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		deadline = time.Until(d)
+	deadline := time.Now().Add(10 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
 	fds := []unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}
 	for {
-		_, err := unix.Poll(fds, int(deadline.Milliseconds()))
-		if err != unix.EINTR {
+		left := max(time.Until(deadline), 0)
+		if _, err := unix.Poll(fds, int(left.Milliseconds())); err != unix.EINTR {
 			return
 		}
 	}
@@ -325,6 +386,9 @@ func killAndWait(ctx context.Context, pid int, id string) {
 
 // Destroy implements runtime.Runtime.
 func (r *Runtime) Destroy(ctx context.Context, id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
 	if err := r.Stop(ctx, id); err != nil {
 		return err
 	}
@@ -358,14 +422,15 @@ func readPid(path string) (int, error) {
 	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
-// tail returns what was appended to a log file since offset, at most 4 KiB.
-func tail(path string, offset int64) string {
+// tail returns the end of a log file, at most 4 KiB.
+func tail(path string) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	if end, err := f.Seek(0, io.SeekEnd); err == nil && end-offset > 4096 {
+	var offset int64
+	if end, err := f.Seek(0, io.SeekEnd); err == nil && end > 4096 {
 		offset = end - 4096
 	}
 	b, _ := io.ReadAll(io.NewSectionReader(f, offset, 4096))

@@ -46,7 +46,7 @@ var deniedSyscalls = map[string]bool{
 const nofile = 16384
 
 // buildSpec returns the OCI config of a sandbox's container.
-func buildSpec(s runtime.Spec, agentBinary string) (*specs.Spec, error) {
+func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string) (*specs.Spec, error) {
 	res := s.Resources.WithDefaults()
 	cwd := s.Cwd
 	if cwd == "" {
@@ -78,9 +78,11 @@ func buildSpec(s runtime.Spec, agentBinary string) (*specs.Spec, error) {
 		Root:     &specs.Root{Path: "rootfs"},
 		Hostname: s.ID,
 		Process: &specs.Process{
-			Args: []string{agentPath},
+			// The agent creates the working directory if it is missing,
+			// so a bad cwd fails a command, never the container's start.
+			Args: []string{agentPath, "--workdir", cwd},
 			Env:  envList,
-			Cwd:  cwd,
+			Cwd:  "/",
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding:  defaultCaps,
 				Effective: defaultCaps,
@@ -107,7 +109,7 @@ func buildSpec(s runtime.Spec, agentBinary string) (*specs.Spec, error) {
 				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
 				{Type: specs.UserNamespace},
 			},
-			CgroupsPath: "/sandboxd/" + s.ID,
+			CgroupsPath: cgroupsPath,
 			Resources: &specs.LinuxResources{
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 				Memory:  &specs.LinuxMemory{Limit: &memory, Swap: &memory},

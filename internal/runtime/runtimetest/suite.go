@@ -37,6 +37,7 @@ func Run(t *testing.T, env Env, newRuntime Factory) {
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, env, newRuntime) })
 	t.Run("Attach", func(t *testing.T) { testAttach(t, env, newRuntime) })
 	t.Run("DestroyIdempotent", func(t *testing.T) { testDestroyIdempotent(t, env, newRuntime) })
+	t.Run("ExitedOnKill", func(t *testing.T) { testExitedOnKill(t, env, newRuntime) })
 }
 
 func spec(id string, env Env, slot uint32) runtime.Spec {
@@ -152,3 +153,36 @@ func testDestroyIdempotent(t *testing.T, env Env, newRuntime Factory) {
 }
 
 func apiExec(cmd string) api.ExecRequest { return api.ExecRequest{Command: cmd} }
+
+func testExitedOnKill(t *testing.T, env Env, newRuntime Factory) {
+	ctx := context.Background()
+	rt := newRuntime(t, env.Dir)
+	const id = "rt-exited"
+	t.Cleanup(func() { _ = rt.Destroy(ctx, id) })
+	inst, err := rt.Start(ctx, spec(id, env, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.Exited == nil {
+		t.Skip("this runtime does not report exits")
+	}
+	select {
+	case <-inst.Exited:
+		t.Fatal("Exited closed while the container runs")
+	case <-time.After(100 * time.Millisecond):
+	}
+	p, err := os.FindProcess(inst.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Kill() // from outside, as the OOM killer would
+	select {
+	case <-inst.Exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Exited not closed 10 s after the init was killed")
+	}
+	// Start again over the same files after such a death.
+	if _, err := rt.Start(ctx, spec(id, env, 4)); err != nil {
+		t.Fatalf("start after death: %v", err)
+	}
+}
