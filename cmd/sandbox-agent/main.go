@@ -15,6 +15,7 @@ func main() {
 	var cfg agent.Config
 	flag.IntVar(&cfg.ListenFD, "listen-fd", 3, "inherited listening socket to serve on")
 	flag.StringVar(&cfg.Socket, "socket", "", "Unix socket path to listen on instead of -listen-fd")
+	flag.StringVar(&cfg.Workdir, "workdir", "", "default working directory of commands, created if missing (default: the current one)")
 	version := flag.Bool("version", false, "print the version and protocol and exit")
 	flag.Parse()
 	if *version {

@@ -37,13 +37,17 @@ type Config struct {
 	// Socket is a Unix socket path to listen on instead, for running the
 	// agent by hand.
 	Socket string
-	Logger *slog.Logger
+	// Workdir is the default working directory of commands; it is
+	// created if missing. Default: the agent's working directory.
+	Workdir string
+	Logger  *slog.Logger
 }
 
 // Agent serves the agent protocol.
 type Agent struct {
-	log    *slog.Logger
-	reaper *reaper
+	log     *slog.Logger
+	reaper  *reaper
+	workdir string
 }
 
 // Run serves until ctx ends or the agent receives SIGTERM or SIGINT; then it
@@ -57,6 +61,25 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// Nothing in the sandbox may read or write the agent's memory through
+	// /proc/1/mem (root there lacks CAP_SYS_PTRACE, so this holds).
+	// Commands the agent starts are dumpable again after their exec.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		log.Warn("set non-dumpable", "err", err)
+	}
+	// When the daemon that reads our output goes away, writes to it fail
+	// instead of killing the agent. (Notify, not Ignore: an ignored signal
+	// would stay ignored in every command the agent starts.)
+	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
+	workdir := cfg.Workdir
+	if workdir == "" {
+		if workdir, err = os.Getwd(); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(workdir, 0o755); err != nil {
+		log.Warn("create workdir", "dir", workdir, "err", err)
+	}
 	if os.Getpid() != 1 {
 		// Outside a container, still adopt orphaned grandchildren so the
 		// reaper sees them all.
@@ -67,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, stop := signal.NotifyContext(ctx, unix.SIGTERM, unix.SIGINT)
 	defer stop()
 
-	a := &Agent{log: log, reaper: newReaper()}
+	a := &Agent{log: log, reaper: newReaper(), workdir: workdir}
 	reapDone := make(chan struct{})
 	reapCtx, stopReaping := context.WithCancel(context.Background())
 	go func() { defer close(reapDone); a.reaper.run(reapCtx) }()
@@ -138,6 +161,8 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusNotFound
 	case errors.Is(err, errdefs.ErrPayloadTooLarge):
 		status = http.StatusRequestEntityTooLarge
+	case errors.Is(err, errdefs.ErrResourceExhausted):
+		status = http.StatusTooManyRequests
 	}
 	writeJSON(w, status, api.Error{Code: code, Message: err.Error(), HTTPStatus: status})
 }

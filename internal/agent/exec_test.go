@@ -50,6 +50,14 @@ func run(t *testing.T, c *agentclient.Client, req agent.ExecRequest) *api.ExecRe
 	if err != nil {
 		t.Fatalf("exec %q: %v", req.Command, err)
 	}
+	// Compare bytes, whatever encoding they travelled in.
+	for _, o := range []struct{ s, enc *string }{{&res.Stdout, &res.StdoutEncoding}, {&res.Stderr, &res.StderrEncoding}} {
+		b, err := api.Output(*o.s, *o.enc)
+		if err != nil {
+			t.Fatalf("decode output: %v", err)
+		}
+		*o.s, *o.enc = string(b), ""
+	}
 	return res
 }
 
@@ -74,6 +82,7 @@ func TestExec(t *testing.T) {
 		{"signal", cmd("kill -TERM $$"), 143, "", ""},
 		{"no trailing newline", cmd("printf abc"), 0, "abc", ""},
 		{"nul and utf-8", cmd(`printf 'a\0b\xc3\xa9'`), 0, "a\x00b\u00e9", ""},
+		{"invalid utf-8", cmd(`printf 'a\xff\xfeb'; printf '\xc3' >&2`), 0, "a\xff\xfeb", "\xc3"},
 		{"stdin", agent.ExecRequest{ExecRequest: api.ExecRequest{Command: "wc -l", Stdin: &in}}, 0, "2\n", ""},
 		{"no stdin", cmd("cat"), 0, "", ""},
 		{"env", agent.ExecRequest{ExecRequest: api.ExecRequest{Command: `echo "$X-$HOME"`, Env: map[string]string{"X": "1", "HOME": "/h"}}}, 0, "1-/h\n", ""},
@@ -90,10 +99,13 @@ func TestExec(t *testing.T) {
 	}
 }
 
-func TestExecTimeoutKillsProcessGroup(t *testing.T) {
+func TestExecTimeoutKillsProcessTree(t *testing.T) {
 	c := startAgent(t)
 	marker := filepath.Join(t.TempDir(), "survived")
-	req := cmd("(sleep 1; touch " + marker + ") & (bash -c 'sleep 1; touch " + marker + "') & sleep 30")
+	// A subshell, a grandchild, and a double-forked process in a session
+	// of its own (re-parented away from the command's tree).
+	req := cmd("(sleep 1; touch " + marker + ") & (bash -c 'sleep 1; touch " + marker + "') & " +
+		"(setsid bash -c 'sleep 1; touch " + marker + "' &) ; sleep 30")
 	req.TimeoutMs = 200
 	started := time.Now()
 	res := run(t, c, req)
@@ -154,5 +166,29 @@ func TestExecCallerGoneKillsCommand(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	if _, err := os.Stat(marker); err == nil {
 		t.Errorf("the command kept running after its caller left")
+	}
+}
+
+// Calls whose caller went away leave no descriptors or goroutines behind.
+func TestExecCancelLeaksNothing(t *testing.T) {
+	c := startAgent(t)
+	run(t, c, cmd("true")) // warm the connection
+	fds := func() int {
+		e, _ := os.ReadDir("/proc/self/fd")
+		return len(e)
+	}
+	before := fds()
+	for i := 0; i < 5; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, _ = c.Exec(ctx, cmd("setsid sleep 300 & sleep 100"))
+		cancel()
+	}
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for fds() > before && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after := fds(); after > before {
+		t.Errorf("open descriptors: %d before, %d after 5 cancelled calls", before, after)
 	}
 }
