@@ -4,7 +4,10 @@
 // definition. The contract itself is described in docs/API.md.
 package api
 
-import "time"
+import (
+	"encoding/base64"
+	"time"
+)
 
 // Sandbox statuses.
 const (
@@ -81,16 +84,24 @@ type ExecRequest struct {
 	Stdin     *string           `json:"stdin,omitempty"`
 }
 
-// ExecResult is the response of POST /v1/sandboxes/{id}/exec.
+// EncodingBase64 marks output sent base64-encoded.
+const EncodingBase64 = "base64"
+
+// ExecResult is the response of POST /v1/sandboxes/{id}/exec. Output that
+// is not valid UTF-8, or holds NUL bytes, is sent base64-encoded with
+// StdoutEncoding or StderrEncoding set to "base64", so that it arrives byte
+// for byte.
 type ExecResult struct {
-	Success    bool   `json:"success"`
-	ExitCode   int    `json:"exitCode"`
-	Stdout     string `json:"stdout"`
-	Stderr     string `json:"stderr"`
-	Command    string `json:"command"`
-	DurationMs int64  `json:"durationMs"`
-	SessionID  string `json:"sessionId"`
-	Truncated  bool   `json:"truncated,omitempty"`
+	Success        bool   `json:"success"`
+	ExitCode       int    `json:"exitCode"`
+	Stdout         string `json:"stdout"`
+	Stderr         string `json:"stderr"`
+	StdoutEncoding string `json:"stdoutEncoding,omitempty"`
+	StderrEncoding string `json:"stderrEncoding,omitempty"`
+	Command        string `json:"command"`
+	DurationMs     int64  `json:"durationMs"`
+	SessionID      string `json:"sessionId"`
+	Truncated      bool   `json:"truncated,omitempty"`
 }
 
 // Error is the body of every error response.
@@ -140,4 +151,13 @@ const (
 type Health struct {
 	Status  string `json:"status"`
 	Version string `json:"version"`
+}
+
+// Output returns the bytes of one output field and its encoding field
+// ("" or "base64"), as sent in an ExecResult.
+func Output(s, encoding string) ([]byte, error) {
+	if encoding == EncodingBase64 {
+		return base64.StdEncoding.DecodeString(s)
+	}
+	return []byte(s), nil
 }

@@ -23,6 +23,7 @@ func main() {
 	flag.StringVar(&cfg.AgentBinary, "agent", "", "sandbox-agent binary (default: beside sandboxd)")
 	flag.StringVar(&cfg.Runc, "runc", "runc", "runc binary")
 	flag.IntVar(&cfg.MaxOutputBytes, "max-output-bytes", 16<<20, "in-memory cap of each exec output stream")
+	flag.IntVar(&cfg.MaxSandboxes, "max-sandboxes", 1000, "most sandboxes at once (more: 429)")
 	flag.Parse()
 	cfg.Out = os.Stdout
 

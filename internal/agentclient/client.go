@@ -68,9 +68,14 @@ func (c *Client) Exec(ctx context.Context, req agent.ExecRequest) (*api.ExecResu
 	return &res, nil
 }
 
+// maxAnswer bounds what the daemon reads of one agent answer: two output
+// streams at their cap, base64-encoded, and the rest.
+const maxAnswer = 256 << 20
+
 // do sends a JSON request and decodes a JSON answer. An agent that cannot be
-// reached gives an error wrapping errdefs.ErrUnavailable; an error answer is
-// rebuilt with its wire code.
+// reached (the request never got to it) gives an error wrapping
+// errdefs.ErrUnavailable; a connection lost after the request was sent gives
+// errdefs.ErrInterrupted; an error answer is rebuilt with its wire code.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
@@ -92,7 +97,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: agent: %v", errdefs.ErrUnavailable, err)
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			return fmt.Errorf("%w: agent: %v", errdefs.ErrUnavailable, err)
+		}
+		return fmt.Errorf("%w: connection to the sandbox's agent lost during the call: %v", errdefs.ErrInterrupted, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -109,11 +118,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if out == nil {
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: agent: connection lost mid-answer", errdefs.ErrUnavailable)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		return fmt.Errorf("decode agent answer: %w", err)
+		return fmt.Errorf("%w: reading the agent's answer: %v", errdefs.ErrInterrupted, err)
 	}
 	return nil
 }

@@ -40,6 +40,9 @@ type Config struct {
 	Runc          string // runc binary, default from PATH
 	// MaxOutputBytes caps each output stream of exec kept in memory.
 	MaxOutputBytes int
+	// MaxSandboxes bounds the number of sandboxes; past it, creating one
+	// is 429 RESOURCE_EXHAUSTED. Zero: as many as the uid space holds.
+	MaxSandboxes int
 	// Ready, if set, receives the API's address once it accepts requests.
 	Ready func(addr string)
 	// Out receives the start-up banner (address and token); nil: none.
@@ -86,6 +89,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	if err := os.Chmod(cfg.DataDir, 0o711); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
 	token, err := loadToken(cfg.Token, filepath.Join(cfg.DataDir, "token"))
 	if err != nil {
 		return err
@@ -99,12 +105,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	defer rt.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	mgr := manager.New(manager.Config{
 		Store: st, Runtime: rt, ImagesDir: cfg.ImagesDir, MaxOutputBytes: cfg.MaxOutputBytes,
-		Metrics: m, Logger: log,
+		MaxSandboxes: cfg.MaxSandboxes, Metrics: m, Logger: log,
 	})
 	defer mgr.Close()
 	reg.MustRegister(manager.NewCollector(mgr))
@@ -132,7 +139,12 @@ func Run(ctx context.Context, cfg Config) error {
 	addr := ln.Addr().String()
 	log.Info("sandboxd serving", "addr", addr, "data", cfg.DataDir, "images", cfg.ImagesDir)
 	if cfg.Out != nil {
-		fmt.Fprintf(cfg.Out, "sandboxd listening on http://%s\n  export SANDBOX_URL=http://%s\n  export SANDBOX_TOKEN=%s\n", addr, addr, token)
+		fmt.Fprintf(cfg.Out, "sandboxd listening on http://%s\n  export SANDBOX_URL=http://%s\n", addr, addr)
+		// A token given by flag or environment is the caller's already;
+		// one from the token file is shown, for the README's tour.
+		if cfg.Token == "" {
+			fmt.Fprintf(cfg.Out, "  export SANDBOX_TOKEN=%s   # also in %s\n", token, filepath.Join(cfg.DataDir, "token"))
+		}
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(addr)

@@ -21,7 +21,10 @@ var (
 	ErrPayloadTooLarge   = errors.New("payload too large")
 	ErrResourceExhausted = errors.New("resource exhausted")
 	ErrUnavailable       = errors.New("sandbox unavailable")
-	ErrNotImplemented    = errors.New("not available")
+	// ErrInterrupted: the sandbox went away while a call was in it, so the
+	// call may or may not have taken effect; not safe to retry blindly.
+	ErrInterrupted    = errors.New("interrupted")
+	ErrNotImplemented = errors.New("not available")
 )
 
 var codes = []struct {
@@ -37,6 +40,7 @@ var codes = []struct {
 	{ErrPayloadTooLarge, api.CodePayloadTooLarge},
 	{ErrResourceExhausted, api.CodeResourceExhausted},
 	{ErrUnavailable, api.CodeSandboxUnavailable},
+	{ErrInterrupted, api.CodeInternal},
 	{ErrNotImplemented, api.CodeLanguageNotAvailable},
 }
 

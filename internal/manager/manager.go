@@ -39,8 +39,11 @@ type Config struct {
 	UIDBase uint32
 	// MaxOutputBytes caps each output stream of exec kept in memory.
 	MaxOutputBytes int
-	Metrics        *metrics.Metrics
-	Logger         *slog.Logger
+	// MaxSandboxes bounds the number of sandboxes (default and ceiling:
+	// what the uid space above UIDBase holds).
+	MaxSandboxes int
+	Metrics      *metrics.Metrics
+	Logger       *slog.Logger
 }
 
 // DefaultUIDBase keeps sandboxes' uids far above host users and the ranges
@@ -72,7 +75,44 @@ type entry struct {
 	gone     bool                // destroyed: callers must look the ID up again
 	client   *agentclient.Client // nil unless running
 	inst     *runtime.Instance
-	lastSave time.Time // when lastActiveAt was last written to the store
+	unwatch  chan struct{} // closed to stop the watch goroutine of inst
+	lastSave time.Time     // when lastActiveAt was last written to the store
+}
+
+// runningLocked records a running container and starts watching it: when
+// its init exits on its own (killed from outside, out of memory), the
+// sandbox is marked stopped at once, so the next call starts it again
+// instead of failing on a dead connection.
+func (m *Manager) runningLocked(e *entry, c *agentclient.Client, inst *runtime.Instance) {
+	e.client, e.inst, e.unwatch = c, inst, make(chan struct{})
+	if inst.Exited == nil {
+		return
+	}
+	go func(unwatch <-chan struct{}) {
+		select {
+		case <-inst.Exited:
+		case <-unwatch:
+			return
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.gone || e.inst != inst {
+			return
+		}
+		m.log.Warn("sandbox's container exited; it starts again on next use", "sandbox", e.id)
+		m.stopLocked(context.Background(), e)
+	}(e.unwatch)
+}
+
+// forgetLocked drops the running container's client and watch.
+func (e *entry) forgetLocked() {
+	if e.client != nil {
+		e.client.Close()
+	}
+	if e.unwatch != nil {
+		close(e.unwatch)
+	}
+	e.client, e.inst, e.unwatch = nil, nil, nil
 }
 
 // New returns a Manager. Call Recover before serving.
@@ -85,6 +125,12 @@ func New(cfg Config) *Manager {
 	}
 	if cfg.UIDBase == 0 {
 		cfg.UIDBase = DefaultUIDBase
+	}
+	// Slot N uses uids UIDBase+N*IDMapSize ... +IDMapSize-1; the last uid,
+	// 2^32-1, is not a valid one.
+	slots := int((uint64(1)<<32-1-uint64(cfg.UIDBase))/runtime.IDMapSize) - 1
+	if cfg.MaxSandboxes <= 0 || cfg.MaxSandboxes > slots {
+		cfg.MaxSandboxes = slots
 	}
 	return &Manager{cfg: cfg, log: cfg.Logger, entries: make(map[string]*entry)}
 }
@@ -159,7 +205,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 			err = c.CheckVersion(vctx)
 			cancel()
 			if err == nil {
-				e.client, e.inst = c, inst
+				m.runningLocked(e, c, inst)
 				log.Info("re-attached running sandbox", "pid", inst.Pid)
 			} else {
 				c.Close()
@@ -214,20 +260,36 @@ func (m *Manager) info(ctx context.Context, id string) (api.Sandbox, bool, error
 	return toAPI(rec), false, nil
 }
 
-// createLocked validates opts, stores a new record and starts it.
+// createLocked validates opts, stores a new record and starts it. If the
+// first start fails, the sandbox is rolled back: no record, no files.
 func (m *Manager) createLocked(ctx context.Context, e *entry, opts api.CreateSandboxRequest) error {
 	rec, err := newRecord(e.id, opts, m.cfg.DefaultImage)
 	if err != nil {
 		return err
 	}
-	if _, err := m.imageDir(rec.Image); err != nil {
-		return err
-	}
-	rec, err = m.cfg.Store.Create(ctx, rec)
+	dir, err := m.imageDir(rec.Image)
 	if err != nil {
 		return err
 	}
-	return m.startLocked(ctx, e, rec, true)
+	if rec.ImagePath, err = filepath.EvalSymlinks(dir); err != nil {
+		return fmt.Errorf("image %s: %w", rec.Image, err)
+	}
+	rec, err = m.cfg.Store.Create(ctx, rec, m.cfg.MaxSandboxes)
+	if err != nil {
+		return err
+	}
+	if err := m.startLocked(ctx, e, rec, true); err != nil {
+		bg := context.WithoutCancel(ctx)
+		if derr := m.cfg.Runtime.Destroy(bg, e.id); derr != nil {
+			m.log.Error("roll back failed create", "sandbox", e.id, "err", derr)
+			return err // keep the record: its files still need cleaning
+		}
+		if derr := m.cfg.Store.Delete(bg, e.id); derr != nil {
+			m.log.Error("roll back failed create", "sandbox", e.id, "err", derr)
+		}
+		return err
+	}
+	return nil
 }
 
 // startLocked starts rec's container unless it already runs.
@@ -236,9 +298,9 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 		return nil
 	}
 	log := m.log.With("sandbox", e.id)
-	image, err := m.imageDir(rec.Image)
-	if err != nil {
-		return err
+	image := rec.ImagePath
+	if fi, err := os.Stat(image); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%w: sandbox %s: its image %s (%s) is gone from the images directory", errdefs.ErrUnavailable, rec.ID, rec.Image, image)
 	}
 	began := time.Now()
 	// Starting must finish even if the caller goes away, or a half-started
@@ -253,7 +315,7 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 		Resources: runtime.Resources{
 			CPUs: rec.Resources.CPUs, MemoryMB: rec.Resources.MemoryMB, Pids: rec.Resources.Pids,
 		},
-		UIDBase: m.cfg.UIDBase + uint32(rec.UIDSlot)*runtime.IDMapSize,
+		UIDBase: uint32(uint64(m.cfg.UIDBase) + uint64(rec.UIDSlot)*runtime.IDMapSize),
 	})
 	if err != nil {
 		log.Error("start sandbox", "err", err)
@@ -266,7 +328,8 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 	if err != nil {
 		c.Close()
 		_ = m.cfg.Runtime.Stop(sctx, rec.ID)
-		return fmt.Errorf("start sandbox %s: agent: %w", rec.ID, err)
+		log.Error("agent of new container", "err", err)
+		return fmt.Errorf("%w: start sandbox %s: its agent: %v", errdefs.ErrUnavailable, rec.ID, err)
 	}
 	now := time.Now().UTC()
 	if _, err := m.cfg.Store.Update(sctx, rec.ID, func(r *store.Sandbox) error {
@@ -277,7 +340,8 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 		_ = m.cfg.Runtime.Stop(sctx, rec.ID)
 		return err
 	}
-	e.client, e.inst, e.lastSave = c, inst, now
+	m.runningLocked(e, c, inst)
+	e.lastSave = now
 	took := time.Since(began)
 	if m.cfg.Metrics != nil {
 		if isNew {
@@ -325,30 +389,45 @@ func (m *Manager) touchLocked(ctx context.Context, e *entry) {
 	}
 }
 
-// AgentFailed is called when a call through c failed as unavailable. If the
-// agent does not answer a version check either, the container is stopped so
-// that the next call starts it afresh; the sandbox's files are kept.
-func (m *Manager) AgentFailed(ctx context.Context, id string, c *agentclient.Client) {
-	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	err := c.CheckVersion(vctx)
+// CallFailed is called when a call through c failed with err, and returns
+// the error to report. If the sandbox was destroyed during the call, that
+// is what it says (not retryable). If the agent cannot be reached (the
+// container died, was killed, ran out of memory...) and does not answer a
+// version check either, the container is stopped so that the next call
+// starts it again over the same files.
+func (m *Manager) CallFailed(ctx context.Context, id string, c *agentclient.Client, err error) error {
+	if !errors.Is(err, errdefs.ErrUnavailable) && !errors.Is(err, errdefs.ErrInterrupted) {
+		return err
+	}
+	bg := context.WithoutCancel(ctx)
+	e := m.lock(id) // waits for a destroy in progress
+	_, gerr := m.cfg.Store.Get(bg, id)
+	current := e.client == c
+	e.mu.Unlock()
+	if errors.Is(gerr, errdefs.ErrSandboxNotFound) {
+		return fmt.Errorf("%w: sandbox %s was destroyed during the call", errdefs.ErrSandboxNotFound, id)
+	}
+	if !current {
+		return err // stopped or restarted meanwhile
+	}
+	// Generous: a busy, CPU-throttled agent is slow, not dead.
+	vctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	verr := c.CheckVersion(vctx)
 	cancel()
-	if err == nil {
-		return
+	if verr == nil {
+		return err
 	}
-	e := m.lock(id)
+	e = m.lock(id)
 	defer e.mu.Unlock()
-	if e.client != c {
-		return // already handled, or destroyed and recreated
+	if e.client == c {
+		m.log.Warn("agent lost; stopping the container", "sandbox", id, "err", verr)
+		m.stopLocked(bg, e)
 	}
-	m.log.Warn("agent lost; stopping the container", "sandbox", id, "err", err)
-	m.stopLocked(context.WithoutCancel(ctx), e)
+	return err
 }
 
 func (m *Manager) stopLocked(ctx context.Context, e *entry) {
-	if e.client != nil {
-		e.client.Close()
-	}
-	e.client, e.inst = nil, nil
+	e.forgetLocked()
 	if err := m.cfg.Runtime.Stop(ctx, e.id); err != nil {
 		m.log.Error("stop sandbox", "sandbox", e.id, "err", err)
 	}
@@ -422,10 +501,7 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 	e := m.lock(id)
 	defer e.mu.Unlock()
 	ctx = context.WithoutCancel(ctx) // a half-destroyed sandbox helps nobody
-	if e.client != nil {
-		e.client.Close()
-		e.client, e.inst = nil, nil
-	}
+	e.forgetLocked()
 	if err := m.cfg.Runtime.Destroy(ctx, id); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
@@ -446,12 +522,14 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 // later re-attaches them.
 func (m *Manager) Close() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	entries := make([]*entry, 0, len(m.entries))
 	for _, e := range m.entries {
+		entries = append(entries, e)
+	}
+	m.mu.Unlock()
+	for _, e := range entries {
 		e.mu.Lock()
-		if e.client != nil {
-			e.client.Close()
-		}
+		e.forgetLocked()
 		e.mu.Unlock()
 	}
 }

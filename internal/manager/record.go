@@ -52,10 +52,8 @@ func newRecord(id string, o api.CreateSandboxRequest, defaultImage string) (stor
 	if !path.IsAbs(rec.Cwd) || strings.ContainsRune(rec.Cwd, 0) {
 		return rec, fmt.Errorf("%w: cwd %q must be an absolute path", errdefs.ErrInvalidArgument, rec.Cwd)
 	}
-	for k, v := range rec.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
-			return rec, fmt.Errorf("%w: env %q: names must be non-empty without '=' or NUL", errdefs.ErrInvalidArgument, k)
-		}
+	if err := ValidateEnv(rec.Env); err != nil {
+		return rec, err
 	}
 	if err := validateLabels(rec.Labels); err != nil {
 		return rec, err
@@ -67,9 +65,23 @@ func newRecord(id string, o api.CreateSandboxRequest, defaultImage string) (stor
 		if r.MemoryMB > 0 && r.MemoryMB < 16 {
 			return rec, fmt.Errorf("%w: memoryMB %d: at least 16", errdefs.ErrInvalidArgument, r.MemoryMB)
 		}
+		if r.DiskMB != 0 {
+			return rec, fmt.Errorf("%w: diskMB is not enforced yet; leave it out", errdefs.ErrInvalidArgument)
+		}
 		rec.Resources = *r
 	}
 	return rec, nil
+}
+
+// ValidateEnv checks environment variables: names non-empty, without '='
+// or NUL; values without NUL.
+func ValidateEnv(env map[string]string) error {
+	for k, v := range env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			return fmt.Errorf("%w: env %q: names must be non-empty without '=' or NUL, values without NUL", errdefs.ErrInvalidArgument, k)
+		}
+	}
+	return nil
 }
 
 func parseSleepAfter(s string) (time.Duration, error) {

@@ -1,14 +1,16 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/manager"
 )
 
 // defaultSession names the one session every sandbox has. Sessions of
@@ -35,8 +37,8 @@ func (s *server) exec(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	res, err := c.Exec(r.Context(), agent.ExecRequest{ExecRequest: req, MaxOutputBytes: s.cfg.MaxOutputBytes})
-	if errors.Is(err, errdefs.ErrUnavailable) {
-		s.mgr.AgentFailed(r.Context(), id, c)
+	if err != nil {
+		err = s.mgr.CallFailed(r.Context(), id, c, err)
 	}
 	if m := s.cfg.Metrics; m != nil {
 		outcome := "error"
@@ -60,6 +62,15 @@ func (s *server) exec(w http.ResponseWriter, r *http.Request, id string) {
 func validateExec(req *api.ExecRequest) error {
 	if req.Command == "" {
 		return fmt.Errorf("%w: command is required", errdefs.ErrInvalidArgument)
+	}
+	if strings.ContainsRune(req.Command, 0) || strings.ContainsRune(req.Cwd, 0) {
+		return fmt.Errorf("%w: command and cwd must not contain NUL bytes", errdefs.ErrInvalidArgument)
+	}
+	if req.Cwd != "" && !path.IsAbs(req.Cwd) {
+		return fmt.Errorf("%w: cwd %q must be absolute", errdefs.ErrInvalidArgument, req.Cwd)
+	}
+	if err := manager.ValidateEnv(req.Env); err != nil {
+		return err
 	}
 	if req.TimeoutMs < 0 {
 		return fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -34,6 +35,9 @@ type fakeRuntime struct {
 }
 
 func (f *fakeRuntime) Start(ctx context.Context, s runtime.Spec) (*runtime.Instance, error) {
+	if strings.HasPrefix(s.ID, "fail-") {
+		return nil, errors.New("runc run: simulated failure")
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.live[s.ID] = true
@@ -137,6 +141,12 @@ func TestAPI(t *testing.T) {
 		{"exec", "POST", "/v1/sandboxes/Made/exec", token, `{"command":"echo hi; exit 3"}`, 200, "", `"exitCode":3`},
 		{"exec creates", "POST", "/v1/sandboxes/new-one/exec", token, `{"command":"true"}`, 200, "", `"success":true`},
 		{"list", "GET", "/v1/sandboxes?label=k=v", token, ``, 200, "", `"count":1`},
+		{"nul in command", "POST", "/v1/sandboxes/a/exec", token, `{"command":"echo a\u0000b"}`, 400, api.CodeValidationFailed, ""},
+		{"bad env name", "POST", "/v1/sandboxes/a/exec", token, `{"command":"true","env":{"A=B":"c"}}`, 400, api.CodeValidationFailed, ""},
+		{"relative cwd", "POST", "/v1/sandboxes/a/exec", token, `{"command":"true","cwd":"tmp"}`, 400, api.CodeValidationFailed, ""},
+		{"disk quota", "PUT", "/v1/sandboxes/disk", token, `{"resources":{"diskMB":100}}`, 400, api.CodeValidationFailed, ""},
+		{"failed first start", "POST", "/v1/sandboxes/fail-start/exec", token, `{"command":"true"}`, 500, api.CodeInternal, "simulated"},
+		{"rolled back", "GET", "/v1/sandboxes/fail-start", token, ``, 404, api.CodeSandboxNotFound, ""},
 		{"huge body", "POST", "/v1/sandboxes/a/exec", token, `{"command":"` + strings.Repeat("x", 33<<20) + `"}`, 413, api.CodePayloadTooLarge, ""},
 	}
 	for _, c := range cases {

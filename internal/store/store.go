@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, so the daemon stays static
@@ -20,9 +22,13 @@ import (
 
 // Sandbox is a sandbox's record.
 type Sandbox struct {
-	ID           string
-	Status       string
-	Image        string
+	ID     string
+	Status string
+	Image  string
+	// ImagePath is the image's directory as resolved when the sandbox was
+	// created: the sandbox keeps its image even if the name later points
+	// to a newer build (its upper layer belongs to that lower layer).
+	ImagePath    string
 	CreatedAt    time.Time
 	LastActiveAt time.Time
 	SleepAfter   time.Duration
@@ -55,11 +61,23 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 	cwd            TEXT NOT NULL,
 	env            TEXT NOT NULL,
 	labels         TEXT NOT NULL,
-	uid_slot       INTEGER NOT NULL UNIQUE
-);`
+	uid_slot       INTEGER NOT NULL UNIQUE,
+	image_path     TEXT NOT NULL
+);
+PRAGMA user_version = 1;`
 
-// Open opens (creating if needed) the state file at path.
+// Open opens (creating if needed) the state file at path. The file is
+// readable by root only (SQLite gives its -wal and -shm files the same
+// mode): it holds sandboxes' environments.
 func Open(path string) (*Store, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	f.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, err
+	}
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -79,12 +97,13 @@ func Open(path string) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 const columns = `id, status, image, created_at, last_active_at, sleep_after_ms, keep_alive,
-	resources, network, cwd, env, labels, uid_slot`
+	resources, network, cwd, env, labels, uid_slot, image_path`
 
 // Create inserts rec, giving it the lowest free UIDSlot (1 and up), and
 // returns it as stored. An existing ID gives an error wrapping
-// errdefs.ErrConflict.
-func (s *Store) Create(ctx context.Context, rec Sandbox) (Sandbox, error) {
+// errdefs.ErrConflict; maxSlot > 0 bounds the slots (and so the number of
+// sandboxes): past it, an error wrapping errdefs.ErrResourceExhausted.
+func (s *Store) Create(ctx context.Context, rec Sandbox, maxSlot int) (Sandbox, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return rec, err
@@ -103,11 +122,14 @@ func (s *Store) Create(ctx context.Context, rec Sandbox) (Sandbox, error) {
 	if err != nil {
 		return rec, fmt.Errorf("allocate uid range: %w", err)
 	}
+	if maxSlot > 0 && rec.UIDSlot > maxSlot {
+		return rec, fmt.Errorf("%w: the daemon holds its maximum of %d sandboxes", errdefs.ErrResourceExhausted, maxSlot)
+	}
 	args, err := values(rec)
 	if err != nil {
 		return rec, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (`+columns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (`+columns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...); err != nil {
 		return rec, fmt.Errorf("create sandbox %s: %w", rec.ID, err)
 	}
 	return rec, tx.Commit()
@@ -166,8 +188,8 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Sandbox) error) 
 		return rec, err
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE sandboxes SET status=?, image=?, created_at=?, last_active_at=?,
-		sleep_after_ms=?, keep_alive=?, resources=?, network=?, cwd=?, env=?, labels=? WHERE id=?`,
-		append(args[1:12], id)...)
+		sleep_after_ms=?, keep_alive=?, resources=?, network=?, cwd=?, env=?, labels=?, image_path=? WHERE id=?`,
+		append(slices.Clone(args[1:12]), rec.ImagePath, id)...)
 	if err != nil {
 		return rec, fmt.Errorf("update sandbox %s: %w", id, err)
 	}
@@ -194,7 +216,7 @@ func values(r Sandbox) ([]any, error) {
 		return nil, err
 	}
 	return []any{r.ID, r.Status, r.Image, r.CreatedAt.UnixMilli(), r.LastActiveAt.UnixMilli(),
-		r.SleepAfter.Milliseconds(), r.KeepAlive, string(res), r.Network, r.Cwd, string(env), string(labels), r.UIDSlot}, nil
+		r.SleepAfter.Milliseconds(), r.KeepAlive, string(res), r.Network, r.Cwd, string(env), string(labels), r.UIDSlot, r.ImagePath}, nil
 }
 
 type scanner interface{ Scan(dest ...any) error }
@@ -204,7 +226,7 @@ func scan(row scanner) (Sandbox, error) {
 	var created, active, sleepMs int64
 	var res, env, labels string
 	err := row.Scan(&r.ID, &r.Status, &r.Image, &created, &active, &sleepMs, &r.KeepAlive,
-		&res, &r.Network, &r.Cwd, &env, &labels, &r.UIDSlot)
+		&res, &r.Network, &r.Cwd, &env, &labels, &r.UIDSlot, &r.ImagePath)
 	if err != nil {
 		return r, err
 	}

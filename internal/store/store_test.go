@@ -22,21 +22,21 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	rec := store.Sandbox{ID: "a", Status: api.StatusCreating, Image: "default", CreatedAt: now, LastActiveAt: now,
 		SleepAfter: 10 * time.Minute, Resources: api.Resources{MemoryMB: 512}, Network: "none", Cwd: "/workspace",
-		Env: map[string]string{"K": "v"}, Labels: map[string]string{"team": "x"}}
-	a, err := s.Create(ctx, rec)
+		Env: map[string]string{"K": "v"}, Labels: map[string]string{"team": "x"}, ImagePath: "/images/default-abc"}
+	a, err := s.Create(ctx, rec, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.UIDSlot != 1 {
 		t.Errorf("first slot = %d, want 1", a.UIDSlot)
 	}
-	if _, err := s.Create(ctx, rec); !errors.Is(err, errdefs.ErrConflict) {
+	if _, err := s.Create(ctx, rec, 0); !errors.Is(err, errdefs.ErrConflict) {
 		t.Errorf("duplicate create: %v, want ErrConflict", err)
 	}
 	rec.ID = "b"
-	b, _ := s.Create(ctx, rec)
+	b, _ := s.Create(ctx, rec, 0)
 	rec.ID = "c"
-	c, _ := s.Create(ctx, rec)
+	c, _ := s.Create(ctx, rec, 0)
 	if b.UIDSlot != 2 || c.UIDSlot != 3 {
 		t.Errorf("slots %d %d, want 2 3", b.UIDSlot, c.UIDSlot)
 	}
@@ -44,7 +44,7 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.ID = "d"
-	d, _ := s.Create(ctx, rec)
+	d, _ := s.Create(ctx, rec, 0)
 	if d.UIDSlot != 2 {
 		t.Errorf("freed slot not reused: got %d, want 2", d.UIDSlot)
 	}
@@ -65,7 +65,7 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Status != api.StatusRunning || !got.KeepAlive || got.Env["K"] != "v" || got.Labels["team"] != "x" ||
-		got.Resources.MemoryMB != 512 || !got.CreatedAt.Equal(now) || got.SleepAfter != 10*time.Minute || got.UIDSlot != 1 {
+		got.Resources.MemoryMB != 512 || !got.CreatedAt.Equal(now) || got.SleepAfter != 10*time.Minute || got.UIDSlot != 1 || got.ImagePath != "/images/default-abc" {
 		t.Errorf("reopened record = %+v", got)
 	}
 	if _, err := s.Get(ctx, "b"); !errors.Is(err, errdefs.ErrSandboxNotFound) {
@@ -73,6 +73,10 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 	}
 	if _, err := s.Update(ctx, "b", func(*store.Sandbox) error { return nil }); !errors.Is(err, errdefs.ErrSandboxNotFound) {
 		t.Errorf("update deleted: %v", err)
+	}
+	rec.ID = "e"
+	if _, err := s.Create(ctx, rec, 3); !errors.Is(err, errdefs.ErrResourceExhausted) {
+		t.Errorf("create past the slot limit: %v", err)
 	}
 	all, err := s.List(ctx)
 	if err != nil || len(all) != 3 || all[0].ID != "a" || all[2].ID != "d" {
