@@ -30,6 +30,8 @@ type ExecOptions struct {
 }
 
 // Exec runs command in the sandbox's session shell and waits for it to end.
+// The result's Stdout and Stderr hold the command's output byte for byte
+// (Go strings may hold any bytes), whatever encoding it travelled in.
 // The command is a shell command line: pipes, redirections and variables work,
 // and cd, export and shell functions persist to the session's next command.
 //
@@ -47,7 +49,24 @@ func (s *Sandbox) Exec(ctx context.Context, command string, opts *ExecOptions) (
 	if err != nil {
 		return nil, fmt.Errorf("exec sandbox %s: %w", s.id, err)
 	}
+	if err := decodeOutput(&res); err != nil {
+		return nil, fmt.Errorf("exec sandbox %s: %w", s.id, err)
+	}
 	return &res, nil
+}
+
+// decodeOutput turns base64-encoded output (sent for bytes that are not
+// UTF-8, or NUL) back into raw bytes, so Stdout and Stderr always hold
+// exactly what the command wrote, and clears the encodings.
+func decodeOutput(res *api.ExecResult) error {
+	for _, o := range []struct{ s, enc *string }{{&res.Stdout, &res.StdoutEncoding}, {&res.Stderr, &res.StderrEncoding}} {
+		b, err := api.Output(*o.s, *o.enc)
+		if err != nil {
+			return fmt.Errorf("decode output: %w", err)
+		}
+		*o.s, *o.enc = string(b), ""
+	}
+	return nil
 }
 
 // request builds the wire request for command; o may be nil.
