@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ type Daemon struct {
 	Token   string
 	Client  *sandbox.Client
 	agent   string
+	logs    testWriter
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -45,6 +47,8 @@ func StartDaemon(t testing.TB) *Daemon {
 	testutil.RequiresRoot(t)
 	image := testutil.DefaultImage(t)
 	d := &Daemon{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", agent: testutil.AgentBinary(t)}
+	// Registered before the cleanup that stops the daemon, so it runs after.
+	d.logs = newTestWriter(t)
 	d.Images = filepath.Join(d.DataDir, "images")
 	if err := os.MkdirAll(d.Images, 0o755); err != nil {
 		t.Fatal(err)
@@ -70,7 +74,7 @@ func (d *Daemon) start() {
 	cfg := daemon.Config{
 		Listen: "127.0.0.1:0", DataDir: d.DataDir, ImagesDir: d.Images, Token: d.Token,
 		AgentBinary: d.agent, Ready: func(addr string) { ready <- addr },
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger: slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	go func() { d.done <- daemon.Run(ctx, cfg) }()
 	select {
@@ -125,11 +129,24 @@ func (d *Daemon) destroyAll() {
 	}
 }
 
-// testWriter sends the daemon's log to the test's log.
-type testWriter struct{ t testing.TB }
+// testWriter sends the daemon's log to the test's log, until the test's
+// cleanup begins (a request still running after the daemon stopped must
+// not log into a finished test).
+type testWriter struct {
+	t      testing.TB
+	closed *atomic.Bool
+}
+
+func newTestWriter(t testing.TB) testWriter {
+	w := testWriter{t: t, closed: new(atomic.Bool)}
+	t.Cleanup(func() { w.closed.Store(true) })
+	return w
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
+	if !w.closed.Load() {
+		w.t.Log(string(p))
+	}
 	return len(p), nil
 }
 

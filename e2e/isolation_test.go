@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -157,5 +158,47 @@ os.killpg(0, signal.SIGKILL)
 		if res := mustExec(t, d.Client.Get(sb), "echo alive"); res.Stdout != "alive\n" {
 			t.Errorf("%s after the hogs: %q", sb, res.Stdout)
 		}
+	}
+}
+
+// TestHostUsersCannotReachSandboxes: an unprivileged host user reads
+// neither a sandbox's files (through its layer or its mounted rootfs) nor
+// the daemon's state, and cannot run a sandbox's setuid binary.
+func TestHostUsersCannotReachSandboxes(t *testing.T) {
+	d := StartDaemon(t)
+	sb := d.Client.Get("private")
+	if res := mustExec(t, sb, "echo s3cret > /workspace/notes; cp /bin/cat /workspace/suid-cat; chmod 4755 /workspace/suid-cat; echo ok"); res.Stdout != "ok\n" {
+		t.Fatalf("setup: %+v", res)
+	}
+	asNobody := func(args ...string) (string, error) {
+		out, err := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	// The check can fail: nobody may read a world-readable file elsewhere.
+	if out, err := asNobody("cat", "/etc/hostname"); err != nil {
+		t.Fatalf("setpriv does not work here: %v %s", err, out)
+	}
+	dir := filepath.Join(d.DataDir, "sandboxes", "private")
+	for _, p := range []string{
+		filepath.Join(dir, "upper", "workspace", "notes"),
+		filepath.Join(dir, "rootfs", "workspace", "notes"),
+		filepath.Join(d.DataDir, "state.db"),
+		filepath.Join(d.DataDir, "token"),
+	} {
+		if out, err := asNobody("cat", p); err == nil || strings.Contains(out, "s3cret") {
+			t.Errorf("host user nobody read %s: %q", p, out)
+		}
+	}
+	if out, err := asNobody(filepath.Join(dir, "rootfs", "workspace", "suid-cat"), "/etc/shadow"); err == nil {
+		t.Errorf("host user ran the sandbox's setuid binary: %q", out)
+	}
+	for _, f := range []string{"state.db", "state.db-wal", "token"} {
+		if fi, err := os.Stat(filepath.Join(d.DataDir, f)); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v", f, fi.Mode().Perm())
+		}
+	}
+	// Inside, the agent's memory and environment are out of reach.
+	if res := mustExec(t, sb, "cat /proc/1/environ || head -c1 /proc/1/mem"); res.ExitCode == 0 {
+		t.Errorf("sandbox read its agent's memory or environment: %q", res.Stdout)
 	}
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -160,10 +159,11 @@ func TestCreateOptionsAndLifecycle(t *testing.T) {
 		t.Errorf("info = %+v", info)
 	}
 	// The limits are the container's cgroup's.
+	cg := runc.CgroupPath(d.DataDir, "opts")
 	for file, want := range map[string]string{
-		"/sys/fs/cgroup/memory/sandboxd/opts/memory.limit_in_bytes": strconv.Itoa(256 << 20),
-		"/sys/fs/cgroup/pids/sandboxd/opts/pids.max":                "100",
-		"/sys/fs/cgroup/cpu/sandboxd/opts/cpu.cfs_quota_us":         "50000",
+		"/sys/fs/cgroup/memory" + cg + "/memory.limit_in_bytes": strconv.Itoa(256 << 20),
+		"/sys/fs/cgroup/pids" + cg + "/pids.max":                "100",
+		"/sys/fs/cgroup/cpu" + cg + "/cpu.cfs_quota_us":         "50000",
 	} {
 		b, err := os.ReadFile(file)
 		if err != nil || strings.TrimSpace(string(b)) != want {
@@ -319,9 +319,9 @@ func atoi(t *testing.T, s string) int {
 	return n
 }
 
-// TestAgentLossRecovers kills a sandbox's agent from outside: the call in
-// flight fails as unavailable (or succeeds after the SDK's retry), and the
-// next call works, with the files kept.
+// TestAgentLossRecovers kills a sandbox's agent from outside: the daemon
+// notices at once (it watches the container's init), marks the sandbox
+// stopped, and the next call starts it again with its files.
 func TestAgentLossRecovers(t *testing.T) {
 	d := StartDaemon(t)
 	sb := d.Client.Get("crash")
@@ -333,18 +333,59 @@ func TestAgentLossRecovers(t *testing.T) {
 	p, _ := os.FindProcess(atoi(t, string(pid)))
 	_ = p.Kill()
 	ctx := ctxT(t, time.Minute)
-	var res *api.ExecResult
-	for i := 0; i < 3; i++ {
-		if res, err = sb.Exec(ctx, "cat /workspace/f", nil); err == nil {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := sb.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Status == api.StatusStopped {
 			break
 		}
-		if !errors.Is(err, sandbox.ErrUnavailable) {
-			t.Fatalf("after agent loss: %v, want ErrUnavailable or success", err)
+		if time.Now().After(deadline) {
+			t.Fatalf("status %s 10 s after the container died", info.Status)
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	if err != nil || res.Stdout != "kept\n" {
-		t.Fatalf("after agent loss: %v %+v", err, res)
+	if res := mustExec(t, sb, "cat /workspace/f"); res.Stdout != "kept\n" {
+		t.Errorf("after agent loss: %+v", res)
 	}
 }
 
-var _ = context.Background
+// TestOutputIsByteExact: output that is not UTF-8, or holds NUL bytes,
+// reaches the SDK byte for byte.
+func TestOutputIsByteExact(t *testing.T) {
+	d := StartDaemon(t)
+	res := mustExec(t, d.Client.Get("bytes"), `printf 'a\0b\xff\xfe\xc3'; printf '\xe2\x82' >&2`)
+	if res.Stdout != "a\x00b\xff\xfe\xc3" || res.Stderr != "\xe2\x82" {
+		t.Errorf("stdout %q stderr %q", res.Stdout, res.Stderr)
+	}
+}
+
+// TestDestroyDuringExec: a call cut short by a destroy says so, is not
+// retried, and does not bring the sandbox back.
+func TestDestroyDuringExec(t *testing.T) {
+	d := StartDaemon(t)
+	sb := d.Client.Get("doomed")
+	mustExec(t, sb, "true")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := sb.Exec(ctxT(t, time.Minute), "sleep 30", nil)
+		errc <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := sb.Destroy(ctxT(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, sandbox.ErrSandboxNotFound) {
+			t.Errorf("exec cut by destroy: %v, want ErrSandboxNotFound", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("exec still running 20 s after its sandbox was destroyed")
+	}
+	if list, err := d.Client.List(ctxT(t, time.Minute), sandbox.ListOptions{}); err != nil || len(list) != 0 {
+		t.Errorf("after destroy: %v %v", list, err)
+	}
+}
