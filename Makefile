@@ -6,8 +6,9 @@ LISTEN     ?= 127.0.0.1:8787
 VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO         ?= go
 LDFLAGS    := -s -w -X github.com/sandboxd/sandboxd/internal/agent.Version=$(VERSION)
-# Debian packages the daemon, the image build and the tests need.
-APT_DEPS   := runc mmdebstrap npm busybox-static git ca-certificates uidmap
+# What the daemon, the image build and the tests need: command:Debian-package
+# (a command already on PATH, from wherever, is enough).
+DEPS       := runc:runc mmdebstrap:mmdebstrap npm:npm busybox:busybox-static git:git setpriv:util-linux update-ca-certificates:ca-certificates
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help deps build image run test test-short lint bench clean
@@ -16,7 +17,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 deps: ## install the Debian packages that are missing (needs root)
-	@missing=$$(for p in $(APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for d in $(DEPS); do command -v $${d%%:*} >/dev/null 2>&1 || echo $${d#*:}; done); \
 	if [ -n "$$missing" ]; then \
 		echo "==> installing $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
