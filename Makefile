@@ -10,6 +10,7 @@ LDFLAGS    := -s -w -X github.com/sandboxd/sandboxd/internal/agent.Version=$(VER
 # (a command already on PATH, from wherever, is enough).
 DEPS       := runc:runc mmdebstrap:mmdebstrap npm:npm busybox:busybox-static git:git setpriv:util-linux update-ca-certificates:ca-certificates
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BENCHTIME  ?= 100x
 
 .PHONY: help deps build image run test test-short lint bench clean
 
@@ -44,7 +45,7 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) run $(STATICCHECK) ./...
 
 bench: deps build image ## benchmarks: p50/p99 of create, exec and a bare runc baseline
-	SANDBOXD_TEST_IMAGE=$(IMAGES_DIR)/default $(GO) test -run '^$$' -bench . -benchtime 20x -count 1 -timeout 30m ./e2e/
+	SANDBOXD_TEST_IMAGE=$(IMAGES_DIR)/default $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./e2e/
 
 clean: ## remove build outputs (not the image)
 	rm -rf bin/
