@@ -161,3 +161,30 @@ func Output(s, encoding string) ([]byte, error) {
 	}
 	return []byte(s), nil
 }
+
+// statuses maps wire codes to HTTP statuses.
+var statuses = map[string]int{
+	CodeValidationFailed: 400, CodeIsDirectory: 400, CodeNotDirectory: 400, CodeInvalidPort: 400,
+	CodeUnauthorized: 401, CodeGitAuthFailed: 401,
+	CodePermissionDenied: 403,
+	CodeSandboxNotFound:  404, CodeFileNotFound: 404, CodeProcessNotFound: 404, CodeSessionNotFound: 404,
+	CodeContextNotFound: 404, CodePortNotExposed: 404, CodeGitRepoNotFound: 404,
+	CodeGitBranchNotFound: 404, CodeInvalidToken: 404, CodeNotFound: 404,
+	CodeMethodNotAllowed: 405,
+	CodeTimeout:          408,
+	CodeFileExists:       409, CodeSessionExists: 409, CodePortAlreadyExposed: 409, CodeProcessExists: 409,
+	CodeSessionTerminated: 410, CodeStalePreviewURL: 410,
+	CodeFileTooLarge: 413, CodePayloadTooLarge: 413,
+	CodeResourceExhausted:    429,
+	CodeLanguageNotAvailable: 501,
+	CodeSandboxUnavailable:   503,
+}
+
+// HTTPStatus returns the HTTP status that goes with a wire code: the one
+// in the table above, 500 for codes not in it.
+func HTTPStatus(code string) int {
+	if s, ok := statuses[code]; ok {
+		return s
+	}
+	return 500
+}

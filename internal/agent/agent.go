@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -40,14 +41,20 @@ type Config struct {
 	// Workdir is the default working directory of commands; it is
 	// created if missing. Default: the agent's working directory.
 	Workdir string
-	Logger  *slog.Logger
+	// RunDir holds the agent's own files (default /run/sandbox-agent, or
+	// a new temporary directory when the agent is not PID 1).
+	RunDir string
+	Logger *slog.Logger
 }
 
 // Agent serves the agent protocol.
 type Agent struct {
-	log     *slog.Logger
-	reaper  *reaper
-	workdir string
+	log      *slog.Logger
+	reaper   *reaper
+	workdir  string
+	runDir   string // the agent's own files: session shells' command directories
+	sessions sessions
+	procs    *processes
 }
 
 // Run serves until ctx ends or the agent receives SIGTERM or SIGINT; then it
@@ -90,7 +97,12 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, stop := signal.NotifyContext(ctx, unix.SIGTERM, unix.SIGINT)
 	defer stop()
 
-	a := &Agent{log: log, reaper: newReaper(), workdir: workdir}
+	a := &Agent{log: log, reaper: newReaper(), workdir: workdir, sessions: sessions{m: map[string]*session{}}}
+	if a.runDir, err = makeRunDir(cfg.RunDir); err != nil {
+		return err
+	}
+	defer os.RemoveAll(a.runDir)
+	a.procs = newProcesses(a)
 	reapDone := make(chan struct{})
 	reapCtx, stopReaping := context.WithCancel(context.Background())
 	go func() { defer close(reapDone); a.reaper.run(reapCtx) }()
@@ -133,6 +145,29 @@ func listen(cfg Config) (net.Listener, error) {
 	return ln, nil
 }
 
+// makeRunDir creates the agent's runtime directory, with the session
+// shells' boot script in it.
+func makeRunDir(dir string) (string, error) {
+	var err error
+	switch {
+	case dir != "":
+		err = os.MkdirAll(dir, 0o700)
+	case os.Getpid() == 1:
+		dir = "/run/sandbox-agent"
+		_ = os.RemoveAll(dir) // a previous life's
+		err = os.MkdirAll(dir, 0o700)
+	default:
+		dir, err = os.MkdirTemp("", "sandbox-agent-")
+	}
+	if err != nil {
+		return "", fmt.Errorf("run dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "boot.sh"), []byte(bootScript), 0o600); err != nil {
+		return "", fmt.Errorf("run dir: %w", err)
+	}
+	return dir, nil
+}
+
 // Handler returns the agent's HTTP routes.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -140,6 +175,12 @@ func (a *Agent) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, VersionResponse{Protocol: ProtocolVersion, Version: Version, Pid: os.Getpid()})
 	})
 	mux.HandleFunc("POST /v1/exec", a.handleExec)
+	mux.HandleFunc("POST /v1/exec/stream", a.handleExecStream)
+	mux.HandleFunc("POST /v1/sessions", a.handleCreateSession)
+	mux.HandleFunc("GET /v1/sessions", a.handleListSessions)
+	mux.HandleFunc("DELETE /v1/sessions/{sid}", a.handleDeleteSession)
+	mux.HandleFunc("POST /v1/env", a.handleSetEnv)
+	a.procs.routes(mux)
 	return mux
 }
 
@@ -149,20 +190,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError sends err as an api.Error. The agent uses the same codes as the
-// public API; the daemon passes them through.
+// writeError sends err as an api.Error, with the code's status.
 func writeError(w http.ResponseWriter, err error) {
 	code := errdefs.Code(err)
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, errdefs.ErrInvalidArgument):
-		status = http.StatusBadRequest
-	case errors.Is(err, errdefs.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, errdefs.ErrPayloadTooLarge):
-		status = http.StatusRequestEntityTooLarge
-	case errors.Is(err, errdefs.ErrResourceExhausted):
-		status = http.StatusTooManyRequests
+	status := api.HTTPStatus(code)
+	body := api.Error{Code: code, Message: err.Error(), HTTPStatus: status}
+	var ce *errdefs.CodedError
+	if errors.As(err, &ce) {
+		body.Details = ce.Details
 	}
-	writeJSON(w, status, api.Error{Code: code, Message: err.Error(), HTTPStatus: status})
+	writeJSON(w, status, body)
 }

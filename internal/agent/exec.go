@@ -1,18 +1,13 @@
 package agent
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -32,137 +27,159 @@ const maxExecBody = 64 << 20
 const drainGrace = 100 * time.Millisecond
 
 func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
-	var req ExecRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxExecBody)).Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, fmt.Errorf("%w: exec request over %d bytes", errdefs.ErrPayloadTooLarge, tooBig.Limit))
-			return
-		}
-		writeError(w, fmt.Errorf("%w: decode exec request: %v", errdefs.ErrInvalidArgument, err))
-		return
-	}
-	res, err := a.exec(r.Context(), req)
+	req, s, c, err := a.execRequest(w, r)
 	if err != nil {
 		writeError(w, err)
 		return
-	}
-	writeJSON(w, http.StatusOK, res)
-}
-
-// exec runs req.Command with bash -c and returns when it has exited. A
-// timeout, or the caller going away, kills the command's whole process
-// tree (see killTree).
-func (a *Agent) exec(ctx context.Context, req ExecRequest) (*api.ExecResult, error) {
-	if req.Command == "" {
-		return nil, fmt.Errorf("%w: command is empty", errdefs.ErrInvalidArgument)
-	}
-	shell, err := exec.LookPath("bash")
-	if err != nil {
-		shell = "/bin/sh"
-	}
-	dir := req.Cwd
-	if dir == "" {
-		dir = a.workdir
-	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, dir)
 	}
 	limit := req.MaxOutputBytes
 	if limit <= 0 {
 		limit = DefaultMaxOutputBytes
 	}
-
-	stdin, closeStdin, err := stdinFile(req.Stdin)
+	sink := &bufferSink{stdout: cappedBuffer{max: limit}, stderr: cappedBuffer{max: limit}}
+	began := time.Now()
+	run, err := a.runInSession(r.Context(), s, c, sink)
 	if err != nil {
-		return nil, err
+		writeError(w, sessionError(err))
+		return
 	}
-	defer closeStdin()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, err
-	}
-	marker := newMarker()
-	env := mergeEnv(os.Environ(), req.Env)
-	env = append(env, markerVar+"="+marker)
-	start := time.Now()
-	proc, exited, err := a.reaper.start(shell, []string{shell, "-c", req.Command}, &os.ProcAttr{
-		Dir:   dir,
-		Env:   env,
-		Files: []*os.File{stdin, outW, errW},
-		Sys:   &unix.SysProcAttr{Setpgid: true},
-	})
-	stdin.Close()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		if errors.Is(err, syscall.EAGAIN) {
-			return nil, fmt.Errorf("%w: cannot start a process: the sandbox's process limit is reached", errdefs.ErrResourceExhausted)
-		}
-		return nil, fmt.Errorf("start command: %w", err)
-	}
-	defer proc.Release()
-
-	stdout, stderr := &cappedBuffer{max: limit}, &cappedBuffer{max: limit}
-	var readers sync.WaitGroup
-	readers.Add(2)
-	go func() { defer readers.Done(); copyOutput(stdout, outR) }()
-	go func() { defer readers.Done(); copyOutput(stderr, errR) }()
-
-	var timeout <-chan time.Time
-	if req.TimeoutMs > 0 {
-		t := time.NewTimer(time.Duration(req.TimeoutMs) * time.Millisecond)
-		defer t.Stop()
-		timeout = t.C
-	}
-	var ws unix.WaitStatus
-	timedOut, gone := false, false
-	select {
-	case ws = <-exited:
-	case <-timeout:
-		timedOut = true
-		killTree(proc.Pid, marker)
-		ws = <-exited
-	case <-ctx.Done():
-		gone = true
-		killTree(proc.Pid, marker)
-		ws = <-exited
-	}
-	// Output already in the pipes is read in full; a background child that
-	// still holds them is not waited for past drainGrace.
-	_ = outR.SetReadDeadline(time.Now().Add(drainGrace))
-	_ = errR.SetReadDeadline(time.Now().Add(drainGrace))
-	readers.Wait()
-	if gone {
-		return nil, ctx.Err()
-	}
-
 	res := &api.ExecResult{
-		ExitCode:   exitCode(ws),
+		ExitCode:   run.code,
 		Command:    req.Command,
-		DurationMs: time.Since(start).Milliseconds(),
-		Truncated:  stdout.truncated || stderr.truncated,
+		DurationMs: time.Since(began).Milliseconds(),
+		SessionID:  s.id,
+		Truncated:  sink.stdout.truncated || sink.stderr.truncated,
 	}
-	if timedOut {
+	if note := timeoutNote(run, c.timeout); note != "" {
 		res.ExitCode = 124
-		if n := len(stderr.buf); n > 0 && stderr.buf[n-1] != '\n' {
-			stderr.force("\n")
+		if n := len(sink.stderr.buf); n > 0 && sink.stderr.buf[n-1] != '\n' {
+			sink.stderr.force("\n")
 		}
-		stderr.force(fmt.Sprintf("Command timed out after %d ms\n", req.TimeoutMs))
+		sink.stderr.force(note)
 	}
 	res.Success = res.ExitCode == 0
-	res.Stdout, res.StdoutEncoding = encodeOutput(stdout.buf)
-	res.Stderr, res.StderrEncoding = encodeOutput(stderr.buf)
-	return res, nil
+	res.Stdout, res.StdoutEncoding = encodeOutput(sink.stdout.buf)
+	res.Stderr, res.StderrEncoding = encodeOutput(sink.stderr.buf)
+	writeJSON(w, http.StatusOK, res)
 }
+
+// handleExecStream runs a command like handleExec and streams its output
+// as Server-Sent Events as it is written: start, stdout/stderr chunks, then
+// complete (or error). If the caller goes away, the command is killed.
+func (a *Agent) handleExecStream(w http.ResponseWriter, r *http.Request) {
+	req, s, c, err := a.execRequest(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	sse := newSSE(w)
+	defer sse.close()
+	sink := &sseSink{sse: sse, command: req.Command, session: s.id}
+	began := time.Now()
+	run, err := a.runInSession(r.Context(), s, c, sink)
+	sse.flushOutput()
+	if err != nil {
+		err = sessionError(err)
+		ev := api.StreamEvent{Type: api.EventError, Code: errdefs.Code(err), Message: err.Error()}
+		var ce *errdefs.CodedError
+		if errors.As(err, &ce) && ce.Details != nil {
+			if code, ok := ce.Details["exitCode"].(int); ok {
+				ev.ExitCode = &code
+			}
+		}
+		_ = sse.send(ev)
+		return
+	}
+	code := run.code
+	if note := timeoutNote(run, c.timeout); note != "" {
+		code = 124
+		_ = sse.output(api.EventStderr, []byte(note))
+		sse.flushOutput()
+	}
+	_ = sse.send(api.StreamEvent{Type: api.EventComplete, ExitCode: &code, DurationMs: time.Since(began).Milliseconds()})
+}
+
+// execRequest decodes and checks an exec request and finds its session.
+func (a *Agent) execRequest(w http.ResponseWriter, r *http.Request) (ExecRequest, *session, command, error) {
+	var req ExecRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return req, nil, command{}, err
+	}
+	if req.Command == "" {
+		return req, nil, command{}, fmt.Errorf("%w: command is empty", errdefs.ErrInvalidArgument)
+	}
+	if req.Cwd != "" {
+		if fi, err := os.Stat(req.Cwd); err != nil || !fi.IsDir() {
+			return req, nil, command{}, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd)
+		}
+	}
+	for k := range req.Env {
+		if !envNamePattern.MatchString(k) {
+			return req, nil, command{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
+		}
+	}
+	if req.SessionID == "" {
+		req.SessionID = r.Header.Get(api.HeaderSessionID)
+	}
+	s, err := a.session(req.SessionID)
+	if err != nil {
+		return req, nil, command{}, err
+	}
+	c := command{text: req.Command, env: req.Env, cwd: req.Cwd, stdin: req.Stdin,
+		timeout: time.Duration(req.TimeoutMs) * time.Millisecond}
+	return req, s, c, nil
+}
+
+// timeoutNote is what a timed-out command gets appended to its stderr.
+func timeoutNote(run runResult, timeout time.Duration) string {
+	if !run.timedOut {
+		return ""
+	}
+	note := fmt.Sprintf("Command timed out after %d ms\n", timeout.Milliseconds())
+	if run.reset {
+		note += "(the command did not stop, so the session's shell was restarted: its state is lost)\n"
+	}
+	return note
+}
+
+// decodeBody decodes a JSON request body of at most maxExecBody bytes.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxExecBody)).Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return fmt.Errorf("%w: request over %d bytes", errdefs.ErrPayloadTooLarge, tooBig.Limit)
+		}
+		return fmt.Errorf("%w: decode request: %v", errdefs.ErrInvalidArgument, err)
+	}
+	return nil
+}
+
+// bufferSink keeps a command's output in memory, capped.
+type bufferSink struct {
+	stdout, stderr cappedBuffer
+}
+
+func (b *bufferSink) start(int) {}
+
+func (b *bufferSink) write(stream string, p []byte) {
+	if stream == api.EventStdout {
+		_, _ = b.stdout.Write(p)
+	} else {
+		_, _ = b.stderr.Write(p)
+	}
+}
+
+// sseSink streams a command's output.
+type sseSink struct {
+	sse              *sseWriter
+	command, session string
+}
+
+func (s *sseSink) start(pid int) {
+	_ = s.sse.send(api.StreamEvent{Type: api.EventStart, Command: s.command, Pid: pid, SessionID: s.session})
+}
+
+func (s *sseSink) write(stream string, p []byte) { _ = s.sse.output(stream, p) }
 
 // encodeOutput returns b as a JSON-safe string: as it is if it is valid
 // UTF-8 without NUL, else base64 (and the encoding's name).
@@ -171,54 +188,6 @@ func encodeOutput(b []byte) (string, string) {
 		return string(b), ""
 	}
 	return base64.StdEncoding.EncodeToString(b), api.EncodingBase64
-}
-
-// stdinFile returns the command's stdin: /dev/null, or a pipe fed with s.
-// The returned func stops feeding it.
-func stdinFile(s *string) (*os.File, func(), error) {
-	if s == nil {
-		f, err := os.Open(os.DevNull)
-		return f, func() {}, err
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, nil, err
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = io.WriteString(w, *s)
-		w.Close()
-	}()
-	return r, func() { w.Close(); <-done }, nil
-}
-
-// copyOutput copies src to dst until EOF, or until the read deadline set
-// after the command exited; then it takes, without waiting, what is still in
-// the pipe (the deadline may pass before a slow reader got it all).
-func copyOutput(dst io.Writer, src *os.File) {
-	defer src.Close()
-	_, err := io.Copy(dst, src)
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		return
-	}
-	_ = src.SetReadDeadline(time.Time{})
-	rc, err := src.SyscallConn()
-	if err != nil {
-		return
-	}
-	buf := make([]byte, 64<<10)
-	_ = rc.Read(func(fd uintptr) bool {
-		for total := 0; total < 1<<20; {
-			n, err := unix.Read(int(fd), buf)
-			if n <= 0 || err != nil {
-				break
-			}
-			_, _ = dst.Write(buf[:n])
-			total += n
-		}
-		return true // done, whatever happened: never wait here
-	})
 }
 
 // exitCode follows the shell's convention: 128+N for death by signal N.

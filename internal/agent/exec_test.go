@@ -77,9 +77,9 @@ func TestExec(t *testing.T) {
 		stderr string
 	}{
 		{"echo", cmd("echo hello"), 0, "hello\n", ""},
-		{"exit code", cmd("echo e >&2; exit 42"), 42, "", "e\n"},
+		{"exit code", cmd("echo e >&2; sh -c 'exit 42'"), 42, "", "e\n"},
 		{"not found", cmd("no-such-cmd-xyz"), 127, "", "no-such-cmd-xyz: command not found\n"},
-		{"signal", cmd("kill -TERM $$"), 143, "", ""},
+		{"signal", cmd("sh -c 'kill -TERM $$'"), 143, "", ""},
 		{"no trailing newline", cmd("printf abc"), 0, "abc", ""},
 		{"nul and utf-8", cmd(`printf 'a\0b\xc3\xa9'`), 0, "a\x00b\u00e9", ""},
 		{"invalid utf-8", cmd(`printf 'a\xff\xfeb'; printf '\xc3' >&2`), 0, "a\xff\xfeb", "\xc3"},

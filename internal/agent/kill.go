@@ -11,28 +11,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// markerVar is set, to a value unique to each command, in the environment
-// of every command the agent starts. Descendants inherit it, so a process
-// that left the command's tree (a daemon that double-forked and was
-// re-parented to PID 1) is still known to belong to the command.
-const markerVar = "SANDBOX_EXEC_ID"
+// Environment markers. Every process the agent starts carries, in its
+// environment, a marker unique to what it belongs to; descendants inherit
+// it, so a process that left the tree (a daemon that double-forked and was
+// re-parented to PID 1) is still known to belong to its command.
+const (
+	execMarkerVar    = "SANDBOX_EXEC_ID"    // one command (exec) or process
+	sessionMarkerVar = "SANDBOX_SESSION_ID" // everything a session's shell started
+)
 
-func newMarker() string {
+// marker returns a new "NAME=value" marker.
+func marker(name string) string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	return name + "=" + hex.EncodeToString(b)
 }
 
-// killTree kills root, every process descended from it, and every process
-// whose environment carries marker. Members are stopped first, round after
-// round until no new one appears, so that none can fork a process the kill
-// would miss; then all are killed.
-func killTree(root int, marker string) {
+// killTree kills the roots, every process descended from them, and every
+// process whose environment carries one of markers ("NAME=value"). Members
+// are stopped first, round after round until no new one appears, so that
+// none can fork a process the kill would miss; then all are killed.
+func killTree(roots []int, markers ...string) {
 	self := os.Getpid()
 	stopped := map[int]bool{}
 	for round := 0; round < 100; round++ {
 		found := false
-		for _, pid := range members(root, marker) {
+		for _, pid := range members(roots, markers) {
 			if pid == self || pid == 1 || stopped[pid] {
 				continue
 			}
@@ -47,17 +51,31 @@ func killTree(root int, marker string) {
 	for pid := range stopped {
 		_ = unix.Kill(pid, unix.SIGKILL)
 	}
-	_ = unix.Kill(root, unix.SIGKILL)
 }
 
-// members lists root's descendants (root included) and the processes whose
-// environment holds markerVar=marker.
-func members(root int, marker string) []int {
+// signalTree sends sig to the same members as killTree would kill, without
+// stopping them first: for a polite SIGTERM before the kill.
+func signalTree(sig unix.Signal, roots []int, markers ...string) int {
+	self, n := os.Getpid(), 0
+	for _, pid := range members(roots, markers) {
+		if pid != self && pid != 1 && unix.Kill(pid, sig) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// members lists the roots' descendants (roots included) and the processes
+// whose environment holds one of markers.
+func members(roots []int, markers []string) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return []int{root}
+		return roots
 	}
-	want := []byte(markerVar + "=" + marker + "\x00")
+	want := make([][]byte, len(markers))
+	for i, m := range markers {
+		want[i] = []byte(m + "\x00")
+	}
 	children := map[int][]int{}
 	var out []int
 	for _, e := range entries {
@@ -65,14 +83,27 @@ func members(root int, marker string) []int {
 		if err != nil {
 			continue
 		}
-		if ppid := parentOf(pid); ppid > 0 {
-			children[ppid] = append(children[ppid], pid)
+		if len(roots) > 0 {
+			if ppid := parentOf(pid); ppid > 0 {
+				children[ppid] = append(children[ppid], pid)
+			}
 		}
-		if env, err := os.ReadFile("/proc/" + e.Name() + "/environ"); err == nil && bytes.Contains(env, want) {
-			out = append(out, pid)
+		if len(want) == 0 {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, w := range want {
+			// A marker is a whole variable: at the start, or after a NUL.
+			if bytes.HasPrefix(env, w) || bytes.Contains(env, append([]byte{0}, w...)) {
+				out = append(out, pid)
+				break
+			}
 		}
 	}
-	queue := []int{root}
+	queue := append([]int(nil), roots...)
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
@@ -99,4 +130,20 @@ func parentOf(pid int) int {
 	}
 	ppid, _ := strconv.Atoi(f[1])
 	return ppid
+}
+
+// childrenOf lists pid's children (of its main thread).
+func childrenOf(pid int) []int {
+	p := strconv.Itoa(pid)
+	b, err := os.ReadFile("/proc/" + p + "/task/" + p + "/children")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }

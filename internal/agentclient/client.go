@@ -37,6 +37,23 @@ func New(socket string) *Client {
 	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
 }
 
+// Transport returns the client's transport, for proxying requests to the
+// agent (every URL goes to the agent's socket, whatever its host).
+func (c *Client) Transport() http.RoundTripper { return c.hc.Transport }
+
+// Classify turns an error of a round trip to the agent into the daemon's
+// error classes, as do does for the client's own calls.
+func Classify(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return fmt.Errorf("%w: agent: %v", errdefs.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%w: connection to the sandbox's agent lost during the call: %v", errdefs.ErrInterrupted, err)
+}
+
 // Close drops the client's idle connections.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
@@ -94,14 +111,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Op == "dial" {
-			return fmt.Errorf("%w: agent: %v", errdefs.ErrUnavailable, err)
-		}
-		return fmt.Errorf("%w: connection to the sandbox's agent lost during the call: %v", errdefs.ErrInterrupted, err)
+		return Classify(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {

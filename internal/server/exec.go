@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path"
@@ -13,11 +14,16 @@ import (
 	"github.com/sandboxd/sandboxd/internal/manager"
 )
 
-// defaultSession names the one session every sandbox has. Sessions of
-// their own come with the sessions API.
-const defaultSession = "default"
-
 func (s *server) exec(w http.ResponseWriter, r *http.Request, id string) {
+	s.execVia(w, r, id, "/v1/exec")
+}
+
+func (s *server) execStream(w http.ResponseWriter, r *http.Request, id string) {
+	s.execVia(w, r, id, "/v1/exec/stream")
+}
+
+// execVia checks an exec request and hands it to the agent.
+func (s *server) execVia(w http.ResponseWriter, r *http.Request, id, agentPath string) {
 	began := time.Now()
 	var req api.ExecRequest
 	if err := decode(w, r, &req, false); err != nil {
@@ -25,39 +31,51 @@ func (s *server) exec(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	if req.SessionID == "" {
-		req.SessionID = r.Header.Get("X-Session-Id")
+		req.SessionID = r.Header.Get(api.HeaderSessionID)
 	}
 	if err := validateExec(&req); err != nil {
 		s.error(w, r, err)
 		return
 	}
-	c, err := s.mgr.Agent(r.Context(), id)
+	body, err := json.Marshal(agent.ExecRequest{ExecRequest: req, MaxOutputBytes: s.cfg.MaxOutputBytes})
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	res, err := c.Exec(r.Context(), agent.ExecRequest{ExecRequest: req, MaxOutputBytes: s.cfg.MaxOutputBytes})
-	if err != nil {
-		err = s.mgr.CallFailed(r.Context(), id, c, err)
-	}
+	rec := &statusRecorder{ResponseWriter: w}
+	s.proxy(rec, r, id, agentPath, body)
 	if m := s.cfg.Metrics; m != nil {
-		outcome := "error"
-		switch {
-		case err == nil && res.ExitCode == 0:
-			outcome = "ok"
-		case err == nil:
-			outcome = "nonzero"
+		outcome := "ok"
+		if rec.status >= 300 {
+			outcome = "error"
 		}
 		m.ExecTotal.WithLabelValues(outcome).Inc()
 		m.ExecSeconds.Observe(time.Since(began).Seconds())
 	}
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	res.SessionID = req.SessionID
-	writeJSON(w, http.StatusOK, res)
 }
+
+// statusRecorder notes the status a handler sent.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func validateExec(req *api.ExecRequest) error {
 	if req.Command == "" {
@@ -74,14 +92,6 @@ func validateExec(req *api.ExecRequest) error {
 	}
 	if req.TimeoutMs < 0 {
 		return fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
-	}
-	switch req.SessionID {
-	case "":
-		req.SessionID = defaultSession
-	case defaultSession:
-	default:
-		return &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound,
-			Message: fmt.Sprintf("session %q not found", req.SessionID)}
 	}
 	return nil
 }

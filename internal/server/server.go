@@ -60,6 +60,17 @@ func New(cfg Config) http.Handler {
 	v1.HandleFunc("PATCH /v1/sandboxes/{id}", s.withID(s.updateSandbox))
 	v1.HandleFunc("DELETE /v1/sandboxes/{id}", s.withID(s.destroySandbox))
 	v1.HandleFunc("POST /v1/sandboxes/{id}/exec", s.withID(s.exec))
+	v1.HandleFunc("POST /v1/sandboxes/{id}/exec/stream", s.withID(s.execStream))
+	// Sessions and processes: the agent checks and answers them.
+	for _, route := range []struct{ method, path string }{
+		{"POST", "/sessions"}, {"GET", "/sessions"}, {"DELETE", "/sessions/{sub}"}, {"POST", "/env"},
+		{"POST", "/processes"}, {"GET", "/processes"}, {"DELETE", "/processes"},
+		{"GET", "/processes/{sub}"}, {"DELETE", "/processes/{sub}"},
+		{"GET", "/processes/{sub}/logs"}, {"GET", "/processes/{sub}/logs/stream"},
+		{"POST", "/processes/{sub}/wait"},
+	} {
+		v1.HandleFunc(route.method+" /v1/sandboxes/{id}"+route.path, s.withID(s.forward))
+	}
 	v1.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, &errdefs.CodedError{Code: api.CodeNotFound, Message: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), Kind: errdefs.ErrNotFound})
 	})
@@ -128,32 +139,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// statuses maps wire codes to HTTP statuses; codes not listed are 500.
-var statuses = map[string]int{
-	api.CodeValidationFailed: 400, api.CodeIsDirectory: 400, api.CodeNotDirectory: 400, api.CodeInvalidPort: 400,
-	api.CodeUnauthorized: 401, api.CodeGitAuthFailed: 401,
-	api.CodePermissionDenied: 403,
-	api.CodeSandboxNotFound:  404, api.CodeFileNotFound: 404, api.CodeProcessNotFound: 404, api.CodeSessionNotFound: 404,
-	api.CodeContextNotFound: 404, api.CodePortNotExposed: 404, api.CodeGitRepoNotFound: 404,
-	api.CodeGitBranchNotFound: 404, api.CodeInvalidToken: 404, api.CodeNotFound: 404,
-	api.CodeMethodNotAllowed: 405,
-	api.CodeTimeout:          408,
-	api.CodeFileExists:       409, api.CodeSessionExists: 409, api.CodePortAlreadyExposed: 409, api.CodeProcessExists: 409,
-	api.CodeSessionTerminated: 410, api.CodeStalePreviewURL: 410,
-	api.CodeFileTooLarge: 413, api.CodePayloadTooLarge: 413,
-	api.CodeResourceExhausted:    429,
-	api.CodeLanguageNotAvailable: 501,
-	api.CodeSandboxUnavailable:   503,
-}
-
 // error writes err as the wire's error body. This is the one place that
 // turns errors into HTTP statuses.
 func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 	code := errdefs.Code(err)
-	status, ok := statuses[code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
+	status := api.HTTPStatus(code)
 	body := api.Error{Code: code, Message: err.Error(), HTTPStatus: status}
 	var ce *errdefs.CodedError
 	if errors.As(err, &ce) {
@@ -182,4 +172,11 @@ func labelFilter(r *http.Request) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// forward hands a sandbox-scoped request to the sandbox's agent as it is:
+// /v1/sandboxes/{id}/rest becomes /v1/rest on the agent.
+func (s *server) forward(w http.ResponseWriter, r *http.Request, id string) {
+	rest := strings.TrimPrefix(r.URL.Path, "/v1/sandboxes/"+r.PathValue("id"))
+	s.proxy(w, r, id, "/v1"+rest, nil)
 }

@@ -138,7 +138,9 @@ func TestAPI(t *testing.T) {
 		{"image path", "PUT", "/v1/sandboxes/img", token, `{"image":"../../etc"}`, 400, api.CodeValidationFailed, ""},
 		{"create", "PUT", "/v1/sandboxes/made", token, `{"labels":{"k":"v"}}`, 201, "", `"status":"running"`},
 		{"create again", "PUT", "/v1/sandboxes/made", token, ``, 200, "", `"id":"made"`},
-		{"exec", "POST", "/v1/sandboxes/Made/exec", token, `{"command":"echo hi; exit 3"}`, 200, "", `"exitCode":3`},
+		{"exec", "POST", "/v1/sandboxes/Made/exec", token, `{"command":"echo hi; (exit 3)"}`, 200, "", `"exitCode":3`},
+		{"shell exit", "POST", "/v1/sandboxes/made/exec", token, `{"command":"exit 4"}`, 410, api.CodeSessionTerminated, `"exitCode":4`},
+		{"fresh shell", "POST", "/v1/sandboxes/made/exec", token, `{"command":"echo back"}`, 200, "", `"stdout":"back\n"`},
 		{"exec creates", "POST", "/v1/sandboxes/new-one/exec", token, `{"command":"true"}`, 200, "", `"success":true`},
 		{"list", "GET", "/v1/sandboxes?label=k=v", token, ``, 200, "", `"count":1`},
 		{"nul in command", "POST", "/v1/sandboxes/a/exec", token, `{"command":"echo a\u0000b"}`, 400, api.CodeValidationFailed, ""},
@@ -155,8 +157,9 @@ func TestAPI(t *testing.T) {
 			t.Errorf("%s: %d %s %.200s; want %d %s containing %q", c.name, status, e.Code, body, c.status, c.code, c.contains)
 		}
 	}
-	// The refused calls created nothing.
-	if _, _, body := call(t, srv, "GET", "/v1/sandboxes", token, ""); !strings.Contains(body, `"count":2`) {
+	// The refused calls created nothing ("a" exists from the unknown
+	// session's call, which the agent answered).
+	if _, _, body := call(t, srv, "GET", "/v1/sandboxes", token, ""); !strings.Contains(body, `"count":3`) {
 		t.Errorf("sandboxes after the calls: %s", body)
 	}
 }

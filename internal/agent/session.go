@@ -1,0 +1,289 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// session is one persistent shell and its settings. Calls run one at a
+// time, in arrival order (q); the shell is started on first use and again
+// after it exited.
+type session struct {
+	id        string
+	createdAt time.Time
+	marker    string // sessionMarkerVar=...: in the environment of all it starts
+	timeout   time.Duration
+
+	q  queue
+	sh *shell // guarded by q
+
+	mu      sync.Mutex
+	env     map[string]string // guarded by mu
+	cwd     string            // the shell's last known directory; guarded by mu
+	initCwd string
+	deleted bool // guarded by mu
+}
+
+// sessions is the agent's session registry.
+type sessions struct {
+	mu sync.Mutex
+	m  map[string]*session // guarded by mu
+}
+
+var sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// get returns session id ("" means the default one, created on first use).
+func (a *Agent) session(id string) (*session, error) {
+	if id == "" {
+		id = api.DefaultSessionID
+	}
+	a.sessions.mu.Lock()
+	defer a.sessions.mu.Unlock()
+	if s := a.sessions.m[id]; s != nil {
+		return s, nil
+	}
+	if id == api.DefaultSessionID {
+		s := a.newSession(id, nil, a.workdir, 0)
+		a.sessions.m[id] = s
+		return s, nil
+	}
+	return nil, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q not found", id)}
+}
+
+func (a *Agent) newSession(id string, env map[string]string, cwd string, timeout time.Duration) *session {
+	if env == nil {
+		env = map[string]string{}
+	}
+	return &session{id: id, createdAt: time.Now().UTC(), marker: marker(sessionMarkerVar), timeout: timeout,
+		env: env, cwd: cwd, initCwd: cwd}
+}
+
+func (s *session) info() api.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	env := make(map[string]string, len(s.env))
+	for k, v := range s.env {
+		env[k] = v
+	}
+	return api.Session{ID: s.id, Cwd: s.cwd, Env: env, CommandTimeoutMs: s.timeout.Milliseconds(), CreatedAt: s.createdAt}
+}
+
+// run runs c in the session's shell, starting one if needed. The caller
+// must not hold s.q; run takes it, in arrival order.
+func (a *Agent) runInSession(ctx context.Context, s *session, c command, sink outputSink) (runResult, error) {
+	if err := s.q.lock(ctx); err != nil {
+		return runResult{}, err
+	}
+	defer s.q.unlock()
+	s.mu.Lock()
+	deleted, env, cwd := s.deleted, copyEnv(s.env), s.initCwd
+	s.mu.Unlock()
+	if deleted {
+		return runResult{}, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q was deleted", s.id)}
+	}
+	if c.timeout == 0 {
+		c.timeout = s.timeout
+	}
+	if s.sh == nil {
+		if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
+			return runResult{}, fmt.Errorf("%w: the session's directory %q is not a directory", errdefs.ErrInvalidArgument, cwd)
+		}
+		sh, err := a.startShell(env, cwd, s.marker)
+		if err != nil {
+			return runResult{}, err
+		}
+		s.sh = sh
+	}
+	res, err := s.sh.run(ctx, c, sink)
+	var exited *errShellExited
+	if errors.As(err, &exited) || res.reset {
+		s.sh.close()
+		s.sh = nil
+	}
+	if err == nil && res.cwd != "" {
+		s.mu.Lock()
+		s.cwd = res.cwd
+		s.mu.Unlock()
+	}
+	return res, err
+}
+
+func copyEnv(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// sessionError turns a shell that exited into the API's 410.
+func sessionError(err error) error {
+	var exited *errShellExited
+	if errors.As(err, &exited) {
+		return &errdefs.CodedError{Code: api.CodeSessionTerminated, Kind: errdefs.ErrNotFound,
+			Message: fmt.Sprintf("the session's shell exited with code %d; the next call gets a fresh shell", exited.code),
+			Details: map[string]any{"exitCode": exited.code}}
+	}
+	return err
+}
+
+func (a *Agent) handleCreateSession(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateSessionRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.ID == "" {
+		req.ID = "session-" + marker("")[1:13]
+	}
+	if !sessionIDPattern.MatchString(req.ID) {
+		writeError(w, fmt.Errorf("%w: session id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, req.ID))
+		return
+	}
+	if req.Cwd == "" {
+		req.Cwd = a.workdir
+	}
+	if fi, err := os.Stat(req.Cwd); err != nil || !fi.IsDir() {
+		writeError(w, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd))
+		return
+	}
+	if req.CommandTimeoutMs < 0 {
+		writeError(w, fmt.Errorf("%w: commandTimeoutMs must not be negative", errdefs.ErrInvalidArgument))
+		return
+	}
+	a.sessions.mu.Lock()
+	if _, ok := a.sessions.m[req.ID]; ok || req.ID == api.DefaultSessionID {
+		a.sessions.mu.Unlock()
+		writeError(w, &errdefs.CodedError{Code: api.CodeSessionExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("session %q already exists", req.ID)})
+		return
+	}
+	s := a.newSession(req.ID, req.Env, req.Cwd, time.Duration(req.CommandTimeoutMs)*time.Millisecond)
+	a.sessions.m[req.ID] = s
+	a.sessions.mu.Unlock()
+	writeJSON(w, http.StatusCreated, s.info())
+}
+
+func (a *Agent) handleListSessions(w http.ResponseWriter, r *http.Request) {
+	if _, err := a.session(""); err != nil { // the default one always exists
+		writeError(w, err)
+		return
+	}
+	a.sessions.mu.Lock()
+	list := make([]api.Session, 0, len(a.sessions.m))
+	for _, s := range a.sessions.m {
+		list = append(list, s.info())
+	}
+	a.sessions.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt.Before(list[j].CreatedAt) })
+	writeJSON(w, http.StatusOK, api.SessionList{Sessions: list, Count: len(list)})
+}
+
+// handleDeleteSession kills the session's shell, what it started and the
+// background processes started in it.
+func (a *Agent) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("sid")
+	if id == api.DefaultSessionID {
+		writeError(w, fmt.Errorf("%w: the default session cannot be deleted", errdefs.ErrInvalidArgument))
+		return
+	}
+	a.sessions.mu.Lock()
+	s := a.sessions.m[id]
+	delete(a.sessions.m, id)
+	a.sessions.mu.Unlock()
+	if s == nil {
+		writeError(w, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q not found", id)})
+		return
+	}
+	s.mu.Lock()
+	s.deleted = true
+	s.mu.Unlock()
+	// Kill first: a command running in the shell ends, and its call
+	// returns, so the queue frees up.
+	killTree(nil, s.marker)
+	a.procs.killSession(id)
+	if err := s.q.lock(r.Context()); err == nil {
+		if s.sh != nil {
+			s.sh.close()
+			s.sh = nil
+		}
+		s.q.unlock()
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleSetEnv sets (or, for null values, unsets) variables in a session:
+// in its settings, and in its running shell.
+func (a *Agent) handleSetEnv(w http.ResponseWriter, r *http.Request) {
+	var req api.SetEnvRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.SessionID == "" {
+		req.SessionID = r.Header.Get(api.HeaderSessionID)
+	}
+	s, err := a.session(req.SessionID)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var script string
+	for k, v := range req.EnvVars {
+		if !envNamePattern.MatchString(k) {
+			writeError(w, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k))
+			return
+		}
+		if v == nil {
+			script += "unset " + k + "\n"
+		} else {
+			script += "export " + shQuote(k+"="+*v) + "\n"
+		}
+	}
+	s.mu.Lock()
+	for k, v := range req.EnvVars {
+		if v == nil {
+			delete(s.env, k)
+		} else {
+			s.env[k] = *v
+		}
+	}
+	s.mu.Unlock()
+	// Apply to the running shell, in order with the session's commands.
+	if err := s.q.lock(r.Context()); err != nil {
+		writeError(w, err)
+		return
+	}
+	if s.sh != nil && script != "" {
+		_, err = s.sh.run(r.Context(), command{text: script}, discardSink{})
+		var exited *errShellExited
+		if errors.As(err, &exited) {
+			s.sh.close()
+			s.sh = nil
+			err = nil // the next shell starts with the new settings
+		}
+	}
+	s.q.unlock()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.info())
+}
+
+// envNamePattern is what a shell accepts as a variable name.
+var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+type discardSink struct{}
+
+func (discardSink) start(int)            {}
+func (discardSink) write(string, []byte) {}

@@ -1,0 +1,441 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// bootScript is what a session's shell runs: it reads, on fd 3, the
+// directory of one command per line, sources the command there with its
+// stdin and outputs redirected to that directory's files, and reports
+// "status NUL cwd NUL" on fd 4. Sourcing at the top level keeps the
+// command's effects (cd, export, functions, declare) in the shell.
+//
+// SIGUSR1 aborts the running command: the trap returns from the sourced
+// file, and under bash a DEBUG trap then makes every function the command
+// was in return too (extdebug's "return 2"), so that nothing of it runs
+// after the abort. Plain POSIX shells only get the first return.
+const bootScript = `# sandbox-agent session shell
+if [ -n "$BASH_VERSION" ]; then
+  shopt -s expand_aliases
+  __sbx_boot=${BASH_SOURCE[0]}
+  __sbx_unwind() { if [[ ${BASH_SOURCE[1]} != "$__sbx_boot" ]]; then return 2; fi; return 0; }
+  trap 'shopt -s extdebug; trap __sbx_unwind DEBUG; return 124 2>/dev/null' USR1
+else
+  trap 'return 124 2>/dev/null' USR1
+fi
+while IFS= read -r __sbx_d <&3; do
+  . "$__sbx_d/cmd" <"$__sbx_d/in" >"$__sbx_d/out" 2>"$__sbx_d/err"
+  __sbx_s=$?
+  if [ -n "$BASH_VERSION" ]; then trap - DEBUG; shopt -u extdebug; fi
+  printf '%d\0%s\0' "$__sbx_s" "$PWD" >&4
+done
+`
+
+// abortGrace bounds how long an aborted command may take to unwind before
+// its shell is killed (and the session restarted).
+const abortGrace = 2 * time.Second
+
+// shell is one session's long-lived shell process.
+type shell struct {
+	pid    int
+	proc   *os.Process
+	dead   chan struct{}    // closed when the shell has exited
+	ws     unix.WaitStatus  // how it exited; set before dead closes
+	ctrl   *os.File         // write end of fd 3
+	status chan shellStatus // one per command; closed when the shell exits
+	dir    string           // the shell's runtime directory
+	seq    int              // commands run; guarded by the session's queue
+}
+
+type shellStatus struct {
+	code int
+	cwd  string
+}
+
+// errShellExited is returned by run when the shell exited (the command ran
+// exit, or the shell was killed).
+type errShellExited struct{ code int }
+
+func (e *errShellExited) Error() string {
+	return fmt.Sprintf("the session's shell exited with code %d", e.code)
+}
+
+// startShell starts a shell for a session with env (added to the agent's)
+// in cwd. markerEnv ("NAME=value") is set in its environment.
+func (a *Agent) startShell(env map[string]string, cwd, markerEnv string) (*shell, error) {
+	sh, err := exec.LookPath("bash")
+	if err != nil {
+		sh = "/bin/sh"
+	}
+	dir, err := os.MkdirTemp(a.runDir, "shell-")
+	if err != nil {
+		return nil, err
+	}
+	boot := filepath.Join(a.runDir, "boot.sh")
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer devnull.Close()
+	ctrlR, ctrlW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer ctrlR.Close()
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		ctrlW.Close()
+		return nil, err
+	}
+	defer statW.Close()
+	fullEnv := append(mergeEnv(os.Environ(), env), markerEnv)
+	proc, exited, err := a.reaper.start(sh, []string{sh, boot}, &os.ProcAttr{
+		Dir:   cwd,
+		Env:   fullEnv,
+		Files: []*os.File{devnull, devnull, devnull, ctrlR, statW},
+		Sys:   &unix.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		ctrlW.Close()
+		statR.Close()
+		os.RemoveAll(dir)
+		return nil, startError(err)
+	}
+	s := &shell{pid: proc.Pid, proc: proc, dead: make(chan struct{}), ctrl: ctrlW, status: make(chan shellStatus, 1), dir: dir}
+	go s.readStatus(statR)
+	go func() {
+		s.ws = <-exited
+		close(s.dead)
+	}()
+	return s, nil
+}
+
+// startError maps a failed process start to the API's classes.
+func startError(err error) error {
+	if errors.Is(err, unix.EAGAIN) {
+		return fmt.Errorf("%w: cannot start a process: the sandbox's process limit is reached", errdefs.ErrResourceExhausted)
+	}
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return fmt.Errorf("%w: %v", errdefs.ErrInvalidArgument, err)
+	}
+	return fmt.Errorf("start process: %w", err)
+}
+
+// readStatus turns the shell's status records into values on s.status,
+// and closes it when the shell's end of the pipe closes.
+func (s *shell) readStatus(f *os.File) {
+	defer f.Close()
+	defer close(s.status)
+	r := bufio.NewReader(f)
+	for {
+		code, err := r.ReadString(0)
+		if err != nil {
+			return
+		}
+		cwd, err := r.ReadString(0)
+		if err != nil {
+			return
+		}
+		n, _ := strconv.Atoi(strings.TrimSuffix(code, "\x00"))
+		s.status <- shellStatus{code: n, cwd: strings.TrimSuffix(cwd, "\x00")}
+	}
+}
+
+// command is one call to run in a shell.
+type command struct {
+	text    string
+	env     map[string]string // for this call only (runs it in a subshell)
+	cwd     string            // for this call only (runs it in a subshell)
+	stdin   *string
+	timeout time.Duration // zero: none
+}
+
+// outputSink receives a command's output as it is written. write is called
+// from two goroutines (stdout and stderr) at once.
+type outputSink interface {
+	start(pid int) // the command is handed to the shell whose pid this is
+	write(stream string, p []byte)
+}
+
+// runResult is how a command ended.
+type runResult struct {
+	code     int
+	cwd      string
+	timedOut bool
+	reset    bool // the shell had to be killed to stop the command
+}
+
+// run runs c in the shell and returns when it has finished and its output
+// has been delivered to sink. The caller holds the session's queue.
+//
+// A timeout, or ctx ending (the caller went away), aborts the command: its
+// processes are killed and the shell unwinds it; the shell and its state
+// survive, unless the command will not unwind within abortGrace, in which
+// case the shell is killed (result.reset). If the command makes the shell
+// exit, run returns *errShellExited.
+func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult, error) {
+	s.seq++
+	dir := filepath.Join(s.dir, strconv.Itoa(s.seq))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return runResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	cmdMarker := marker(execMarkerVar)
+	if err := writeCommand(dir, c, cmdMarker); err != nil {
+		return runResult{}, err
+	}
+	outs := make([]*fifo, 0, 2)
+	for _, name := range []string{"out", "err"} {
+		f, err := openFifo(filepath.Join(dir, name))
+		if err != nil {
+			for _, f := range outs {
+				f.close()
+			}
+			return runResult{}, err
+		}
+		outs = append(outs, f)
+	}
+	var readers sync.WaitGroup
+	for i, stream := range []string{"stdout", "stderr"} {
+		readers.Add(1)
+		go func(f *fifo, stream string) {
+			defer readers.Done()
+			f.copyTo(func(p []byte) { sink.write(stream, p) })
+		}(outs[i], stream)
+	}
+	finish := func() {
+		// Bytes already in the FIFOs are read in full; background
+		// children that keep them open are not waited for.
+		for _, f := range outs {
+			f.drain()
+		}
+		readers.Wait()
+	}
+	// Children the shell has already (background jobs of earlier
+	// commands) are not this command's, should it have to be aborted.
+	before := childrenOf(s.pid)
+	sink.start(s.pid)
+	if _, err := io.WriteString(s.ctrl, dir+"\n"); err != nil {
+		for _, f := range outs {
+			f.drain()
+		}
+		readers.Wait()
+		return runResult{}, &errShellExited{code: s.waitExit()}
+	}
+
+	var timeout <-chan time.Time
+	if c.timeout > 0 {
+		t := time.NewTimer(c.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	var res runResult
+	select {
+	case st, ok := <-s.status:
+		if !ok {
+			finish()
+			return res, &errShellExited{code: s.waitExit()}
+		}
+		res.code, res.cwd = st.code, st.cwd
+	case <-timeout:
+		res = s.abort(cmdMarker, before)
+		res.timedOut = true
+	case <-ctx.Done():
+		s.abort(cmdMarker, before)
+		finish()
+		return res, ctx.Err()
+	}
+	finish()
+	return res, nil
+}
+
+// abort stops the running command: the shell's children that were not
+// there before it (subshells, pipelines, background jobs), their
+// descendants, and whatever carries cmdMarker.
+func (s *shell) abort(cmdMarker string, before []int) runResult {
+	deadline := time.Now().Add(abortGrace)
+	for time.Now().Before(deadline) {
+		_ = s.proc.Signal(unix.SIGUSR1)
+		var roots []int
+		for _, pid := range childrenOf(s.pid) {
+			if !slices.Contains(before, pid) {
+				roots = append(roots, pid)
+			}
+		}
+		killTree(roots, cmdMarker)
+		select {
+		case st, ok := <-s.status:
+			if ok {
+				return runResult{code: st.code, cwd: st.cwd}
+			}
+			return runResult{reset: true}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	s.kill()
+	return runResult{reset: true}
+}
+
+// kill ends the shell and everything it started.
+func (s *shell) kill() {
+	killTree([]int{s.pid})
+	s.ctrl.Close()
+}
+
+// waitExit waits for the shell's exit and returns its exit code.
+func (s *shell) waitExit() int {
+	s.ctrl.Close()
+	<-s.dead
+	return exitCode(s.ws)
+}
+
+// close ends the shell and removes its directory.
+func (s *shell) close() {
+	s.kill()
+	<-s.dead
+	s.proc.Release()
+	os.RemoveAll(s.dir)
+}
+
+// writeCommand writes the files of one command into dir: cmd (what the
+// shell sources), in (its stdin), and, for a call with its own env or cwd,
+// user (the command itself, sourced from a subshell in cmd so that the
+// call's env and cwd do not stay in the session).
+func writeCommand(dir string, c command, cmdMarker string) error {
+	text := c.text
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n" // a here-document may end on the last line
+	}
+	// The marker goes on the command's first line, so line numbers in the
+	// shell's error messages are the user's.
+	body := "export " + cmdMarker + "; " + text
+	if len(c.env) > 0 || c.cwd != "" {
+		if err := os.WriteFile(filepath.Join(dir, "user"), []byte(text), 0o600); err != nil {
+			return err
+		}
+		var b strings.Builder
+		b.WriteString("export " + cmdMarker + "; (")
+		if c.cwd != "" {
+			b.WriteString(" cd -- " + shQuote(c.cwd) + " || exit 1;")
+		}
+		for k, v := range c.env {
+			b.WriteString(" export " + shQuote(k+"="+v) + ";")
+		}
+		b.WriteString(" . " + shQuote(filepath.Join(dir, "user")) + "\n)\n")
+		body = b.String()
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cmd"), []byte(body), 0o600); err != nil {
+		return err
+	}
+	if c.stdin == nil {
+		return os.Symlink(os.DevNull, filepath.Join(dir, "in"))
+	}
+	return os.WriteFile(filepath.Join(dir, "in"), []byte(*c.stdin), 0o600)
+}
+
+// shQuote quotes s as one POSIX shell word.
+func shQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// fifo is the agent's end of a command's output FIFO. The agent holds a
+// write end too, so that reads do not see end-of-file before the shell has
+// opened the FIFO; drain drops it once the command has finished.
+type fifo struct {
+	r, w *os.File
+}
+
+func openFifo(path string) (*fifo, error) {
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		return nil, err
+	}
+	r, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	w, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return &fifo{r: r, w: w}, nil
+}
+
+// copyTo delivers what is read to fn until end-of-file, or until the
+// deadline drain sets; what is left in the FIFO then is delivered without
+// waiting. Output of background children after that is discarded by a
+// goroutine that reads until they close the FIFO, so they never get
+// SIGPIPE for outliving the command.
+func (f *fifo) copyTo(fn func([]byte)) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.r.Read(buf)
+		if n > 0 {
+			fn(buf[:n])
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			readNow(f.r, fn)
+			go discard(f.r)
+			return
+		}
+		f.r.Close()
+		return
+	}
+}
+
+// drain is called once the command has finished.
+func (f *fifo) drain() {
+	f.w.Close()
+	_ = f.r.SetReadDeadline(time.Now().Add(drainGrace))
+}
+
+func (f *fifo) close() {
+	f.w.Close()
+	f.r.Close()
+}
+
+// readNow reads what is in f without waiting (at most 1 MiB).
+func readNow(f *os.File, fn func([]byte)) {
+	_ = f.SetReadDeadline(time.Time{})
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	buf := make([]byte, 64<<10)
+	_ = rc.Read(func(fd uintptr) bool {
+		for total := 0; total < 1<<20; {
+			n, err := unix.Read(int(fd), buf)
+			if n <= 0 || err != nil {
+				break
+			}
+			fn(buf[:n])
+			total += n
+		}
+		return true // done, whatever happened: never wait here
+	})
+}
+
+// discard reads f until its writers are gone, then closes it.
+func discard(f *os.File) {
+	_, _ = io.Copy(io.Discard, f)
+	f.Close()
+}

@@ -1,0 +1,170 @@
+package agent
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// heartbeat is how often an idle stream sends a comment line.
+const heartbeat = 15 * time.Second
+
+// sseWriter writes Server-Sent Events: each event with its name, an id and
+// JSON data, flushed at once. It is safe for concurrent use.
+type sseWriter struct {
+	mu   sync.Mutex
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	seq  int64
+	err  error             // first write error; later writes are dropped
+	tail map[string][]byte // per output stream: an incomplete UTF-8 sequence held back
+	stop chan struct{}
+	done chan struct{}
+}
+
+// newSSE starts an event stream on w with a heartbeat; call close to stop
+// the heartbeat.
+func newSSE(w http.ResponseWriter) *sseWriter {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	s := &sseWriter{w: w, rc: http.NewResponseController(w), tail: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
+	_ = s.rc.Flush()
+	go s.ping()
+	return s
+}
+
+func (s *sseWriter) ping() {
+	defer close(s.done)
+	t := time.NewTicker(heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.mu.Lock()
+			s.writeLocked([]byte(": ping\n\n"))
+			s.mu.Unlock()
+		}
+	}
+}
+
+// close stops the heartbeat.
+func (s *sseWriter) close() {
+	close(s.stop)
+	<-s.done
+}
+
+func (s *sseWriter) writeLocked(b []byte) {
+	if s.err != nil {
+		return
+	}
+	if _, err := s.w.Write(b); err != nil {
+		s.err = err
+		return
+	}
+	s.err = s.rc.Flush()
+}
+
+// send writes one event with the next sequence number as its id.
+func (s *sseWriter) send(ev api.StreamEvent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	s.sendLocked(ev, s.seq)
+	return s.err
+}
+
+func (s *sseWriter) sendLocked(ev api.StreamEvent, id int64) {
+	data, _ := json.Marshal(ev)
+	b := make([]byte, 0, len(data)+len(ev.Type)+40)
+	b = append(b, "event: "...)
+	b = append(b, ev.Type...)
+	b = append(b, "\nid: "...)
+	b = strconv.AppendInt(b, id, 10)
+	b = append(b, "\ndata: "...)
+	b = append(b, data...)
+	b = append(b, "\n\n"...)
+	s.writeLocked(b)
+}
+
+// output sends a chunk of a stream ("stdout" or "stderr"). An incomplete
+// UTF-8 sequence at its end is held back for the next chunk, so that text
+// split mid-character still travels as text; a chunk that is not UTF-8
+// even so is sent base64-encoded. Call flushOutput at the end.
+func (s *sseWriter) output(stream string, p []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := p
+	if t := s.tail[stream]; len(t) > 0 {
+		b = append(t, p...)
+		s.tail[stream] = nil
+	}
+	if cut := incompleteTail(b); cut > 0 {
+		s.tail[stream] = append([]byte(nil), b[len(b)-cut:]...)
+		b = b[:len(b)-cut]
+	}
+	if len(b) > 0 {
+		s.seq++
+		s.sendLocked(chunkEvent(stream, b), s.seq)
+	}
+	return s.err
+}
+
+// flushOutput sends what output held back.
+func (s *sseWriter) flushOutput() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, stream := range []string{api.EventStdout, api.EventStderr} {
+		if t := s.tail[stream]; len(t) > 0 {
+			s.seq++
+			s.sendLocked(chunkEvent(stream, t), s.seq)
+			s.tail[stream] = nil
+		}
+	}
+}
+
+func chunkEvent(stream string, b []byte) api.StreamEvent {
+	if utf8.Valid(b) {
+		return api.StreamEvent{Type: stream, Data: string(b)}
+	}
+	return api.StreamEvent{Type: stream, Data: base64.StdEncoding.EncodeToString(b), Encoding: api.EncodingBase64}
+}
+
+// incompleteTail returns how many bytes at the end of b begin a UTF-8
+// sequence that the next bytes may complete (0 to 3).
+func incompleteTail(b []byte) int {
+	for n := 1; n <= 3 && n <= len(b); n++ {
+		c := b[len(b)-n]
+		if c&0xC0 == 0x80 { // continuation byte: look further back
+			continue
+		}
+		if c < 0x80 {
+			return 0
+		}
+		// A leading byte: is the sequence it starts longer than what we have?
+		need := 0
+		switch {
+		case c&0xE0 == 0xC0:
+			need = 2
+		case c&0xF0 == 0xE0:
+			need = 3
+		case c&0xF8 == 0xF0:
+			need = 4
+		}
+		if need > n && utf8.FullRune(b[len(b)-n:]) == false {
+			return n
+		}
+		return 0
+	}
+	return 0
+}

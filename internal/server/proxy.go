@@ -1,0 +1,142 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agentclient"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// proxy forwards a request for sandbox id to its agent at agentPath (with
+// the request's query), through net/http/httputil.ReverseProxy: the agent
+// speaks the sandbox-scoped part of the public API. body, if not nil,
+// replaces the request's body (the daemon decoded and checked it).
+//
+// Error answers of the agent pass through as they are (they are API
+// errors already). If the agent cannot be reached, or the connection
+// breaks, the manager decides what to report (CallFailed). An event stream
+// that ends without its terminal event, because the agent or its sandbox
+// went away, gets an error event appended, so a client never waits for, or
+// imagines, a completion.
+func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath string, body []byte) {
+	c, err := s.mgr.Agent(r.Context(), id)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if body != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	rp := &httputil.ReverseProxy{
+		Transport: c.Transport(),
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = "agent"
+			pr.Out.URL.Path = agentPath
+			pr.Out.URL.RawPath = ""
+			pr.Out.Host = "agent"
+			pr.Out.Header.Del("Authorization") // the agent needs no token, and gets none
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+				resp.Body = &terminalGuard{r: bufio.NewReader(resp.Body), c: resp.Body, onFail: func(err error) error {
+					return s.mgr.CallFailed(r.Context(), id, c, agentclient.Classify(r.Context(), err))
+				}}
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			s.error(w, r, s.mgr.CallFailed(r.Context(), id, c, agentclient.Classify(req.Context(), err)))
+		},
+	}
+	rp.ServeHTTP(w, r)
+}
+
+// terminalGuard passes an event stream through, noting event names and
+// ids. If the stream ends (EOF or error) before a terminal event (complete,
+// exit, error), it appends an error event saying why, then ends.
+type terminalGuard struct {
+	r        *bufio.Reader
+	c        io.Closer
+	onFail   func(error) error
+	lastID   int64
+	terminal bool
+	pending  []byte // bytes to hand out before reading on
+	done     bool
+}
+
+func (g *terminalGuard) Read(p []byte) (int, error) {
+	if len(g.pending) > 0 {
+		n := copy(p, g.pending)
+		g.pending = g.pending[n:]
+		return n, nil
+	}
+	if g.done {
+		return 0, io.EOF
+	}
+	line, err := g.r.ReadSlice('\n')
+	if len(line) > 0 {
+		g.note(line)
+		n := copy(p, line)
+		if n < len(line) {
+			g.pending = append(g.pending[:0], line[n:]...)
+		}
+		if err == nil || errors.Is(err, bufio.ErrBufferFull) {
+			return n, nil
+		}
+		g.pending = append(g.pending, g.finish(err)...)
+		return n, nil
+	}
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return 0, nil
+	}
+	g.pending = g.finish(err)
+	if len(g.pending) == 0 {
+		return 0, io.EOF
+	}
+	return g.Read(p)
+}
+
+// note records the event name and id of an event line.
+func (g *terminalGuard) note(line []byte) {
+	switch {
+	case bytes.HasPrefix(line, []byte("event: ")):
+		switch strings.TrimSpace(string(line[len("event: "):])) {
+		case api.EventComplete, api.EventExit, api.EventError:
+			g.terminal = true
+		}
+	case bytes.HasPrefix(line, []byte("id: ")):
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(line[len("id: "):])), 10, 64); err == nil {
+			g.lastID = n
+		}
+	}
+}
+
+// finish ends the stream after err from the agent's side, returning the
+// error event to append if no terminal event was seen.
+func (g *terminalGuard) finish(err error) []byte {
+	g.done = true
+	if g.terminal {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	cause := g.onFail(err)
+	ev := api.StreamEvent{Type: api.EventError, Code: errdefs.Code(cause), Message: cause.Error()}
+	data, _ := json.Marshal(ev)
+	return []byte("\nevent: error\nid: " + strconv.FormatInt(g.lastID+1, 10) + "\ndata: " + string(data) + "\n\n")
+}
+
+func (g *terminalGuard) Close() error { return g.c.Close() }
