@@ -91,7 +91,7 @@ func envOptions(getenv func(string) string, tokenFile string) Options {
 // the daemon creates the sandbox, with default options, on the handle's first
 // call that needs it. IDs are lowercased, as the daemon does.
 func (c *Client) Get(id string) *Sandbox {
-	return &Sandbox{c: c, id: strings.ToLower(id)}
+	return &Sandbox{target{c: c, sandboxID: strings.ToLower(id)}}
 }
 
 // Create creates the sandbox id with the options in req (nil for defaults)
@@ -102,8 +102,8 @@ func (c *Client) Create(ctx context.Context, id string, req *api.CreateSandboxRe
 	if req == nil {
 		req = &api.CreateSandboxRequest{}
 	}
-	if err := sb.do(ctx, http.MethodPut, "", req, nil); err != nil {
-		return nil, fmt.Errorf("create sandbox %s: %w", sb.id, err)
+	if err := sb.do(ctx, http.MethodPut, "", nil, req, nil); err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w", sb.sandboxID, err)
 	}
 	return sb, nil
 }

@@ -19,6 +19,7 @@ import (
 // request is what the fake daemon saw of one request.
 type request struct {
 	method, path, query, auth, body string
+	lastEventID                     string // the Last-Event-ID header
 }
 
 // fakeDaemon serves the responses in order (repeating the last one) and
@@ -40,7 +41,8 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	n := len(f.requests)
-	f.requests = append(f.requests, request{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Get("Authorization"), string(body)})
+	f.requests = append(f.requests, request{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Get("Authorization"), string(body),
+		r.Header.Get("Last-Event-ID")})
 	f.mu.Unlock()
 	resp := f.responses[min(n, len(f.responses)-1)]
 	for k, v := range resp.header {

@@ -13,6 +13,15 @@
 //	}
 //	fmt.Print(res.Stdout) // 4
 //
+// Output can be had live: [Sandbox.ExecStream] returns the command's events
+// as they happen (range over [ExecStream.Events], or call [ExecStream.Wait]
+// for the result), and [ExecOptions.OnStdout] and OnStderr make Exec call
+// back with each chunk. [Sandbox.StartProcess] starts a background process
+// and returns a [Process] handle to wait for its log lines, ports or exit,
+// read or stream its output, and kill it. [Sandbox.CreateSession] and
+// [Sandbox.GetSession] give a [Session], a shell of its own in the sandbox,
+// offering the same methods for commands and processes.
+//
 // Every method takes a context first and talks to the daemon over the HTTP
 // API described in docs/API.md; request and response bodies are the types of
 // package [github.com/sandboxd/sandboxd/api].

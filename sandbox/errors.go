@@ -23,7 +23,8 @@ type Error struct {
 	// Message is the daemon's human-readable explanation.
 	Message string
 	// HTTPStatus is the status of the response, or 0 for an error the SDK
-	// found before sending a request.
+	// found before sending a request or one reported by a stream's "error"
+	// event.
 	HTTPStatus int
 	// Details holds code-specific data, such as "exitCode" for
 	// SESSION_TERMINATED.
@@ -42,6 +43,21 @@ func (e *Error) Error() string {
 func (e *Error) Is(target error) bool {
 	s, ok := target.(*codeError)
 	return ok && s.code == e.Code
+}
+
+// ExitCode returns the exit code an error carries in Details["exitCode"]:
+// that of the shell of a SESSION_TERMINATED error, or that of a process that
+// exited before a wait was satisfied. ok is false if there is none.
+func (e *Error) ExitCode() (code int, ok bool) {
+	switch v := e.Details["exitCode"].(type) {
+	case float64: // from a JSON body
+		if v == float64(int(v)) {
+			return int(v), true
+		}
+	case int: // from a stream's error event
+		return v, true
+	}
+	return 0, false
 }
 
 // codeError is the type of the sentinel errors: each stands for one wire

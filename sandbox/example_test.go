@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -74,4 +75,107 @@ func ExampleError() {
 	case err != nil:
 		fmt.Println("could not reach the daemon:", err)
 	}
+}
+
+// This example streams a command's output as it is produced, then gets its
+// exit code.
+func ExampleSandbox_ExecStream() {
+	ctx := context.Background()
+	c, err := sandbox.FromEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	st, err := c.Get("demo").ExecStream(ctx, "for i in 1 2 3; do echo $i; sleep 1; done", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for ev, err := range st.Events() {
+		if err != nil {
+			log.Fatal(err)
+		}
+		switch ev.Type {
+		case api.EventStdout:
+			os.Stdout.Write(ev.Data)
+		case api.EventComplete:
+			fmt.Println("exit", ev.ExitCode)
+		}
+	}
+}
+
+// This example runs a command, printing its output live, and still gets the
+// whole result.
+func ExampleExecOptions_callbacks() {
+	ctx := context.Background()
+	c, err := sandbox.FromEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := c.Get("demo").Exec(ctx, "pip install requests", &sandbox.ExecOptions{
+		OnStdout: func(b []byte) { os.Stdout.Write(b) },
+		OnStderr: func(b []byte) { os.Stderr.Write(b) },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("exit", res.ExitCode)
+}
+
+// This example starts a web server in the background, waits until it
+// answers, and stops it.
+func ExampleSandbox_StartProcess() {
+	ctx := context.Background()
+	c, err := sandbox.FromEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	sb := c.Get("demo")
+	web, err := sb.StartProcess(ctx, "python3 -m http.server 8080", &sandbox.ProcessOptions{ID: "web"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = web.WaitForPort(ctx, 8080, &sandbox.PortWaitOptions{Mode: "http", Timeout: 30 * time.Second})
+	var e *sandbox.Error
+	if errors.As(err, &e) {
+		if code, ok := e.ExitCode(); ok {
+			logs, _ := web.Logs(ctx)
+			log.Fatalf("server exited with %d before it answered:\n%s", code, logs.Stderr)
+		}
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := sb.Exec(ctx, "curl -s localhost:8080/ | head -1", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(res.Stdout)
+	if _, err := web.Kill(ctx, ""); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// This example keeps shell state in a session of its own.
+func ExampleSandbox_CreateSession() {
+	ctx := context.Background()
+	c, err := sandbox.FromEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	sb := c.Get("demo")
+	build, err := sb.CreateSession(ctx, api.CreateSessionRequest{ID: "build", Cwd: "/workspace/app"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sb.DeleteSession(ctx, build.ID())
+	if err := build.SetEnvVars(ctx, map[string]*string{"GOFLAGS": new("-mod=vendor")}); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := build.Exec(ctx, "cd cmd/app", nil); err != nil {
+		log.Fatal(err)
+	}
+	res, err := build.Exec(ctx, "pwd", nil) // /workspace/app/cmd/app
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(res.Stdout)
 }

@@ -2,9 +2,10 @@
 // SDK (package github.com/sandboxd/sandboxd/sandbox). Each subcommand lives in
 // its own file; Main runs one command line and returns its exit status.
 //
-// Exit statuses: 0 on success; for exec, the command's own exit code; 1 when
-// the daemon or the network reports an error, printed as
-// "sandbox: <message> (<CODE>)"; 2 for usage errors; 130 when interrupted.
+// Exit statuses: 0 on success; for exec, the command's own exit code (or
+// the status of the session shell it made exit); 1 when the daemon or the
+// network reports an error, printed as "sandbox: <message> (<CODE>)"; 2 for
+// usage errors; 130 when interrupted.
 package cli
 
 import (
@@ -53,8 +54,8 @@ func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "sandbox",
 		Short: "Run commands in Sandboxd sandboxes",
-		Long: `sandbox drives a Sandboxd daemon: it creates, lists and destroys sandboxes
-and runs commands in them.
+		Long: `sandbox drives a Sandboxd daemon: it creates, lists and destroys sandboxes,
+runs commands in them, and starts, follows and kills background processes.
 
 The daemon's address comes from --url, else $SANDBOX_URL, else ` + sandbox.DefaultURL + `.
 The API token comes from --token, else $SANDBOX_TOKEN, else the --token-file.`,
@@ -69,7 +70,8 @@ The API token comes from --token, else $SANDBOX_TOKEN, else the --token-file.`,
 	f.StringVar(&a.url, "url", "", "daemon URL (default $SANDBOX_URL or "+sandbox.DefaultURL+")")
 	f.StringVar(&a.token, "token", "", "API token (default $SANDBOX_TOKEN, else read from --token-file)")
 	f.StringVar(&a.tokenFile, "token-file", sandbox.DefaultTokenFile, "file holding the API token")
-	root.AddCommand(a.execCmd(), a.lsCmd(), a.infoCmd(), a.rmCmd(), a.createCmd())
+	root.AddCommand(a.execCmd(), a.lsCmd(), a.infoCmd(), a.rmCmd(), a.createCmd(),
+		a.startCmd(), a.psCmd(), a.logsCmd(), a.killCmd(), a.sessionCmd())
 	return root
 }
 

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,21 +17,33 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 )
 
-// fakeDaemon keeps sandboxes in memory and answers exec with canned output.
+// fakeDaemon keeps sandboxes, processes and sessions in memory and answers
+// exec streams with canned output.
 type fakeDaemon struct {
 	mu        sync.Mutex
 	sandboxes map[string]api.Sandbox
 	lastExec  api.ExecRequest
+	// liveSeen, if set, is closed by the test once it has seen the first
+	// output of the command "live", whose stream waits for it.
+	liveSeen chan struct{}
+
+	processes map[string]api.Process
+	lastStart api.StartProcessRequest
+	lastKill  string // the signal query of the last kill
+	sessions  map[string]api.Session
 }
 
 func newFakeDaemon(t *testing.T) (*fakeDaemon, *httptest.Server) {
-	f := &fakeDaemon{sandboxes: map[string]api.Sandbox{}}
+	f := &fakeDaemon{sandboxes: map[string]api.Sandbox{}, processes: map[string]api.Process{},
+		sessions: map[string]api.Session{api.DefaultSessionID: {ID: api.DefaultSessionID, Cwd: "/workspace", CreatedAt: time.Now().Add(-time.Hour)}}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/sandboxes/{id}", f.create)
 	mux.HandleFunc("GET /v1/sandboxes", f.list)
 	mux.HandleFunc("GET /v1/sandboxes/{id}", f.info)
 	mux.HandleFunc("DELETE /v1/sandboxes/{id}", f.destroy)
-	mux.HandleFunc("POST /v1/sandboxes/{id}/exec", f.exec)
+	mux.HandleFunc("POST /v1/sandboxes/{id}/exec/stream", f.execStream)
+	f.routeProcesses(mux)
+	f.routeSessions(mux)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer tok" {
 			writeError(w, api.CodeUnauthorized, "missing or wrong token", 401)
@@ -98,23 +112,69 @@ func (f *fakeDaemon) destroy(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// exec answers `exit N` with a terminated session and anything else with
-// fixed output; its exit code comes from the env var CODE.
-func (f *fakeDaemon) exec(w http.ResponseWriter, r *http.Request) {
+// execStream streams fixed output, with exit code 7 if the env var CODE is
+// 7. Some commands act otherwise: "exit 3" ends the stream with a
+// terminated session, "exit 4" is refused the same way before the stream,
+// "drop" breaks off, "live" waits for the test to see its first output.
+func (f *fakeDaemon) execStream(w http.ResponseWriter, r *http.Request) {
 	var req api.ExecRequest
 	json.NewDecoder(r.Body).Decode(&req)
 	f.lastExec = req
-	if req.Command == "exit 3" {
+	if req.Command == "exit 4" {
 		w.WriteHeader(410)
-		json.NewEncoder(w).Encode(api.Error{Code: api.CodeSessionTerminated, Message: "shell exited with status 3",
-			HTTPStatus: 410, Details: map[string]any{"exitCode": 3}})
+		json.NewEncoder(w).Encode(api.Error{Code: api.CodeSessionTerminated, Message: "shell exited with status 4",
+			HTTPStatus: 410, Details: map[string]any{"exitCode": 4}})
+		return
+	}
+	sse := newSSEWriter(w)
+	sse.send(api.StreamEvent{Type: api.EventStart, Command: req.Command, Pid: 7})
+	switch req.Command {
+	case "exit 3":
+		sse.send(api.StreamEvent{Type: api.EventError, Code: api.CodeSessionTerminated,
+			Message: "shell exited with status 3", ExitCode: new(3)})
+		return
+	case "drop":
+		sse.send(api.StreamEvent{Type: api.EventStdout, Data: "partial"})
+		return
+	case "live":
+		sse.send(api.StreamEvent{Type: api.EventStdout, Data: "first\n"})
+		select {
+		case <-f.liveSeen:
+			sse.send(api.StreamEvent{Type: api.EventStdout, Data: "second\n"})
+			sse.send(api.StreamEvent{Type: api.EventComplete, ExitCode: new(5)})
+		case <-time.After(5 * time.Second):
+			sse.send(api.StreamEvent{Type: api.EventError, Code: api.CodeInternal, Message: "first output never seen"})
+		}
 		return
 	}
 	code := 0
 	if req.Env["CODE"] == "7" {
 		code = 7
 	}
-	json.NewEncoder(w).Encode(api.ExecResult{Success: code == 0, ExitCode: code, Stdout: "out\x00\n\n", Stderr: "err", Command: req.Command})
+	sse.send(api.StreamEvent{Type: api.EventStdout, Data: base64.StdEncoding.EncodeToString([]byte("out\x00\n")), Encoding: api.EncodingBase64})
+	sse.send(api.StreamEvent{Type: api.EventStderr, Data: "err"})
+	sse.send(api.StreamEvent{Type: api.EventStdout, Data: "\n"})
+	sse.send(api.StreamEvent{Type: api.EventComplete, ExitCode: &code, DurationMs: 3})
+}
+
+// sseWriter writes Server-Sent Events as the daemon does, each after a
+// heartbeat, and flushes them.
+type sseWriter struct {
+	w  http.ResponseWriter
+	id int
+}
+
+func newSSEWriter(w http.ResponseWriter) *sseWriter {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(200)
+	return &sseWriter{w: w}
+}
+
+func (s *sseWriter) send(ev api.StreamEvent) {
+	s.id++
+	data, _ := json.Marshal(ev)
+	fmt.Fprintf(s.w, ": ping\n\nevent: %s\nid: %d\ndata: %s\n\n", ev.Type, s.id, data)
+	s.w.(http.Flusher).Flush()
 }
 
 func TestCommands(t *testing.T) {
@@ -133,6 +193,7 @@ func TestCommands(t *testing.T) {
 		stdoutPart bool   // wantStdout need only be part of stdout
 		wantStderr string // a prefix
 		wantExec   *api.ExecRequest
+		check      func(t *testing.T, f *fakeDaemon) // called with f.mu held
 	}{{
 		name:       "create",
 		args:       []string{"create", "demo", "--image", "py", "--memory", "512", "--label", "team=ml", "--env", "A=1"},
@@ -177,6 +238,126 @@ func TestCommands(t *testing.T) {
 		args:       []string{"exec", "demo", "--", "exit 3"},
 		wantStatus: 3,
 		wantStderr: "sandbox: shell exited with status 3 (SESSION_TERMINATED)\n",
+	}, {
+		name:       "exec refused because the shell exited exits with the shell's status",
+		args:       []string{"exec", "demo", "--", "exit 4"},
+		wantStatus: 4,
+		wantStderr: "sandbox: shell exited with status 4 (SESSION_TERMINATED)\n",
+	}, {
+		name:       "exec stream that breaks off is an error, not an exit",
+		args:       []string{"exec", "demo", "--", "drop"},
+		wantStatus: 1,
+		wantStdout: "partial",
+		wantStderr: "sandbox: exec stream sandbox demo: stream ended before its complete event: unexpected EOF\n",
+	}, {
+		name:       "start",
+		args:       []string{"start", "demo", "--id", "web", "--env", "A=1", "-w", "/srv", "--session", "s1", "--timeout", "1h", "--", "python3", "-m", "http.server"},
+		wantStdout: "web\n",
+		check: func(t *testing.T, f *fakeDaemon) {
+			want := api.StartProcessRequest{Command: "python3 -m http.server", ProcessID: "web", SessionID: "s1", Cwd: "/srv",
+				Env: map[string]string{"A": "1"}, TimeoutMs: 3600000}
+			if got, _ := json.Marshal(f.lastStart); string(got) != mustJSON(want) {
+				t.Errorf("start request = %s, want %s", got, mustJSON(want))
+			}
+		},
+	}, {
+		name:       "start with a generated id",
+		args:       []string{"start", "demo", "--", "sleep 100"},
+		wantStdout: "proc-2\n",
+	}, {
+		name:       "start with a taken id",
+		args:       []string{"start", "demo", "--id", "web", "--", "true"},
+		wantStatus: 1,
+		wantStderr: "sandbox: process web already exists (PROCESS_ALREADY_EXISTS)\n",
+	}, {
+		name: "ps",
+		args: []string{"ps", "demo"},
+		wantStdout: "ID       PID   STATUS    EXIT   STARTED   COMMAND\n" +
+			"proc-2   101   running   -      1m ago    sleep 100\n" +
+			"web      100   running   -      1m ago    python3 -m http.server\n",
+	}, {
+		name:       "logs",
+		args:       []string{"logs", "demo", "web"},
+		wantStdout: "a\x00b\n",
+		wantStderr: "e",
+	}, {
+		name:       "logs -f",
+		args:       []string{"logs", "demo", "web", "-f"},
+		wantStdout: "a\x00b\n",
+		wantStderr: "e",
+	}, {
+		name:       "logs of an unknown process",
+		args:       []string{"logs", "demo", "nope", "--follow"},
+		wantStatus: 1,
+		wantStderr: "sandbox: process nope not found (PROCESS_NOT_FOUND)\n",
+	}, {
+		name:       "kill with a signal, reporting each failure",
+		args:       []string{"kill", "demo", "nope", "web", "--signal", "SIGKILL"},
+		wantStatus: 1,
+		wantStdout: "web\n",
+		wantStderr: "sandbox: process nope not found (PROCESS_NOT_FOUND)\n",
+		check: func(t *testing.T, f *fakeDaemon) {
+			if f.lastKill != "SIGKILL" {
+				t.Errorf("signal = %q, want SIGKILL", f.lastKill)
+			}
+		},
+	}, {
+		name:       "kill without a process is a usage error",
+		args:       []string{"kill", "demo"},
+		wantStatus: 2,
+		wantStderr: "sandbox: name the processes to kill, or use --all\n",
+	}, {
+		name:       "kill all",
+		args:       []string{"kill", "demo", "--all"},
+		wantStdout: "1\n",
+	}, {
+		name:       "ps running as json, nothing found",
+		args:       []string{"ps", "demo", "--status", "running", "--json"},
+		wantStdout: "[]\n",
+	}, {
+		name: "ps shows exit codes",
+		args: []string{"ps", "demo"},
+		wantStdout: "ID       PID   STATUS   EXIT   STARTED   COMMAND\n" +
+			"proc-2   101   killed   143    1m ago    sleep 100\n" +
+			"web      100   killed   143    1m ago    python3 -m http.server\n",
+	}, {
+		name:       "start one whose log stream breaks off",
+		args:       []string{"start", "demo", "--id", "broken", "--", "true"},
+		wantStdout: "broken\n",
+	}, {
+		name:       "logs -f of a stream that breaks off is an error",
+		args:       []string{"logs", "demo", "broken", "-f"},
+		wantStatus: 1,
+		wantStdout: "a\x00b\n",
+		wantStderr: "esandbox: stream logs of process broken in sandbox demo: stream ended before its exit event: unexpected EOF\n"}, {
+		name:       "session create",
+		args:       []string{"session", "create", "demo", "--id", "s1", "--cwd", "/w", "--env", "A=1", "--timeout", "2s"},
+		wantStdout: "s1\n",
+		check: func(t *testing.T, f *fakeDaemon) {
+			want := api.Session{ID: "s1", Cwd: "/w", Env: map[string]string{"A": "1"}, CommandTimeoutMs: 2000}
+			got := f.sessions["s1"]
+			got.CreatedAt = time.Time{}
+			if mustJSON(got) != mustJSON(want) {
+				t.Errorf("session = %s, want %s", mustJSON(got), mustJSON(want))
+			}
+		},
+	}, {
+		name:       "session create duplicate",
+		args:       []string{"session", "create", "demo", "--id", "s1"},
+		wantStatus: 1,
+		wantStderr: "sandbox: session s1 already exists (SESSION_ALREADY_EXISTS)\n",
+	}, {
+		name: "session ls",
+		args: []string{"session", "ls", "demo"},
+		wantStdout: "ID        CWD          CREATED\n" +
+			"default   /workspace   1h ago\n" +
+			"s1        /w           2m ago\n",
+	}, {
+		name:       "session rm reports each failure and goes on",
+		args:       []string{"session", "rm", "demo", "default", "s1"},
+		wantStatus: 1,
+		wantStdout: "s1\n",
+		wantStderr: "sandbox: the default session cannot be deleted (VALIDATION_FAILED)\n",
 	}, {
 		name:       "info",
 		args:       []string{"info", "demo"},
@@ -237,6 +418,11 @@ func TestCommands(t *testing.T) {
 			if got := stderr.String(); !strings.HasPrefix(got, st.wantStderr) || (st.wantStderr == "" && got != "") {
 				t.Errorf("stderr = %q, want it to start with %q", got, st.wantStderr)
 			}
+			if st.check != nil {
+				f.mu.Lock()
+				st.check(t, f)
+				f.mu.Unlock()
+			}
 			if st.wantExec != nil {
 				f.mu.Lock()
 				got, _ := json.Marshal(f.lastExec)
@@ -247,6 +433,43 @@ func TestCommands(t *testing.T) {
 			}
 		})
 	}
+}
+
+// mustJSON is v as JSON.
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// TestExecStreamsLive checks that exec writes output as the command
+// produces it: the fake daemon sends the rest of the output only once the
+// first chunk has reached stdout.
+func TestExecStreamsLive(t *testing.T) {
+	f, srv := newFakeDaemon(t)
+	f.liveSeen = make(chan struct{})
+	stdout := &notifyWriter{notify: f.liveSeen}
+	var stderr bytes.Buffer
+	a := &app{stdin: strings.NewReader(""), stdout: stdout, stderr: &stderr, getenv: func(k string) string { return map[string]string{"SANDBOX_TOKEN": "tok"}[k] }}
+	status := a.run(t.Context(), []string{"--url", srv.URL, "exec", "demo", "--", "live"})
+	if status != 5 || stdout.buf.String() != "first\nsecond\n" || stderr.Len() != 0 {
+		t.Errorf("exec = status %d, stdout %q, stderr %q; want 5, first and second line, nothing", status, stdout.buf.String(), stderr.String())
+	}
+}
+
+// notifyWriter closes notify on its first write.
+type notifyWriter struct {
+	buf    bytes.Buffer
+	notify chan struct{}
+}
+
+func (w *notifyWriter) Write(p []byte) (int, error) {
+	if w.buf.Len() == 0 {
+		close(w.notify)
+	}
+	return w.buf.Write(p)
 }
 
 func TestAgo(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/sandbox"
 )
 
@@ -22,7 +23,8 @@ func (a *app) execCmd() *cobra.Command {
 		Use:   "exec ID -- COMMAND [ARG...]",
 		Short: "Run a command in a sandbox",
 		Long: `Run a command in the sandbox ID, creating the sandbox if it does not exist,
-and exit with the command's exit code. Its output is copied byte for byte.
+and exit with the command's exit code. Its output is streamed as the command
+writes it, byte for byte, to this program's stdout and stderr.
 
 Several words after -- are quoted for the sandbox's shell, so they reach the
 program unchanged. A single word is run as a shell command line, so pipes,
@@ -48,21 +50,26 @@ variables and redirections in it work.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.Get(args[0]).Exec(cmd.Context(), shellJoin(args[1:]), opts)
+			st, err := c.Get(args[0]).ExecStream(cmd.Context(), shellJoin(args[1:]), opts)
 			if err != nil {
 				return a.shellExit(err)
 			}
-			if _, err := io.WriteString(a.stdout, res.Stdout); err != nil {
-				return err
+			defer st.Close()
+			code := 0
+			for st.Next() {
+				ev := st.Event()
+				if ev.Type == api.EventComplete {
+					code = ev.ExitCode
+				}
+				if err := a.writeOutput(ev); err != nil {
+					return err
+				}
 			}
-			if _, err := io.WriteString(a.stderr, res.Stderr); err != nil {
-				return err
+			if err := st.Err(); err != nil {
+				return a.shellExit(err)
 			}
-			if res.Truncated {
-				fmt.Fprintln(a.stderr, "sandbox: output truncated by the daemon")
-			}
-			if res.ExitCode != 0 {
-				return exitCode(res.ExitCode)
+			if code != 0 {
+				return exitCode(code)
 			}
 			return nil
 		},
@@ -81,16 +88,20 @@ variables and redirections in it work.`,
 
 // shellExit turns the error of a command that made its session's shell exit
 // (`exit 3`) into that exit status, after reporting it; other errors are
-// returned as they are.
+// returned as they are. The error can come before the stream (a 410
+// response) or end it (an error event).
 func (a *app) shellExit(err error) error {
 	var e *sandbox.Error
 	if !errors.Is(err, sandbox.ErrSessionTerminated) || !errors.As(err, &e) {
 		return err
 	}
-	code, ok := e.Details["exitCode"].(float64)
+	code, ok := e.ExitCode()
 	if !ok {
 		return err
 	}
 	a.printErr(err)
+	if code == 0 {
+		return nil
+	}
 	return exitCode(code)
 }
