@@ -141,6 +141,7 @@ func TestLimitsContainHogs(t *testing.T) {
 	// A fork loop: children that sleep until the limit refuses more.
 	res = mustExec(t, hog, `python3 -c '
 import os, time, signal
+os.setpgrp()  # a group of its own: the kill below spares the shell
 n = 0
 try:
     while n < 1000:

@@ -36,11 +36,11 @@ func TestExec(t *testing.T) {
 		stdout, stderr string // stderr: substring
 	}{
 		{cmd: `python3 -c 'print(2+2)'`, stdout: "4\n"},
-		{cmd: `echo out; echo err >&2; exit 3`, exit: 3, stdout: "out\n", stderr: "err"},
+		{cmd: `echo out; echo err >&2; (exit 3)`, exit: 3, stdout: "out\n", stderr: "err"},
 		{cmd: `no-such-command-xyz`, exit: 127, stderr: "not found"},
 		{cmd: `printf 'no newline'`, stdout: "no newline"},
 		{cmd: `pwd; hostname`, stdout: "/workspace\ndemo\n"},
-		{cmd: `kill -9 $$`, exit: 137},
+		{cmd: `sh -c 'kill -9 $$'`, exit: 137},
 		{cmd: `python3 -c 'import pandas, numpy, matplotlib, IPython; print("ok")'`, stdout: "ok\n"},
 		{cmd: `node -e 'console.log(process.versions.node.split(".")[0] >= 20)'`, stdout: "true\n"},
 	}
