@@ -69,37 +69,38 @@ func (s *codeError) Error() string { return s.text }
 // Sentinel errors, one per wire error code, with the HTTP status each is sent
 // with. An [*Error] matches the sentinel of its code under [errors.Is].
 var (
-	ErrValidation           error = &codeError{api.CodeValidationFailed, "validation failed"}          // 400
-	ErrIsDirectory          error = &codeError{api.CodeIsDirectory, "is a directory"}                  // 400
-	ErrNotDirectory         error = &codeError{api.CodeNotDirectory, "not a directory"}                // 400
-	ErrInvalidPort          error = &codeError{api.CodeInvalidPort, "invalid port"}                    // 400
-	ErrUnauthorized         error = &codeError{api.CodeUnauthorized, "unauthorized"}                   // 401
-	ErrGitAuthFailed        error = &codeError{api.CodeGitAuthFailed, "git authentication failed"}     // 401
-	ErrPermissionDenied     error = &codeError{api.CodePermissionDenied, "permission denied"}          // 403
-	ErrSandboxNotFound      error = &codeError{api.CodeSandboxNotFound, "sandbox not found"}           // 404
-	ErrFileNotFound         error = &codeError{api.CodeFileNotFound, "file not found"}                 // 404
-	ErrProcessNotFound      error = &codeError{api.CodeProcessNotFound, "process not found"}           // 404
-	ErrSessionNotFound      error = &codeError{api.CodeSessionNotFound, "session not found"}           // 404
-	ErrContextNotFound      error = &codeError{api.CodeContextNotFound, "code context not found"}      // 404
-	ErrPortNotExposed       error = &codeError{api.CodePortNotExposed, "port not exposed"}             // 404
-	ErrGitRepoNotFound      error = &codeError{api.CodeGitRepoNotFound, "git repository not found"}    // 404
-	ErrGitBranchNotFound    error = &codeError{api.CodeGitBranchNotFound, "git branch not found"}      // 404
-	ErrInvalidToken         error = &codeError{api.CodeInvalidToken, "invalid preview token"}          // 404
-	ErrNotFound             error = &codeError{api.CodeNotFound, "not found"}                          // 404
-	ErrMethodNotAllowed     error = &codeError{api.CodeMethodNotAllowed, "method not allowed"}         // 405
-	ErrTimeout              error = &codeError{api.CodeTimeout, "timed out"}                           // 408
-	ErrFileExists           error = &codeError{api.CodeFileExists, "file exists"}                      // 409
-	ErrSessionExists        error = &codeError{api.CodeSessionExists, "session already exists"}        // 409
-	ErrPortAlreadyExposed   error = &codeError{api.CodePortAlreadyExposed, "port already exposed"}     // 409
-	ErrProcessExists        error = &codeError{api.CodeProcessExists, "process already exists"}        // 409
-	ErrSessionTerminated    error = &codeError{api.CodeSessionTerminated, "session terminated"}        // 410
-	ErrStalePreviewURL      error = &codeError{api.CodeStalePreviewURL, "stale preview url"}           // 410
-	ErrFileTooLarge         error = &codeError{api.CodeFileTooLarge, "file too large"}                 // 413
-	ErrPayloadTooLarge      error = &codeError{api.CodePayloadTooLarge, "payload too large"}           // 413
-	ErrResourceExhausted    error = &codeError{api.CodeResourceExhausted, "resource exhausted"}        // 429
-	ErrInternal             error = &codeError{api.CodeInternal, "internal error"}                     // 500
-	ErrLanguageNotAvailable error = &codeError{api.CodeLanguageNotAvailable, "language not available"} // 501
-	ErrUnavailable          error = &codeError{api.CodeSandboxUnavailable, "sandbox unavailable"}      // 503
+	ErrValidation           error = &codeError{api.CodeValidationFailed, "validation failed"}                   // 400
+	ErrIsDirectory          error = &codeError{api.CodeIsDirectory, "is a directory"}                           // 400
+	ErrNotDirectory         error = &codeError{api.CodeNotDirectory, "not a directory"}                         // 400
+	ErrInvalidPort          error = &codeError{api.CodeInvalidPort, "invalid port"}                             // 400
+	ErrUnauthorized         error = &codeError{api.CodeUnauthorized, "unauthorized"}                            // 401
+	ErrGitAuthFailed        error = &codeError{api.CodeGitAuthFailed, "git authentication failed"}              // 401
+	ErrPermissionDenied     error = &codeError{api.CodePermissionDenied, "permission denied"}                   // 403
+	ErrSandboxNotFound      error = &codeError{api.CodeSandboxNotFound, "sandbox not found"}                    // 404
+	ErrFileNotFound         error = &codeError{api.CodeFileNotFound, "file not found"}                          // 404
+	ErrProcessNotFound      error = &codeError{api.CodeProcessNotFound, "process not found"}                    // 404
+	ErrSessionNotFound      error = &codeError{api.CodeSessionNotFound, "session not found"}                    // 404
+	ErrContextNotFound      error = &codeError{api.CodeContextNotFound, "code context not found"}               // 404
+	ErrPortNotExposed       error = &codeError{api.CodePortNotExposed, "port not exposed"}                      // 404
+	ErrGitRepoNotFound      error = &codeError{api.CodeGitRepoNotFound, "git repository not found"}             // 404
+	ErrGitBranchNotFound    error = &codeError{api.CodeGitBranchNotFound, "git branch not found"}               // 404
+	ErrInvalidToken         error = &codeError{api.CodeInvalidToken, "invalid preview token"}                   // 404
+	ErrNotFound             error = &codeError{api.CodeNotFound, "not found"}                                   // 404
+	ErrMethodNotAllowed     error = &codeError{api.CodeMethodNotAllowed, "method not allowed"}                  // 405
+	ErrTimeout              error = &codeError{api.CodeTimeout, "timed out"}                                    // 408
+	ErrFileExists           error = &codeError{api.CodeFileExists, "file exists"}                               // 409
+	ErrSessionExists        error = &codeError{api.CodeSessionExists, "session already exists"}                 // 409
+	ErrPortAlreadyExposed   error = &codeError{api.CodePortAlreadyExposed, "port already exposed"}              // 409
+	ErrProcessExists        error = &codeError{api.CodeProcessExists, "process already exists"}                 // 409
+	ErrProcessExited        error = &codeError{api.CodeProcessExited, "process exited before the wait was met"} // 409
+	ErrSessionTerminated    error = &codeError{api.CodeSessionTerminated, "session terminated"}                 // 410
+	ErrStalePreviewURL      error = &codeError{api.CodeStalePreviewURL, "stale preview url"}                    // 410
+	ErrFileTooLarge         error = &codeError{api.CodeFileTooLarge, "file too large"}                          // 413
+	ErrPayloadTooLarge      error = &codeError{api.CodePayloadTooLarge, "payload too large"}                    // 413
+	ErrResourceExhausted    error = &codeError{api.CodeResourceExhausted, "resource exhausted"}                 // 429
+	ErrInternal             error = &codeError{api.CodeInternal, "internal error"}                              // 500
+	ErrLanguageNotAvailable error = &codeError{api.CodeLanguageNotAvailable, "language not available"}          // 501
+	ErrUnavailable          error = &codeError{api.CodeSandboxUnavailable, "sandbox unavailable"}               // 503
 )
 
 // IsRetryable reports whether err says the sandbox was briefly unavailable

@@ -97,6 +97,14 @@ func (s *sseWriter) sendLocked(ev api.StreamEvent, id int64) {
 	s.writeLocked(b)
 }
 
+// sendID writes one event with the given id (a log offset).
+func (s *sseWriter) sendID(ev api.StreamEvent, id int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sendLocked(ev, id)
+	return s.err
+}
+
 // output sends a chunk of a stream ("stdout" or "stderr"). An incomplete
 // UTF-8 sequence at its end is held back for the next chunk, so that text
 // split mid-character still travels as text; a chunk that is not UTF-8
