@@ -169,7 +169,7 @@ func incompleteTail(b []byte) int {
 		case c&0xF8 == 0xF0:
 			need = 4
 		}
-		if need > n && utf8.FullRune(b[len(b)-n:]) == false {
+		if need > n && !utf8.FullRune(b[len(b)-n:]) {
 			return n
 		}
 		return 0
