@@ -57,6 +57,25 @@ func TestCLI(t *testing.T) {
 	if _, stderr, code := cli("", "info", "nope"); code != 1 || !strings.Contains(stderr, "SANDBOX_NOT_FOUND") {
 		t.Errorf("info of unknown: %q %d", stderr, code)
 	}
+	// Background processes from the CLI.
+	if out, stderr, code := cli("", "start", "demo", "--id", "ticker", "--", "sh", "-c", "echo tick; sleep 0.3; echo tock"); code != 0 || !strings.Contains(out, "ticker") {
+		t.Errorf("start: %q %q %d", out, stderr, code)
+	}
+	if out, _, code := cli("", "logs", "demo", "ticker", "-f"); code != 0 || out != "tick\ntock\n" {
+		t.Errorf("logs -f: %q %d", out, code)
+	}
+	if out, _, code := cli("", "ps", "demo"); code != 0 || !strings.Contains(out, "ticker") || !strings.Contains(out, "completed") {
+		t.Errorf("ps: %q %d", out, code)
+	}
+	if _, _, code := cli("", "start", "demo", "--id", "sleeper", "--", "sleep", "100"); code != 0 {
+		t.Errorf("start sleeper: %d", code)
+	}
+	if _, stderr, code := cli("", "kill", "demo", "sleeper"); code != 0 {
+		t.Errorf("kill: %q %d", stderr, code)
+	}
+	if out, _, _ := cli("", "ps", "demo", "--status", "killed"); !strings.Contains(out, "sleeper") {
+		t.Errorf("ps after kill: %q", out)
+	}
 	if _, _, code := cli("", "rm", "demo"); code != 0 {
 		t.Errorf("rm: exit %d", code)
 	}

@@ -271,3 +271,30 @@ func TestDeleteSessionKillsItsProcesses(t *testing.T) {
 		t.Errorf("deleted session: %v", err)
 	}
 }
+
+func TestProcessAutoCleanup(t *testing.T) {
+	d := StartDaemon(t)
+	sb := d.Client.Get("cleanup")
+	ctx := ctxT(t, time.Minute)
+	p, err := sb.StartProcess(ctx, "echo bye", &sandbox.ProcessOptions{ID: "once", AutoCleanup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitForExit(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.GetProcess(ctx, "once"); !errors.Is(err, sandbox.ErrProcessNotFound) {
+		t.Errorf("after its exit was read: %v, want ErrProcessNotFound", err)
+	}
+	// Without autoCleanup the record stays.
+	q, err := sb.StartProcess(ctx, "echo stay", &sandbox.ProcessOptions{ID: "kept"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.WaitForExit(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if logs, err := q.Logs(ctx); err != nil || logs.Stdout != "stay\n" {
+		t.Errorf("kept: %v %+v", err, logs)
+	}
+}
