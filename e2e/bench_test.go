@@ -20,13 +20,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,9 +38,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/runtime"
 	"github.com/sandboxd/sandboxd/internal/runtime/runc"
 	"github.com/sandboxd/sandboxd/internal/testutil"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
 // percentile returns the p-th percentile (0 < p <= 100) of ds by the
@@ -458,4 +463,388 @@ func baselineSpec(rootfs string, readonly bool, cgroupsPath string) *specs.Spec 
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
+}
+
+// benchSandbox returns a handle on a new sandbox of d, benchID(kind, 0),
+// created and warmed up by a few Exec("true") calls. It is destroyed when
+// the benchmark ends, before the daemon stops, also if the benchmark
+// failed, and checked for leftovers on the host.
+func benchSandbox(ctx context.Context, b *testing.B, d *Daemon, kind string) *sandbox.Sandbox {
+	b.Helper()
+	id := benchID(kind, 0)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := d.Client.Get(id).Destroy(ctx); err != nil {
+			b.Errorf("destroy %s: %v", id, err)
+		} else if left := runc.Leftovers(d.DataDir, id); len(left) > 0 {
+			b.Errorf("left after destroying %s: %v", id, left)
+		}
+	})
+	sb := d.Client.Get(id)
+	for range 5 { // create, then warm the session shell and connections
+		if _, err := sb.Exec(ctx, "true", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return sb
+}
+
+// execTrue runs "true" through ex (a Sandbox or a Session) and checks it.
+func execTrue(ctx context.Context, ex interface {
+	Exec(context.Context, string, *sandbox.ExecOptions) (*api.ExecResult, error)
+}) error {
+	res, err := ex.Exec(ctx, "true", nil)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("true: exit %d: %s", res.ExitCode, res.Stderr)
+	}
+	return nil
+}
+
+// BenchmarkExecStreamFirstByte: in a warm sandbox, the time from calling
+// ExecStream(ctx, "echo x", nil) to receiving its first stdout event. The
+// rest of the stream (the complete event) is drained, and checked, with the
+// timer stopped: ns/op is the mean time to the first byte.
+func BenchmarkExecStreamFirstByte(b *testing.B) {
+	d := StartDaemon(b)
+	ctx := ctxT(b, 10*time.Minute)
+	sb := benchSandbox(ctx, b, d, "first")
+	var lat []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		st, err := sb.ExecStream(ctx, "echo x", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var first []byte
+		for st.Next() {
+			if ev := st.Event(); ev.Type == api.EventStdout {
+				first = ev.Data
+				break
+			}
+		}
+		lat = append(lat, time.Since(start))
+		b.StopTimer()
+		if first == nil {
+			st.Close()
+			b.Fatalf("no stdout event (stream error: %v)", st.Err())
+		}
+		res, err := st.Wait()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if out := string(first) + res.Stdout; res.ExitCode != 0 || out != "x\n" {
+			b.Fatalf("echo x: exit %d, stdout %q, stderr %q", res.ExitCode, out, res.Stderr)
+		}
+		b.StartTimer()
+	}
+	reportLatencies(b, lat)
+}
+
+// streamMiB is the size, in MiB, of each command's output in
+// BenchmarkExecStreamThroughput: 1024 (1 GiB), or SANDBOXD_BENCH_STREAM_MIB.
+func streamMiB(b *testing.B) int64 {
+	b.Helper()
+	s := os.Getenv("SANDBOXD_BENCH_STREAM_MIB")
+	if s == "" {
+		return 1024
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		b.Fatalf("SANDBOXD_BENCH_STREAM_MIB=%q: want a positive number of MiB", s)
+	}
+	return n
+}
+
+// isProbe reports whether this call of a classic (b.N) benchmark is the
+// testing package's first call, with b.N = 1, that -benchtime Nx with N > 1
+// always follows with a call with b.N = N, which alone is reported.
+func isProbe(b *testing.B) bool {
+	if b.N != 1 {
+		return false
+	}
+	f := flag.Lookup("test.benchtime")
+	if f == nil {
+		return false
+	}
+	n, ok := strings.CutSuffix(f.Value.String(), "x")
+	if !ok {
+		return false
+	}
+	count, err := strconv.Atoi(n)
+	return err == nil && count > 1
+}
+
+// procStatusKB returns a "kB" field of /proc/self/status, such as VmHWM.
+func procStatusKB(b *testing.B, field string) int64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				b.Fatalf("/proc/self/status: %s: %v", line, err)
+			}
+			return kb
+		}
+	}
+	b.Fatalf("/proc/self/status has no %s", field)
+	return 0
+}
+
+// resetPeakRSS returns the process's memory to the OS as far as it can and
+// resets its peak RSS (VmHWM) to its current RSS (Linux 4.0+), so that the
+// next peak is this run's. It reports whether the reset worked; if not,
+// VmHWM is the peak since the process started.
+func resetPeakRSS() bool {
+	debug.FreeOSMemory()
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}
+
+// sandboxMemPeak returns the peak memory use (memory.max_usage_in_bytes,
+// cgroup v1) of sandbox id's memory cgroup — the agent, the session shell
+// and the command, with the kernel's pipe buffers — after resetting it if
+// reset is set. ok is false where there is no such file (cgroup v2).
+func sandboxMemPeak(d *Daemon, id string, reset bool) (n int64, ok bool) {
+	f := filepath.Join("/sys/fs/cgroup/memory", runc.CgroupPath(d.DataDir, id), "memory.max_usage_in_bytes")
+	if reset {
+		if err := os.WriteFile(f, []byte("0"), 0); err != nil {
+			return 0, false
+		}
+	}
+	data, err := os.ReadFile(f)
+	if err != nil {
+		return 0, false
+	}
+	n, err = strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	return n, err == nil
+}
+
+// streamResult is what drainStream counted.
+type streamResult struct {
+	stdout, events int64 // decoded stdout bytes, stdout events
+	stderr         string
+	exitCode       int
+}
+
+// drainStream runs command through ExecStream and reads its stream to the
+// end, counting the decoded stdout bytes without keeping them.
+func drainStream(ctx context.Context, sb *sandbox.Sandbox, command string) (streamResult, error) {
+	var r streamResult
+	st, err := sb.ExecStream(ctx, command, nil)
+	if err != nil {
+		return r, err
+	}
+	complete := false
+	for ev, err := range st.Events() {
+		if err != nil {
+			return r, err
+		}
+		switch ev.Type {
+		case api.EventStdout:
+			r.stdout += int64(len(ev.Data))
+			r.events++
+		case api.EventStderr:
+			if len(r.stderr) < 4096 {
+				r.stderr += string(ev.Data)
+			}
+		case api.EventComplete:
+			r.exitCode, complete = ev.ExitCode, true
+		}
+	}
+	if !complete {
+		return r, errors.New("stream ended without a complete event")
+	}
+	return r, nil
+}
+
+// mibps is n bytes over d in MiB/s.
+func mibps(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }
+
+// BenchmarkExecStreamThroughput: one command writes 1 GiB to stdout
+// (SANDBOXD_BENCH_STREAM_MIB changes the size) and the stream is drained
+// through ExecStream, counting the decoded bytes of the stdout events
+// without keeping them. Three cases, as sub-benchmarks, one sandbox:
+//
+//   - zero: head -c N /dev/zero. NUL is valid UTF-8, so it travels as
+//     JSON text: "\u0000" per byte, 6 wire bytes per output byte.
+//   - text: yes abcdefghijklmnopqrstuvwxyz | head -c N: plain text, ~1:1.
+//   - urandom: head -c N /dev/urandom: not UTF-8, travels base64 (4:3).
+//
+// Reported per case: "MiB/s" (decoded output over the time from the
+// ExecStream call to the complete event), "baseline-MiB/s" (the same
+// command with its output to /dev/null, run by Exec in the same sandbox
+// and timed around the call: the command's own speed, the ceiling),
+// "peak-rss-growth-MiB" (how far the test process's peak RSS, VmHWM, rose
+// over its RSS before the stream: the daemon runs in-process, so it is
+// daemon plus SDK; the peak is reset through /proc/self/clear_refs first),
+// "sandbox-peak-MiB" (peak memory of the sandbox's cgroup during the
+// stream: agent, shell, command and pipe buffers; cgroup v1 only),
+// "chunk-KiB" (mean decoded bytes per stdout event) and ns/op (the
+// stream's wall time).
+//
+// Each case transfers its gigabyte once per reported result whatever b.N
+// (a timed run takes seconds; -benchtime 100x would take hours). Being a
+// classic b.N benchmark, each case is first called with b.N = 1; under
+// -benchtime Nx with N > 1 that call is followed by the reported one, so it
+// only streams 1 MiB as a warm-up (see isProbe).
+func BenchmarkExecStreamThroughput(b *testing.B) {
+	d := StartDaemon(b)
+	ctx := ctxT(b, 30*time.Minute)
+	sb := benchSandbox(ctx, b, d, "tput")
+	size := streamMiB(b) << 20
+	cases := []struct{ name, gen string }{
+		{"zero", "head -c %d /dev/zero"},
+		{"text", "yes abcdefghijklmnopqrstuvwxyz | head -c %d"},
+		{"urandom", "head -c %d /dev/urandom"},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.StopTimer()
+			// Warm-up: connections, the session shell, the agent's buffers.
+			warm := fmt.Sprintf(c.gen, 1<<20)
+			if r, err := drainStream(ctx, sb, warm); err != nil || r.exitCode != 0 || r.stdout != 1<<20 {
+				b.Fatalf("%s: %+v, %v", warm, r, err)
+			}
+			if isProbe(b) {
+				return
+			}
+			cmd := fmt.Sprintf(c.gen, size)
+
+			// The baseline: the command alone, output to /dev/null.
+			start := time.Now()
+			res, err := sb.Exec(ctx, cmd+" > /dev/null", nil)
+			base := time.Since(start)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.ExitCode != 0 {
+				b.Fatalf("%s > /dev/null: exit %d: %s", cmd, res.ExitCode, res.Stderr)
+			}
+
+			resetOK := resetPeakRSS()
+			rss0 := procStatusKB(b, "VmHWM")
+			_, cgOK := sandboxMemPeak(d, sb.ID(), true)
+			b.StartTimer()
+			start = time.Now()
+			r, err := drainStream(ctx, sb, cmd)
+			elapsed := time.Since(start)
+			b.StopTimer()
+			rss1 := procStatusKB(b, "VmHWM")
+			cgPeak, _ := sandboxMemPeak(d, sb.ID(), false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r.exitCode != 0 || r.stdout != size {
+				b.Fatalf("%s: exit %d, %d stdout bytes (want %d), stderr %q", cmd, r.exitCode, r.stdout, size, r.stderr)
+			}
+			if !resetOK {
+				b.Log("could not reset VmHWM: peak-rss-growth-MiB is the growth of the process's lifetime peak")
+			}
+			b.ReportMetric(mibps(r.stdout, elapsed), "MiB/s")
+			b.ReportMetric(mibps(size, base), "baseline-MiB/s")
+			b.ReportMetric(float64(rss1-rss0)/1024, "peak-rss-growth-MiB")
+			if cgOK {
+				b.ReportMetric(float64(cgPeak)/(1<<20), "sandbox-peak-MiB")
+			}
+			b.ReportMetric(float64(r.stdout)/float64(r.events)/1024, "chunk-KiB")
+			b.ReportMetric(float64(elapsed.Nanoseconds()), "ns/op")
+		})
+	}
+}
+
+const (
+	concurrentSessions = 10
+	execsPerSession    = 10
+)
+
+// BenchmarkConcurrentExec100Over10Sessions: one sandbox with 10 sessions
+// created up front; per iteration, 100 concurrent Exec("true") calls, 10 on
+// each session, released at once. A session runs its calls one at a time,
+// so a call's latency includes its wait behind the others on its session.
+// It reports the p50/p99 of the single calls over all iterations, and the
+// p50 and p99 of the batches' wall time ("batch-p50-ms", "batch-p99-ms");
+// ns/op is the mean batch wall time (starting the 100 goroutines is not
+// timed).
+func BenchmarkConcurrentExec100Over10Sessions(b *testing.B) {
+	d := StartDaemon(b)
+	ctx := ctxT(b, 10*time.Minute)
+	sb := benchSandbox(ctx, b, d, "conc-exec")
+	sessions := make([]*sandbox.Session, concurrentSessions)
+	for i := range sessions {
+		s, err := sb.CreateSession(ctx, api.CreateSessionRequest{ID: fmt.Sprintf("s%d", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range 3 { // warm the session's shell
+			if err := execTrue(ctx, s); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sessions[i] = s
+	}
+	var lat, walls []time.Duration
+	n := concurrentSessions * execsPerSession
+	for b.Loop() {
+		b.StopTimer()
+		durs := make([]time.Duration, n)
+		errs := make([]error, n)
+		release := make(chan struct{})
+		var wg sync.WaitGroup
+		for j := range n {
+			s := sessions[j%concurrentSessions]
+			wg.Go(func() {
+				<-release
+				start := time.Now()
+				errs[j] = execTrue(ctx, s)
+				durs[j] = time.Since(start)
+			})
+		}
+		b.StartTimer()
+		start := time.Now()
+		close(release)
+		wg.Wait()
+		walls = append(walls, time.Since(start))
+		if err := errors.Join(errs...); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, durs...)
+	}
+	reportLatencies(b, lat)
+	slices.Sort(walls)
+	b.ReportMetric(ms(percentile(walls, 50)), "batch-p50-ms")
+	b.ReportMetric(ms(percentile(walls, 99)), "batch-p99-ms")
+}
+
+// BenchmarkSessionExecRoundTrip: BenchmarkExecRoundTrip in a session
+// created up front instead of the default session.
+func BenchmarkSessionExecRoundTrip(b *testing.B) {
+	d := StartDaemon(b)
+	ctx := ctxT(b, 10*time.Minute)
+	sb := benchSandbox(ctx, b, d, "sess-exec")
+	s, err := sb.CreateSession(ctx, api.CreateSessionRequest{ID: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range 5 { // warm the session's shell
+		if err := execTrue(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var lat []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		err := execTrue(ctx, s)
+		lat = append(lat, time.Since(start))
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportLatencies(b, lat)
 }

@@ -61,13 +61,19 @@ func New(cfg Config) http.Handler {
 	v1.HandleFunc("DELETE /v1/sandboxes/{id}", s.withID(s.destroySandbox))
 	v1.HandleFunc("POST /v1/sandboxes/{id}/exec", s.withID(s.exec))
 	v1.HandleFunc("POST /v1/sandboxes/{id}/exec/stream", s.withID(s.execStream))
-	// Sessions and processes: the agent checks and answers them.
+	// Sessions, processes, files and git: the agent checks and answers
+	// them; bodies stream through (a file upload of any size in constant
+	// memory).
 	for _, route := range []struct{ method, path string }{
 		{"POST", "/sessions"}, {"GET", "/sessions"}, {"DELETE", "/sessions/{sub}"}, {"POST", "/env"},
 		{"POST", "/processes"}, {"GET", "/processes"}, {"DELETE", "/processes"},
 		{"GET", "/processes/{sub}"}, {"DELETE", "/processes/{sub}"},
 		{"GET", "/processes/{sub}/logs"}, {"GET", "/processes/{sub}/logs/stream"},
 		{"POST", "/processes/{sub}/wait"},
+		{"POST", "/files/write"}, {"POST", "/files/read"}, {"PUT", "/files/content"}, {"GET", "/files/content"},
+		{"POST", "/files/mkdir"}, {"POST", "/files/delete"}, {"POST", "/files/rename"}, {"POST", "/files/move"},
+		{"POST", "/files/list"}, {"POST", "/files/exists"}, {"GET", "/files/watch"},
+		{"POST", "/git/checkout"},
 	} {
 		v1.HandleFunc(route.method+" /v1/sandboxes/{id}"+route.path, s.withID(s.forward))
 	}
