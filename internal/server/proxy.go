@@ -50,7 +50,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-				resp.Body = &terminalGuard{r: bufio.NewReader(resp.Body), c: resp.Body, onFail: func(err error) error {
+				resp.Body = &terminalGuard{r: bufio.NewReaderSize(resp.Body, 256<<10), c: resp.Body, onFail: func(err error) error {
 					return s.mgr.CallFailed(r.Context(), id, c, agentclient.Classify(r.Context(), err))
 				}}
 			}
