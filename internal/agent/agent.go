@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -145,8 +144,7 @@ func listen(cfg Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// makeRunDir creates the agent's runtime directory, with the session
-// shells' boot script in it.
+// makeRunDir creates the agent's runtime directory.
 func makeRunDir(dir string) (string, error) {
 	var err error
 	switch {
@@ -160,9 +158,6 @@ func makeRunDir(dir string) (string, error) {
 		dir, err = os.MkdirTemp("", "sandbox-agent-")
 	}
 	if err != nil {
-		return "", fmt.Errorf("run dir: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "boot.sh"), []byte(bootScript), 0o600); err != nil {
 		return "", fmt.Errorf("run dir: %w", err)
 	}
 	return dir, nil
@@ -187,7 +182,9 @@ func (a *Agent) Handler() http.Handler {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // output is not HTML: keep <, >, & one byte each
+	_ = enc.Encode(v)
 }
 
 // writeError sends err as an api.Error, with the code's status.

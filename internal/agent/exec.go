@@ -50,7 +50,7 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 		SessionID:  s.id,
 		Truncated:  sink.stdout.truncated || sink.stderr.truncated,
 	}
-	if note := timeoutNote(run, c.timeout); note != "" {
+	if note := timeoutNote(run); note != "" {
 		res.ExitCode = 124
 		if n := len(sink.stderr.buf); n > 0 && sink.stderr.buf[n-1] != '\n' {
 			sink.stderr.force("\n")
@@ -91,7 +91,7 @@ func (a *Agent) handleExecStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := run.code
-	if note := timeoutNote(run, c.timeout); note != "" {
+	if note := timeoutNote(run); note != "" {
 		code = 124
 		_ = sse.output(api.EventStderr, []byte(note))
 		sse.flushOutput()
@@ -131,11 +131,11 @@ func (a *Agent) execRequest(w http.ResponseWriter, r *http.Request) (ExecRequest
 }
 
 // timeoutNote is what a timed-out command gets appended to its stderr.
-func timeoutNote(run runResult, timeout time.Duration) string {
+func timeoutNote(run runResult) string {
 	if !run.timedOut {
 		return ""
 	}
-	note := fmt.Sprintf("Command timed out after %d ms\n", timeout.Milliseconds())
+	note := fmt.Sprintf("Command timed out after %d ms\n", run.timeout.Milliseconds())
 	if run.reset {
 		note += "(the command did not stop, so the session's shell was restarted: its state is lost)\n"
 	}

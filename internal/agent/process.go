@@ -22,7 +22,7 @@ import (
 
 // Limits of background processes.
 const (
-	maxProcesses   = 256      // records kept at once, running or finished
+	maxProcesses   = 256      // records kept at once; the oldest finished one goes first
 	maxProcLog     = 64 << 20 // bytes of output kept per process
 	maxLogsJSON    = 32 << 20 // bytes of output in one getProcessLogs answer
 	killGrace      = 5 * time.Second
@@ -168,8 +168,8 @@ func (p *processes) start(req api.StartProcessRequest) (*proc, error) {
 	if _, ok := p.m[id]; ok {
 		return nil, &errdefs.CodedError{Code: api.CodeProcessExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("process %q already exists", id)}
 	}
-	if len(p.m) >= maxProcesses {
-		return nil, fmt.Errorf("%w: %d processes are kept at most; delete finished ones or start them with autoCleanup", errdefs.ErrResourceExhausted, maxProcesses)
+	if len(p.m) >= maxProcesses && !p.evictLocked() {
+		return nil, fmt.Errorf("%w: %d processes run at most", errdefs.ErrResourceExhausted, maxProcesses)
 	}
 	log, err := newProcLog(filepath.Join(p.dir, "proc-"+id+".log"), maxProcLog)
 	if err != nil {
@@ -197,7 +197,7 @@ func (p *processes) start(req api.StartProcessRequest) (*proc, error) {
 		outW.Close()
 		return nil, err
 	}
-	env := mergeEnv(mergeEnv(os.Environ(), info.Env), req.Env)
+	env := mergeEnv(mergeEnv(s.baseEnv(), info.Env), req.Env)
 	pmarker := marker(execMarkerVar)
 	env = append(env, pmarker, s.marker)
 	osp, exited, err := p.a.reaper.start(shell, []string{shell, "-c", req.Command}, &os.ProcAttr{
@@ -289,8 +289,15 @@ func (pr *proc) kill(sig unix.Signal) {
 		case <-time.After(killGrace):
 		}
 	}
-	// Late children (started while it was dying, or left behind) go too.
-	killTree(nil, pr.marker)
+	// Late children (started while it was dying, or left behind) go too;
+	// and the process itself, by pid, if it still runs without its marker
+	// (env -i) and ignored the signal.
+	select {
+	case <-pr.done:
+		killTree(nil, pr.marker)
+	default:
+		killTree([]int{pr.pid}, pr.marker)
+	}
 	<-pr.done
 }
 
@@ -322,7 +329,18 @@ func (p *processes) handleGet(w http.ResponseWriter, r *http.Request, pr *proc) 
 	writeJSON(w, http.StatusOK, pr.info())
 }
 
+// handleKill kills a running process and answers its final state. A
+// process that had already finished is forgotten (record and logs) instead:
+// DELETE of a finished process removes it.
 func (p *processes) handleKill(w http.ResponseWriter, r *http.Request, pr *proc) {
+	select {
+	case <-pr.done:
+		info := pr.info()
+		p.forget(pr)
+		writeJSON(w, http.StatusOK, info)
+		return
+	default:
+	}
 	sig := unix.SIGTERM
 	if name := r.URL.Query().Get("signal"); name != "" {
 		var ok bool
@@ -379,12 +397,38 @@ func (p *processes) cleanupIfDone(pr *proc) {
 	default:
 		return
 	}
+	p.forget(pr)
+}
+
+// forget drops a finished process's record and log.
+func (p *processes) forget(pr *proc) {
 	p.mu.Lock()
 	if p.m[pr.id] == pr {
 		delete(p.m, pr.id)
 	}
 	p.mu.Unlock()
 	pr.log.release()
+}
+
+// evictLocked makes room for a new process by forgetting the finished one
+// that ended first, if any.
+func (p *processes) evictLocked() bool {
+	var oldest *proc
+	for _, pr := range p.m {
+		select {
+		case <-pr.done:
+			if oldest == nil || pr.info().EndTime.Before(*oldest.info().EndTime) {
+				oldest = pr
+			}
+		default:
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	delete(p.m, oldest.id)
+	oldest.log.release()
+	return true
 }
 
 func (p *processes) handleLogs(w http.ResponseWriter, r *http.Request, pr *proc) {

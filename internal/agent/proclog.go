@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"os"
+	"sort"
 	"sync"
 )
 
@@ -16,6 +17,9 @@ const (
 // recordHeader is a record's stream byte and its data length.
 const recordHeader = 5
 
+// indexEvery is how many records apart the log's offset index is.
+const indexEvery = 1024
+
 // procLog is a background process's output, kept on disk in the agent's
 // run directory as framed records (stream, length, data) up to a cap, so
 // that memory stays flat however much a process prints. A record's end
@@ -25,6 +29,8 @@ type procLog struct {
 
 	mu        sync.Mutex
 	size      int64         // bytes written; guarded by mu
+	records   int64         // records written; guarded by mu
+	index     []int64       // the end offset of every indexEvery-th record; guarded by mu
 	max       int64         // cap on size
 	truncated bool          // output was dropped at the cap; guarded by mu
 	closed    bool          // no more records; guarded by mu
@@ -63,6 +69,10 @@ func (l *procLog) append(stream byte, p []byte) {
 		return
 	}
 	l.size += recordHeader + int64(len(p))
+	l.records++
+	if l.records%indexEvery == 0 {
+		l.index = append(l.index, l.size)
+	}
 	close(l.changed)
 	l.changed = make(chan struct{})
 }
@@ -123,7 +133,17 @@ func (l *procLog) validOffset(offset, size int64) bool {
 	if offset == 0 || offset == size {
 		return true
 	}
-	for at := int64(0); at < offset; {
+	// Scan from the nearest indexed record end at or before offset.
+	l.mu.Lock()
+	at := int64(0)
+	if i := sort.Search(len(l.index), func(i int) bool { return l.index[i] > offset }); i > 0 {
+		at = l.index[i-1]
+	}
+	l.mu.Unlock()
+	if at == offset {
+		return true
+	}
+	for at < offset {
 		var h [recordHeader]byte
 		if _, err := l.f.ReadAt(h[:], at); err != nil {
 			return false

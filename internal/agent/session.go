@@ -8,7 +8,9 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -29,6 +31,8 @@ type session struct {
 
 	mu      sync.Mutex
 	env     map[string]string // guarded by mu
+	unset   map[string]bool   // variables unset by setEnvVars; guarded by mu
+	pid     atomic.Int64      // the running shell's pid, or 0
 	cwd     string            // the shell's last known directory; guarded by mu
 	initCwd string
 	deleted bool // guarded by mu
@@ -88,6 +92,7 @@ func (a *Agent) runInSession(ctx context.Context, s *session, c command, sink ou
 	s.mu.Lock()
 	deleted, env, cwd := s.deleted, copyEnv(s.env), s.initCwd
 	s.mu.Unlock()
+	base := s.baseEnv()
 	if deleted {
 		return runResult{}, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q was deleted", s.id)}
 	}
@@ -98,17 +103,20 @@ func (a *Agent) runInSession(ctx context.Context, s *session, c command, sink ou
 		if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
 			return runResult{}, fmt.Errorf("%w: the session's directory %q is not a directory", errdefs.ErrInvalidArgument, cwd)
 		}
-		sh, err := a.startShell(env, cwd, s.marker)
+		sh, err := a.startShell(mergeEnv(base, env), cwd, s.marker)
 		if err != nil {
 			return runResult{}, err
 		}
 		s.sh = sh
+		s.pid.Store(int64(sh.pid))
 	}
 	res, err := s.sh.run(ctx, c, sink)
+	res.timeout = c.timeout
 	var exited *errShellExited
 	if errors.As(err, &exited) || res.reset {
 		s.sh.close()
 		s.sh = nil
+		s.pid.Store(0)
 	}
 	if err == nil && res.cwd != "" {
 		s.mu.Lock()
@@ -116,6 +124,23 @@ func (a *Agent) runInSession(ctx context.Context, s *session, c command, sink ou
 		s.mu.Unlock()
 	}
 	return res, err
+}
+
+// baseEnv is the agent's environment less what the session unset.
+func (s *session) baseEnv() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := os.Environ()
+	if len(s.unset) == 0 {
+		return out
+	}
+	kept := out[:0]
+	for _, kv := range out {
+		if k, _, _ := strings.Cut(kv, "="); !s.unset[k] {
+			kept = append(kept, kv)
+		}
+	}
+	return kept
 }
 
 func copyEnv(m map[string]string) map[string]string {
@@ -209,12 +234,17 @@ func (a *Agent) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	// Kill first: a command running in the shell ends, and its call
 	// returns, so the queue frees up.
-	killTree(nil, s.marker)
+	var roots []int
+	if pid := s.pid.Load(); pid > 0 {
+		roots = []int{int(pid)}
+	}
+	killTree(roots, s.marker)
 	a.procs.killSession(id)
 	if err := s.q.lock(r.Context()); err == nil {
 		if s.sh != nil {
 			s.sh.close()
 			s.sh = nil
+			s.pid.Store(0)
 		}
 		s.q.unlock()
 	}
@@ -250,11 +280,21 @@ func (a *Agent) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Lock()
+	if s.deleted {
+		s.mu.Unlock()
+		writeError(w, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q was deleted", s.id)})
+		return
+	}
+	if s.unset == nil {
+		s.unset = map[string]bool{}
+	}
 	for k, v := range req.EnvVars {
 		if v == nil {
 			delete(s.env, k)
+			s.unset[k] = true
 		} else {
 			s.env[k] = *v
+			delete(s.unset, k)
 		}
 	}
 	s.mu.Unlock()
@@ -264,11 +304,13 @@ func (a *Agent) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.sh != nil && script != "" {
-		_, err = s.sh.run(r.Context(), command{text: script}, discardSink{})
+		var res runResult
+		res, err = s.sh.run(r.Context(), command{text: script}, discardSink{})
 		var exited *errShellExited
-		if errors.As(err, &exited) {
+		if errors.As(err, &exited) || res.reset {
 			s.sh.close()
 			s.sh = nil
+			s.pid.Store(0)
 			err = nil // the next shell starts with the new settings
 		}
 	}

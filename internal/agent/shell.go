@@ -20,32 +20,41 @@ import (
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
-// bootScript is what a session's shell runs: it reads, on fd 3, the
-// directory of one command per line, sources the command there with its
-// stdin and outputs redirected to that directory's files, and reports
-// "status NUL cwd NUL" on fd 4. Sourcing at the top level keeps the
-// command's effects (cd, export, functions, declare) in the shell.
+// A session's shell reads its script from a pipe (bash -s): first a
+// prelude, then one line per command, written by the agent:
 //
-// SIGUSR1 aborts the running command: the trap returns from the sourced
-// file, and under bash a DEBUG trap then makes every function the command
-// was in return too (extdebug's "return 2"), so that nothing of it runs
-// after the abort. Plain POSIX shells only get the first return.
-const bootScript = `# sandbox-agent session shell
-if [ -n "$BASH_VERSION" ]; then
-  shopt -s expand_aliases
-  __sbx_boot=${BASH_SOURCE[0]}
-  __sbx_unwind() { if [[ ${BASH_SOURCE[1]} != "$__sbx_boot" ]]; then return 2; fi; return 0; }
-  trap 'shopt -s extdebug; trap __sbx_unwind DEBUG; return 124 2>/dev/null' USR1
-else
-  trap 'return 124 2>/dev/null' USR1
-fi
-while IFS= read -r __sbx_d <&3; do
-  . "$__sbx_d/cmd" <"$__sbx_d/in" >"$__sbx_d/out" 2>"$__sbx_d/err"
-  __sbx_s=$?
-  if [ -n "$BASH_VERSION" ]; then trap - DEBUG; shopt -u extdebug; fi
-  printf '%d\0%s\0' "$__sbx_s" "$PWD" >&4
-done
+//	trap "$__sbx_trap" USR1; __sbx_run=1; . DIR/cmd <DIR/in >DIR/out 2>DIR/err 4>&-; __sbx_done $?
+//
+// Sourcing at the top level keeps the command's effects (cd, export,
+// functions, declare) in the shell; there is no loop around it, so a stray
+// break or continue only earns bash's usual complaint. __sbx_done reports
+// "status NUL cwd NUL" on fd 4, which the command itself never holds (nor
+// its children), so a background job cannot keep the report pipe open and
+// a command cannot write a false report.
+//
+// SIGUSR1 aborts the running command (and does nothing between commands):
+// the trap returns from the sourced file, and under bash a DEBUG trap then
+// makes every function the command was in return too (extdebug's "return
+// 2"), so that nothing of it runs after the abort; set -e is suspended for
+// the unwinding and put back after. The trap is installed again before
+// every command, in case the previous one replaced it. Plain POSIX shells
+// only get the first return.
+const (
+	bashPrelude = `shopt -s expand_aliases
+__sbx_unwind() { case " ${FUNCNAME[*]} " in *" source "*) return 2;; esac; return 0; }
+__sbx_trap='if [[ -n $__sbx_run ]]; then __sbx_e=$-; set +e; shopt -s extdebug; trap __sbx_unwind DEBUG; return 124 2>/dev/null; fi'
+__sbx_done() { __sbx_s=$1; __sbx_run=; trap - DEBUG; shopt -u extdebug; case $__sbx_e in *e*) set -e;; esac; __sbx_e=; builtin printf '%d\0%s\0' "$__sbx_s" "$PWD" >&4; }
 `
+	shPrelude = `__sbx_trap='if [ -n "$__sbx_run" ]; then return 124 2>/dev/null; fi'
+__sbx_done() { __sbx_s=$1; __sbx_run=; command printf '%d\0%s\0' "$__sbx_s" "$PWD" >&4; }
+`
+)
+
+// commandLine is the line that runs the command in dir.
+func commandLine(dir string) string {
+	q := func(name string) string { return shQuote(filepath.Join(dir, name)) }
+	return `trap "$__sbx_trap" USR1; __sbx_run=1; . ` + q("cmd") + " <" + q("in") + " >" + q("out") + " 2>" + q("err") + " 4>&-; __sbx_done $?\n"
+}
 
 // abortGrace bounds how long an aborted command may take to unwind before
 // its shell is killed (and the session restarted).
@@ -57,7 +66,7 @@ type shell struct {
 	proc   *os.Process
 	dead   chan struct{}    // closed when the shell has exited
 	ws     unix.WaitStatus  // how it exited; set before dead closes
-	ctrl   *os.File         // write end of fd 3
+	ctrl   *os.File         // the write end of the shell's script (its fd 0)
 	status chan shellStatus // one per command; closed when the shell exits
 	dir    string           // the shell's runtime directory
 	seq    int              // commands run; guarded by the session's queue
@@ -76,18 +85,17 @@ func (e *errShellExited) Error() string {
 	return fmt.Sprintf("the session's shell exited with code %d", e.code)
 }
 
-// startShell starts a shell for a session with env (added to the agent's)
-// in cwd. markerEnv ("NAME=value") is set in its environment.
-func (a *Agent) startShell(env map[string]string, cwd, markerEnv string) (*shell, error) {
-	sh, err := exec.LookPath("bash")
-	if err != nil {
-		sh = "/bin/sh"
+// startShell starts a shell for a session with env in cwd. markerEnv
+// ("NAME=value") is added to its environment.
+func (a *Agent) startShell(env []string, cwd, markerEnv string) (*shell, error) {
+	sh, prelude := "/bin/sh", shPrelude
+	if bash, err := exec.LookPath("bash"); err == nil {
+		sh, prelude = bash, bashPrelude
 	}
 	dir, err := os.MkdirTemp(a.runDir, "shell-")
 	if err != nil {
 		return nil, err
 	}
-	boot := filepath.Join(a.runDir, "boot.sh")
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err
@@ -104,11 +112,15 @@ func (a *Agent) startShell(env map[string]string, cwd, markerEnv string) (*shell
 		return nil, err
 	}
 	defer statW.Close()
-	fullEnv := append(mergeEnv(os.Environ(), env), markerEnv)
-	proc, exited, err := a.reaper.start(sh, []string{sh, boot}, &os.ProcAttr{
+	fullEnv := append(env, markerEnv)
+	args := []string{sh, "-s"}
+	if sh != "/bin/sh" {
+		args = []string{sh, "--noprofile", "--norc", "-s"}
+	}
+	proc, exited, err := a.reaper.start(sh, args, &os.ProcAttr{
 		Dir:   cwd,
 		Env:   fullEnv,
-		Files: []*os.File{devnull, devnull, devnull, ctrlR, statW},
+		Files: []*os.File{ctrlR, devnull, devnull, devnull, statW},
 		Sys:   &unix.SysProcAttr{Setsid: true},
 	})
 	if err != nil {
@@ -123,6 +135,10 @@ func (a *Agent) startShell(env map[string]string, cwd, markerEnv string) (*shell
 		s.ws = <-exited
 		close(s.dead)
 	}()
+	if _, err := io.WriteString(ctrlW, prelude); err != nil {
+		s.close()
+		return nil, fmt.Errorf("start shell: %w", err)
+	}
 	return s, nil
 }
 
@@ -177,6 +193,7 @@ type outputSink interface {
 type runResult struct {
 	code     int
 	cwd      string
+	timeout  time.Duration // the timeout that applied (the call's or the session's)
 	timedOut bool
 	reset    bool // the shell had to be killed to stop the command
 }
@@ -231,7 +248,7 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 	// commands) are not this command's, should it have to be aborted.
 	before := childrenOf(s.pid)
 	sink.start(s.pid)
-	if _, err := io.WriteString(s.ctrl, dir+"\n"); err != nil {
+	if _, err := io.WriteString(s.ctrl, commandLine(dir)); err != nil {
 		for _, f := range outs {
 			f.drain()
 		}
@@ -253,11 +270,14 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 			return res, &errShellExited{code: s.waitExit()}
 		}
 		res.code, res.cwd = st.code, st.cwd
+	case <-s.dead:
+		finish()
+		return res, &errShellExited{code: s.waitExit()}
 	case <-timeout:
 		res = s.abort(cmdMarker, before)
 		res.timedOut = true
 	case <-ctx.Done():
-		s.abort(cmdMarker, before)
+		res = s.abort(cmdMarker, before)
 		finish()
 		return res, ctx.Err()
 	}
@@ -285,6 +305,8 @@ func (s *shell) abort(cmdMarker string, before []int) runResult {
 				return runResult{code: st.code, cwd: st.cwd}
 			}
 			return runResult{reset: true}
+		case <-s.dead:
+			return runResult{reset: true}
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -292,9 +314,14 @@ func (s *shell) abort(cmdMarker string, before []int) runResult {
 	return runResult{reset: true}
 }
 
-// kill ends the shell and everything it started.
+// kill ends the shell and everything it started, unless it is gone
+// already (its pid may belong to another process by now).
 func (s *shell) kill() {
-	killTree([]int{s.pid})
+	select {
+	case <-s.dead:
+	default:
+		killTree([]int{s.pid})
+	}
 	s.ctrl.Close()
 }
 

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -64,10 +65,15 @@ func (s *sseWriter) close() {
 	<-s.done
 }
 
+// writeTimeout bounds one write to a client: one that stops reading gets
+// its stream cut, rather than holding the command (and its session) up.
+const writeTimeout = 30 * time.Second
+
 func (s *sseWriter) writeLocked(b []byte) {
 	if s.err != nil {
 		return
 	}
+	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := s.w.Write(b); err != nil {
 		s.err = err
 		return
@@ -85,7 +91,7 @@ func (s *sseWriter) send(ev api.StreamEvent) error {
 }
 
 func (s *sseWriter) sendLocked(ev api.StreamEvent, id int64) {
-	data, _ := json.Marshal(ev)
+	data := marshalNoEscape(ev)
 	b := make([]byte, 0, len(data)+len(ev.Type)+40)
 	b = append(b, "event: "...)
 	b = append(b, ev.Type...)
@@ -175,4 +181,14 @@ func incompleteTail(b []byte) int {
 		return 0
 	}
 	return 0
+}
+
+// marshalNoEscape encodes v as JSON without HTML escaping (<, >, & as
+// themselves, not six-byte escapes) and without the trailing newline.
+func marshalNoEscape(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }

@@ -24,7 +24,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "sandboxd_start_duration_seconds", Help: "Time to start an existing, stopped sandbox until its agent answers.", Buckets: buckets,
 		}),
 		ExecTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sandboxd_exec_total", Help: "Commands run through exec, by outcome (ok, nonzero, error).",
+			Name: "sandboxd_exec_total", Help: "Calls of exec and exec/stream, by outcome (ok: the command ran, whatever its exit code; error: the call failed).",
 		}, []string{"outcome"}),
 		ExecSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "sandboxd_exec_duration_seconds", Help: "Latency of exec calls, as the daemon sees them.", Buckets: buckets,

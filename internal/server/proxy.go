@@ -50,7 +50,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-				resp.Body = &terminalGuard{r: bufio.NewReaderSize(resp.Body, 256<<10), c: resp.Body, onFail: func(err error) error {
+				resp.Body = &terminalGuard{r: bufio.NewReaderSize(resp.Body, 256<<10), c: resp.Body, atLineStart: true, onFail: func(err error) error {
 					return s.mgr.CallFailed(r.Context(), id, c, agentclient.Classify(r.Context(), err))
 				}}
 			}
@@ -67,13 +67,14 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 // ids. If the stream ends (EOF or error) before a terminal event (complete,
 // exit, error), it appends an error event saying why, then ends.
 type terminalGuard struct {
-	r        *bufio.Reader
-	c        io.Closer
-	onFail   func(error) error
-	lastID   int64
-	terminal bool
-	pending  []byte // bytes to hand out before reading on
-	done     bool
+	r           *bufio.Reader
+	c           io.Closer
+	onFail      func(error) error
+	lastID      int64
+	terminal    bool
+	atLineStart bool
+	pending     []byte // bytes to hand out before reading on
+	done        bool
 }
 
 func (g *terminalGuard) Read(p []byte) (int, error) {
@@ -87,7 +88,12 @@ func (g *terminalGuard) Read(p []byte) (int, error) {
 	}
 	line, err := g.r.ReadSlice('\n')
 	if len(line) > 0 {
-		g.note(line)
+		// Only a whole line's start says what an event is: the middle of
+		// a long data line (sandbox output) never counts.
+		if g.atLineStart {
+			g.note(line)
+		}
+		g.atLineStart = line[len(line)-1] == '\n'
 		n := copy(p, line)
 		if n < len(line) {
 			g.pending = append(g.pending[:0], line[n:]...)
@@ -136,7 +142,8 @@ func (g *terminalGuard) finish(err error) []byte {
 	cause := g.onFail(err)
 	ev := api.StreamEvent{Type: api.EventError, Code: errdefs.Code(cause), Message: cause.Error()}
 	data, _ := json.Marshal(ev)
-	return []byte("\nevent: error\nid: " + strconv.FormatInt(g.lastID+1, 10) + "\ndata: " + string(data) + "\n\n")
+	// Two newlines first: end whatever line and event were cut off.
+	return []byte("\n\nevent: error\nid: " + strconv.FormatInt(g.lastID+1, 10) + "\ndata: " + string(data) + "\n\n")
 }
 
 func (g *terminalGuard) Close() error { return g.c.Close() }
