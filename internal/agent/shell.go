@@ -381,6 +381,12 @@ func shQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
+// fifoSize is the capacity asked for output FIFOs, and the read size.
+const fifoSize = 1 << 20
+
+// fifoBufs holds read buffers of fifoSize.
+var fifoBufs = sync.Pool{New: func() any { b := make([]byte, fifoSize); return &b }}
+
 // fifo is the agent's end of a command's output FIFO. The agent holds a
 // write end too, so that reads do not see end-of-file before the shell has
 // opened the FIFO; drain drops it once the command has finished.
@@ -396,6 +402,12 @@ func openFifo(path string) (*fifo, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A bigger pipe means bigger reads, so fewer events and syscalls on
+	// every hop when a command writes a lot. (Best effort: the limit is
+	// /proc/sys/fs/pipe-max-size.)
+	if rc, err := r.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, fifoSize) })
+	}
 	w, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		r.Close()
@@ -410,7 +422,9 @@ func openFifo(path string) (*fifo, error) {
 // goroutine that reads until they close the FIFO, so they never get
 // SIGPIPE for outliving the command.
 func (f *fifo) copyTo(fn func([]byte)) {
-	buf := make([]byte, 64<<10)
+	bp := fifoBufs.Get().(*[]byte)
+	defer fifoBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := f.r.Read(buf)
 		if n > 0 {

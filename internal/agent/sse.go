@@ -25,6 +25,7 @@ type sseWriter struct {
 	seq  int64
 	err  error             // first write error; later writes are dropped
 	tail map[string][]byte // per output stream: an incomplete UTF-8 sequence held back
+	buf  []byte            // reused to build output events
 	stop chan struct{}
 	done chan struct{}
 }
@@ -129,7 +130,8 @@ func (s *sseWriter) output(stream string, p []byte) error {
 	}
 	if len(b) > 0 {
 		s.seq++
-		s.sendLocked(chunkEvent(stream, b), s.seq)
+		s.buf = appendChunkEvent(s.buf[:0], stream, b, s.seq)
+		s.writeLocked(s.buf)
 	}
 	return s.err
 }
@@ -141,17 +143,88 @@ func (s *sseWriter) flushOutput() {
 	for _, stream := range []string{api.EventStdout, api.EventStderr} {
 		if t := s.tail[stream]; len(t) > 0 {
 			s.seq++
-			s.sendLocked(chunkEvent(stream, t), s.seq)
+			s.buf = appendChunkEvent(s.buf[:0], stream, t, s.seq)
+			s.writeLocked(s.buf)
 			s.tail[stream] = nil
 		}
 	}
 }
 
+// chunkEvent is the event of an output chunk: text when it is UTF-8 that
+// JSON carries cheaply, else base64 (also for text full of control bytes,
+// NUL above all, whose six-byte escapes would cost more than base64's 4/3).
 func chunkEvent(stream string, b []byte) api.StreamEvent {
-	if utf8.Valid(b) {
+	if textIsCheaper(b) {
 		return api.StreamEvent{Type: stream, Data: string(b)}
 	}
 	return api.StreamEvent{Type: stream, Data: base64.StdEncoding.EncodeToString(b), Encoding: api.EncodingBase64}
+}
+
+// textIsCheaper reports whether b is UTF-8 whose JSON escapes add less than
+// base64 would (a third of its size).
+func textIsCheaper(b []byte) bool {
+	extra := 0
+	for _, c := range b {
+		if c < 0x20 || c == '"' || c == '\\' {
+			extra += 5 // at most: \u00XX for one byte
+		}
+	}
+	return extra <= len(b)/3 && utf8.Valid(b)
+}
+
+// appendChunkEvent appends the whole SSE event of an output chunk to dst,
+// building the JSON by hand (this is the hot path of a stream): the same
+// bytes as marshalling chunkEvent(stream, b), minus HTML escaping.
+func appendChunkEvent(dst []byte, stream string, b []byte, id int64) []byte {
+	dst = append(dst, "event: "...)
+	dst = append(dst, stream...)
+	dst = append(dst, "\nid: "...)
+	dst = strconv.AppendInt(dst, id, 10)
+	dst = append(dst, `
+data: {"type":"`...)
+	dst = append(dst, stream...)
+	dst = append(dst, `","data":"`...)
+	if textIsCheaper(b) {
+		dst = appendJSONString(dst, b)
+		dst = append(dst, "\"}\n\n"...)
+		return dst
+	}
+	dst = base64.StdEncoding.AppendEncode(dst, b)
+	dst = append(dst, `","encoding":"base64"}`+"\n\n"...)
+	return dst
+}
+
+// appendJSONString appends the contents of a JSON string for UTF-8 text b
+// (without the quotes): runs of plain bytes are copied whole.
+func appendJSONString(dst, b []byte) []byte {
+	const hex = "0123456789abcdef"
+	start := 0
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			// Skip ahead to the next newline, the commonest escape, if no
+			// other comes first.
+			if n := bytes.IndexByte(b[i:], '\n'); n > 0 && plainRun(b[i:i+n]) {
+				i += n - 1
+			}
+			continue
+		}
+		dst = append(dst, b[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+		}
+		start = i + 1
+	}
+	return append(dst, b[start:]...)
 }
 
 // incompleteTail returns how many bytes at the end of b begin a UTF-8
@@ -191,4 +264,14 @@ func marshalNoEscape(v any) []byte {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// plainRun reports whether b needs no JSON escape.
+func plainRun(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }

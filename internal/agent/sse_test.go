@@ -1,6 +1,13 @@
 package agent
 
-import "testing"
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/sandboxd/sandboxd/api"
+)
 
 func TestIncompleteTail(t *testing.T) {
 	euro := []byte("€") // e2 82 ac
@@ -24,4 +31,26 @@ func TestIncompleteTail(t *testing.T) {
 			t.Errorf("incompleteTail(% x) = %d, want %d", c.in, got, c.want)
 		}
 	}
+}
+
+// FuzzChunkEvent: the hand-built event carries exactly the chunk's bytes.
+func FuzzChunkEvent(f *testing.F) {
+	for _, s := range []string{"", "plain text\n", "a\x00b", "\xff\xfe", "quote \" back \\ tab \t", "€😀", strings.Repeat("\x01", 100)} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ev := appendChunkEvent(nil, "stdout", b, 7)
+		prefix := "event: stdout\nid: 7\ndata: "
+		if !bytes.HasPrefix(ev, []byte(prefix)) || !bytes.HasSuffix(ev, []byte("\n\n")) {
+			t.Fatalf("framing: %q", ev)
+		}
+		var se api.StreamEvent
+		if err := json.Unmarshal(ev[len(prefix):len(ev)-2], &se); err != nil {
+			t.Fatalf("not JSON: %v: %q", err, ev)
+		}
+		got, err := api.Output(se.Data, se.Encoding)
+		if err != nil || !bytes.Equal(got, b) || se.Type != "stdout" {
+			t.Fatalf("round trip of %q: %q %v", b, got, err)
+		}
+	})
 }

@@ -33,6 +33,9 @@ func New(socket string) *Client {
 		},
 		MaxIdleConnsPerHost: 64,
 		DisableCompression:  true,
+		// Output streams are big: read and write them in big pieces.
+		ReadBufferSize:  256 << 10,
+		WriteBufferSize: 256 << 10,
 	}
 	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
@@ -39,7 +40,8 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	}
 	rp := &httputil.ReverseProxy{
-		Transport: c.Transport(),
+		Transport:  c.Transport(),
+		BufferPool: proxyBuffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = "agent"
@@ -147,3 +149,12 @@ func (g *terminalGuard) finish(err error) []byte {
 }
 
 func (g *terminalGuard) Close() error { return g.c.Close() }
+
+// proxyBuffers gives the proxy 256 KiB copy buffers (not its default 32
+// KiB): a stream of big output events then costs a few syscalls per event.
+var proxyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
