@@ -20,6 +20,7 @@ import (
 type request struct {
 	method, path, query, auth, body string
 	lastEventID                     string // the Last-Event-ID header
+	session, rng                    string // the X-Session-Id and Range headers
 }
 
 // fakeDaemon serves the responses in order (repeating the last one) and
@@ -42,7 +43,7 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	n := len(f.requests)
 	f.requests = append(f.requests, request{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Get("Authorization"), string(body),
-		r.Header.Get("Last-Event-ID")})
+		r.Header.Get("Last-Event-ID"), r.Header.Get("X-Session-Id"), r.Header.Get("Range")})
 	f.mu.Unlock()
 	resp := f.responses[min(n, len(f.responses)-1)]
 	for k, v := range resp.header {

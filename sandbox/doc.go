@@ -22,6 +22,14 @@
 // [Sandbox.GetSession] give a [Session], a shell of its own in the sandbox,
 // offering the same methods for commands and processes.
 //
+// Files: [Sandbox.WriteFile] and [Sandbox.ReadFile] move small files in one
+// JSON request each; [Sandbox.WriteFileStream] and [Sandbox.ReadFileStream]
+// move files of any size as raw streams, in constant memory. ListFiles,
+// Exists, Mkdir, DeleteFile, RenameFile and MoveFile manage the tree;
+// [Sandbox.Watch] streams changes to it; [Sandbox.GitCheckout] clones a
+// repository into it. Relative paths resolve against the session's current
+// directory.
+//
 // Every method takes a context first and talks to the daemon over the HTTP
 // API described in docs/API.md; request and response bodies are the types of
 // package [github.com/sandboxd/sandboxd/api].

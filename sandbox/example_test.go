@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/signal"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -178,4 +179,58 @@ func ExampleSandbox_CreateSession() {
 		log.Fatal(err)
 	}
 	fmt.Print(res.Stdout)
+}
+
+// This example writes a small file, reads it back, and uploads a large one
+// as a stream.
+func ExampleSandbox_WriteFile() {
+	ctx := context.Background()
+	c, err := sandbox.FromEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	sb := c.Get("demo")
+	if _, err := sb.WriteFile(ctx, "hello.py", []byte("print('hi')\n"), nil); err != nil {
+		log.Fatal(err)
+	}
+	f, err := sb.ReadFile(ctx, "hello.py", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(f.Path, ": ", f.Text())
+
+	// Any size, in constant memory: the file is the request body.
+	data, err := os.Open("dataset.parquet")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer data.Close()
+	if _, err := sb.WriteFileStream(ctx, "/workspace/data/dataset.parquet", data, nil); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// This example prints changes to Go files under /workspace until it is
+// interrupted.
+func ExampleSandbox_Watch() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	c, err := sandbox.FromEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	st, err := c.Get("demo").Watch(ctx, "/workspace", &sandbox.WatchOptions{
+		Recursive: true,
+		Include:   []string{"*.go"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for ev, err := range st.Events() {
+		if err != nil {
+			log.Fatal(err) // the daemon ended the watch
+		}
+		fmt.Println(ev.EventType, ev.Path)
+	}
+	// Interrupted: the loop ended without an error.
 }

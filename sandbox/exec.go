@@ -90,7 +90,7 @@ func (t *target) Exec(ctx context.Context, command string, opts *ExecOptions) (*
 // range loop over Events, or just call Wait. Close it if you stop reading
 // before the end.
 type ExecStream struct {
-	stream
+	stream[Event]
 	command, sessionID string // as requested, for a result whose start event was already read
 }
 
@@ -112,7 +112,7 @@ func (t *target) execStream(ctx context.Context, op, command string, opts *ExecO
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	resp, err := t.openStream(ctx, http.MethodPost, "/exec/stream", "", req)
+	resp, err := t.openStream(ctx, http.MethodPost, "/exec/stream", nil, nil, req)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}

@@ -170,7 +170,7 @@ func (t *target) GetProcessLogs(ctx context.Context, id string) (*api.ProcessLog
 // with a range loop over Events, or call Wait. Close it if you stop reading
 // before the end.
 type LogStream struct {
-	stream
+	stream[Event]
 }
 
 // StreamProcessLogs streams the output of the process id: what it wrote
@@ -187,7 +187,11 @@ func (t *target) StreamProcessLogs(ctx context.Context, id, fromEventID string) 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	resp, err := t.openStream(ctx, http.MethodGet, "/processes/"+url.PathEscape(id)+"/logs/stream", fromEventID, nil)
+	var h http.Header
+	if fromEventID != "" {
+		h = http.Header{"Last-Event-ID": {fromEventID}}
+	}
+	resp, err := t.openStream(ctx, http.MethodGet, "/processes/"+url.PathEscape(id)+"/logs/stream", nil, h, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}

@@ -45,7 +45,7 @@ type sseReader struct {
 }
 
 func newSSEReader(r io.Reader) *sseReader {
-	return &sseReader{r: bufio.NewReaderSize(r, 32<<10)}
+	return &sseReader{r: bufio.NewReaderSize(r, 256<<10)}
 }
 
 // next returns the stream's next event. It returns io.EOF at the end of
@@ -124,9 +124,13 @@ func (p *sseReader) readLine() ([]byte, error) {
 			return p.line, err
 		}
 		buf, _ := p.r.Peek(p.r.Buffered())
-		i := bytes.IndexAny(buf, "\r\n")
+		// IndexByte twice beats IndexAny: both are vectorized.
+		i := bytes.IndexByte(buf, '\n')
 		if i < 0 {
 			i = len(buf)
+		}
+		if j := bytes.IndexByte(buf[:i], '\r'); j >= 0 {
+			i = j
 		}
 		if len(p.line)+i > maxSSEEvent {
 			return nil, errSSETooLong

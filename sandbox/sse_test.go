@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/sandboxd/sandboxd/api"
 )
 
 // writeSSE writes one event as the daemon does: event, id and data lines
@@ -195,6 +199,40 @@ func FuzzSSE(f *testing.F) {
 		want := []sseEvent{{ID: id, Event: event, Data: normalizeEOL(data)}, {ID: id, Data: "second"}}
 		if !reflect.DeepEqual(got, want) || err != io.EOF {
 			t.Errorf("round trip of %q %q %q: got %q, %v\nwant %q", event, id, data, got, err, want)
+		}
+	})
+}
+
+// FuzzFastOutput: the fast decoder of output events agrees with
+// encoding/json on every event the daemon may send, and declines, never
+// misreads, anything else.
+func FuzzFastOutput(f *testing.F) {
+	for _, s := range []string{"plain\n", "a\x00b", "quote \" \\ / \t\r\b\f", "€😀", "\xff\xfe"} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, asBase64 bool) {
+		w := api.StreamEvent{Type: "stdout", Data: string(b)}
+		if asBase64 {
+			w.Data, w.Encoding = base64.StdEncoding.EncodeToString(b), api.EncodingBase64
+		}
+		raw, _ := json.Marshal(w)
+		got, ok := fastOutput(string(raw), "stdout")
+		want, err := api.Output(w.Data, w.Encoding)
+		if !asBase64 {
+			// What encoding/json itself makes of the string.
+			var back api.StreamEvent
+			_ = json.Unmarshal(raw, &back)
+			want, err = []byte(back.Data), nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok && !bytes.Equal(got, want) {
+			t.Fatalf("fastOutput(%q) = %q, want %q", raw, got, want)
+		}
+		if !ok && len(b) > 0 { // an empty chunk has no data field: json.Unmarshal's job
+			t.Fatalf("fastOutput declined %q", raw)
 		}
 	})
 }

@@ -2,13 +2,17 @@ package sandbox
 
 import (
 	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/sandboxd/sandboxd/api"
 )
@@ -41,19 +45,29 @@ type Event struct {
 	Status string
 }
 
-// stream reads the events of one Server-Sent Events response. It is the
-// iterator both [ExecStream] and [LogStream] are made of: they embed it,
-// so its methods are theirs.
+// stream reads the events of one Server-Sent Events response, decoded to
+// E. It is the iterator [ExecStream], [LogStream] (of [Event]s) and
+// [WatchStream] (of api.WatchEvents) are made of: they embed it, so Next,
+// Err and Close are theirs, and each types its Event and Events.
 //
 // Next, Event and Err are for one goroutine; Close may be called from any
 // goroutine, at any time, to end the stream.
-type stream struct {
-	body     io.ReadCloser
-	sse      *sseReader
-	terminal string // the event type that ends the stream, besides "error"
+type stream[E any] struct {
+	body io.ReadCloser
+	sse  *sseReader
+	// decode turns a raw event into the stream's event. skip drops it
+	// (a heartbeat-like event the caller need not see); terminal says it
+	// ends the stream.
+	decode   func(sseEvent) (ev E, skip, terminal bool, err error)
+	terminal string // names the event that ends the stream, for errors; "" if none does
 	op       string // prefixes errors: "exec sandbox demo"
+	// quietEnd, if set, reports whether a stream that breaks off ended as
+	// expected (a watch whose context ended), so Err reports nothing.
+	quietEnd func() bool
+	// pending, if set, is an event read ahead, returned by the next Next.
+	pending *sseEvent
 
-	ev    Event
+	ev    E
 	err   error
 	ended bool // the terminal event was returned
 	done  bool // Next returns false from now on
@@ -63,52 +77,72 @@ type stream struct {
 	closed    atomic.Bool // Close was called
 }
 
-func newStream(body io.ReadCloser, terminal, op string) stream {
-	return stream{body: body, sse: newSSEReader(body), terminal: terminal, op: op}
+// newStream returns a stream of exec or log events that ends with the event
+// named terminal.
+func newStream(body io.ReadCloser, terminal, op string) stream[Event] {
+	return stream[Event]{body: body, sse: newSSEReader(body), terminal: terminal, op: op,
+		decode: func(raw sseEvent) (Event, bool, bool, error) {
+			ev, err := decodeEvent(raw, terminal)
+			return ev, false, err == nil && ev.Type == terminal, err
+		}}
 }
 
 // Next reads the next event, which Event then returns. It returns false
 // once the stream has ended: after the terminal event (complete or exit)
 // was returned, or on an error, which Err then reports, or after Close.
 // Heartbeats are skipped. The stream is closed when Next returns false.
-func (s *stream) Next() bool {
-	if s.done {
-		return false
+func (s *stream[E]) Next() bool {
+	for {
+		if s.done {
+			return false
+		}
+		if s.ended || s.closed.Load() {
+			s.finish(nil)
+			return false
+		}
+		raw, err := s.read()
+		if err != nil {
+			s.finish(s.readError(err))
+			return false
+		}
+		ev, skip, terminal, err := s.decode(raw)
+		if err != nil {
+			s.finish(fmt.Errorf("%s: %w", s.op, err))
+			return false
+		}
+		if skip {
+			continue
+		}
+		s.ev, s.ended = ev, terminal
+		if s.ended {
+			s.Close() // nothing may follow the terminal event
+		}
+		return true
 	}
-	if s.ended || s.closed.Load() {
-		s.finish(nil)
-		return false
-	}
-	raw, err := s.sse.next()
-	if err != nil {
-		s.finish(s.readError(err))
-		return false
-	}
-	ev, err := decodeEvent(raw, s.terminal)
-	if err != nil {
-		s.finish(fmt.Errorf("%s: %w", s.op, err))
-		return false
-	}
-	s.ev, s.ended = ev, ev.Type == s.terminal
-	if s.ended {
-		s.Close() // nothing may follow the terminal event
-	}
-	return true
 }
 
-// Event returns the event read by the last call to Next that returned true.
-func (s *stream) Event() Event { return s.ev }
+// read returns the event read ahead, if any, else the next one.
+func (s *stream[E]) read() (sseEvent, error) {
+	if raw := s.pending; raw != nil {
+		s.pending = nil
+		return *raw, nil
+	}
+	return s.sse.next()
+}
+
+// event returns the event read by the last call to Next that returned true.
+func (s *stream[E]) event() E { return s.ev }
 
 // Err returns the error that ended the stream, or nil if it ended with its
 // terminal event, was closed by Close, or has not ended. A stream that ends
 // without a terminal event gives an error wrapping io.ErrUnexpectedEOF; an
 // "error" event gives an [*Error] with the event's code and message.
-func (s *stream) Err() error { return s.err }
+func (s *stream[E]) Err() error { return s.err }
 
 // Close ends the stream and frees its connection. It may be called more
 // than once, and concurrently with Next, which then returns false. Closing
 // a stream before its terminal event does not stop the command or process.
-func (s *stream) Close() error {
+func (s *stream[E]) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.closeErr = s.body.Close()
@@ -116,19 +150,10 @@ func (s *stream) Close() error {
 	return s.closeErr
 }
 
-// Events returns the stream's events as an iterator for a range loop. An
-// error ends the iteration: it is yielded once, with a zero Event, and Err
-// reports it after the loop too. The stream is closed when the loop ends,
-// also when the loop body breaks out of it.
-//
-//	for ev, err := range st.Events() {
-//		if err != nil {
-//			return err
-//		}
-//		...
-//	}
-func (s *stream) Events() iter.Seq2[Event, error] {
-	return func(yield func(Event, error) bool) {
+// events returns the stream's events as an iterator for a range loop, as
+// the Events methods of the stream types document.
+func (s *stream[E]) events() iter.Seq2[E, error] {
+	return func(yield func(E, error) bool) {
 		defer s.Close()
 		for s.Next() {
 			if !yield(s.ev, nil) {
@@ -136,24 +161,27 @@ func (s *stream) Events() iter.Seq2[Event, error] {
 			}
 		}
 		if s.err != nil {
-			yield(Event{}, s.err)
+			var zero E
+			yield(zero, s.err)
 		}
 	}
 }
 
 // finish ends the stream with err.
-func (s *stream) finish(err error) {
+func (s *stream[E]) finish(err error) {
 	s.done, s.err = true, err
 	s.Close()
 }
 
 // readError turns an error reading the stream into the stream's error: none
-// if Close was called, an io.ErrUnexpectedEOF if the stream ended without
-// its terminal event.
-func (s *stream) readError(err error) error {
+// if Close was called or the end was expected (quietEnd), an
+// io.ErrUnexpectedEOF if the stream ended without its terminal event.
+func (s *stream[E]) readError(err error) error {
 	switch {
-	case s.closed.Load():
+	case s.closed.Load() || (s.quietEnd != nil && s.quietEnd()):
 		return nil
+	case (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && s.terminal == "":
+		return fmt.Errorf("%s: stream ended by the daemon: %w", s.op, io.ErrUnexpectedEOF)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("%s: stream ended before its %s event: %w", s.op, s.terminal, io.ErrUnexpectedEOF)
 	default:
@@ -165,6 +193,11 @@ func (s *stream) readError(err error) error {
 // *Error; a terminal event (complete or exit) without an exit code is
 // malformed, since its exit code is the one thing it must report.
 func decodeEvent(raw sseEvent, terminal string) (Event, error) {
+	if raw.Event == api.EventStdout || raw.Event == api.EventStderr {
+		if data, ok := fastOutput(raw.Data, raw.Event); ok {
+			return Event{Type: raw.Event, ID: raw.ID, Data: data}, nil
+		}
+	}
 	var w api.StreamEvent
 	if raw.Data != "" {
 		if err := json.Unmarshal([]byte(raw.Data), &w); err != nil {
@@ -201,4 +234,162 @@ func streamError(w api.StreamEvent) *Error {
 		e.Details = map[string]any{"exitCode": *w.ExitCode}
 	}
 	return e
+}
+
+// The stream types' own Event and Events, typed by their events.
+
+// Event returns the event read by the last call to Next that returned true.
+func (s *ExecStream) Event() Event { return s.event() }
+
+// Events returns the stream's events as an iterator for a range loop. An
+// error ends the iteration: it is yielded once, with a zero event, and Err
+// reports it after the loop too. The stream is closed when the loop ends,
+// also when the loop body breaks out of it.
+//
+//	for ev, err := range st.Events() {
+//		if err != nil {
+//			return err
+//		}
+//		...
+//	}
+func (s *ExecStream) Events() iter.Seq2[Event, error] { return s.events() }
+
+// Event returns the event read by the last call to Next that returned true.
+func (s *LogStream) Event() Event { return s.event() }
+
+// Events returns the stream's events as an iterator for a range loop, as
+// [ExecStream.Events] does.
+func (s *LogStream) Events() iter.Seq2[Event, error] { return s.events() }
+
+// Event returns the change read by the last call to Next that returned
+// true.
+func (s *WatchStream) Event() api.WatchEvent { return s.event() }
+
+// Events returns the stream's changes as an iterator for a range loop, as
+// [ExecStream.Events] does. The loop runs until the watch is closed (by
+// breaking out of it, say), its context ends, or it fails.
+func (s *WatchStream) Events() iter.Seq2[api.WatchEvent, error] { return s.events() }
+
+// fastOutput decodes the data of an output event of the exact shape the
+// daemon sends, {"type":T,"data":"..."} with an optional
+// ,"encoding":"base64", without a general JSON decoder: output events are
+// the bulk of a stream. Anything else reports false, for json.Unmarshal.
+func fastOutput(data, typ string) ([]byte, bool) {
+	prefix := `{"type":"` + typ + `","data":"`
+	if !strings.HasPrefix(data, prefix) {
+		return nil, false
+	}
+	body := data[len(prefix):]
+	end := strings.IndexByte(body, '"')
+	if end < 0 {
+		return nil, false
+	}
+	var text []byte
+	if strings.IndexByte(body[:end], '\\') < 0 {
+		text = []byte(body[:end])
+	} else {
+		var ok bool
+		if text, end, ok = unquoteJSON(body); !ok {
+			return nil, false
+		}
+	}
+	switch body[end+1:] {
+	case "}":
+		return text, true
+	case `,"encoding":"base64"}`:
+		out := make([]byte, base64.StdEncoding.DecodedLen(len(text)))
+		n, err := base64.StdEncoding.Decode(out, text)
+		return out[:n], err == nil
+	}
+	return nil, false
+}
+
+// unquoteJSON decodes the JSON string contents at the start of s, up to its
+// closing quote, and returns them with the quote's index. Escapes of \u
+// UTF-16 surrogate pairs are joined; a lone surrogate gives U+FFFD, as
+// encoding/json does.
+func unquoteJSON(s string) ([]byte, int, bool) {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"':
+			return out, i, true
+		case c < 0x20:
+			return nil, 0, false
+		case c != '\\':
+			// A run of plain text, up to the next backslash or quote.
+			j := strings.IndexByte(s[i:], '\\')
+			if j < 0 {
+				j = len(s) - i
+			}
+			if q := strings.IndexByte(s[i:i+j], '"'); q >= 0 {
+				j = q
+			}
+			out = append(out, s[i:i+j]...)
+			i += j
+			continue
+		}
+		if i+1 >= len(s) {
+			return nil, 0, false
+		}
+		switch e := s[i+1]; e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := hex4(s, i+2)
+			if !ok {
+				return nil, 0, false
+			}
+			i += 6
+			if utf16.IsSurrogate(r) {
+				if r2, ok := hex4(s, i+2); ok && i+1 < len(s) && s[i] == '\\' && s[i+1] == 'u' {
+					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+						out = utf8.AppendRune(out, dec)
+						i += 6
+						continue
+					}
+				}
+				r = utf8.RuneError
+			}
+			out = utf8.AppendRune(out, r)
+			continue
+		default:
+			return nil, 0, false
+		}
+		i += 2
+	}
+	return nil, 0, false
+}
+
+// hex4 reads four hex digits at s[i:].
+func hex4(s string, i int) (rune, bool) {
+	if i+4 > len(s) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range s[i : i+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | c
+	}
+	return r, true
 }

@@ -72,18 +72,18 @@ func (t *target) doRetry(ctx context.Context, method, suffix string, query url.V
 
 // openStream sends a request for a Server-Sent Events stream and returns the
 // open response, checked to be one. It is never retried: a stream that
-// started has had effects. lastEventID, if not empty, is sent as the
-// Last-Event-ID header.
-func (t *target) openStream(ctx context.Context, method, suffix, lastEventID string, in any) (*http.Response, error) {
+// started has had effects. header adds to the request's headers (such as
+// Last-Event-ID); query, if not empty, is its query.
+func (t *target) openStream(ctx context.Context, method, suffix string, query url.Values, header http.Header, in any) (*http.Response, error) {
 	p, err := t.path(suffix)
 	if err != nil {
 		return nil, err
 	}
 	h := http.Header{"Accept": {"text/event-stream"}}
-	if lastEventID != "" {
-		h.Set("Last-Event-ID", lastEventID)
+	for k, v := range header {
+		h[k] = v
 	}
-	resp, err := t.c.send(ctx, method, p, nil, h, in)
+	resp, err := t.c.send(ctx, method, p, query, h, in)
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,8 @@ func (a *app) rootCmd() *cobra.Command {
 		Use:   "sandbox",
 		Short: "Run commands in Sandboxd sandboxes",
 		Long: `sandbox drives a Sandboxd daemon: it creates, lists and destroys sandboxes,
-runs commands in them, and starts, follows and kills background processes.
+runs commands in them, starts, follows and kills background processes, and
+copies, lists and watches their files.
 
 The daemon's address comes from --url, else $SANDBOX_URL, else ` + sandbox.DefaultURL + `.
 The API token comes from --token, else $SANDBOX_TOKEN, else the --token-file.`,
@@ -71,7 +72,8 @@ The API token comes from --token, else $SANDBOX_TOKEN, else the --token-file.`,
 	f.StringVar(&a.token, "token", "", "API token (default $SANDBOX_TOKEN, else read from --token-file)")
 	f.StringVar(&a.tokenFile, "token-file", sandbox.DefaultTokenFile, "file holding the API token")
 	root.AddCommand(a.execCmd(), a.lsCmd(), a.infoCmd(), a.rmCmd(), a.createCmd(),
-		a.startCmd(), a.psCmd(), a.logsCmd(), a.killCmd(), a.sessionCmd())
+		a.startCmd(), a.psCmd(), a.logsCmd(), a.killCmd(), a.sessionCmd(),
+		a.cpCmd(), a.catCmd(), a.watchCmd())
 	return root
 }
 

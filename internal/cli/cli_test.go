@@ -31,6 +31,7 @@ type fakeDaemon struct {
 	lastStart api.StartProcessRequest
 	lastKill  string // the signal query of the last kill
 	sessions  map[string]api.Session
+	files     memFS // the sandbox's files, for every sandbox
 }
 
 func newFakeDaemon(t *testing.T) (*fakeDaemon, *httptest.Server) {
@@ -44,6 +45,7 @@ func newFakeDaemon(t *testing.T) (*fakeDaemon, *httptest.Server) {
 	mux.HandleFunc("POST /v1/sandboxes/{id}/exec/stream", f.execStream)
 	f.routeProcesses(mux)
 	f.routeSessions(mux)
+	f.routeFiles(mux)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer tok" {
 			writeError(w, api.CodeUnauthorized, "missing or wrong token", 401)

@@ -14,15 +14,33 @@ import (
 
 func (a *app) lsCmd() *cobra.Command {
 	var (
-		labels []string
-		asJSON bool
+		labels            []string
+		asJSON            bool
+		recursive, hidden bool
 	)
 	cmd := &cobra.Command{
-		Use:     "ls",
+		Use:     "ls [ID[:PATH] | ID PATH]",
 		Aliases: []string{"list"},
-		Short:   "List sandboxes",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Short:   "List sandboxes, or the files of one",
+		Long: `Without arguments, list the sandboxes, or with --label those carrying labels.
+
+With a sandbox ID, list the files of a directory in it (PATH, by default its
+working directory): name, type, size, permission bits and modification time.
+-R lists the whole tree under it, -a includes hidden files.`,
+		Example: `  sandbox ls --label team=ml
+  sandbox ls demo:/workspace -R
+  sandbox ls demo src -a --json`,
+		Args: cobra.MaximumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				if len(labels) > 0 {
+					return usagef("--label filters sandboxes: it does not go with a sandbox ID")
+				}
+				return a.listFiles(cmd, args, recursive, hidden, asJSON)
+			}
+			if recursive || hidden {
+				return usagef("-R and -a list files: name a sandbox")
+			}
 			opts := sandbox.ListOptions{}
 			var err error
 			if opts.Labels, err = keyValues("label", labels); err != nil {
@@ -44,6 +62,8 @@ func (a *app) lsCmd() *cobra.Command {
 	}
 	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "only sandboxes with this label, k=v (repeatable)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
+	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "list files of the whole tree")
+	cmd.Flags().BoolVarP(&hidden, "all", "a", false, "list hidden files too")
 	return cmd
 }
 

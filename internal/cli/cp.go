@@ -1,0 +1,262 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sandboxd/sandboxd/sandbox"
+)
+
+func (a *app) cpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cp SRC DST",
+		Short: "Copy files and directories between here and a sandbox",
+		Long: `Copy a file or a directory tree into a sandbox or out of one. One of SRC and
+DST is ID:PATH, a path in the sandbox ID (relative to its working directory,
+/workspace by default); the other is a local path, or - for stdin or stdout.
+A local path with a colon in its first element reads as ID:PATH: write ./a:b.
+
+Files are streamed, whatever their size. A file copied onto a directory, or
+onto a path ending in /, goes into it under its own name. A directory copied
+onto an existing directory goes into it under its own name, else it becomes
+DST; SRC ending in /. copies the directory's content instead. Directories
+travel as tar streams, and need tar in the sandbox; permission bits and
+symbolic links are kept. A download refuses entries that would land
+outside DST, and skips (reporting each, and exiting with status 1) symbolic
+links that point outside it, such as absolute ones. A directory copied to - is written to stdout as a tar stream.`,
+		Example: `  sandbox cp ./app demo:/workspace
+  sandbox cp data.csv demo:data/
+  sandbox cp demo:/workspace/out.png .
+  sandbox cp demo:/var/log/app.log - | less
+  tar -cz src | sandbox cp - demo:/tmp/src.tgz`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, dst := parseCpArg(args[0]), parseCpArg(args[1])
+			switch {
+			case src.remote && dst.remote:
+				return usagef("copy between two sandboxes is not supported: one side must be local")
+			case !src.remote && !dst.remote:
+				return usagef("one of SRC and DST must be ID:PATH, a path in a sandbox")
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			if dst.remote {
+				return a.upload(cmd.Context(), c.Get(dst.id), src.path, dst.path)
+			}
+			return a.download(cmd.Context(), c.Get(src.id), src.path, dst.path)
+		},
+	}
+}
+
+// cpArg is one side of a copy.
+type cpArg struct {
+	remote bool
+	id     string // the sandbox of a remote side
+	path   string
+}
+
+// parseCpArg reads ID:PATH (a colon before any slash) as a path in a
+// sandbox, anything else as a local path. An empty sandbox path means
+// the working directory.
+func parseCpArg(s string) cpArg {
+	i := strings.IndexByte(s, ':')
+	if i <= 0 || strings.ContainsAny(s[:i], `/\`) {
+		return cpArg{path: s}
+	}
+	p := s[i+1:]
+	if p == "" {
+		p = "."
+	}
+	return cpArg{remote: true, id: s[:i], path: p}
+}
+
+// upload copies the local file or directory src ("-": stdin) to dst in sb.
+func (a *app) upload(ctx context.Context, sb *sandbox.Sandbox, src, dst string) error {
+	if src == "-" {
+		_, err := sb.WriteFileStream(ctx, dst, a.stdin, nil)
+		return err
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return a.uploadDir(ctx, sb, src, dst)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file or a directory", src)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	into := strings.HasSuffix(dst, "/")
+	if !into {
+		if into, err = remoteIsDir(ctx, sb, dst); err != nil {
+			return err
+		}
+	}
+	if into {
+		dst = path.Join(dst, filepath.Base(src))
+	}
+	_, err = sb.WriteFileStream(ctx, dst, f, &sandbox.WriteOptions{Mode: fi.Mode().Perm()})
+	return err
+}
+
+// uploadDir copies the local directory src to dst in sb: it streams a tar
+// of it to a temporary file in the sandbox and has the sandbox's tar
+// extract it.
+func (a *app) uploadDir(ctx context.Context, sb *sandbox.Sandbox, src, dst string) error {
+	if !contentOnly(src) {
+		into, err := remoteIsDir(ctx, sb, dst)
+		if err != nil {
+			return err
+		}
+		if into {
+			dst = path.Join(dst, filepath.Base(filepath.Clean(src)))
+		}
+	}
+	tmp := remoteTemp()
+	pr, pw := io.Pipe()
+	tarred := make(chan error, 1)
+	go func() { // owned by uploadDir, which waits for it
+		err := writeTar(pw, src)
+		pw.CloseWithError(err)
+		tarred <- err
+	}()
+	_, err := sb.WriteFileStream(ctx, tmp, pr, nil)
+	pr.CloseWithError(errors.New("upload ended")) // unblocks the writer if the upload failed early
+	if tarErr := <-tarred; tarErr != nil {
+		return tarErr
+	}
+	if err != nil {
+		return err
+	}
+	// A subshell: exit must not end the session's shell, nor s linger in it.
+	script := fmt.Sprintf("(mkdir -p %s && tar -xf %s -C %s; s=$?; rm -f %s; exit $s)",
+		shellQuote(dst), shellQuote(tmp), shellQuote(dst), shellQuote(tmp))
+	res, err := sb.Exec(ctx, script, nil)
+	if err != nil {
+		cleanup(ctx, sb, tmp)
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("extract into %s in the sandbox: exit status %d: %s", dst, res.ExitCode, strings.TrimSpace(res.Stderr))
+	}
+	return nil
+}
+
+// download copies the file or directory src in sb to the local dst ("-":
+// stdout).
+func (a *app) download(ctx context.Context, sb *sandbox.Sandbox, src, dst string) error {
+	rc, err := sb.ReadFileStream(ctx, src, nil)
+	if errors.Is(err, sandbox.ErrIsDirectory) {
+		return a.downloadDir(ctx, sb, src, dst)
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if dst == "-" {
+		_, err := io.Copy(a.stdout, rc)
+		return err
+	}
+	if fi, err := os.Stat(dst); (err == nil && fi.IsDir()) || strings.HasSuffix(dst, string(filepath.Separator)) {
+		dst = filepath.Join(dst, path.Base(src))
+	}
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, rc)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("download %s to %s: %w", src, dst, err)
+	}
+	return nil
+}
+
+// downloadDir copies the directory src in sb to the local dst ("-":
+// stdout, as a tar stream): the sandbox's tar archives it to a temporary
+// file, which is streamed down and extracted here.
+func (a *app) downloadDir(ctx context.Context, sb *sandbox.Sandbox, src, dst string) error {
+	tmp := remoteTemp()
+	res, err := sb.Exec(ctx, fmt.Sprintf("tar -cf %s -C %s .", shellQuote(tmp), shellQuote(src)), nil)
+	defer cleanup(ctx, sb, tmp)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("archive %s in the sandbox: exit status %d: %s", src, res.ExitCode, strings.TrimSpace(res.Stderr))
+	}
+	rc, err := sb.ReadFileStream(ctx, tmp, nil)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if dst == "-" {
+		_, err := io.Copy(a.stdout, rc)
+		return err
+	}
+	if fi, err := os.Stat(dst); err == nil && fi.IsDir() && !contentOnly(src) {
+		dst = filepath.Join(dst, path.Base(path.Clean(src)))
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	skipped := 0
+	err = extractTar(rc, dst, func(name, why string) {
+		fmt.Fprintf(a.stderr, "sandbox: skipped %s: %s\n", name, why)
+		skipped++
+	})
+	if err != nil {
+		return fmt.Errorf("download %s to %s: %w", src, dst, err)
+	}
+	if skipped > 0 {
+		return exitCode(1) // all else copied, each skip reported
+	}
+	return nil
+}
+
+// contentOnly reports whether a directory path ends in "/.", which copies
+// the directory's content rather than the directory.
+func contentOnly(p string) bool {
+	return p == "." || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, string(filepath.Separator)+".")
+}
+
+// remoteIsDir reports whether p is a directory in sb.
+func remoteIsDir(ctx context.Context, sb *sandbox.Sandbox, p string) (bool, error) {
+	res, err := sb.Exec(ctx, "test -d "+shellQuote(p), nil)
+	if err != nil {
+		return false, err
+	}
+	return res.ExitCode == 0, nil
+}
+
+// remoteTemp returns a fresh name for a temporary file in the sandbox.
+func remoteTemp() string {
+	return "/tmp/.sandbox-cp-" + strings.ToLower(rand.Text()) + ".tar"
+}
+
+// cleanup deletes the temporary file tmp from sb, even if ctx has ended
+// (as on Ctrl-C); failures are ignored.
+func cleanup(ctx context.Context, sb *sandbox.Sandbox, tmp string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = sb.DeleteFile(ctx, tmp)
+}
