@@ -176,6 +176,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/sessions/{sid}", a.handleDeleteSession)
 	mux.HandleFunc("POST /v1/env", a.handleSetEnv)
 	a.procs.routes(mux)
+	a.fileRoutes(mux)
 	return mux
 }
 
