@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -127,6 +128,12 @@ func TestFilesStreamLarge(t *testing.T) {
 	sb := d.Client.Get("stream")
 	ctx := ctxT(t, 10*time.Minute)
 	const size = 1 << 30
+	mustExec(t, sb, "true")
+	agentPid, _ := os.ReadFile(filepath.Join(d.DataDir, "sandboxes", "stream", "init.pid"))
+	agentStatus := "/proc/" + strings.TrimSpace(string(agentPid)) + "/status"
+	agentBefore := vmHWM(t, agentStatus)
+	resetHWM(t)
+	selfBefore := vmHWM(t, "/proc/self/status")
 	src := io.LimitReader(newPattern(), size)
 	h := sha256.New()
 	if _, err := sb.WriteFileStream(ctx, "/workspace/big.bin", io.TeeReader(src, h), nil); err != nil {
@@ -145,6 +152,14 @@ func TestFilesStreamLarge(t *testing.T) {
 	rc.Close()
 	if err != nil || n != size || fmt.Sprintf("%x", h2.Sum(nil)) != want {
 		t.Errorf("read back %d bytes, %v, equal %v", n, err, fmt.Sprintf("%x", h2.Sum(nil)) == want)
+	}
+	// Memory stays flat: the daemon (in this process) and the agent grew by
+	// a few MiB, not by the file.
+	if grew := vmHWM(t, "/proc/self/status") - selfBefore; grew > 64<<10 {
+		t.Errorf("this process (daemon and SDK) grew %d KiB streaming 1 GiB both ways", grew)
+	}
+	if grew := vmHWM(t, agentStatus) - agentBefore; grew > 32<<10 {
+		t.Errorf("the agent grew %d KiB streaming 1 GiB both ways", grew)
 	}
 	rc, err = sb.ReadFileStream(ctx, "/workspace/big.bin", &sandbox.RangeOptions{Offset: 1000, Length: 10})
 	if err != nil {
@@ -313,5 +328,30 @@ done:
 		case <-timeout:
 			t.Fatal("the watch did not survive a burst of 10,000 creations")
 		}
+	}
+}
+
+// vmHWM reads a process's peak resident size, in KiB.
+func vmHWM(t *testing.T, status string) int {
+	t.Helper()
+	b, err := os.ReadFile(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return atoi(t, strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	t.Fatalf("no VmHWM in %s", status)
+	return 0
+}
+
+// resetHWM lowers this process's peak to its current size, after returning
+// what it can to the system.
+func resetHWM(t *testing.T) {
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Logf("cannot reset the peak: %v", err)
 	}
 }
