@@ -27,6 +27,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -859,4 +860,200 @@ func BenchmarkSessionExecRoundTrip(b *testing.B) {
 		}
 	}
 	reportLatencies(b, lat)
+}
+
+// BenchmarkFileWriteReadPair1KiB: in a warm sandbox, WriteFile of 1 KiB to
+// /workspace/small.txt followed by ReadFile of it; the latencies are those
+// of the pair.
+func BenchmarkFileWriteReadPair1KiB(b *testing.B) {
+	d := StartDaemon(b)
+	ctx := ctxT(b, 10*time.Minute)
+	sb := benchSandbox(ctx, b, d, "file-pair")
+	const path = "/workspace/small.txt"
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1024/16)
+	for range 5 { // warm the file endpoints
+		if _, err := sb.WriteFile(ctx, path, data, nil); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sb.ReadFile(ctx, path, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var lat []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		_, werr := sb.WriteFile(ctx, path, data, nil)
+		var f *sandbox.File
+		var rerr error
+		if werr == nil {
+			f, rerr = sb.ReadFile(ctx, path, nil)
+		}
+		lat = append(lat, time.Since(start))
+		if err := errors.Join(werr, rerr); err != nil {
+			b.Fatal(err)
+		}
+		if !bytes.Equal(f.Data, data) {
+			b.Fatalf("read back %d bytes, not the %d written", len(f.Data), len(data))
+		}
+	}
+	b.StopTimer()
+	if err := sb.DeleteFile(ctx, path); err != nil {
+		b.Error(err)
+	}
+	reportLatencies(b, lat)
+}
+
+// fileMiB is the size, in MiB, of the file of BenchmarkFileStreamThroughput:
+// 1024 (1 GiB), or SANDBOXD_BENCH_FILE_MIB.
+func fileMiB(b *testing.B) int64 {
+	b.Helper()
+	s := os.Getenv("SANDBOXD_BENCH_FILE_MIB")
+	if s == "" {
+		return 1024
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		b.Fatalf("SANDBOXD_BENCH_FILE_MIB=%q: want a positive number of MiB", s)
+	}
+	return n
+}
+
+// patternReader yields n bytes cycling through a block of random bytes
+// whose length (1 MiB + 13) is no power of two, so the content does not
+// repeat at buffer boundaries: not constant, but as cheap as a copy.
+type patternReader struct {
+	block []byte
+	off   int   // next byte of block
+	left  int64 // bytes still to yield
+}
+
+func newPatternReader(n int64) *patternReader {
+	block := make([]byte, 1<<20+13)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range block {
+		block[i] = byte(r.Uint32())
+	}
+	return &patternReader{block: block, left: n}
+}
+
+func (p *patternReader) Read(buf []byte) (int, error) {
+	if p.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(buf)) > p.left {
+		buf = buf[:p.left]
+	}
+	n := 0
+	for n < len(buf) {
+		c := copy(buf[n:], p.block[p.off:])
+		n += c
+		p.off = (p.off + c) % len(p.block)
+	}
+	p.left -= int64(n)
+	return n, nil
+}
+
+// BenchmarkFileStreamThroughput: WriteFileStream of a 1 GiB file
+// (SANDBOXD_BENCH_FILE_MIB changes the size) to /workspace/big.bin from a
+// generated reader (newPatternReader), then ReadFileStream of it into
+// io.Discard, in a sandbox with 2 CPUs. Reported: "write-MiB/s" and
+// "read-MiB/s" (each timed around the whole call, to the response or to
+// EOF and Close), "cp-baseline-MiB/s" (cp of the file to /workspace/big2.bin
+// inside the sandbox, timed there with date +%s%N: the sandbox's own file
+// system speed, on the page cache the write just filled), "write-vs-cp"
+// and "read-vs-cp" (the ratios), "peak-rss-growth-MiB" (how far the test
+// process's peak RSS, VmHWM, rose over the write and the read: daemon and
+// SDK, as in BenchmarkExecStreamThroughput) and ns/op (write plus read).
+//
+// Like BenchmarkExecStreamThroughput, it transfers the file once per
+// reported result whatever b.N; the first call (b.N = 1) under -benchtime
+// Nx with N > 1 only writes and reads 1 MiB as a warm-up (see isProbe).
+func BenchmarkFileStreamThroughput(b *testing.B) {
+	b.StopTimer()
+	size := fileMiB(b) << 20
+	d := StartDaemon(b)
+	ctx := ctxT(b, 30*time.Minute)
+	// Two CPUs, as in BenchmarkExecStreamThroughput: the agent does the
+	// file I/O in the sandbox's cgroup.
+	if _, err := d.Client.Create(ctx, benchID("file-tput", 0), &api.CreateSandboxRequest{Resources: &api.Resources{CPUs: 2}}); err != nil {
+		b.Fatal(err)
+	}
+	sb := benchSandbox(ctx, b, d, "file-tput")
+	const big, big2 = "/workspace/big.bin", "/workspace/big2.bin"
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if res, err := sb.Exec(ctx, "rm -f "+big+" "+big2, nil); err != nil || res.ExitCode != 0 {
+			b.Errorf("rm: %+v, %v", res, err)
+		}
+	})
+
+	// writeRead writes what gen yields, n bytes, to big and reads it back.
+	writeRead := func(gen *patternReader, n int64) (w, r time.Duration) {
+		b.Helper()
+		start := time.Now()
+		res, err := sb.WriteFileStream(ctx, big, gen, nil)
+		w = time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Size != n {
+			b.Fatalf("wrote %d bytes, want %d", res.Size, n)
+		}
+		start = time.Now()
+		rc, err := sb.ReadFileStream(ctx, big, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		got, err := io.Copy(io.Discard, rc)
+		if cerr := rc.Close(); err == nil {
+			err = cerr
+		}
+		r = time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got != n {
+			b.Fatalf("read %d bytes, want %d", got, n)
+		}
+		return w, r
+	}
+
+	writeRead(newPatternReader(1<<20), 1<<20) // warm-up: connections, the agent's buffers
+	if isProbe(b) {
+		return
+	}
+	// The generator's block is made before the clock and the RSS baseline.
+	gen := newPatternReader(size)
+	resetOK := resetPeakRSS()
+	rss0 := procStatusKB(b, "VmHWM")
+	b.StartTimer()
+	wdur, rdur := writeRead(gen, size)
+	b.StopTimer()
+	rss1 := procStatusKB(b, "VmHWM")
+
+	// The baseline: cp inside the sandbox, timed there.
+	res, err := sb.Exec(ctx, fmt.Sprintf("s=$(date +%%s%%N) && cp %s %s && e=$(date +%%s%%N) && echo $((e - s))", big, big2), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.ExitCode != 0 {
+		b.Fatalf("cp: exit %d: %s", res.ExitCode, res.Stderr)
+	}
+	cpNS, err := strconv.ParseInt(strings.TrimSpace(res.Stdout), 10, 64)
+	if err != nil || cpNS <= 0 {
+		b.Fatalf("cp timing: stdout %q: %v", res.Stdout, err)
+	}
+	if !resetOK {
+		b.Log("could not reset VmHWM: peak-rss-growth-MiB is the growth of the process's lifetime peak")
+	}
+	cp := mibps(size, time.Duration(cpNS))
+	b.ReportMetric(mibps(size, wdur), "write-MiB/s")
+	b.ReportMetric(mibps(size, rdur), "read-MiB/s")
+	b.ReportMetric(cp, "cp-baseline-MiB/s")
+	b.ReportMetric(mibps(size, wdur)/cp, "write-vs-cp")
+	b.ReportMetric(mibps(size, rdur)/cp, "read-vs-cp")
+	b.ReportMetric(float64(rss1-rss0)/1024, "peak-rss-growth-MiB")
+	b.ReportMetric(float64((wdur + rdur).Nanoseconds()), "ns/op")
+	b.ReportMetric(1, "runs") // whatever the iterations column (b.N) says
 }
