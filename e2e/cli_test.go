@@ -76,6 +76,36 @@ func TestCLI(t *testing.T) {
 	if out, _, _ := cli("", "ps", "demo", "--status", "killed"); !strings.Contains(out, "sleeper") {
 		t.Errorf("ps after kill: %q", out)
 	}
+	// Files: cp of a directory tree in and out (tar), cat, ls ID:PATH.
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "tree", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "tree", "a.txt"), []byte("alpha\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "tree", "sub", "b.bin"), []byte{0, 1, 2, 255}, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := cli("", "cp", filepath.Join(src, "tree"), "demo:/workspace/tree"); code != 0 {
+		t.Fatalf("cp in: %q %d", stderr, code)
+	}
+	if out, _, code := cli("", "cat", "demo", "/workspace/tree/a.txt"); code != 0 || out != "alpha\n" {
+		t.Errorf("cat: %q %d", out, code)
+	}
+	if out, _, code := cli("", "ls", "demo:/workspace/tree"); code != 0 || !strings.Contains(out, "a.txt") || !strings.Contains(out, "sub") {
+		t.Errorf("ls ID:PATH: %q %d", out, code)
+	}
+	dst := filepath.Join(t.TempDir(), "back")
+	if _, stderr, code := cli("", "cp", "demo:/workspace/tree", dst); code != 0 {
+		t.Fatalf("cp out: %q %d", stderr, code)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "sub", "b.bin")); err != nil || string(b) != "\x00\x01\x02\xff" {
+		t.Errorf("round trip of the tree: %q %v", b, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dst, "sub", "b.bin")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("mode after the round trip: %v %v", fi, err)
+	}
 	if _, _, code := cli("", "rm", "demo"); code != 0 {
 		t.Errorf("rm: exit %d", code)
 	}
