@@ -34,7 +34,9 @@ type Options struct {
 	URL string
 	// Token is sent as "Authorization: Bearer <Token>" on every request.
 	Token string
-	// HTTPClient sends the requests. Nil means http.DefaultClient. Its
+	// HTTPClient sends the requests. Nil means a client of the SDK's own
+	// (http.DefaultTransport's settings with 256 KiB read and write buffers,
+	// for big files and output streams). Its
 	// Timeout, if any, bounds every call, including long-running commands;
 	// prefer a context deadline.
 	HTTPClient *http.Client
@@ -64,7 +66,7 @@ func NewClient(opts Options) (*Client, error) {
 		http:    opts.HTTPClient,
 	}
 	if c.http == nil {
-		c.http = http.DefaultClient
+		c.http = defaultHTTPClient
 	}
 	return c, nil
 }
@@ -135,3 +137,14 @@ func (c *Client) Health(ctx context.Context) (*api.Health, error) {
 	}
 	return &h, nil
 }
+
+// defaultHTTPClient is the client used when Options.HTTPClient is nil: the
+// default transport's settings, with buffers sized for big bodies (the
+// default 4 KiB would cost a syscall per 4 KiB of a file upload).
+var defaultHTTPClient = func() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ReadBufferSize = 256 << 10
+	tr.WriteBufferSize = 256 << 10
+	tr.MaxIdleConnsPerHost = 64
+	return &http.Client{Transport: tr}
+}()
