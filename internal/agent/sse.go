@@ -154,77 +154,80 @@ func (s *sseWriter) flushOutput() {
 // JSON carries cheaply, else base64 (also for text full of control bytes,
 // NUL above all, whose six-byte escapes would cost more than base64's 4/3).
 func chunkEvent(stream string, b []byte) api.StreamEvent {
-	if textIsCheaper(b) {
-		return api.StreamEvent{Type: stream, Data: string(b)}
+	if utf8.Valid(b) {
+		if _, ok := appendJSONText(nil, b, len(b)/3); ok {
+			return api.StreamEvent{Type: stream, Data: string(b)}
+		}
 	}
 	return api.StreamEvent{Type: stream, Data: base64.StdEncoding.EncodeToString(b), Encoding: api.EncodingBase64}
 }
 
-// textIsCheaper reports whether b is UTF-8 whose JSON escapes add less than
-// base64 would (a third of its size).
-func textIsCheaper(b []byte) bool {
-	extra := 0
-	for _, c := range b {
-		if c < 0x20 || c == '"' || c == '\\' {
-			extra += 5 // at most: \u00XX for one byte
-		}
-	}
-	return extra <= len(b)/3 && utf8.Valid(b)
-}
-
 // appendChunkEvent appends the whole SSE event of an output chunk to dst,
 // building the JSON by hand (this is the hot path of a stream): the same
-// bytes as marshalling chunkEvent(stream, b), minus HTML escaping.
+// event as chunkEvent's, in one pass over the chunk.
 func appendChunkEvent(dst []byte, stream string, b []byte, id int64) []byte {
 	dst = append(dst, "event: "...)
 	dst = append(dst, stream...)
 	dst = append(dst, "\nid: "...)
 	dst = strconv.AppendInt(dst, id, 10)
-	dst = append(dst, `
-data: {"type":"`...)
+	dst = append(dst, "\ndata: {\"type\":\""...)
 	dst = append(dst, stream...)
 	dst = append(dst, `","data":"`...)
-	if textIsCheaper(b) {
-		dst = appendJSONString(dst, b)
-		dst = append(dst, "\"}\n\n"...)
-		return dst
+	mark := len(dst)
+	if utf8.Valid(b) {
+		if text, ok := appendJSONText(dst, b, len(b)/3); ok {
+			return append(text, "\"}\n\n"...)
+		}
 	}
-	dst = base64.StdEncoding.AppendEncode(dst, b)
-	dst = append(dst, `","encoding":"base64"}`+"\n\n"...)
-	return dst
+	dst = base64.StdEncoding.AppendEncode(dst[:mark], b)
+	return append(dst, `","encoding":"base64"}`+"\n\n"...)
 }
 
-// appendJSONString appends the contents of a JSON string for UTF-8 text b
-// (without the quotes): runs of plain bytes are copied whole.
-func appendJSONString(dst, b []byte) []byte {
+// jsonEscape marks the bytes a JSON string cannot hold as they are.
+var jsonEscape = func() (t [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
+// appendJSONText appends the contents of a JSON string for UTF-8 text b
+// (without the quotes), copying runs of plain bytes whole. It gives up,
+// reporting false, as soon as the escapes have added more than budget
+// bytes.
+func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
 	const hex = "0123456789abcdef"
-	start := 0
+	extra, start := 0, 0
 	for i := 0; i < len(b); i++ {
 		c := b[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			// Skip ahead to the next newline, the commonest escape, if no
-			// other comes first.
-			if n := bytes.IndexByte(b[i:], '\n'); n > 0 && plainRun(b[i:i+n]) {
-				i += n - 1
-			}
+		if !jsonEscape[c] {
 			continue
 		}
 		dst = append(dst, b[start:i]...)
 		switch c {
 		case '"', '\\':
 			dst = append(dst, '\\', c)
+			extra++
 		case '\n':
 			dst = append(dst, '\\', 'n')
+			extra++
 		case '\r':
 			dst = append(dst, '\\', 'r')
+			extra++
 		case '\t':
 			dst = append(dst, '\\', 't')
+			extra++
 		default:
 			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			extra += 5
+		}
+		if extra > budget {
+			return dst, false
 		}
 		start = i + 1
 	}
-	return append(dst, b[start:]...)
+	return append(dst, b[start:]...), true
 }
 
 // incompleteTail returns how many bytes at the end of b begin a UTF-8
@@ -264,14 +267,4 @@ func marshalNoEscape(v any) []byte {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-}
-
-// plainRun reports whether b needs no JSON escape.
-func plainRun(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -52,7 +51,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-				resp.Body = &terminalGuard{r: bufio.NewReaderSize(resp.Body, 256<<10), c: resp.Body, atLineStart: true, onFail: func(err error) error {
+				resp.Body = &terminalGuard{r: resp.Body, c: resp.Body, onFail: func(err error) error {
 					return s.mgr.CallFailed(r.Context(), id, c, agentclient.Classify(r.Context(), err))
 				}}
 			}
@@ -65,19 +64,25 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 	rp.ServeHTTP(w, r)
 }
 
-// terminalGuard passes an event stream through, noting event names and
-// ids. If the stream ends (EOF or error) before a terminal event (complete,
-// exit, error), it appends an error event saying why, then ends.
+// terminalGuard passes an event stream through untouched (reads go
+// straight into the caller's buffer: no copy), noting event names and ids
+// from the starts of lines. If the stream ends (EOF or error) before a
+// terminal event (complete, exit, error), it appends an error event saying
+// why, then ends.
 type terminalGuard struct {
-	r           *bufio.Reader
-	c           io.Closer
-	onFail      func(error) error
-	lastID      int64
-	terminal    bool
-	atLineStart bool
-	pending     []byte // bytes to hand out before reading on
-	done        bool
+	r        io.Reader
+	c        io.Closer
+	onFail   func(error) error
+	lastID   int64
+	terminal bool
+	head     []byte // the start of the current line, enough to recognise it
+	pending  []byte // bytes to hand out before reading on
+	done     bool
 }
+
+// lineHead is how much of a line's start is kept: "event: complete" and
+// "id: " with any id fit.
+const lineHead = 64
 
 func (g *terminalGuard) Read(p []byte) (int, error) {
 	if len(g.pending) > 0 {
@@ -88,32 +93,39 @@ func (g *terminalGuard) Read(p []byte) (int, error) {
 	if g.done {
 		return 0, io.EOF
 	}
-	line, err := g.r.ReadSlice('\n')
-	if len(line) > 0 {
-		// Only a whole line's start says what an event is: the middle of
-		// a long data line (sandbox output) never counts.
-		if g.atLineStart {
-			g.note(line)
-		}
-		g.atLineStart = line[len(line)-1] == '\n'
-		n := copy(p, line)
-		if n < len(line) {
-			g.pending = append(g.pending[:0], line[n:]...)
-		}
-		if err == nil || errors.Is(err, bufio.ErrBufferFull) {
-			return n, nil
-		}
-		g.pending = append(g.pending, g.finish(err)...)
+	n, err := g.r.Read(p)
+	g.scan(p[:n])
+	if err == nil {
 		return n, nil
 	}
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return 0, nil
-	}
 	g.pending = g.finish(err)
+	if n > 0 {
+		return n, nil
+	}
 	if len(g.pending) == 0 {
 		return 0, io.EOF
 	}
 	return g.Read(p)
+}
+
+// scan follows line boundaries in b, keeping each line's start for note.
+func (g *terminalGuard) scan(b []byte) {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		seg := b
+		if i >= 0 {
+			seg = b[:i]
+		}
+		if room := lineHead - len(g.head); room > 0 {
+			g.head = append(g.head, seg[:min(room, len(seg))]...)
+		}
+		if i < 0 {
+			return
+		}
+		g.note(g.head)
+		g.head = g.head[:0]
+		b = b[i+1:]
+	}
 }
 
 // note records the event name and id of an event line.

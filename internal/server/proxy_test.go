@@ -1,16 +1,16 @@
 package server
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func guardOutput(t *testing.T, stream string) string {
 	t.Helper()
-	g := &terminalGuard{r: bufio.NewReaderSize(strings.NewReader(stream), 256<<10), c: io.NopCloser(nil), atLineStart: true,
+	g := &terminalGuard{r: iotest.HalfReader(strings.NewReader(stream)), c: io.NopCloser(nil),
 		onFail: func(err error) error { return errors.New("agent gone: " + err.Error()) }}
 	b, err := io.ReadAll(g)
 	if err != nil {
@@ -29,9 +29,9 @@ func TestTerminalGuard(t *testing.T) {
 	if !strings.HasPrefix(got, cut) || !strings.Contains(got, "\n\nevent: error\nid: 3\n") || !strings.Contains(got, "agent gone") {
 		t.Errorf("a cut stream: %q", got)
 	}
-	// Output that reads like an event line where a buffer boundary falls
+	// Output that reads like an event line where a read boundary falls
 	// inside a long data line does not count as the terminal event.
-	pad := strings.Repeat("x", 256<<10-len("data: "))
+	pad := strings.Repeat("x", 4096-len("data: "))
 	spoof := "event: stdout\nid: 1\ndata: " + pad + "event: complete\n"
 	if got := guardOutput(t, spoof); !strings.Contains(got, "event: error") {
 		t.Errorf("spoofed completion in a data line was believed")
