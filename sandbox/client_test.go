@@ -76,12 +76,7 @@ func newFake(t *testing.T, responses ...response) (*Client, *fakeDaemon) {
 const sandboxJSON = `{"id":"demo","status":"running","image":"default","labels":{"k":"v"}}`
 
 func TestRequests(t *testing.T) {
-	tests := []struct {
-		name string
-		call func(ctx context.Context, c *Client) error
-		resp response
-		want request
-	}{{
+	tests := []requestCase{{
 		name: "create",
 		call: func(ctx context.Context, c *Client) error {
 			_, err := c.Create(ctx, "demo", &api.CreateSandboxRequest{Image: "py", Resources: &api.Resources{MemoryMB: 512}})
@@ -153,18 +148,7 @@ func TestRequests(t *testing.T) {
 		resp: response{status: 200, body: `{"status":"ok","version":"v1"}`},
 		want: request{method: "GET", path: "/healthz"},
 	}}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c, f := newFake(t, tc.resp)
-			if err := tc.call(t.Context(), c); err != nil {
-				t.Fatal(err)
-			}
-			tc.want.auth = "Bearer tok"
-			if got := f.seen(); len(got) != 1 || got[0] != tc.want {
-				t.Errorf("requests = %+v\nwant [%+v]", got, tc.want)
-			}
-		})
-	}
+	checkRequests(t, tests)
 }
 
 func TestNoTokenSendsNoAuthorization(t *testing.T) {
@@ -300,6 +284,33 @@ func TestEnvOptions(t *testing.T) {
 			getenv := func(k string) string { return tc.env[k] }
 			if got := envOptions(getenv, tc.tokenFile); got != tc.want {
 				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// requestCase is one SDK call, the answer the fake daemon gives it, and the
+// one request the call must send.
+type requestCase struct {
+	name string
+	call func(ctx context.Context, c *Client) error
+	resp response
+	want request
+}
+
+// checkRequests runs each case against a fake daemon and checks that the
+// call succeeded after sending exactly its request, with the token.
+func checkRequests(t *testing.T, tests []requestCase) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, f := newFake(t, tc.resp)
+			if err := tc.call(t.Context(), c); err != nil {
+				t.Fatal(err)
+			}
+			tc.want.auth = "Bearer tok"
+			if got := f.seen(); len(got) != 1 || got[0] != tc.want {
+				t.Errorf("requests = %+v\nwant [%+v]", got, tc.want)
 			}
 		})
 	}

@@ -29,12 +29,7 @@ const (
 func TestFileRequests(t *testing.T) {
 	sess := func(c *Client) *Session { return c.Get("demo").GetSession("s1") }
 	bin := []byte{0xff, 0, 'a'}
-	tests := []struct {
-		name string
-		call func(ctx context.Context, c *Client) error
-		resp response
-		want request
-	}{{
+	tests := []requestCase{{
 		name: "write text",
 		call: func(ctx context.Context, c *Client) error {
 			_, err := c.Get("demo").WriteFile(ctx, "a.txt", []byte("héllo\x00\n"), nil)
@@ -167,18 +162,7 @@ func TestFileRequests(t *testing.T) {
 		resp: response{status: 200, body: "01234"},
 		want: request{method: "GET", path: "/v1/sandboxes/demo/files/content", query: "path=a"},
 	}}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c, f := newFake(t, tc.resp)
-			if err := tc.call(t.Context(), c); err != nil {
-				t.Fatal(err)
-			}
-			tc.want.auth = "Bearer tok"
-			if got := f.seen(); len(got) != 1 || got[0] != tc.want {
-				t.Errorf("requests = %+v\nwant [%+v]", got, tc.want)
-			}
-		})
-	}
+	checkRequests(t, tests)
 }
 
 func TestReadFileDecodes(t *testing.T) {

@@ -20,12 +20,7 @@ const exitedJSON = `{"id":"web","pid":12,"command":"sleep 9","status":"killed","
 // decodes the answer.
 func TestProcessRequests(t *testing.T) {
 	web := func(c *Client) *Process { return c.Get("demo").Process("web") }
-	tests := []struct {
-		name string
-		call func(ctx context.Context, c *Client) error
-		resp response
-		want request
-	}{{
+	tests := []requestCase{{
 		name: "start with options",
 		call: func(ctx context.Context, c *Client) error {
 			p, err := c.Get("demo").StartProcess(ctx, "python3 -m http.server", &ProcessOptions{
@@ -149,18 +144,7 @@ func TestProcessRequests(t *testing.T) {
 		resp: sseResponse(api.StreamEvent{Type: api.EventExit, ExitCode: new(0), Status: "completed"}),
 		want: request{method: "GET", path: "/v1/sandboxes/demo/processes/web/logs/stream", lastEventID: "17"},
 	}}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c, f := newFake(t, tc.resp)
-			if err := tc.call(t.Context(), c); err != nil {
-				t.Fatal(err)
-			}
-			tc.want.auth = "Bearer tok"
-			if got := f.seen(); len(got) != 1 || got[0] != tc.want {
-				t.Errorf("requests = %+v\nwant [%+v]", got, tc.want)
-			}
-		})
-	}
+	checkRequests(t, tests)
 }
 
 func TestWaitTimeoutFromContext(t *testing.T) {

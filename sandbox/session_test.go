@@ -15,12 +15,7 @@ const sessionJSON = `{"id":"s1","cwd":"/work","createdAt":"2026-11-25T12:00:00Z"
 // something.
 func TestSessionRequests(t *testing.T) {
 	sess := func(c *Client) *Session { return c.Get("demo").GetSession("s1") }
-	tests := []struct {
-		name string
-		call func(ctx context.Context, c *Client) error
-		resp response
-		want request
-	}{{
+	tests := []requestCase{{
 		name: "create session",
 		call: func(ctx context.Context, c *Client) error {
 			s, err := c.Get("demo").CreateSession(ctx, api.CreateSessionRequest{Cwd: "/work", Env: map[string]string{"A": "1"}})
@@ -93,18 +88,7 @@ func TestSessionRequests(t *testing.T) {
 		resp: response{status: 200, body: `{}`},
 		want: request{method: "POST", path: "/v1/sandboxes/demo/env", body: `{"envVars":{}}`},
 	}}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c, f := newFake(t, tc.resp)
-			if err := tc.call(t.Context(), c); err != nil {
-				t.Fatal(err)
-			}
-			tc.want.auth = "Bearer tok"
-			if got := f.seen(); len(got) != 1 || got[0] != tc.want {
-				t.Errorf("requests = %+v\nwant [%+v]", got, tc.want)
-			}
-		})
-	}
+	checkRequests(t, tests)
 }
 
 func TestSessionErrors(t *testing.T) {
