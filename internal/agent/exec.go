@@ -118,10 +118,7 @@ func (a *Agent) execRequest(w http.ResponseWriter, r *http.Request) (ExecRequest
 			return req, nil, command{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 	}
-	if req.SessionID == "" {
-		req.SessionID = r.Header.Get(api.HeaderSessionID)
-	}
-	s, err := a.session(req.SessionID)
+	s, err := a.requestSession(r, req.SessionID)
 	if err != nil {
 		return req, nil, command{}, err
 	}

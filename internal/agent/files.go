@@ -53,14 +53,32 @@ func (a *Agent) fileRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/files/read", a.handleFileRead)
 	mux.HandleFunc("PUT /v1/files/content", a.handleFilePut)
 	mux.HandleFunc("GET /v1/files/content", a.handleFileGet)
-	mux.HandleFunc("POST /v1/files/mkdir", a.handleFileMkdir)
-	mux.HandleFunc("POST /v1/files/delete", a.handleFileDelete)
+	mux.HandleFunc("POST /v1/files/mkdir", a.pathCall(a.handleFileMkdir))
+	mux.HandleFunc("POST /v1/files/delete", a.pathCall(a.handleFileDelete))
 	mux.HandleFunc("POST /v1/files/rename", a.handleFileRename)
 	mux.HandleFunc("POST /v1/files/move", a.handleFileMove)
-	mux.HandleFunc("POST /v1/files/list", a.handleFileList)
-	mux.HandleFunc("POST /v1/files/exists", a.handleFileExists)
+	mux.HandleFunc("POST /v1/files/list", a.pathCall(a.handleFileList))
+	mux.HandleFunc("POST /v1/files/exists", a.pathCall(a.handleFileExists))
 	mux.HandleFunc("GET /v1/files/watch", a.handleFileWatch)
 	mux.HandleFunc("POST /v1/git/checkout", a.handleGitCheckout)
+}
+
+// pathCall decodes a PathRequest body, resolves its path (see filePath) and
+// hands both to h: the shared start of mkdir, delete, list and exists.
+func (a *Agent) pathCall(h func(w http.ResponseWriter, req *api.PathRequest, p string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req api.PathRequest
+		if err := decodeBody(w, r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		p, err := a.filePath(r, req.Path, req.SessionID)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		h(w, &req, p)
+	}
 }
 
 // filePath checks a path given by a caller and makes it absolute: a
@@ -69,10 +87,7 @@ func (a *Agent) fileRoutes(mux *http.ServeMux) {
 // The result is cleaned lexically ("a/../b" is "b"); symbolic links are
 // left to the kernel.
 func (a *Agent) filePath(r *http.Request, p, sid string) (string, error) {
-	if sid == "" {
-		sid = r.Header.Get(api.HeaderSessionID)
-	}
-	s, err := a.session(sid)
+	s, err := a.requestSession(r, sid)
 	if err != nil {
 		return "", err
 	}
@@ -356,17 +371,8 @@ func procTgid(tid int) int {
 // creates missing parents and succeeds on an existing directory; without
 // it an existing path gives FILE_EXISTS and a missing parent
 // FILE_NOT_FOUND. Either way a non-directory at the path is FILE_EXISTS.
-func (a *Agent) handleFileMkdir(w http.ResponseWriter, r *http.Request) {
-	var req api.PathRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	p, err := a.filePath(r, req.Path, req.SessionID)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (a *Agent) handleFileMkdir(w http.ResponseWriter, req *api.PathRequest, p string) {
+	var err error
 	if req.Recursive {
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
 			writeError(w, codedErr(api.CodeFileExists, errdefs.ErrConflict, "mkdir %s: exists and is not a directory", p))
@@ -385,17 +391,7 @@ func (a *Agent) handleFileMkdir(w http.ResponseWriter, r *http.Request) {
 
 // handleFileDelete deletes a file (or a symbolic link: the link, not its
 // target). A directory gives IS_DIRECTORY: this call never removes a tree.
-func (a *Agent) handleFileDelete(w http.ResponseWriter, r *http.Request) {
-	var req api.PathRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	p, err := a.filePath(r, req.Path, req.SessionID)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (a *Agent) handleFileDelete(w http.ResponseWriter, req *api.PathRequest, p string) {
 	fi, err := os.Lstat(p)
 	if err != nil {
 		writeError(w, fsError("delete", p, err))
@@ -416,18 +412,8 @@ func (a *Agent) handleFileDelete(w http.ResponseWriter, r *http.Request) {
 // handleFileExists reports whether anything is at the path: a file, a
 // directory, or a symbolic link (even a dangling one). A path through a
 // non-directory does not exist.
-func (a *Agent) handleFileExists(w http.ResponseWriter, r *http.Request) {
-	var req api.PathRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	p, err := a.filePath(r, req.Path, req.SessionID)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	_, err = os.Lstat(p)
+func (a *Agent) handleFileExists(w http.ResponseWriter, req *api.PathRequest, p string) {
+	_, err := os.Lstat(p)
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, api.ExistsResult{Exists: true})

@@ -29,17 +29,7 @@ var errListTooLong = errors.New("listing too long")
 // with a dot (nor what is under such a directory) unless includeHidden.
 // Entries that vanish or cannot be read while listing are left out. A
 // non-directory gives NOT_DIRECTORY.
-func (a *Agent) handleFileList(w http.ResponseWriter, r *http.Request) {
-	var req api.PathRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	p, err := a.filePath(r, req.Path, req.SessionID)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+func (a *Agent) handleFileList(w http.ResponseWriter, req *api.PathRequest, p string) {
 	files, err := listFiles(p, req.Recursive, req.IncludeHidden, maxListEntries)
 	if err != nil {
 		writeError(w, err)

@@ -62,10 +62,7 @@ func (a *Agent) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if req.SessionID == "" {
-		req.SessionID = r.Header.Get(api.HeaderSessionID)
-	}
-	s, err := a.session(req.SessionID)
+	s, err := a.requestSession(r, req.SessionID)
 	if err != nil {
 		writeError(w, err)
 		return

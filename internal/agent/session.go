@@ -46,7 +46,17 @@ type sessions struct {
 
 var sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// get returns session id ("" means the default one, created on first use).
+// requestSession returns the session a call selects: sid (from its body or
+// query), else the X-Session-Id header, else the default session.
+func (a *Agent) requestSession(r *http.Request, sid string) (*session, error) {
+	if sid == "" {
+		sid = r.Header.Get(api.HeaderSessionID)
+	}
+	return a.session(sid)
+}
+
+// session returns session id ("" means the default one, created on first
+// use).
 func (a *Agent) session(id string) (*session, error) {
 	if id == "" {
 		id = api.DefaultSessionID
@@ -259,10 +269,7 @@ func (a *Agent) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if req.SessionID == "" {
-		req.SessionID = r.Header.Get(api.HeaderSessionID)
-	}
-	s, err := a.session(req.SessionID)
+	s, err := a.requestSession(r, req.SessionID)
 	if err != nil {
 		writeError(w, err)
 		return
