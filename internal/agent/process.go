@@ -490,7 +490,7 @@ func (p *processes) handleStream(w http.ResponseWriter, r *http.Request, pr *pro
 				if rec.stream == streamStderr {
 					name = api.EventStderr
 				}
-				if err := sse.sendID(chunkEvent(name, rec.data), rec.end); err != nil {
+				if err := sse.sendChunkID(name, rec.data, rec.end); err != nil {
 					return
 				}
 				offset = rec.end

@@ -104,6 +104,16 @@ func (s *sseWriter) sendLocked(ev api.StreamEvent, id int64) {
 	s.writeLocked(b)
 }
 
+// sendChunkID writes an output chunk as one event with the given id (a log
+// offset), whole: unlike output, it holds nothing back.
+func (s *sseWriter) sendChunkID(stream string, b []byte, id int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = appendChunkEvent(s.buf[:0], stream, b, id)
+	s.writeLocked(s.buf)
+	return s.err
+}
+
 // sendID writes one event with the given id (a log offset).
 func (s *sseWriter) sendID(ev api.StreamEvent, id int64) error {
 	s.mu.Lock()
@@ -150,21 +160,11 @@ func (s *sseWriter) flushOutput() {
 	}
 }
 
-// chunkEvent is the event of an output chunk: text when it is UTF-8 that
-// JSON carries cheaply, else base64 (also for text full of control bytes,
-// NUL above all, whose six-byte escapes would cost more than base64's 4/3).
-func chunkEvent(stream string, b []byte) api.StreamEvent {
-	if utf8.Valid(b) {
-		if _, ok := appendJSONText(nil, b, len(b)/3); ok {
-			return api.StreamEvent{Type: stream, Data: string(b)}
-		}
-	}
-	return api.StreamEvent{Type: stream, Data: base64.StdEncoding.EncodeToString(b), Encoding: api.EncodingBase64}
-}
-
 // appendChunkEvent appends the whole SSE event of an output chunk to dst,
-// building the JSON by hand (this is the hot path of a stream): the same
-// event as chunkEvent's, in one pass over the chunk.
+// building the JSON by hand (this is the hot path of a stream): text when
+// the chunk is UTF-8 that JSON carries cheaply, else base64 (also for text
+// full of control bytes, NUL above all, whose six-byte escapes would cost
+// more than base64's 4/3), decided in one pass over the chunk.
 func appendChunkEvent(dst []byte, stream string, b []byte, id int64) []byte {
 	dst = append(dst, "event: "...)
 	dst = append(dst, stream...)
