@@ -35,18 +35,20 @@ type Daemon struct {
 	Client  *sandbox.Client
 	agent   string
 	logs    testWriter
+	opts    []func(*daemon.Config)
 	cancel  context.CancelFunc
 	done    chan error
 }
 
 // StartDaemon starts sandboxd on a free loopback port with a fresh data
-// directory and the default image. The daemon, and every sandbox left in
-// it, is gone when the test ends.
-func StartDaemon(t testing.TB) *Daemon {
+// directory and the default image. Each opt may change the daemon's
+// configuration before it starts (and again on every Restart). The daemon,
+// and every sandbox left in it, is gone when the test ends.
+func StartDaemon(t testing.TB, opts ...func(*daemon.Config)) *Daemon {
 	t.Helper()
 	testutil.RequiresRoot(t)
 	image := testutil.DefaultImage(t)
-	d := &Daemon{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", agent: testutil.AgentBinary(t)}
+	d := &Daemon{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", agent: testutil.AgentBinary(t), opts: opts}
 	// Registered before the cleanup that stops the daemon, so it runs after.
 	d.logs = newTestWriter(t)
 	d.Images = filepath.Join(d.DataDir, "images")
@@ -75,6 +77,9 @@ func (d *Daemon) start() {
 		Listen: "127.0.0.1:0", DataDir: d.DataDir, ImagesDir: d.Images, Token: d.Token,
 		AgentBinary: d.agent, Ready: func(addr string) { ready <- addr },
 		Logger: slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	for _, opt := range d.opts {
+		opt(&cfg)
 	}
 	go func() { d.done <- daemon.Run(ctx, cfg) }()
 	select {
