@@ -77,6 +77,9 @@ type entry struct {
 	inst     *runtime.Instance
 	unwatch  chan struct{} // closed to stop the watch goroutine of inst
 	lastSave time.Time     // when lastActiveAt was last written to the store
+
+	holds    int       // open holds (see Hold); guarded by Manager.mu
+	lastHold time.Time // when the last hold was released; guarded by Manager.mu
 }
 
 // runningLocked records a running container and starts watching it: when
