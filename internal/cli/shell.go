@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+
+	"github.com/sandboxd/sandboxd/sandbox"
+)
+
+func (a *app) shellCmd() *cobra.Command {
+	var opts sandbox.TerminalOptions
+	cmd := &cobra.Command{
+		Use:   "shell ID",
+		Short: "Open an interactive terminal in a sandbox",
+		Long: `Open a terminal in the sandbox: a shell on a PTY, in the session's directory
+and environment. When standard input is a terminal it is put in raw mode
+(keys, Ctrl-C included, go to the sandbox's shell) and window size changes
+follow. The command exits with the shell's exit status.
+
+Closing the connection (killing this command) leaves the shell running for
+5 minutes: "sandbox shell" with the same --session and --terminal joins it
+again and first shows its latest output. Several may join one terminal.`,
+		Example: `  sandbox shell demo
+  sandbox shell demo --session build --terminal logs
+  echo 'ls; exit' | sandbox shell demo`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			return a.runShell(cmd.Context(), c.Get(args[0]), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&opts.SessionID, "session", "s", "", "session whose directory and environment the shell gets (default: the default session)")
+	f.StringVarP(&opts.TerminalID, "terminal", "t", "", "terminal to open or join within the session (default \"default\")")
+	f.StringVar(&opts.Shell, "shell", "", "absolute path of the shell for a new terminal (default /bin/bash)")
+	return cmd
+}
+
+// runShell connects the terminal to the app's standard streams until the
+// shell exits, and returns its status as an exitCode.
+func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.TerminalOptions) error {
+	in, _ := a.stdin.(*os.File)
+	out, _ := a.stdout.(*os.File)
+	interactive := in != nil && term.IsTerminal(int(in.Fd()))
+	sizeFd := -1
+	switch {
+	case out != nil && term.IsTerminal(int(out.Fd())):
+		sizeFd = int(out.Fd())
+	case interactive:
+		sizeFd = int(in.Fd())
+	}
+	if sizeFd >= 0 {
+		if w, h, err := term.GetSize(sizeFd); err == nil {
+			opts.Cols, opts.Rows = w, h
+		}
+	}
+	t, err := sb.Terminal(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+
+	input := a.stdin
+	if interactive {
+		state, err := term.MakeRaw(int(in.Fd()))
+		if err != nil {
+			return fmt.Errorf("raw mode: %w", err)
+		}
+		defer term.Restore(int(in.Fd()), state)
+		// Read the terminal through a non-blocking duplicate, so that
+		// closing it ends the copy below when the shell exits.
+		if f, restore, err := pollable(in); err == nil {
+			defer restore()
+			input = f
+		}
+	}
+	if sizeFd >= 0 {
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, unix.SIGWINCH)
+		defer signal.Stop(winch)
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() { // ends with wctx
+			for {
+				select {
+				case <-wctx.Done():
+					return
+				case <-winch:
+				}
+				if w, h, err := term.GetSize(sizeFd); err == nil {
+					rctx, cancel := context.WithTimeout(wctx, 10*time.Second)
+					_ = t.Resize(rctx, w, h)
+					cancel()
+				}
+			}
+		}()
+	}
+	// Keys to the shell. A pipe's end of input is simply the end of
+	// typing: the shell decides when to exit. This goroutine ends when
+	// input ends or (for a terminal) when it is closed on return; a plain
+	// reader's may outlive the call, blocked until the program exits.
+	go func() { _, _ = io.Copy(t, input) }()
+	stop := context.AfterFunc(ctx, func() { t.Close() })
+	defer stop()
+
+	_, err = io.Copy(a.stdout, t)
+	if code, ok := t.ExitCode(); ok {
+		if code == 0 {
+			return nil
+		}
+		return exitCode(code)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err == nil || errors.Is(err, sandbox.ErrTerminalClosed) {
+		err = errors.New("the terminal's connection ended before its shell exited")
+	}
+	return err
+}
+
+// pollable returns a non-blocking duplicate of f, whose reads Close
+// interrupts, and a function that closes it and puts f's file back in
+// blocking mode (the mode is shared with the calling shell's terminal).
+func pollable(f *os.File) (*os.File, func(), error) {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, nil, err
+	}
+	dup := os.NewFile(uintptr(fd), f.Name())
+	return dup, func() {
+		dup.Close()
+		_ = unix.SetNonblock(int(f.Fd()), false)
+	}, nil
+}

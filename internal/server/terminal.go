@@ -1,0 +1,55 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// terminal forwards a terminal WebSocket to the agent, which runs the PTY.
+// httputil.ReverseProxy passes the 101 answer through and then copies the
+// upgraded connection both ways until either side closes it; the sandbox
+// is held (never put to sleep) for as long as the connection is open,
+// which is until the daemon begins to shut down at the latest. A
+// request that is not a WebSocket handshake gets 426 without waking the
+// sandbox.
+func (s *server) terminal(w http.ResponseWriter, r *http.Request, id string) {
+	if !isWebSocketUpgrade(r) {
+		w.Header().Set("Upgrade", "websocket")
+		w.Header().Set("Connection", "Upgrade")
+		s.error(w, r, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
+			Message: "the terminal is a WebSocket: send a WebSocket handshake (Upgrade: websocket)"})
+		return
+	}
+	release := s.mgr.Hold(id)
+	defer release()
+	// The proxy closes both sides of the upgraded connection when the
+	// request's context ends: on shutdown too (Config.Closing).
+	if s.cfg.Closing != nil {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stop := context.AfterFunc(s.cfg.Closing, cancel)
+		defer stop()
+		r = r.WithContext(ctx)
+	}
+	s.forward(w, r, id)
+}
+
+// isWebSocketUpgrade reports whether r is a WebSocket handshake.
+func isWebSocketUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
