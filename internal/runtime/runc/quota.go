@@ -1,0 +1,370 @@
+package runc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/runtime"
+)
+
+// A sandbox with a disk quota keeps its writable layer in a file system of
+// its own: a sparse file, disk.img, formatted ext4 and loop-mounted at disk/
+// while the sandbox runs. The overlay's upper and work directories are
+// disk/upper and disk/work, so a sandbox that writes forever fills its own
+// file system (ENOSPC inside, inodes included) and never the host's. The file
+// takes host space only for the blocks the sandbox wrote; the mount's discard
+// option gives deleted files' blocks back to the host.
+//
+// The loop device is set up with LOOP_CONFIGURE and LO_FLAGS_AUTOCLEAR: it
+// detaches itself when its last user goes, which is the mount once unmount
+// runs (or the daemon's descriptor if the daemon dies between attaching and
+// mounting), so no loop device outlives the mount.
+//
+// A sandbox without a quota (created with DiskMB 0) has upper/ and work/
+// directly in its directory, on the host's file system.
+const (
+	diskFile  = "disk.img"
+	diskMount = "disk"
+)
+
+// mkfsExt4 is the formatter; mkfs.ext4 comes with e2fsprogs.
+const mkfsExt4 = "mkfs.ext4"
+
+// layers returns the directories of a sandbox's writable layer, and whether
+// it lives on its own quota file system (disk.img exists).
+func layers(dir string) (upper, work string, quota bool) {
+	if _, err := os.Stat(filepath.Join(dir, diskFile)); err == nil {
+		m := filepath.Join(dir, diskMount)
+		return filepath.Join(m, "upper"), filepath.Join(m, "work"), true
+	}
+	return filepath.Join(dir, "upper"), filepath.Join(dir, "work"), false
+}
+
+// prepareLayers makes sure the writable layer of a sandbox exists and is
+// mounted, and returns its upper and work directories. A new sandbox (no
+// upper/ and no disk.img yet) gets a quota file system of diskMB MiB if
+// diskMB > 0; an existing one keeps what it was created with.
+func (r *Runtime) prepareLayers(ctx context.Context, dir, id string, uid int, diskMB int64) (upper, work string, err error) {
+	upper, work, quota := layers(dir)
+	if !quota {
+		_, err := os.Stat(upper)
+		isNew := errors.Is(err, os.ErrNotExist)
+		if isNew && diskMB > 0 {
+			if err := r.newDisk(ctx, filepath.Join(dir, diskFile), diskMB); err != nil {
+				return "", "", err
+			}
+			upper, work, quota = layers(dir)
+		}
+	}
+	if quota {
+		mnt := filepath.Join(dir, diskMount)
+		if err := os.MkdirAll(mnt, 0o700); err != nil {
+			return "", "", err
+		}
+		if err := mountDisk(filepath.Join(dir, diskFile), mnt); err != nil {
+			return "", "", err
+		}
+	}
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return "", "", err
+	}
+	if _, err := os.Stat(upper); errors.Is(err, os.ErrNotExist) {
+		if err := prepareUpper(upper, id, uid); err != nil {
+			return "", "", fmt.Errorf("prepare upper layer: %w", err)
+		}
+	}
+	return upper, work, nil
+}
+
+// diskTemplates are formatted, empty disks, one per size, made once under
+// Config.Dir/disks and copied for each new sandbox: copying the few MiB of
+// metadata of a sparse template costs a fraction of running mkfs.ext4.
+// The copies share the template's file system UUID, which ext4 does not
+// mind.
+type diskTemplates struct {
+	mu sync.Mutex // serializes making templates
+}
+
+// templateVersion names templates by how they are made; change it with
+// the mkfs options.
+const templateVersion = "ext4-v1"
+
+// newDisk creates path, a disk of sizeMB MiB, from its size's template.
+// It writes to a temporary name first, so a crash leaves either no disk or
+// a whole one.
+func (r *Runtime) newDisk(ctx context.Context, path string, sizeMB int64) error {
+	sizeMB = max(sizeMB, runtime.MinDiskMB)
+	tmpl, err := r.diskTemplate(ctx, sizeMB)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	_ = os.Remove(tmp)
+	if err := copySparse(tmpl, tmp); err != nil {
+		// A file system without SEEK_DATA or copy_file_range: format
+		// this one on its own.
+		os.Remove(tmp)
+		r.log.Warn("copy disk template; formatting instead", "template", tmpl, "err", err)
+		if err := formatDisk(ctx, tmp, sizeMB); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("disk file: %w", err)
+	}
+	return nil
+}
+
+// diskTemplate returns the template of sizeMB MiB, making it if needed.
+func (r *Runtime) diskTemplate(ctx context.Context, sizeMB int64) (string, error) {
+	path := r.path("disks", fmt.Sprintf("%s-%dm.img", templateVersion, sizeMB))
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	r.disks.mu.Lock()
+	defer r.disks.mu.Unlock()
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("disk templates: %w", err)
+	}
+	tmp := path + ".tmp"
+	_ = os.Remove(tmp)
+	if err := formatDisk(ctx, tmp, sizeMB); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("disk template: %w", err)
+	}
+	return path, nil
+}
+
+// formatDisk creates path as a sparse file of sizeMB MiB holding an empty
+// ext4 file system.
+func formatDisk(ctx context.Context, path string, sizeMB int64) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("disk file: %w", err)
+	}
+	err = f.Truncate(sizeMB << 20)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("disk file: %w", err)
+	}
+	// -b 4096: the loop device's block size (small file systems would
+	// get 1 KiB blocks, which it cannot mount). -m 0: no blocks reserved
+	// for root, the sandbox gets all it asked for. Lazy inode table and
+	// journal init: the file is sparse, its unwritten blocks read as zeros
+	// already (and discard, on by default, tells mke2fs so, which marks
+	// the inode tables zeroed: no background zeroing after mount either).
+	// The journal stays: a host crash must not cost a sandbox its files.
+	cmd := exec.CommandContext(ctx, mkfsExt4, "-q", "-F", "-b", "4096", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1", path)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return fmt.Errorf("disk quota needs %s (apt-get install e2fsprogs): %w", mkfsExt4, err)
+		}
+		return fmt.Errorf("format disk: %w: %s", err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// copySparse copies src to a new file dst of the same size, writing only
+// src's data extents (SEEK_DATA/SEEK_HOLE, copy_file_range), and syncs it.
+func copySparse(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	size := fi.Size()
+	if err := out.Truncate(size); err != nil {
+		return err
+	}
+	inFd, outFd := int(in.Fd()), int(out.Fd())
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(inFd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole is left
+		}
+		if err != nil {
+			return fmt.Errorf("seek data: %w", err)
+		}
+		hole, err := unix.Seek(inFd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return fmt.Errorf("seek hole: %w", err)
+		}
+		for data < hole {
+			roff, woff := data, data
+			n, err := unix.CopyFileRange(inFd, &roff, outFd, &woff, int(hole-data), 0)
+			if err != nil {
+				return fmt.Errorf("copy_file_range: %w", err)
+			}
+			if n == 0 {
+				return fmt.Errorf("copy_file_range: short copy at %d of %s", data, src)
+			}
+			data += int64(n)
+		}
+		off = hole
+	}
+	if err := out.Sync(); err != nil {
+		return err
+	}
+	return out.Close()
+}
+
+// mountDisk mounts the ext4 image img at target through a free loop
+// device. It does nothing if something is mounted at target already.
+func mountDisk(img, target string) error {
+	if m, err := mountsUnder(target); err != nil {
+		return err
+	} else if len(m) > 0 && m[0] == target {
+		return nil
+	}
+	dev, loop, err := attachLoop(img)
+	if err != nil {
+		return err
+	}
+	// Closing our descriptor leaves the mount as the loop device's only
+	// user: unmounting it then detaches the device (autoclear).
+	defer loop.Close()
+	opts := "discard"
+	if err := unix.Mount(dev, target, "ext4", unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOATIME, opts); err != nil {
+		return fmt.Errorf("mount disk %s at %s: %w", img, target, err)
+	}
+	return nil
+}
+
+// attachLoop binds img to a free loop device with LOOP_CONFIGURE and
+// returns the device's path and an open descriptor of it. The device
+// detaches itself once the last descriptor and mount are gone.
+func attachLoop(img string) (string, *os.File, error) {
+	back, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("disk file: %w", err)
+	}
+	defer back.Close() // the loop device holds its own reference
+	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("loop devices: %w", err)
+	}
+	defer ctl.Close()
+	direct := true
+	for attempt := 0; ; attempt++ {
+		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return "", nil, fmt.Errorf("find a free loop device: %w", err)
+		}
+		dev := "/dev/loop" + strconv.Itoa(n)
+		loop, err := os.OpenFile(dev, os.O_RDWR, 0)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && attempt < 50 {
+				// The device node may appear a moment after the
+				// device (when udev, not devtmpfs, makes it).
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			return "", nil, fmt.Errorf("open %s: %w", dev, err)
+		}
+		cfg := unix.LoopConfig{Fd: uint32(back.Fd()), Size: 4096}
+		cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR
+		if direct {
+			// Direct I/O: the sandbox's writes are cached once, in its
+			// own file system (and its own memory cgroup), not a
+			// second time in the host's cache of disk.img.
+			cfg.Info.Flags |= unix.LO_FLAGS_DIRECT_IO
+		}
+		copy(cfg.Info.File_name[:len(cfg.Info.File_name)-1], img)
+		err = unix.IoctlLoopConfigure(int(loop.Fd()), &cfg)
+		if err == nil {
+			return dev, loop, nil
+		}
+		loop.Close()
+		switch {
+		case errors.Is(err, unix.EBUSY) && attempt < 100:
+			// Another attach took this device between GET_FREE and
+			// CONFIGURE.
+			continue
+		case errors.Is(err, unix.EINVAL) && direct:
+			// The backing file system refuses direct I/O (or this
+			// block size): fall back to buffered.
+			direct = false
+			continue
+		}
+		return "", nil, fmt.Errorf("attach %s to %s: %w", img, dev, err)
+	}
+}
+
+// unmountDisk unmounts a sandbox's quota file system, if mounted, and waits
+// (at most loopDetachWait) for its loop device to detach. Call it after the
+// overlay above it is gone.
+//
+// The device detaches when the file system's last mount goes, and a mount
+// namespace made meanwhile holds copies of the host's mounts: another
+// sandbox's runc, between its unshare and its pivot_root, keeps this one's
+// file system for a few milliseconds more. Waiting for that makes Stop
+// leave no device behind; a device held longer detaches on its own later.
+func unmountDisk(dir string) error {
+	mnt := filepath.Join(dir, diskMount)
+	mounts, err := mountsUnder(mnt)
+	if err != nil || len(mounts) == 0 {
+		return err
+	}
+	if err := unmount(mnt); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(loopDetachWait)
+	for len(loopDevicesOf(dir)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
+
+// loopDetachWait bounds unmountDisk's wait for the loop device to go.
+const loopDetachWait = 2 * time.Second
+
+// loopDevicesOf lists the loop devices whose backing file is under dir
+// (deleted or not), from /sys/block/loop*/loop/backing_file.
+func loopDevicesOf(dir string) []string {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		back := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+		if back == dir || strings.HasPrefix(back, dir+"/") {
+			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(f)))+" ("+back+")")
+		}
+	}
+	return out
+}
