@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// nodeStartTimeout bounds a Node executor's start.
+const nodeStartTimeout = 30 * time.Second
+
+// nodeExecutor returns a ready Node executor for a new context: the spare
+// one if there is one (and starts the next spare), else a new one. No spare
+// exists before JavaScript or TypeScript is first used in the sandbox.
+func (a *Agent) nodeExecutor(ctx context.Context, lang string) (*executor, error) {
+	ci := &a.code
+	ci.nodeMu.Lock()
+	e := ci.spare
+	ci.spare = nil
+	ci.nodeMu.Unlock()
+	if e != nil {
+		select {
+		case <-e.gone:
+			e.kill()
+			e = nil
+		default:
+		}
+	}
+	if e == nil {
+		var err error
+		if e, err = a.startNode(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if lang == api.LanguageTypeScript && !e.typescript {
+		e.kill()
+		return nil, notAvailable(lang, "TypeScript needs Node.js 22.13 or later (module.stripTypeScriptTypes); this sandbox's node lacks it")
+	}
+	a.refillNode()
+	return e, nil
+}
+
+// refillNode starts a spare Node executor in the background, unless one is
+// there or on its way. The goroutine ends once the executor is ready (or
+// failed to start).
+func (a *Agent) refillNode() {
+	ci := &a.code
+	ci.nodeMu.Lock()
+	if ci.spare != nil || ci.refilling {
+		ci.nodeMu.Unlock()
+		return
+	}
+	ci.refilling = true
+	ci.nodeMu.Unlock()
+	go func() {
+		e, err := a.startNode(context.Background())
+		ci.nodeMu.Lock()
+		defer ci.nodeMu.Unlock()
+		ci.refilling = false
+		if err != nil {
+			a.log.Warn("start a spare node executor", "err", err)
+			return
+		}
+		if ci.spare != nil {
+			go e.kill()
+			return
+		}
+		ci.spare = e
+	}()
+}
+
+// startNode starts a Node executor (in /, with the sandbox's environment;
+// a context's own are set when it is claimed) and waits until it is ready.
+func (a *Agent) startNode(ctx context.Context) (*executor, error) {
+	return a.startNodeFlags(ctx, nodeFlags)
+}
+
+// nodeFlags are the Node executor's flags. --expose-internals lets it use
+// Node's own REPL transform for top-level await (internal/repl/await) and
+// its parser (acorn) to make top-level let/const redeclarable; should a
+// Node release move those, the executor still runs code, and a top-level
+// await gives a SyntaxError saying what is missing (see
+// TestNodeExecutorWithoutInternals).
+var nodeFlags = []string{"--expose-internals", "--disable-warning=ExperimentalWarning"}
+
+// startNodeFlags is startNode with node's flags.
+func (a *Agent) startNodeFlags(ctx context.Context, flags []string) (*executor, error) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if node, err = exec.LookPath("nodejs"); err != nil {
+			return nil, notAvailable(api.LanguageJavaScript, "JavaScript needs node (Node.js), which is not installed in this sandbox's image")
+		}
+	}
+	script, err := a.executorFile("node_executor.js")
+	if err != nil {
+		return nil, err
+	}
+	p, err := newExecutorPipes()
+	if err != nil {
+		return nil, err
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	defer devnull.Close()
+	args := append(append([]string{node}, flags...), script)
+	proc, exited, err := a.reaper.start(node, args, &os.ProcAttr{
+		Dir:   "/",
+		Env:   os.Environ(),
+		Files: []*os.File{devnull, p.outW, p.errW, p.reqR, p.evW},
+		Sys:   &unix.SysProcAttr{Setsid: true},
+	})
+	p.closeChild()
+	if err != nil {
+		p.closeAll()
+		return nil, startError(err)
+	}
+	// The pid is read first: Release sets proc.Pid to -1, and a pid of
+	// -1 given to kill(2) means every process.
+	pid := proc.Pid
+	codes := make(chan int, 1)
+	go func() {
+		codes <- exitCode(<-exited)
+		proc.Release()
+	}()
+	e := newExecutor("node", pid, p, codes)
+	if err := e.waitReady(ctx, nodeStartTimeout); err != nil {
+		e.kill()
+		return nil, fmt.Errorf("start the JavaScript executor: %w", err)
+	}
+	return e, nil
+}
