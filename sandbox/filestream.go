@@ -118,7 +118,7 @@ func (t *target) readFileStream(ctx context.Context, path string, rng *RangeOpti
 		return nil, err
 	}
 	if resp.StatusCode == http.StatusPartialContent || (r.Offset == 0 && r.Length == 0) {
-		return resp.Body, nil
+		return bigReadBody{resp.Body}, nil
 	}
 	// The whole file came, the range ignored: cut the range out of it.
 	if _, err := io.CopyN(io.Discard, resp.Body, r.Offset); err != nil && err != io.EOF {

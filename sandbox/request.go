@@ -75,6 +75,9 @@ func (c *Client) sendBody(ctx context.Context, method, path string, query url.Va
 		// the transport unwraps it again, so an *os.File can still go out
 		// with sendfile.
 		req.Body, req.ContentLength = io.NopCloser(body.r), body.size
+		if body.size < 0 {
+			req.Body = io.NopCloser(chunkedSource{body.r}) // big chunks
+		}
 		req.GetBody = rewinder(body.r)
 		if body.size == 0 {
 			req.Body, req.GetBody = http.NoBody, nil

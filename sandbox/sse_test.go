@@ -39,17 +39,20 @@ func normalizeEOL(s string) string {
 	return strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(s)
 }
 
+// testEvent is an sseEvent with its data copied out of the reader.
+type testEvent struct{ ID, Event, Data string }
+
 // readAll parses every event of stream, returning them and the error that
 // ended the stream.
-func readAll(r io.Reader) ([]sseEvent, error) {
+func readAll(r io.Reader) ([]testEvent, error) {
 	p := newSSEReader(r)
-	var evs []sseEvent
+	var evs []testEvent
 	for {
 		ev, err := p.next()
 		if err != nil {
 			return evs, err
 		}
-		evs = append(evs, ev)
+		evs = append(evs, testEvent{ev.ID, ev.Event, string(ev.Data)})
 	}
 }
 
@@ -57,7 +60,7 @@ func TestSSEReader(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
-		want    []sseEvent
+		want    []testEvent
 		wantErr error
 	}{{
 		name:    "empty stream",
@@ -66,52 +69,52 @@ func TestSSEReader(t *testing.T) {
 	}, {
 		name:    "one event",
 		in:      "event: stdout\nid: 1\ndata: {\"a\":1}\n\n",
-		want:    []sseEvent{{ID: "1", Event: "stdout", Data: `{"a":1}`}},
+		want:    []testEvent{{ID: "1", Event: "stdout", Data: `{"a":1}`}},
 		wantErr: io.EOF,
 	}, {
 		name:    "multi-line data joined with LF",
 		in:      "data: a\ndata:b\ndata:  c\ndata\n\n",
-		want:    []sseEvent{{Data: "a\nb\n c\n"}},
+		want:    []testEvent{{Data: "a\nb\n c\n"}},
 		wantErr: io.EOF,
 	}, {
 		name:    "CRLF and CR line ends",
 		in:      "event: x\r\nid: 7\r\ndata: 1\r\rdata: 2\r\n\r\n",
-		want:    []sseEvent{{ID: "7", Event: "x", Data: "1"}, {ID: "7", Data: "2"}},
+		want:    []testEvent{{ID: "7", Event: "x", Data: "1"}, {ID: "7", Data: "2"}},
 		wantErr: io.EOF,
 	}, {
 		name:    "heartbeats and unknown fields skipped",
 		in:      ": ping\n\n: ping\nretry: 10\nfoo: bar\ndata: x\n: ping\n\n",
-		want:    []sseEvent{{Data: "x"}},
+		want:    []testEvent{{Data: "x"}},
 		wantErr: io.EOF,
 	}, {
 		name:    "id carries over, empty id resets, NUL id ignored",
 		in:      "id: 5\ndata: a\n\ndata: b\n\nid\ndata: c\n\nid: 6\x00\ndata: d\n\n",
-		want:    []sseEvent{{ID: "5", Data: "a"}, {ID: "5", Data: "b"}, {Data: "c"}, {Data: "d"}},
+		want:    []testEvent{{ID: "5", Data: "a"}, {ID: "5", Data: "b"}, {Data: "c"}, {Data: "d"}},
 		wantErr: io.EOF,
 	}, {
 		name:    "block without data is not dispatched",
 		in:      "event: x\nid: 3\n\ndata: y\n\n",
-		want:    []sseEvent{{ID: "3", Data: "y"}},
+		want:    []testEvent{{ID: "3", Data: "y"}},
 		wantErr: io.EOF,
 	}, {
 		name:    "empty data is an event",
 		in:      "event: e\ndata\n\n",
-		want:    []sseEvent{{Event: "e"}},
+		want:    []testEvent{{Event: "e"}},
 		wantErr: io.EOF,
 	}, {
 		name:    "colon in value kept, field without colon",
 		in:      "data: a: b:c\n\n",
-		want:    []sseEvent{{Data: "a: b:c"}},
+		want:    []testEvent{{Data: "a: b:c"}},
 		wantErr: io.EOF,
 	}, {
 		name:    "leading byte order mark dropped",
 		in:      "\uFEFFdata: x\n\n",
-		want:    []sseEvent{{Data: "x"}},
+		want:    []testEvent{{Data: "x"}},
 		wantErr: io.EOF,
 	}, {
 		name:    "unterminated event dropped",
 		in:      "data: x\n\ndata: y\n",
-		want:    []sseEvent{{Data: "x"}},
+		want:    []testEvent{{Data: "x"}},
 		wantErr: io.ErrUnexpectedEOF,
 	}, {
 		name:    "unterminated line dropped",
@@ -120,12 +123,12 @@ func TestSSEReader(t *testing.T) {
 	}, {
 		name:    "trailing comment is not an event",
 		in:      "data: x\n\n: ping\n",
-		want:    []sseEvent{{Data: "x"}},
+		want:    []testEvent{{Data: "x"}},
 		wantErr: io.EOF,
 	}, {
 		name:    "binary-looking but valid data",
 		in:      "data: \x00\xff\n\n",
-		want:    []sseEvent{{Data: "\x00\xff"}},
+		want:    []testEvent{{Data: "\x00\xff"}},
 		wantErr: io.EOF,
 	}}
 	for _, tc := range tests {
@@ -161,7 +164,7 @@ func TestSSEReaderDoesNotWaitAfterCR(t *testing.T) {
 	go io.WriteString(pw, "data: x\r\r")
 	p := newSSEReader(pr)
 	ev, err := p.next()
-	if err != nil || ev.Data != "x" {
+	if err != nil || string(ev.Data) != "x" {
 		t.Fatalf("next = %+v, %v", ev, err)
 	}
 }
@@ -196,7 +199,7 @@ func FuzzSSE(f *testing.F) {
 		buf.WriteString(": ping\n\n")
 		writeSSE(&buf, "", "", "second")
 		got, err := readAll(&buf)
-		want := []sseEvent{{ID: id, Event: event, Data: normalizeEOL(data)}, {ID: id, Data: "second"}}
+		want := []testEvent{{ID: id, Event: event, Data: normalizeEOL(data)}, {ID: id, Data: "second"}}
 		if !reflect.DeepEqual(got, want) || err != io.EOF {
 			t.Errorf("round trip of %q %q %q: got %q, %v\nwant %q", event, id, data, got, err, want)
 		}
@@ -217,7 +220,7 @@ func FuzzFastOutput(f *testing.F) {
 			w.Data, w.Encoding = base64.StdEncoding.EncodeToString(b), api.EncodingBase64
 		}
 		raw, _ := json.Marshal(w)
-		got, ok := fastOutput(string(raw), "stdout")
+		got, ok := fastOutput(raw, "stdout")
 		want, err := api.Output(w.Data, w.Encoding)
 		if !asBase64 {
 			// What encoding/json itself makes of the string.

@@ -1,14 +1,15 @@
 package sandbox
 
 import (
+	"bytes"
 	"cmp"
-	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
-	"strings"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"unicode/utf16"
@@ -199,8 +200,8 @@ func decodeEvent(raw sseEvent, terminal string) (Event, error) {
 		}
 	}
 	var w api.StreamEvent
-	if raw.Data != "" {
-		if err := json.Unmarshal([]byte(raw.Data), &w); err != nil {
+	if len(raw.Data) > 0 {
+		if err := json.Unmarshal(raw.Data, &w); err != nil {
 			return Event{}, fmt.Errorf("decode %q event %q: %w", raw.Event, raw.ID, err)
 		}
 	}
@@ -273,79 +274,105 @@ func (s *WatchStream) Events() iter.Seq2[api.WatchEvent, error] { return s.event
 // fastOutput decodes the data of an output event of the exact shape the
 // daemon sends, {"type":T,"data":"..."} with an optional
 // ,"encoding":"base64", without a general JSON decoder: output events are
-// the bulk of a stream. Anything else reports false, for json.Unmarshal.
-func fastOutput(data, typ string) ([]byte, bool) {
-	prefix := `{"type":"` + typ + `","data":"`
-	if !strings.HasPrefix(data, prefix) {
+// the bulk of a stream. It returns a new slice, never data itself.
+// Anything else reports false, for json.Unmarshal.
+func fastOutput(data []byte, typ string) ([]byte, bool) {
+	const head, mid = `{"type":"`, `","data":"`
+	n := len(head) + len(typ) + len(mid)
+	if len(data) < n || string(data[:len(head)]) != head || string(data[len(head):len(head)+len(typ)]) != typ ||
+		string(data[len(head)+len(typ):n]) != mid {
 		return nil, false
 	}
-	body := data[len(prefix):]
-	end := strings.IndexByte(body, '"')
+	body := data[n:]
+	end := bytes.IndexByte(body, '"')
 	if end < 0 {
 		return nil, false
 	}
-	var text []byte
-	if strings.IndexByte(body[:end], '\\') < 0 {
-		text = []byte(body[:end])
-	} else {
+	text := body[:end]
+	if string(body[end+1:]) == `,"encoding":"base64"}` {
+		// No escapes to look for: the decoder refuses a backslash.
+		out, err := decodeBase64(text)
+		return out, err == nil
+	}
+	escaped := bytes.IndexByte(text, '\\') >= 0
+	if escaped {
 		var ok bool
 		if text, end, ok = unquoteJSON(body); !ok {
 			return nil, false
 		}
 	}
-	switch body[end+1:] {
+	switch string(body[end+1:]) {
 	case "}":
-		return text, true
+		if escaped {
+			return text, true // unquoteJSON's own slice
+		}
+		if !utf8.Valid(text) { // encoding/json's job: it makes U+FFFD of them
+			return nil, false
+		}
+		return append([]byte{}, text...), true
 	case `,"encoding":"base64"}`:
-		out := make([]byte, base64.StdEncoding.DecodedLen(len(text)))
-		n, err := base64.StdEncoding.Decode(out, text)
-		return out[:n], err == nil
+		out, err := decodeBase64(text)
+		return out, err == nil
 	}
 	return nil, false
 }
 
 // unquoteJSON decodes the JSON string contents at the start of s, up to its
-// closing quote, and returns them with the quote's index. Escapes of \u
-// UTF-16 surrogate pairs are joined; a lone surrogate gives U+FFFD, as
-// encoding/json does.
-func unquoteJSON(s string) ([]byte, int, bool) {
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
+// closing quote, into a new slice, and returns them with the quote's index.
+// Escapes of \u UTF-16 surrogate pairs are joined; a lone surrogate gives
+// U+FFFD, as encoding/json does.
+//
+// Output is mostly text with an escape every line or so, so plain bytes
+// are copied eight at a time, stored whole even when an escape is among
+// them (the next store overwrites what lies past it): short runs cost no
+// call. Unescaping never lengthens, so out never grows past len(s)+8.
+func unquoteJSON(s []byte) ([]byte, int, bool) {
+	out := make([]byte, len(s)+8)
+	i, o := 0, 0
+	for {
+		for i+8 <= len(s) {
+			x := binary.LittleEndian.Uint64(s[i:])
+			binary.LittleEndian.PutUint64(out[o:], x)
+			if t := specialBytes(x); t != 0 {
+				k := bits.TrailingZeros64(t) / 8
+				i, o = i+k, o+k
+				goto special
+			}
+			i, o = i+8, o+8
+		}
+		for ; i < len(s); i, o = i+1, o+1 {
+			if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
+				goto special
+			}
+			out[o] = s[i]
+		}
+		return nil, 0, false // no closing quote
+	special:
+		switch c := s[i]; {
 		case c == '"':
-			return out, i, true
+			if !utf8.Valid(out[:o]) { // encoding/json's job: it makes U+FFFD of them
+				return nil, 0, false
+			}
+			return out[:o], i, true
 		case c < 0x20:
 			return nil, 0, false
-		case c != '\\':
-			// A run of plain text, up to the next backslash or quote.
-			j := strings.IndexByte(s[i:], '\\')
-			if j < 0 {
-				j = len(s) - i
-			}
-			if q := strings.IndexByte(s[i:i+j], '"'); q >= 0 {
-				j = q
-			}
-			out = append(out, s[i:i+j]...)
-			i += j
-			continue
 		}
 		if i+1 >= len(s) {
 			return nil, 0, false
 		}
 		switch e := s[i+1]; e {
 		case '"', '\\', '/':
-			out = append(out, e)
+			out[o] = e
 		case 'b':
-			out = append(out, '\b')
+			out[o] = '\b'
 		case 'f':
-			out = append(out, '\f')
+			out[o] = '\f'
 		case 'n':
-			out = append(out, '\n')
+			out[o] = '\n'
 		case 'r':
-			out = append(out, '\r')
+			out[o] = '\r'
 		case 't':
-			out = append(out, '\t')
+			out[o] = '\t'
 		case 'u':
 			r, ok := hex4(s, i+2)
 			if !ok {
@@ -355,25 +382,52 @@ func unquoteJSON(s string) ([]byte, int, bool) {
 			if utf16.IsSurrogate(r) {
 				if r2, ok := hex4(s, i+2); ok && i+1 < len(s) && s[i] == '\\' && s[i+1] == 'u' {
 					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-						out = utf8.AppendRune(out, dec)
+						o += utf8.EncodeRune(out[o:], dec)
 						i += 6
 						continue
 					}
 				}
 				r = utf8.RuneError
 			}
-			out = utf8.AppendRune(out, r)
+			o += utf8.EncodeRune(out[o:], r)
 			continue
 		default:
 			return nil, 0, false
 		}
-		i += 2
+		i, o = i+2, o+1
 	}
-	return nil, 0, false
+}
+
+// plainRun returns how many bytes at the start of s a JSON string holds as
+// they are: up to the first '"', '\\' or control byte. It looks at eight
+// bytes at a time.
+func plainRun(s []byte) int {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if t := specialBytes(binary.LittleEndian.Uint64(s[i:])); t != 0 {
+			return i + bits.TrailingZeros64(t)/8
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
+			break
+		}
+	}
+	return i
+}
+
+// specialBytes flags, in the high bit of each byte, the bytes of the eight
+// in x (little-endian) that are below 0x20, '"' or '\\'. A byte above a
+// flagged one may be flagged wrongly, so only the lowest flag is exact.
+func specialBytes(x uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q := x ^ (ones * '"')
+	b := x ^ (ones * '\\')
+	return ((x-ones*0x20) & ^x | (q-ones) & ^q | (b-ones) & ^b) & highs
 }
 
 // hex4 reads four hex digits at s[i:].
-func hex4(s string, i int) (rune, bool) {
+func hex4(s []byte, i int) (rune, bool) {
 	if i+4 > len(s) {
 		return 0, false
 	}
@@ -389,7 +443,7 @@ func hex4(s string, i int) (rune, bool) {
 		default:
 			return 0, false
 		}
-		r = r<<4 | c
+		r = r<<4 | rune(c)
 	}
 	return r, true
 }

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -110,6 +111,7 @@ func (t *target) watch(ctx context.Context, op, path string, opts *WatchOptions)
 		return nil, err
 	}
 	if rawType(raw) != watchingEvent {
+		raw.Data = bytes.Clone(raw.Data) // kept past the reader's next call
 		st.pending = &raw
 	}
 	return st, nil
@@ -120,14 +122,14 @@ func (t *target) watch(ctx context.Context, op, path string, opts *WatchOptions)
 func decodeWatchEvent(raw sseEvent) (ev api.WatchEvent, skip, terminal bool, err error) {
 	switch rawType(raw) {
 	case changeEvent:
-		if err := json.Unmarshal([]byte(raw.Data), &ev); err != nil {
+		if err := json.Unmarshal(raw.Data, &ev); err != nil {
 			return ev, false, false, fmt.Errorf("decode %q event %q: %w", changeEvent, raw.ID, err)
 		}
 		ev.Type = changeEvent
 		return ev, false, false, nil
 	case api.EventError:
 		var w api.StreamEvent
-		if err := json.Unmarshal([]byte(raw.Data), &w); err != nil {
+		if err := json.Unmarshal(raw.Data, &w); err != nil {
 			return ev, false, false, fmt.Errorf("decode %q event %q: %w", api.EventError, raw.ID, err)
 		}
 		return ev, false, false, streamError(w)
@@ -144,7 +146,7 @@ func rawType(raw sseEvent) string {
 	var w struct {
 		Type string `json:"type"`
 	}
-	_ = json.Unmarshal([]byte(raw.Data), &w)
+	_ = json.Unmarshal(raw.Data, &w)
 	return w.Type
 }
 

@@ -18,9 +18,9 @@ import (
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
-// copyBufSize is the buffer of a streamed upload: what one upload holds in
-// memory, whatever the file's size.
-const copyBufSize = 256 << 10
+// copyBufSize is the buffer of a streamed upload or download: what one
+// transfer holds in memory, whatever the file's size.
+const copyBufSize = 1 << 20
 
 // handleFilePut writes the raw request body to ?path= (relative to the
 // session's directory: ?sessionId= or X-Session-Id), streamed to disk in
@@ -83,7 +83,7 @@ func (a *Agent) handleFileGet(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, filepath.Base(p), fi.ModTime(), f)
+	http.ServeContent(bigCopyWriter{w}, r, filepath.Base(p), fi.ModTime(), f)
 }
 
 // writeAtomic writes what src gives to path: into a new temporary file in
@@ -137,9 +137,8 @@ func writeAtomic(path string, src io.Reader, mode fs.FileMode, setMode bool) (in
 			os.Remove(tmp.Name())
 		}
 	}()
-	// Hide os.File's ReadFrom, so that the copy uses our buffer.
 	rs := &readSource{r: src}
-	n, err := io.CopyBuffer(struct{ io.Writer }{tmp}, rs, make([]byte, copyBufSize))
+	n, err := copyToFile(tmp, rs)
 	if err != nil {
 		if rs.err != nil {
 			return 0, fmt.Errorf("%w: write %s: reading the content: %v", errdefs.ErrInvalidArgument, path, rs.err)

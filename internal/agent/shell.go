@@ -425,8 +425,14 @@ func (f *fifo) copyTo(fn func([]byte)) {
 	bp := fifoBufs.Get().(*[]byte)
 	defer fifoBufs.Put(bp)
 	buf := *bp
+	total := 0
 	for {
 		n, err := f.r.Read(buf)
+		if err == nil && n < coalesceBelow && total >= coalesceAfter { // see coalesceWait
+			time.Sleep(coalesceWait)
+			n += readAvailable(f.r, buf[n:])
+		}
+		total += n
 		if n > 0 {
 			fn(buf[:n])
 		}

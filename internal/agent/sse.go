@@ -2,9 +2,11 @@ package agent
 
 import (
 	"bytes"
-	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -179,55 +181,96 @@ func appendChunkEvent(dst []byte, stream string, b []byte, id int64) []byte {
 			return append(text, "\"}\n\n"...)
 		}
 	}
-	dst = base64.StdEncoding.AppendEncode(dst[:mark], b)
+	dst = appendBase64(dst[:mark], b)
 	return append(dst, `","encoding":"base64"}`+"\n\n"...)
 }
 
-// jsonEscape marks the bytes a JSON string cannot hold as they are.
-var jsonEscape = func() (t [256]bool) {
-	for c := 0; c < 0x20; c++ {
-		t[c] = true
-	}
-	t['"'], t['\\'] = true, true
-	return t
-}()
-
 // appendJSONText appends the contents of a JSON string for UTF-8 text b
-// (without the quotes), copying runs of plain bytes whole. It gives up,
-// reporting false, as soon as the escapes have added more than budget
-// bytes.
+// (without the quotes). It gives up, reporting false, as soon as the
+// escapes have added more than budget bytes, or more than a third of the
+// bytes read so far (plus some slack): text dense with escapes (a stream
+// of NULs) is found out after a few bytes, not after a third of the chunk.
+//
+// Output is mostly text with an escape every line or so, so plain bytes
+// are copied eight at a time, stored whole even when an escape is among
+// them (the next store overwrites what lies past it): short runs cost no
+// call.
 func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
 	const hex = "0123456789abcdef"
-	extra, start := 0, 0
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if !jsonEscape[c] {
-			continue
+	const slack = 1 << 10
+	// Room for b, escapes up to budget, an escape past it, and a store of
+	// eight bytes.
+	dst = slices.Grow(dst, len(b)+budget+16)
+	out := dst[:cap(dst)]
+	i, o, extra := 0, len(dst), 0
+	for {
+		for i+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[i:])
+			binary.LittleEndian.PutUint64(out[o:], x)
+			if t := specialBytes(x); t != 0 {
+				k := bits.TrailingZeros64(t) / 8
+				i, o = i+k, o+k
+				goto special
+			}
+			i, o = i+8, o+8
 		}
-		dst = append(dst, b[start:i]...)
-		switch c {
+		for ; i < len(b); i, o = i+1, o+1 {
+			if c := b[i]; c < 0x20 || c == '"' || c == '\\' {
+				goto special
+			}
+			out[o] = b[i]
+		}
+		return out[:o], true
+	special:
+		switch c := b[i]; c {
 		case '"', '\\':
-			dst = append(dst, '\\', c)
-			extra++
+			out[o], out[o+1] = '\\', c
 		case '\n':
-			dst = append(dst, '\\', 'n')
-			extra++
+			out[o], out[o+1] = '\\', 'n'
 		case '\r':
-			dst = append(dst, '\\', 'r')
-			extra++
+			out[o], out[o+1] = '\\', 'r'
 		case '\t':
-			dst = append(dst, '\\', 't')
-			extra++
+			out[o], out[o+1] = '\\', 't'
 		default:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			extra += 5
+			copy(out[o:], []byte{'\\', 'u', '0', '0', hex[c>>4], hex[c&0xF]})
+			o += 4
+			extra += 4
 		}
-		if extra > budget {
-			return dst, false
+		i, o, extra = i+1, o+2, extra+1
+		if extra > budget || extra > i/3+slack {
+			return out[:o], false
 		}
-		start = i + 1
 	}
-	return append(dst, b[start:]...), true
+}
+
+// plainRun returns how many bytes at the start of s a JSON string holds as
+// they are: up to the first '"', '\\' or control byte. It looks at eight
+// bytes at a time (output is mostly plain text: this is the hot loop of a
+// text stream). The SDK has the same function for the way back.
+func plainRun(s []byte) int {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if t := specialBytes(binary.LittleEndian.Uint64(s[i:])); t != 0 {
+			return i + bits.TrailingZeros64(t)/8
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
+			break
+		}
+	}
+	return i
+}
+
+// specialBytes flags, in the high bit of each byte, the bytes of the eight
+// in x (little-endian) that are below 0x20, '"' or '\\'. A byte above a
+// flagged one may be flagged wrongly (a borrow), so only the lowest flag
+// is exact.
+func specialBytes(x uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q := x ^ (ones * '"')
+	b := x ^ (ones * '\\')
+	return ((x-ones*0x20) & ^x | (q-ones) & ^q | (b-ones) & ^b) & highs
 }
 
 // incompleteTail returns how many bytes at the end of b begin a UTF-8

@@ -1,0 +1,69 @@
+package sandbox
+
+import "io"
+
+// copyChunk is how much a file transfer moves per write: big pieces mean
+// few system calls and, for an upload, few chunks of the chunked encoding
+// on every hop to the sandbox (net/http's own copies use 32 KiB).
+const copyChunk = 1 << 20
+
+// chunkedSource is the body of an upload of unknown size. Its WriteTo,
+// which net/http's transport uses to send a chunked body, sends pieces of
+// copyChunk, each as full as the reader allows, so that every chunk is
+// big however the caller's reader returns its bytes.
+type chunkedSource struct{ r io.Reader }
+
+func (s chunkedSource) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+func (s chunkedSource) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, copyChunk)
+	var n int64
+	for {
+		m, rerr := fill(s.r, buf)
+		if m > 0 {
+			k, err := w.Write(buf[:m])
+			n += int64(k)
+			if err != nil {
+				return n, err
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// fill reads from r until buf is full or r fails (io.EOF included),
+// returning how much it read and the error. (Unlike io.ReadFull, it never
+// turns an io.EOF into io.ErrUnexpectedEOF, so a reader's own
+// io.ErrUnexpectedEOF is not taken for a short last piece.)
+func fill(r io.Reader, buf []byte) (int, error) {
+	n, empty := 0, 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			if empty++; empty >= 100 {
+				return n, io.ErrNoProgress
+			}
+		}
+	}
+	return n, nil
+}
+
+// bigReadBody is a response body whose WriteTo, which io.Copy prefers,
+// copies in pieces of copyChunk: a download read with io.Copy is then read
+// from the connection and written out in big pieces, not in io.Copy's 32
+// KiB (or io.Discard's 8 KiB).
+type bigReadBody struct{ io.ReadCloser }
+
+func (b bigReadBody) WriteTo(w io.Writer) (int64, error) {
+	// Hide w's ReadFrom, so that the copy uses this buffer.
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{b.ReadCloser}, make([]byte, copyChunk))
+}
