@@ -1,0 +1,313 @@
+package e2e
+
+// The preview URL benchmark: requests to a small HTTP server in a sandbox
+// through its preview URL (client -> daemon -> the port on the sandbox's
+// loopback, over a socket the daemon made in the sandbox's network
+// namespace), against the same server reached directly from inside the
+// sandbox's network namespace (the baseline: a client whose sockets are
+// made in that namespace, no daemon).
+//
+//	go test -run '^$' -bench BenchmarkPreviewURL -benchtime 200x ./e2e/
+//
+// Each iteration sends one request each way, alternately first, over
+// keep-alive connections (ns/op is the pair). Reported: the preview URL's
+// "p50-ms" and "p99-ms", the direct path's "direct-p50-ms" and
+// "direct-p99-ms", and "added-p50-ms"; then the throughput of
+// previewBenchWorkers concurrent clients in alternating rounds ("req/s",
+// "direct-req/s", medians of previewBenchRounds rounds) and their
+// "throughput-ratio". Targets: under 1 ms added p50, a ratio of at least
+// 0.5. Other load on the machine moves the ratio a lot, so the CPU time
+// per request of each path is reported too ("cpu-us/req",
+// "direct-cpu-us/req": this process, which runs client and daemon, plus
+// the sandbox's node and agent; "agent-cpu-us/req", the agent's share on
+// the preview path) with "cpu-ratio", the throughput ratio if CPU were
+// all that limits it.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/sandbox"
+)
+
+const (
+	previewBenchWorkers = 8
+	previewBenchRound   = 500 * time.Millisecond
+	previewBenchRounds  = 7
+	previewBenchPort    = 9090
+)
+
+// previewBenchServer answers every request with "ok", keep-alive.
+const previewBenchServer = `
+const http = require("http");
+http.createServer((req, res) => {
+  res.writeHead(200, {"Content-Type": "text/plain", "Content-Length": 2});
+  res.end("ok");
+}).listen(+process.argv[2], "127.0.0.1");
+`
+
+func BenchmarkPreviewURL(b *testing.B) {
+	d := StartDaemon(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	sb := d.Client.Get(benchID("preview", 0))
+	defer destroySandboxes(b, d, sb.ID())
+	marker := "bench-preview-" + benchTag
+	if _, err := sb.WriteFile(ctx, "/workspace/"+marker+".js", []byte(previewBenchServer), nil); err != nil {
+		b.Fatal(err)
+	}
+	p, err := sb.StartProcess(ctx, "exec node /workspace/"+marker+".js "+strconv.Itoa(previewBenchPort), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.WaitForPort(ctx, previewBenchPort, &sandbox.PortWaitOptions{Mode: "http", Timeout: 30 * time.Second}); err != nil {
+		b.Fatal(err)
+	}
+	exp, err := sb.ExposePort(ctx, previewBenchPort, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nodePid := hostPidOf(b, marker)
+	netns := fmt.Sprintf("/proc/%d/ns/net", nodePid)
+	// CPU time per request counts all the work a request costs, wherever
+	// it runs (this process: client and daemon; the sandbox's agent and
+	// node), and shifts much less than wall time with other load on the
+	// machine.
+	cpuPids := []int{nodePid}
+	if a := agentPidOf(nodePid); a > 0 {
+		cpuPids = append(cpuPids, a)
+	}
+
+	preview := previewClient(d)
+	preview.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
+	direct := &http.Client{Transport: &http.Transport{
+		Proxy:               nil,
+		MaxIdleConnsPerHost: 64,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialInNetns(ctx, netns, network, addr)
+		},
+	}}
+	directURL := "http://127.0.0.1:" + strconv.Itoa(previewBenchPort) + "/"
+
+	// Both paths are measured in the same loop, alternately, so that
+	// they see the same machine (other load shifts the numbers a lot
+	// between runs, much less between neighbouring requests).
+	get := func(c *http.Client, u string) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != 200 {
+			err = fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
+		}
+		return err
+	}
+	paths := []struct {
+		c *http.Client
+		u string
+	}{{direct, directURL}, {preview, exp.ExposedAt}}
+	for range 20 { // warm: connections, pools, node's JIT
+		for _, p := range paths {
+			if err := get(p.c, p.u); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var lat [2][]time.Duration
+	i := 0
+	for b.Loop() {
+		for k := range 2 {
+			p := (i + k) % 2 // alternate which goes first
+			t0 := time.Now()
+			if err := get(paths[p].c, paths[p].u); err != nil {
+				b.Fatal(err)
+			}
+			lat[p] = append(lat[p], time.Since(t0))
+		}
+		i++
+	}
+	b.StopTimer()
+	reportLatencies(b, lat[1])
+	sorted := func(ds []time.Duration) []time.Duration { s := slices.Clone(ds); slices.Sort(s); return s }
+	d50, d99 := percentile(sorted(lat[0]), 50), percentile(sorted(lat[0]), 99)
+	b.ReportMetric(ms(d50), "direct-p50-ms")
+	b.ReportMetric(ms(d99), "direct-p99-ms")
+	b.ReportMetric(ms(percentile(sorted(lat[1]), 50)-d50), "added-p50-ms")
+
+	// Throughput: previewBenchWorkers clients for previewBenchRound on
+	// each path in turn, previewBenchRounds times; the median round of
+	// each path counts.
+	var rps [2][]float64
+	var cpu, agentCPU [2]time.Duration
+	var reqs [2]float64
+	for r := range previewBenchRounds {
+		for k := range 2 {
+			p := (r + k) % 2
+			c0, a0 := cpuTime(cpuPids), cpuTime(cpuPids[1:], false)
+			t0 := time.Now()
+			n, err := burst(func() error { return get(paths[p].c, paths[p].u) })
+			if err != nil {
+				b.Fatal(err)
+			}
+			cpu[p] += cpuTime(cpuPids) - c0
+			agentCPU[p] += cpuTime(cpuPids[1:], false) - a0
+			reqs[p] += n * time.Since(t0).Seconds()
+			rps[p] = append(rps[p], n)
+		}
+	}
+	med := func(xs []float64) float64 { s := slices.Clone(xs); slices.Sort(s); return s[len(s)/2] }
+	b.ReportMetric(med(rps[0]), "direct-req/s")
+	b.ReportMetric(med(rps[1]), "req/s")
+	b.ReportMetric(med(rps[1])/med(rps[0]), "throughput-ratio")
+	perReq := func(p int) float64 { return float64(cpu[p].Microseconds()) / reqs[p] }
+	b.ReportMetric(perReq(0), "direct-cpu-us/req")
+	b.ReportMetric(perReq(1), "cpu-us/req")
+	b.ReportMetric(float64(agentCPU[1].Microseconds())/reqs[1], "agent-cpu-us/req")
+	// What the throughput ratio would be if CPU were all that limits it.
+	b.ReportMetric(perReq(0)/perReq(1), "cpu-ratio")
+}
+
+// cpuTime is the CPU time (user and system) used so far by pids and,
+// unless self is false, by this process.
+func cpuTime(pids []int, self ...bool) time.Duration {
+	var t time.Duration
+	if len(self) == 0 || self[0] {
+		var ru unix.Rusage
+		_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+		t = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for _, pid := range pids {
+		utime, stime, _ := procTimes(pid)
+		t += time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	}
+	return t
+}
+
+// procTimes reads utime and stime (clock ticks, all threads) and the
+// parent of pid from /proc.
+func procTimes(pid int) (utime, stime int64, ppid int) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, 0
+	}
+	f := strings.Fields(string(b[i+1:])) // f[0] is field 3 (state)
+	if len(f) < 13 {
+		return 0, 0, 0
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	utime, _ = strconv.ParseInt(f[11], 10, 64)
+	stime, _ = strconv.ParseInt(f[12], 10, 64)
+	return utime, stime, ppid
+}
+
+// agentPidOf finds the sandbox's agent among the ancestors of pid: the
+// one that is pid 1 in its own pid namespace.
+func agentPidOf(pid int) int {
+	for range 10 {
+		_, _, ppid := procTimes(pid)
+		if ppid <= 1 {
+			return 0
+		}
+		pid = ppid
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 2 && f[0] == "NSpid:" && f[len(f)-1] == "1" {
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+// burst runs get from previewBenchWorkers goroutines for previewBenchRound
+// and returns the requests per second.
+func burst(get func() error) (float64, error) {
+	var n atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(previewBenchRound)
+	for range previewBenchWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				if err := get(); err != nil {
+					failed.Store(err)
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := failed.Load().(error); ok {
+		return 0, err
+	}
+	return float64(n.Load()) / time.Since(start).Seconds(), nil
+}
+
+// dialInNetns connects to addr from inside the network namespace at
+// nsPath: the socket is made by a thread that entered the namespace (and
+// then left it); the connection works from any thread afterwards.
+func dialInNetns(ctx context.Context, nsPath, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		// A thread that cannot go back to the host's namespace stays
+		// locked, and dies with this goroutine.
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, err}
+			return
+		}
+		defer self.Close()
+		target, err := os.Open(nsPath)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, err}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, fmt.Errorf("setns %s: %w", nsPath, err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}

@@ -1,0 +1,152 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// TunnelProtocol is the Upgrade token of a tunnel request: after the 101
+// answer, the connection carries the bytes of one TCP connection to a port
+// inside the sandbox.
+const TunnelProtocol = "tcp"
+
+// tunnelDialTimeout bounds the connect to the service inside the sandbox
+// (on loopback it is refused or accepted at once; a full backlog waits).
+const tunnelDialTimeout = 10 * time.Second
+
+// handleTunnel serves GET /v1/tunnel?port=N with "Connection: Upgrade" and
+// "Upgrade: tcp": it connects to 127.0.0.1:N (or [::1]:N) inside the
+// sandbox's network namespace, answers 101 and then copies bytes both ways until both sides
+// have finished, passing each side's end of writing (half-close) on to the
+// other. This is how the daemon reaches a service in a sandbox that has no
+// published ports (preview URLs).
+//
+// If nothing accepts the connection, the answer is 502 PORT_NOT_LISTENING,
+// so the daemon can tell "not listening" from "agent gone".
+func (a *Agent) handleTunnel(w http.ResponseWriter, r *http.Request) {
+	port, err := strconv.Atoi(r.URL.Query().Get("port"))
+	if err != nil || port < 1 || port > 65535 {
+		writeError(w, &errdefs.CodedError{Code: api.CodeInvalidPort, Message: fmt.Sprintf("tunnel: port %q: want 1-65535", r.URL.Query().Get("port")), Kind: errdefs.ErrInvalidArgument})
+		return
+	}
+	if !isTunnelUpgrade(r) {
+		w.Header().Set("Upgrade", TunnelProtocol)
+		w.Header().Set("Connection", "Upgrade")
+		writeJSON(w, http.StatusUpgradeRequired, api.Error{Code: api.CodeValidationFailed,
+			Message: "tunnel: want Connection: Upgrade and Upgrade: " + TunnelProtocol, HTTPStatus: http.StatusUpgradeRequired})
+		return
+	}
+	up, err := dialLoopback(r.Context(), port)
+	if err != nil {
+		writeError(w, &errdefs.CodedError{Code: api.CodePortNotListening,
+			Message: fmt.Sprintf("nothing is listening on port %d inside the sandbox: %v", port, tunnelDialCause(err))})
+		return
+	}
+	defer up.Close()
+	down, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		a.log.Warn("tunnel: hijack", "err", err)
+		return
+	}
+	defer down.Close()
+	_ = down.SetDeadline(time.Time{}) // the server's read deadlines do not apply to the tunnel
+	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + TunnelProtocol + "\r\n\r\n"); err != nil {
+		return
+	}
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	// Bytes the daemon sent after its request, already buffered, go
+	// first; then the connection itself.
+	var fromDaemon io.Reader = down
+	if n := brw.Reader.Buffered(); n > 0 {
+		fromDaemon = io.MultiReader(io.LimitReader(brw.Reader, int64(n)), down)
+	}
+	splice(down, up, fromDaemon)
+}
+
+// dialLoopback connects to port on the sandbox's loopback: 127.0.0.1, or
+// ::1 if nothing listens there (a server bound to "localhost" may have
+// picked ::1 alone, as Node does).
+func dialLoopback(ctx context.Context, port int) (net.Conn, error) {
+	d := net.Dialer{Timeout: tunnelDialTimeout}
+	p := strconv.Itoa(port)
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", p))
+	if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+		if c6, err6 := d.DialContext(ctx, "tcp", net.JoinHostPort("::1", p)); err6 == nil {
+			return c6, nil
+		}
+	}
+	return c, err
+}
+
+// splice copies from (down's side, read through fromDown) to up and from up
+// to down, each until EOF, then ends writing on the destination
+// (half-close). It returns when both directions are done; if one
+// direction fails, both connections are closed so the other ends too.
+func splice(down, up net.Conn, fromDown io.Reader) {
+	var wg sync.WaitGroup
+	var once sync.Once
+	abort := func() {
+		once.Do(func() { down.Close(); up.Close() })
+	}
+	pipe := func(dst net.Conn, src io.Reader) {
+		defer wg.Done()
+		buf := make([]byte, 64<<10)
+		if _, err := io.CopyBuffer(dst, src, buf); err != nil && !errors.Is(err, net.ErrClosed) {
+			abort()
+			return
+		}
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			if cw.CloseWrite() != nil {
+				abort()
+			}
+			return
+		}
+		abort()
+	}
+	wg.Add(2)
+	go pipe(up, fromDown)
+	go pipe(down, up)
+	wg.Wait()
+}
+
+// isTunnelUpgrade reports whether r asks to upgrade to a tunnel:
+// "Upgrade: tcp" and a Connection header naming "upgrade".
+func isTunnelUpgrade(r *http.Request) bool {
+	if !strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), TunnelProtocol) {
+		return false
+	}
+	for _, v := range r.Header.Values("Connection") {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// tunnelDialCause shortens a dial error to its cause ("connection refused").
+func tunnelDialCause(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("no answer in %s", tunnelDialTimeout)
+	}
+	return err
+}

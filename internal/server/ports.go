@@ -1,0 +1,119 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/manager"
+	"github.com/sandboxd/sandboxd/internal/store"
+)
+
+// maxPortName bounds an exposed port's name.
+const maxPortName = 128
+
+// exposePort serves POST /v1/sandboxes/{id}/ports. Exposed ports are the
+// daemon's business (its store and its preview proxy), not the agent's.
+func (s *server) exposePort(w http.ResponseWriter, r *http.Request, id string) {
+	var req api.ExposePortRequest
+	if err := decode(w, r, &req, false); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if err := s.checkPort(req.Port); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if req.Token != "" && !manager.ValidToken(req.Token) {
+		s.error(w, r, fmt.Errorf("%w: token %q: want 1-16 characters of [a-z0-9_]", errdefs.ErrInvalidArgument, req.Token))
+		return
+	}
+	if len(req.Name) > maxPortName {
+		s.error(w, r, fmt.Errorf("%w: port name over %d bytes", errdefs.ErrInvalidArgument, maxPortName))
+		return
+	}
+	p, err := s.mgr.ExposePort(r.Context(), id, req.Port, req.Name, req.Token)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.exposed(r, p))
+}
+
+// listPorts serves GET /v1/sandboxes/{id}/ports.
+func (s *server) listPorts(w http.ResponseWriter, r *http.Request, id string) {
+	ports, err := s.mgr.ExposedPorts(r.Context(), id)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := api.ExposedPortList{Ports: make([]api.ExposedPort, 0, len(ports)), Count: len(ports)}
+	for _, p := range ports {
+		out.Ports = append(out.Ports, s.exposed(r, p))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// unexposePort serves DELETE /v1/sandboxes/{id}/ports/{port}: idempotent.
+func (s *server) unexposePort(w http.ResponseWriter, r *http.Request, id string) {
+	port, err := strconv.Atoi(r.PathValue("port"))
+	if err != nil || port < 1 || port > 65535 {
+		s.error(w, r, invalidPort(fmt.Sprintf("port %q: want a number in 1-65535", r.PathValue("port"))))
+		return
+	}
+	if err := s.mgr.UnexposePort(r.Context(), id, port); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// checkPort refuses ports outside 1024-65535 and the ports the system
+// itself uses (Preview.ReservedPorts).
+func (s *server) checkPort(port int) error {
+	if port < 1024 || port > 65535 {
+		return invalidPort(fmt.Sprintf("port %d: want 1024-65535", port))
+	}
+	if slices.Contains(s.cfg.Preview.ReservedPorts, port) {
+		return invalidPort(fmt.Sprintf("port %d is reserved: the daemon itself serves on it", port))
+	}
+	return nil
+}
+
+func invalidPort(msg string) error {
+	return &errdefs.CodedError{Code: api.CodeInvalidPort, Message: msg, Kind: errdefs.ErrInvalidArgument}
+}
+
+// exposed describes p, with its preview URL as seen by the client of r:
+// the scheme r came in with (https behind a trusted TLS-terminating
+// proxy), and the port of the host r addressed, if it named one.
+func (s *server) exposed(r *http.Request, p store.Port) api.ExposedPort {
+	scheme := "http"
+	host := r.Host
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if s.trustedPeer(r) {
+		if v := r.Header.Get("X-Forwarded-Proto"); v == "https" || v == "http" {
+			scheme = v
+		}
+		if v := r.Header.Get("X-Forwarded-Host"); v != "" {
+			host = v
+		}
+	}
+	suffix := ""
+	if _, port, err := net.SplitHostPort(host); err == nil && port != "" {
+		suffix = ":" + port
+	}
+	return api.ExposedPort{Port: p.Port, Name: p.Name, Token: p.Token,
+		ExposedAt: scheme + "://" + previewHost(p.Port, p.SandboxID, p.Token, s.previewDomain()) + suffix + "/"}
+}
+
+// previewHost is the host name of a preview URL.
+func previewHost(port int, id, token, domain string) string {
+	return strconv.Itoa(port) + "-" + id + "-" + token + "." + domain
+}

@@ -1,0 +1,63 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// ExposePortOptions adjust one [Sandbox.ExposePort] call. The zero value
+// exposes the port unnamed with a random token.
+type ExposePortOptions struct {
+	// Name labels the port in listings.
+	Name string
+	// Token is the preview URL's token, 1-16 characters of [a-z0-9_];
+	// empty lets the daemon choose a random one (about 83 bits).
+	Token string
+}
+
+// ExposePort exposes port (1024-65535) of the sandbox at a preview URL,
+// http(s)://{port}-{sandboxId}-{token}.{previewDomain}[:listenPort]/,
+// which anyone holding the URL may use: requests to it are proxied to the
+// service listening on that port inside the sandbox. It creates the
+// sandbox if needed.
+//
+// Exposing an exposed port again keeps its token and refreshes the URL
+// after a restart of the sandbox's container (which makes old URLs answer
+// ErrStalePreviewURL). It returns ErrInvalidPort for a port outside the
+// range or reserved by the system, ErrValidation for a malformed token,
+// and ErrPortAlreadyExposed if opts ask for a token other than the one the
+// port has.
+func (s *Sandbox) ExposePort(ctx context.Context, port int, opts *ExposePortOptions) (*api.ExposedPort, error) {
+	req := api.ExposePortRequest{Port: port}
+	if opts != nil {
+		req.Name, req.Token = opts.Name, opts.Token
+	}
+	var out api.ExposedPort
+	if err := s.do(ctx, http.MethodPost, "/ports", nil, req, &out); err != nil {
+		return nil, fmt.Errorf("expose port %d of sandbox %s: %w", port, s.sandboxID, err)
+	}
+	return &out, nil
+}
+
+// UnexposePort removes port's preview URL: it answers 404 from then on.
+// Unexposing a port that is not exposed succeeds.
+func (s *Sandbox) UnexposePort(ctx context.Context, port int) error {
+	if err := s.do(ctx, http.MethodDelete, "/ports/"+strconv.Itoa(port), nil, nil, nil); err != nil {
+		return fmt.Errorf("unexpose port %d of sandbox %s: %w", port, s.sandboxID, err)
+	}
+	return nil
+}
+
+// GetExposedPorts returns the sandbox's exposed ports with their preview
+// URLs, by port number.
+func (s *Sandbox) GetExposedPorts(ctx context.Context) ([]api.ExposedPort, error) {
+	var out api.ExposedPortList
+	if err := s.doRetry(ctx, http.MethodGet, "/ports", nil, nil, &out); err != nil {
+		return nil, fmt.Errorf("exposed ports of sandbox %s: %w", s.sandboxID, err)
+	}
+	return out.Ports, nil
+}
