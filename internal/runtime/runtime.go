@@ -26,9 +26,14 @@ import (
 
 // Spec is what a Runtime needs to start one sandbox.
 type Spec struct {
-	// ID is the sandbox ID: [a-z0-9-], at most 63 bytes. It is also the
-	// container's hostname.
+	// ID names the container to the runtime (the sandbox's runtime
+	// name, which every other method takes too): [a-z0-9.-], at most 63
+	// bytes. It is the sandbox ID unless the container was started for the
+	// warm pool before any ID claimed it.
 	ID string
+	// Hostname is the container's hostname, in /etc/hostname and
+	// /etc/hosts too (default: ID).
+	Hostname string
 	// Image is the root filesystem directory used, read-only, as the lower
 	// layer of the sandbox's root filesystem.
 	Image string
@@ -43,7 +48,18 @@ type Spec struct {
 	// namespace: container uid 0 maps to it, IDMapSize ids in all.
 	// Each sandbox should get its own range.
 	UIDBase uint32
+	// Network is the sandbox's network mode: NetworkNone (or empty) for
+	// loopback only, NetworkBridge for a veth on the runtime's bridge with
+	// NAT to the host's uplink. A bridge sandbox's address derives from
+	// UIDBase (UIDBase/IDMapSize), so distinct uid ranges never share one.
+	Network string
 }
+
+// Network modes of a Spec (the same strings as on the wire).
+const (
+	NetworkNone   = "none"
+	NetworkBridge = "bridge"
+)
 
 // IDMapSize is the number of uids and gids mapped into each sandbox.
 const IDMapSize = 65536
@@ -53,6 +69,10 @@ type Resources struct {
 	CPUs     float64 // CPU time, in CPUs' worth
 	MemoryMB int64   // memory (and memory+swap) limit
 	Pids     int64   // process (and thread) limit
+	// DiskMB is the size of the sandbox's writable layer, fixed when its
+	// files are first created (a later Start keeps the first size). Zero:
+	// no quota, the layer shares the host's file system.
+	DiskMB int64
 }
 
 // Default limits, for resources a Spec leaves zero.
@@ -61,6 +81,10 @@ const (
 	DefaultMemoryMB = 1024
 	DefaultPids     = 512
 )
+
+// MinDiskMB is the smallest disk quota: a file system needs room for its
+// journal and metadata, and a sandbox for the few files each one gets.
+const MinDiskMB = 16
 
 // WithDefaults returns r with zero limits replaced by the defaults.
 func (r Resources) WithDefaults() Resources {

@@ -8,8 +8,8 @@ import (
 )
 
 // Leftovers lists what of sandbox id remains on the host for a Runtime whose
-// Config.Dir is dir: mounts, cgroups, runc state and files. After Destroy it
-// must be empty; tests and operators use it to check.
+// Config.Dir is dir: mounts, loop devices, veths, cgroups, runc state and files.
+// After Destroy it must be empty; tests and operators use it to check.
 func Leftovers(dir, id string) []string {
 	dir, _ = filepath.Abs(dir)
 	cg := CgroupPath(dir, id)
@@ -17,6 +17,10 @@ func Leftovers(dir, id string) []string {
 	sb := filepath.Join(dir, "sandboxes", id)
 	if m, _ := mountsUnder(sb); len(m) > 0 {
 		out = append(out, m...)
+	}
+	out = append(out, loopDevicesOf(sb)...)
+	if veth := vethName(dir, id); linkExists(veth) {
+		out = append(out, "veth "+veth)
 	}
 	for _, p := range []string{sb, filepath.Join(dir, "state", id)} {
 		if _, err := os.Lstat(p); err == nil {

@@ -16,14 +16,10 @@ import (
 // sandbox's root, with the files each sandbox gets of its own: /etc/hosts,
 // /etc/hostname and /etc/resolv.conf (the host's resolv.conf would make
 // lookups stall for seconds in an isolated network namespace).
-func prepareUpper(upper, id string, uid int) error {
-	files := map[string]string{
-		"etc/hostname": id + "\n",
-		"etc/hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
-			"127.0.1.1\t" + id + "\n",
-		// Network mode none: no resolver; fail fast instead of waiting.
-		"etc/resolv.conf": "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
-	}
+func prepareUpper(upper, hostname string, uid int) error {
+	files := hostFiles(hostname)
+	// Network mode none: no resolver; fail fast instead of waiting.
+	files["etc/resolv.conf"] = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
 	for _, d := range []string{"", "etc"} {
 		p := filepath.Join(upper, d)
 		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, os.ErrExist) {

@@ -9,7 +9,10 @@
 //	state/                 runc's --root
 //	bin/sandbox-agent      a copy of the agent binary, bind-mounted read-only
 //	sandboxes/<id>/        config.json, rootfs/ (the overlay), upper/, work/,
-//	                       agent.sock, agent.log, init.pid
+//	                       agent.sock, agent.log, init.pid; with a disk
+//	                       quota, disk.img mounted at disk/ holds upper/ and
+//	                       work/ instead (quota.go); in network mode
+//	                       bridge, netns and netns.sys/ (network*.go)
 //
 // The agent's socket is created by the daemon on the host and handed to the
 // container as an inherited descriptor (runc --preserve-fds), so the agent
@@ -21,7 +24,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -49,14 +51,22 @@ type Config struct {
 	// Runc is the runc binary (default "runc" from PATH).
 	Runc string
 	// Agent is the host path of the static sandbox-agent binary.
-	Agent  string
+	Agent string
+	// AgentArgs are added to every agent's command line (its limits:
+	// agent.Limits.Args).
+	AgentArgs []string
+	// Bridge configures network mode bridge (see BridgeConfig).
+	Bridge BridgeConfig
 	Logger *slog.Logger
 }
 
 // Runtime drives runc.
 type Runtime struct {
 	dir, runcBin, agent string
+	agentArgs           []string
 	log                 *slog.Logger
+	bridge              *bridgeState
+	disks               diskTemplates // quota.go
 
 	mu      sync.Mutex
 	tracked map[string]*tracked // running containers, by ID; guarded by mu
@@ -80,7 +90,12 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runtime{dir: dir, runcBin: bin, log: cfg.Logger, tracked: map[string]*tracked{}}
+	bn, err := newBridgeNet(cfg.Bridge)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runtime{dir: dir, runcBin: bin, agentArgs: cfg.AgentArgs, log: cfg.Logger, tracked: map[string]*tracked{}}
+	r.bridge = &bridgeState{net: bn, log: cfg.Logger}
 	// Every sandbox's root must reach its own rootfs and the agent binary,
 	// so the directories on the way are searchable (0711) but not
 	// listable; each sandbox's own directory is then closed to all but
@@ -135,7 +150,9 @@ func (r *Runtime) sandboxDir(id string) string { return r.path("sandboxes", id) 
 // cgroup is the cgroups path of sandbox id's container.
 func (r *Runtime) cgroup(id string) string { return CgroupPath(r.dir, id) }
 
-var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// idPattern is a container's name: a sandbox ID ([a-z0-9-]), or a warm
+// pool's name, which has a '.' so that no sandbox ID is ever one.
+var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 
 func checkID(id string) error {
 	if !idPattern.MatchString(id) {
@@ -149,14 +166,24 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	if err := checkID(s.ID); err != nil {
 		return nil, err
 	}
+	if s.Hostname == "" {
+		s.Hostname = s.ID
+	}
+	if err := checkHostname(s.Hostname); err != nil {
+		return nil, err
+	}
 	if s.UIDBase < runtime.IDMapSize || uint64(s.UIDBase)+runtime.IDMapSize > 1<<32-1 {
 		return nil, fmt.Errorf("%w: uid range %d+%d overlaps host users or overflows", errdefs.ErrInvalidArgument, s.UIDBase, runtime.IDMapSize)
 	}
 	if fi, err := os.Stat(s.Image); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: image %s is not a directory", errdefs.ErrInvalidArgument, s.Image)
 	}
+	resolv, err := r.checkNetwork(s)
+	if err != nil {
+		return nil, err
+	}
 	dir := r.sandboxDir(s.ID)
-	upper, work, rootfs, lower := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "rootfs"), filepath.Join(dir, "lower")
+	rootfs, lower := filepath.Join(dir, "rootfs"), filepath.Join(dir, "lower")
 	// Only root and this sandbox's root (by its group) may enter: the
 	// upper layer below holds the sandbox's files, owned by its uids.
 	if err := os.MkdirAll(dir, 0o710); err != nil {
@@ -168,17 +195,12 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	if err := os.Chmod(dir, 0o710); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{work, rootfs, lower} {
+	for _, d := range []string{rootfs, lower} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
 	}
 	_ = os.Chmod(rootfs, 0o755)
-	if _, err := os.Stat(upper); errors.Is(err, os.ErrNotExist) {
-		if err := prepareUpper(upper, s.ID, int(s.UIDBase)); err != nil {
-			return nil, fmt.Errorf("prepare upper layer: %w", err)
-		}
-	}
 	if r.running(s.ID) {
 		return nil, fmt.Errorf("%w: sandbox %s is already running", errdefs.ErrConflict, s.ID)
 	}
@@ -186,18 +208,33 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	if err := r.Stop(ctx, s.ID); err != nil {
 		return nil, err
 	}
-	if err := mountRootfs(s.Image, lower, upper, work, rootfs, s.UIDBase, runtime.IDMapSize); err != nil {
-		return nil, err
-	}
 	defer func() {
 		if err != nil {
 			_ = r.Stop(context.WithoutCancel(ctx), s.ID)
 		}
 	}()
+	// The writable layer: on the sandbox's own quota file system (see
+	// quota.go) or, without a quota, on the host's.
+	upper, work, err := r.prepareLayers(ctx, dir, s.Hostname, int(s.UIDBase), s.Resources.DiskMB)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeResolvConf(upper, resolv, int(s.UIDBase)); err != nil {
+		return nil, err
+	}
+	if err := mountRootfs(s.Image, lower, upper, work, rootfs, s.UIDBase, runtime.IDMapSize); err != nil {
+		return nil, err
+	}
+	netns, err := r.setupNetwork(s)
+	if err != nil {
+		return nil, err
+	}
 	spec, err := buildSpec(s, r.agent, r.cgroup(s.ID))
 	if err != nil {
 		return nil, err
 	}
+	setNetns(spec, netns)
+	spec.Process.Args = append(spec.Process.Args, r.agentArgs...)
 	cfg, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
@@ -244,6 +281,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	if err != nil {
 		return nil, err
 	}
+	r.trackedHost(s.ID, s.Hostname)
 	return &runtime.Instance{ID: s.ID, Socket: sock, Pid: pid, StartedAt: started, Exited: exited}, nil
 }
 
@@ -273,6 +311,7 @@ func (r *Runtime) Attach(ctx context.Context, id string) (*runtime.Instance, err
 		sock := filepath.Join(r.sandboxDir(id), "agent.sock")
 		if _, err := os.Stat(sock); err == nil {
 			if exited, err := r.track(id, st.Pid, nil); err == nil {
+				r.reattachNetwork(id)
 				return &runtime.Instance{ID: id, Socket: sock, Pid: st.Pid, StartedAt: st.Created, Exited: exited}, nil
 			}
 		}
@@ -324,6 +363,12 @@ func (r *Runtime) Stop(ctx context.Context, id string) error {
 		return fmt.Errorf("stop %s: %w", id, err)
 	}
 	if err := unmount(filepath.Join(dir, "lower")); err != nil {
+		return fmt.Errorf("stop %s: %w", id, err)
+	}
+	if err := unmountDisk(dir); err != nil {
+		return fmt.Errorf("stop %s: %w", id, err)
+	}
+	if err := teardownNetns(r.netnsFile(id), vethName(r.dir, id)); err != nil {
 		return fmt.Errorf("stop %s: %w", id, err)
 	}
 	_ = os.Remove(filepath.Join(dir, "agent.sock"))

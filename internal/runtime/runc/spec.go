@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 
@@ -53,11 +54,10 @@ func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string) (*specs.Spec, er
 		cwd = "/workspace"
 	}
 	env := map[string]string{
-		"PATH":     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME":     "/root",
-		"LANG":     "C.UTF-8",
-		"HOSTNAME": s.ID,
-		"TERM":     "xterm-256color",
+		"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME": "/root",
+		"LANG": "C.UTF-8",
+		"TERM": "xterm-256color",
 	}
 	for k, v := range s.Env {
 		env[k] = v
@@ -76,7 +76,7 @@ func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string) (*specs.Spec, er
 	spec := &specs.Spec{
 		Version:  specs.Version,
 		Root:     &specs.Root{Path: "rootfs"},
-		Hostname: s.ID,
+		Hostname: cmp.Or(s.Hostname, s.ID),
 		Process: &specs.Process{
 			// The agent creates the working directory if it is missing,
 			// so a bad cwd fails a command, never the container's start.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,6 +15,10 @@ import (
 type tracked struct {
 	pidfd *os.File
 	logs  *os.File // nil after a daemon restart
+	// host is the container's hostname as last set by SetHostname: the
+	// ID of the sandbox that claimed a pooled container, for its log
+	// lines. nil: the container's name.
+	host atomic.Pointer[string]
 }
 
 // track starts following container id, whose init is pid, and returns a
@@ -54,16 +59,31 @@ func (r *Runtime) track(id string, pid int, logs *os.File) (<-chan struct{}, err
 		}
 	}()
 	if logs != nil {
-		log := r.log.With("sandbox", id)
 		go func() {
 			sc := bufio.NewScanner(logs)
 			sc.Buffer(make([]byte, 4096), 64<<10)
 			for sc.Scan() {
-				log.Info("agent: " + sc.Text())
+				// The sandbox's ID: the container's name, unless a
+				// sandbox claimed it under another one.
+				if h := t.host.Load(); h != nil && *h != id {
+					r.log.Info("agent: "+sc.Text(), "sandbox", *h, "runtime", id)
+				} else {
+					r.log.Info("agent: "+sc.Text(), "sandbox", id)
+				}
 			}
 		}()
 	}
 	return exited, nil
+}
+
+// trackedHost records hostname as the name of container id's sandbox in
+// its log lines.
+func (r *Runtime) trackedHost(id, hostname string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t := r.tracked[id]; t != nil {
+		t.host.Store(&hostname)
+	}
 }
 
 // exitedNow polls a pidfd without waiting.

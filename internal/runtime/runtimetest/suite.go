@@ -30,6 +30,11 @@ type Env struct {
 	// Leftovers reports what of sandbox id remains on the host (mounts,
 	// cgroups, directories); nil or empty means nothing.
 	Leftovers func(id string) []string
+	// Resources are given to every sandbox the suite starts (a backend
+	// runs the suite once per storage layout it has, say).
+	Resources runtime.Resources
+	// Network is every sandbox's network mode (runtime.Spec.Network).
+	Network string
 }
 
 // Run runs the suite.
@@ -38,10 +43,11 @@ func Run(t *testing.T, env Env, newRuntime Factory) {
 	t.Run("Attach", func(t *testing.T) { testAttach(t, env, newRuntime) })
 	t.Run("DestroyIdempotent", func(t *testing.T) { testDestroyIdempotent(t, env, newRuntime) })
 	t.Run("ExitedOnKill", func(t *testing.T) { testExitedOnKill(t, env, newRuntime) })
+	t.Run("Hostname", func(t *testing.T) { testHostname(t, env, newRuntime) })
 }
 
 func spec(id string, env Env, slot uint32) runtime.Spec {
-	return runtime.Spec{ID: id, Image: env.Image, UIDBase: 1_000_000_000 + slot*runtime.IDMapSize}
+	return runtime.Spec{ID: id, Image: env.Image, UIDBase: 1_000_000_000 + slot*runtime.IDMapSize, Resources: env.Resources, Network: env.Network}
 }
 
 func exec(t *testing.T, inst *runtime.Instance, cmd string) string {
