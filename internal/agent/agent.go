@@ -43,6 +43,13 @@ type Config struct {
 	// RunDir holds the agent's own files (default /run/sandbox-agent, or
 	// a new temporary directory when the agent is not PID 1).
 	RunDir string
+	// StateDir holds what the agent keeps across restarts of its
+	// container (sessions' settings, session_state.go). Default:
+	// DefaultStateDir when the agent is PID 1, else nothing is kept.
+	StateDir string
+	// Limits bound the processes, sessions and code contexts kept at
+	// once (limits.go); zero fields get the defaults.
+	Limits Limits
 	Logger *slog.Logger
 }
 
@@ -52,8 +59,12 @@ type Agent struct {
 	reaper   *reaper
 	workdir  string
 	runDir   string // the agent's own files: session shells' command directories
+	limits   Limits // with defaults
 	sessions sessions
+	state    *sessionState // sessions' settings on disk
 	procs    *processes
+	code     codeInterp // code contexts and warm executors (code.go)
+	terms    terminals  // web terminals (terminal.go)
 }
 
 // Run serves until ctx ends or the agent receives SIGTERM or SIGINT; then it
@@ -96,19 +107,27 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, stop := signal.NotifyContext(ctx, unix.SIGTERM, unix.SIGINT)
 	defer stop()
 
-	a := &Agent{log: log, reaper: newReaper(), workdir: workdir, sessions: sessions{m: map[string]*session{}}}
+	if err := cfg.Limits.Validate(); err != nil {
+		return err
+	}
+	a := &Agent{log: log, reaper: newReaper(), workdir: workdir, limits: cfg.Limits.WithDefaults(), sessions: sessions{m: map[string]*session{}}}
 	if a.runDir, err = makeRunDir(cfg.RunDir); err != nil {
 		return err
 	}
 	defer os.RemoveAll(a.runDir)
 	a.procs = newProcesses(a)
+	a.state = &sessionState{dir: cfg.StateDir}
+	if a.state.dir == "" && os.Getpid() == 1 {
+		a.state.dir = DefaultStateDir
+	}
+	a.loadSessions()
 	reapDone := make(chan struct{})
 	reapCtx, stopReaping := context.WithCancel(context.Background())
 	go func() { defer close(reapDone); a.reaper.run(reapCtx) }()
 
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(ln) }()
+	go func() { srvErr <- srv.Serve(sendBuffered(ln)) }()
 	log.Info("agent serving", "addr", ln.Addr().String(), "pid", os.Getpid(), "protocol", ProtocolVersion)
 
 	select {
@@ -175,8 +194,11 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/sessions", a.handleListSessions)
 	mux.HandleFunc("DELETE /v1/sessions/{sid}", a.handleDeleteSession)
 	mux.HandleFunc("POST /v1/env", a.handleSetEnv)
+	mux.HandleFunc("GET /v1/terminal", a.handleTerminal)
+	mux.HandleFunc("GET /v1/tunnel", a.handleTunnel)
 	a.procs.routes(mux)
 	a.fileRoutes(mux)
+	a.codeRoutes(mux)
 	return mux
 }
 

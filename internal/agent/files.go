@@ -386,6 +386,7 @@ func (a *Agent) handleFileMkdir(w http.ResponseWriter, req *api.PathRequest, p s
 		writeError(w, fsError("mkdir", p, err))
 		return
 	}
+	syncDir(filepath.Dir(p)) // durable once acknowledged
 	writeJSON(w, http.StatusOK, api.PathResult{Path: p})
 }
 
@@ -406,6 +407,7 @@ func (a *Agent) handleFileDelete(w http.ResponseWriter, req *api.PathRequest, p 
 		writeError(w, fsError("delete", p, err))
 		return
 	}
+	syncDir(filepath.Dir(p)) // durable once acknowledged
 	writeJSON(w, http.StatusOK, api.PathResult{Path: p})
 }
 

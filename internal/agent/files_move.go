@@ -58,6 +58,11 @@ func (a *Agent) renameCall(w http.ResponseWriter, r *http.Request, from, to, sid
 		writeError(w, err)
 		return
 	}
+	// Durable once acknowledged: both directories' entries.
+	syncDir(filepath.Dir(dst))
+	if filepath.Dir(src) != filepath.Dir(dst) {
+		syncDir(filepath.Dir(src))
+	}
 	writeJSON(w, http.StatusOK, api.PathResult{Path: dst})
 }
 

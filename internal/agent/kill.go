@@ -37,7 +37,7 @@ func killTree(roots []int, markers ...string) {
 	for round := 0; round < 100; round++ {
 		found := false
 		for _, pid := range members(roots, markers) {
-			if pid == self || pid == 1 || stopped[pid] {
+			if pid <= 1 || pid == self || stopped[pid] { // -1 would be every process
 				continue
 			}
 			_ = unix.Kill(pid, unix.SIGSTOP)
@@ -58,7 +58,7 @@ func killTree(roots []int, markers ...string) {
 func signalTree(sig unix.Signal, roots []int, markers ...string) int {
 	self, n := os.Getpid(), 0
 	for _, pid := range members(roots, markers) {
-		if pid != self && pid != 1 && unix.Kill(pid, sig) == nil {
+		if pid > 1 && pid != self && unix.Kill(pid, sig) == nil {
 			n++
 		}
 	}

@@ -22,7 +22,6 @@ import (
 
 // Limits of background processes.
 const (
-	maxProcesses   = 256      // records kept at once; the oldest finished one goes first
 	maxProcLog     = 64 << 20 // bytes of output kept per process
 	maxLogsJSON    = 32 << 20 // bytes of output in one getProcessLogs answer
 	killGrace      = 5 * time.Second
@@ -168,8 +167,8 @@ func (p *processes) start(req api.StartProcessRequest) (*proc, error) {
 	if _, ok := p.m[id]; ok {
 		return nil, &errdefs.CodedError{Code: api.CodeProcessExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("process %q already exists", id)}
 	}
-	if len(p.m) >= maxProcesses && !p.evictLocked() {
-		return nil, fmt.Errorf("%w: %d processes run at most", errdefs.ErrResourceExhausted, maxProcesses)
+	if max := p.a.limits.WithDefaults().Processes; len(p.m) >= max && !p.evictLocked() {
+		return nil, fmt.Errorf("%w: this sandbox runs at most %d background processes (the daemon's --max-processes); kill or delete one first", errdefs.ErrResourceExhausted, max)
 	}
 	log, err := newProcLog(filepath.Join(p.dir, "proc-"+id+".log"), maxProcLog)
 	if err != nil {

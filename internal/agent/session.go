@@ -202,9 +202,15 @@ func (a *Agent) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &errdefs.CodedError{Code: api.CodeSessionExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("session %q already exists", req.ID)})
 		return
 	}
+	if err := a.sessionRoomLocked(); err != nil {
+		a.sessions.mu.Unlock()
+		writeError(w, err)
+		return
+	}
 	s := a.newSession(req.ID, req.Env, req.Cwd, time.Duration(req.CommandTimeoutMs)*time.Millisecond)
 	a.sessions.m[req.ID] = s
 	a.sessions.mu.Unlock()
+	a.sessionsChanged()
 	writeJSON(w, http.StatusCreated, s.info())
 }
 
@@ -242,6 +248,7 @@ func (a *Agent) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.deleted = true
 	s.mu.Unlock()
+	a.sessionsChanged()
 	// Kill first: a command running in the shell ends, and its call
 	// returns, so the queue frees up.
 	var roots []int
@@ -305,6 +312,7 @@ func (a *Agent) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Unlock()
+	a.sessionsChanged()
 	// Apply to the running shell, in order with the session's commands.
 	if err := s.q.lock(r.Context()); err != nil {
 		writeError(w, err)
