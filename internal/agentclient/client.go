@@ -22,6 +22,7 @@ import (
 type Client struct {
 	socket string
 	hc     *http.Client
+	ports  portTransports // tunnels to ports in the sandbox (tunnel.go)
 }
 
 // New returns a client for the agent listening on socket.
@@ -57,8 +58,11 @@ func Classify(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: connection to the sandbox's agent lost during the call: %v", errdefs.ErrInterrupted, err)
 }
 
-// Close drops the client's idle connections.
-func (c *Client) Close() { c.hc.CloseIdleConnections() }
+// Close drops the client's idle connections, tunnels included.
+func (c *Client) Close() {
+	c.hc.CloseIdleConnections()
+	c.ports.close()
+}
 
 // Version asks the agent for its protocol version.
 func (c *Client) Version(ctx context.Context) (agent.VersionResponse, error) {

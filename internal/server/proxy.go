@@ -28,6 +28,9 @@ import (
 // went away, gets an error event appended, so a client never waits for, or
 // imagines, a completion.
 func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath string, body []byte) {
+	// Held (never put to sleep) from before the agent is found until the
+	// answer, or the stream, ends.
+	defer s.mgr.Hold(id)()
 	c, err := s.mgr.Agent(r.Context(), id)
 	if err != nil {
 		s.error(w, r, err)
@@ -38,9 +41,10 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 		r.ContentLength = int64(len(body))
 		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	}
+	bufs := &responseBuffers{}
 	rp := &httputil.ReverseProxy{
-		Transport:  c.Transport(),
-		BufferPool: proxyBuffers,
+		Transport:  bigUploads{c.Transport()},
+		BufferPool: bufs,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = "agent"
@@ -50,17 +54,29 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 			pr.Out.Header.Del("Authorization") // the agent needs no token, and gets none
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-				resp.Body = &terminalGuard{r: resp.Body, c: resp.Body, onFail: func(err error) error {
+			bufs.choose(resp)
+			s.observe(r, resp)
+			// A 101 (the terminal's WebSocket) is never guarded: the
+			// proxy needs its body as it is (an io.ReadWriteCloser) to
+			// copy the upgraded connection both ways.
+			if resp.StatusCode != http.StatusSwitchingProtocols && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+				resp.Body = &terminalGuard{r: resp.Body, c: resp.Body, code: agentPath == codeStreamPath, onFail: func(err error) error {
 					return s.mgr.CallFailed(r.Context(), id, c, agentclient.Classify(r.Context(), err))
 				}}
 			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			s.observe(r, nil)
 			s.error(w, r, s.mgr.CallFailed(r.Context(), id, c, agentclient.Classify(req.Context(), err)))
 		},
 	}
+	// Full duplex: the agent may answer, and stream, before the transport
+	// has read the client's body to its end (it reads once more for
+	// EOF). By default the server would close that body as the answer's
+	// header goes out, failing the transport's read: it then closes the
+	// agent connection mid-answer ("use of closed network connection").
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	rp.ServeHTTP(w, r)
 }
 
@@ -69,16 +85,26 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 // from the starts of lines. If the stream ends (EOF or error) before a
 // terminal event (complete, exit, error), it appends an error event saying
 // why, then ends.
+//
+// On a code stream (code is set) an error event is a run's exception and
+// the stream goes on to complete: only complete ends it, or an error event
+// that the agent's answer ended cleanly after (a call that failed, with a
+// code).
 type terminalGuard struct {
-	r        io.Reader
-	c        io.Closer
-	onFail   func(error) error
-	lastID   int64
-	terminal bool
-	head     []byte // the start of the current line, enough to recognise it
-	pending  []byte // bytes to hand out before reading on
-	done     bool
+	r         io.Reader
+	c         io.Closer
+	onFail    func(error) error
+	code      bool // a code interpreter stream
+	lastID    int64
+	terminal  bool
+	lastError bool   // code streams: the last event so far is an error
+	head      []byte // the start of the current line, enough to recognise it
+	pending   []byte // bytes to hand out before reading on
+	done      bool
 }
+
+// codeStreamPath is the agent's route of code interpreter streams.
+const codeStreamPath = "/v1/code/run/stream"
 
 // lineHead is how much of a line's start is kept: "event: complete" and
 // "id: " with any id fit.
@@ -132,7 +158,13 @@ func (g *terminalGuard) scan(b []byte) {
 func (g *terminalGuard) note(line []byte) {
 	switch {
 	case bytes.HasPrefix(line, []byte("event: ")):
-		switch strings.TrimSpace(string(line[len("event: "):])) {
+		name := strings.TrimSpace(string(line[len("event: "):]))
+		if g.code {
+			g.terminal = g.terminal || name == api.EventComplete
+			g.lastError = name == api.EventError
+			return
+		}
+		switch name {
 		case api.EventComplete, api.EventExit, api.EventError:
 			g.terminal = true
 		}
@@ -147,7 +179,7 @@ func (g *terminalGuard) note(line []byte) {
 // error event to append if no terminal event was seen.
 func (g *terminalGuard) finish(err error) []byte {
 	g.done = true
-	if g.terminal {
+	if g.terminal || (g.code && g.lastError && errors.Is(err, io.EOF)) {
 		return nil
 	}
 	if err == nil || errors.Is(err, io.EOF) {
@@ -162,11 +194,120 @@ func (g *terminalGuard) finish(err error) []byte {
 
 func (g *terminalGuard) Close() error { return g.c.Close() }
 
-// proxyBuffers gives the proxy 256 KiB copy buffers (not its default 32
-// KiB): a stream of big output events then costs a few syscalls per event.
-var proxyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}}
+// responseBuffers is the proxy's BufferPool for one response: big
+// buffers (1 MiB, not the proxy's default 32 KiB) for event streams and
+// big bodies, so that a stream of big output events or a file download
+// costs a few system calls per MiB, and small ones for the rest, so that
+// many small calls at once do not hold a MiB each.
+type responseBuffers struct{ big bool }
+
+// choose picks the buffer size for resp; it runs (in ModifyResponse)
+// before the proxy asks for a buffer.
+func (b *responseBuffers) choose(resp *http.Response) {
+	b.big = resp.ContentLength < 0 || resp.ContentLength > smallBuffer
+}
+
+func (b *responseBuffers) Get() []byte {
+	if b.big {
+		return bigBuffers.get()
+	}
+	return smallBuffers.get()
+}
+
+func (b *responseBuffers) Put(x []byte) {
+	if len(x) == bigBuffer {
+		bigBuffers.put(x)
+	} else {
+		smallBuffers.put(x)
+	}
+}
+
+const (
+	bigBuffer   = 1 << 20
+	smallBuffer = 32 << 10
+)
+
+var (
+	bigBuffers   = newBufferPool(bigBuffer)
+	smallBuffers = newBufferPool(smallBuffer)
+)
+
+// proxyBuffers gives 256 KiB copy buffers, whatever the response, to
+// proxies that do not choose per response.
+var proxyBuffers = fixedBuffers{newBufferPool(256 << 10)}
+
+type fixedBuffers struct{ p *bufferPool }
+
+func (f fixedBuffers) Get() []byte  { return f.p.get() }
+func (f fixedBuffers) Put(x []byte) { f.p.put(x) }
 
 type bufferPool struct{ p sync.Pool }
 
-func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
-func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+func newBufferPool(size int) *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, size); return &b }}}
+}
+
+func (b *bufferPool) get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) put(x []byte) { b.p.Put(&x) }
+
+// bigUploads is the proxy's transport: it gives the body of an upload of
+// unknown length (chunked) a WriteTo. The transport copies a request body
+// with WriteTo if it has one, else in pieces of 32 KiB, each a chunk and a
+// flush; bigChunkBody sends chunks of bigBuffer, each as full as the
+// client's chunks allow, so that the agent gets few big reads (and its
+// file few big writes). (It cannot be done on the incoming request: the
+// proxy hides the body's methods behind a wrapper of its own.)
+type bigUploads struct{ http.RoundTripper }
+
+func (t bigUploads) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.ContentLength < 0 && req.Body != nil && req.Body != http.NoBody {
+		r := *req // a shallow copy, as Request.WithContext makes
+		r.Body = bigChunkBody{req.Body}
+		req = &r
+	}
+	return t.RoundTripper.RoundTrip(req)
+}
+
+// bigChunkBody is a request body that copies itself in chunks of bigBuffer.
+type bigChunkBody struct{ io.ReadCloser }
+
+func (b bigChunkBody) WriteTo(w io.Writer) (int64, error) {
+	buf := bigBuffers.get()
+	defer bigBuffers.put(buf)
+	var n int64
+	for {
+		m, rerr := fill(b.ReadCloser, buf)
+		if m > 0 {
+			k, err := w.Write(buf[:m])
+			n += int64(k)
+			if err != nil {
+				return n, err
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// fill reads from r until buf is full or r fails (io.EOF included),
+// returning how much it read and the error.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n, empty := 0, 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			if empty++; empty >= 100 {
+				return n, io.ErrNoProgress
+			}
+		}
+	}
+	return n, nil
+}

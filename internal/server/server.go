@@ -5,6 +5,7 @@
 package server
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,12 @@ type Config struct {
 	MaxOutputBytes int
 	Version        string
 	Logger         *slog.Logger
+	// Preview configures preview URLs (preview.go).
+	Preview PreviewConfig
+	// Closing ends when the daemon begins to shut down. Terminal
+	// WebSockets, which http.Server.Shutdown does not track once
+	// upgraded, are closed then (terminal.go). Nil: never.
+	Closing context.Context
 }
 
 // maxBodyBytes bounds JSON request bodies (a command of 1 MiB and its stdin
@@ -61,7 +68,7 @@ func New(cfg Config) http.Handler {
 	v1.HandleFunc("DELETE /v1/sandboxes/{id}", s.withID(s.destroySandbox))
 	v1.HandleFunc("POST /v1/sandboxes/{id}/exec", s.withID(s.exec))
 	v1.HandleFunc("POST /v1/sandboxes/{id}/exec/stream", s.withID(s.execStream))
-	// Sessions, processes, files and git: the agent checks and answers
+	// Sessions, processes, files, git and code: the agent checks and answers
 	// them; bodies stream through (a file upload of any size in constant
 	// memory).
 	for _, route := range []struct{ method, path string }{
@@ -74,9 +81,18 @@ func New(cfg Config) http.Handler {
 		{"POST", "/files/mkdir"}, {"POST", "/files/delete"}, {"POST", "/files/rename"}, {"POST", "/files/move"},
 		{"POST", "/files/list"}, {"POST", "/files/exists"}, {"GET", "/files/watch"},
 		{"POST", "/git/checkout"},
+		{"POST", "/contexts"}, {"GET", "/contexts"}, {"DELETE", "/contexts/{sub}"},
+		{"POST", "/code/run"}, {"POST", "/code/run/stream"},
 	} {
 		v1.HandleFunc(route.method+" /v1/sandboxes/{id}"+route.path, s.withID(s.forward))
 	}
+	// The web terminal: a WebSocket forwarded to the agent (terminal.go).
+	v1.HandleFunc("GET /v1/sandboxes/{id}/terminal", s.withID(s.terminal))
+	// Exposed ports: the daemon's own (ports.go); their preview URLs are
+	// served before this mux (preview.go).
+	v1.HandleFunc("POST /v1/sandboxes/{id}/ports", s.withID(s.exposePort))
+	v1.HandleFunc("GET /v1/sandboxes/{id}/ports", s.withID(s.listPorts))
+	v1.HandleFunc("DELETE /v1/sandboxes/{id}/ports/{port}", s.withID(s.unexposePort))
 	v1.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, &errdefs.CodedError{Code: api.CodeNotFound, Message: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), Kind: errdefs.ErrNotFound})
 	})
@@ -89,7 +105,7 @@ func New(cfg Config) http.Handler {
 		root.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
 	root.Handle("/", s.auth(v1))
-	return root
+	return s.previews(root)
 }
 
 // auth rejects requests without the bearer token, comparing in constant
@@ -159,7 +175,11 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	}
 	if status >= 500 {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+		log := s.log
+		if id := r.PathValue("id"); id != "" {
+			log = log.With("sandbox", strings.ToLower(id))
+		}
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 	}
 	if s.cfg.Metrics != nil {
 		s.cfg.Metrics.APIErrors.WithLabelValues(code).Inc()

@@ -146,7 +146,7 @@ func TestAPI(t *testing.T) {
 		{"nul in command", "POST", "/v1/sandboxes/a/exec", token, `{"command":"echo a\u0000b"}`, 400, api.CodeValidationFailed, ""},
 		{"bad env name", "POST", "/v1/sandboxes/a/exec", token, `{"command":"true","env":{"A=B":"c"}}`, 400, api.CodeValidationFailed, ""},
 		{"relative cwd", "POST", "/v1/sandboxes/a/exec", token, `{"command":"true","cwd":"tmp"}`, 400, api.CodeValidationFailed, ""},
-		{"disk quota", "PUT", "/v1/sandboxes/disk", token, `{"resources":{"diskMB":100}}`, 400, api.CodeValidationFailed, ""},
+		{"disk quota too small", "PUT", "/v1/sandboxes/disk", token, `{"resources":{"diskMB":1}}`, 400, api.CodeValidationFailed, ""},
 		{"failed first start", "POST", "/v1/sandboxes/fail-start/exec", token, `{"command":"true"}`, 500, api.CodeInternal, "simulated"},
 		{"rolled back", "GET", "/v1/sandboxes/fail-start", token, ``, 404, api.CodeSandboxNotFound, ""},
 		{"huge body", "POST", "/v1/sandboxes/a/exec", token, `{"command":"` + strings.Repeat("x", 33<<20) + `"}`, 413, api.CodePayloadTooLarge, ""},
