@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -42,8 +43,14 @@ type Config struct {
 	// MaxSandboxes bounds the number of sandboxes (default and ceiling:
 	// what the uid space above UIDBase holds).
 	MaxSandboxes int
-	Metrics      *metrics.Metrics
-	Logger       *slog.Logger
+	// DiskMB is the disk quota of sandboxes created without one
+	// (resources.diskMB); zero: their files share the host's disk.
+	DiskMB int64
+	// WarmPool is how many sandboxes of the default image to keep started
+	// ahead, for new IDs to claim (pool.go); zero: none.
+	WarmPool int
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
 }
 
 // DefaultUIDBase keeps sandboxes' uids far above host users and the ranges
@@ -63,6 +70,15 @@ type Manager struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry // by ID; guarded by mu
+	holds   map[string]int    // open holds by ID (activity.go); guarded by mu
+
+	sleep sleeper   // the sleep goroutine (sleep.go): started by Recover, stopped by Close
+	pool  pool      // the warm pool and its filler (pool.go): started by Recover, stopped by Close
+	ports portCache // exposed ports of running sandboxes, for preview requests (ports.go)
+	// starting counts container starts in progress (startLocked); the
+	// pool's filler waits for none.
+	starting atomic.Int64
+	starts   chan struct{} // a slot per container start running (burst.go)
 }
 
 // entry is the in-memory side of one sandbox. Its mu serializes lifecycle
@@ -78,8 +94,11 @@ type entry struct {
 	unwatch  chan struct{} // closed to stop the watch goroutine of inst
 	lastSave time.Time     // when lastActiveAt was last written to the store
 
-	holds    int       // open holds (see Hold); guarded by Manager.mu
-	lastHold time.Time // when the last hold was released; guarded by Manager.mu
+	// Sleep (activity.go, sleep.go); guarded by Manager.mu.
+	awake      bool          // running and not yet looked at by the sleeper since
+	lastActive time.Time     // the last call through the agent
+	sleepAfter time.Duration // from the record; 0: DefaultSleepAfter
+	keepAlive  bool          // from the record
 }
 
 // runningLocked records a running container and starts watching it: when
@@ -88,6 +107,7 @@ type entry struct {
 // instead of failing on a dead connection.
 func (m *Manager) runningLocked(e *entry, c *agentclient.Client, inst *runtime.Instance) {
 	e.client, e.inst, e.unwatch = c, inst, make(chan struct{})
+	m.noteActive(e, time.Now()) // idle from now on, until a call
 	if inst.Exited == nil {
 		return
 	}
@@ -103,6 +123,7 @@ func (m *Manager) runningLocked(e *entry, c *agentclient.Client, inst *runtime.I
 			return
 		}
 		m.log.Warn("sandbox's container exited; it starts again on next use", "sandbox", e.id)
+		m.crashed()
 		m.stopLocked(context.Background(), e)
 	}(e.unwatch)
 }
@@ -132,10 +153,12 @@ func New(cfg Config) *Manager {
 	// Slot N uses uids UIDBase+N*IDMapSize ... +IDMapSize-1; the last uid,
 	// 2^32-1, is not a valid one.
 	slots := int((uint64(1)<<32-1-uint64(cfg.UIDBase))/runtime.IDMapSize) - 1
+	slots -= max(cfg.WarmPool, 0) // pooled sandboxes hold slots too
 	if cfg.MaxSandboxes <= 0 || cfg.MaxSandboxes > slots {
 		cfg.MaxSandboxes = slots
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, entries: make(map[string]*entry)}
+	return &Manager{cfg: cfg, log: cfg.Logger, entries: make(map[string]*entry), holds: make(map[string]int),
+		pool: pool{kickc: make(chan struct{}, 1)}, starts: make(chan struct{}, startSlots())}
 }
 
 var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -198,10 +221,24 @@ func (m *Manager) Recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer m.startSleeper()
+	defer m.startPool()
+	if err := m.recoverPool(ctx); err != nil {
+		return err
+	}
 	for _, rec := range recs {
 		log := m.log.With("sandbox", rec.ID)
+		if rec.Status == StatusDestroying {
+			// A destroy that the daemon's end interrupted: finish it.
+			if err := m.Destroy(ctx, rec.ID); err != nil {
+				log.Error("recover: finish interrupted destroy", "err", err)
+			} else {
+				log.Info("recover: finished interrupted destroy")
+			}
+			continue
+		}
 		e := m.lock(rec.ID)
-		inst, err := m.cfg.Runtime.Attach(ctx, rec.ID)
+		inst, err := m.cfg.Runtime.Attach(ctx, rec.RuntimeName)
 		if err == nil {
 			c := agentclient.New(inst.Socket)
 			vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -213,12 +250,28 @@ func (m *Manager) Recover(ctx context.Context) error {
 			} else {
 				c.Close()
 				log.Warn("running sandbox has no usable agent; stopping it", "err", err)
-				err = m.cfg.Runtime.Stop(ctx, rec.ID)
+				err = m.cfg.Runtime.Stop(ctx, rec.RuntimeName)
 			}
 		}
 		status := api.StatusStopped
-		if e.client != nil {
+		switch {
+		case e.client != nil:
+			// Running (a create whose end the daemon missed is finished).
 			status = api.StatusRunning
+			m.setSleepPolicy(e, rec.SleepAfter, rec.KeepAlive)
+			m.setLastActive(e, rec.LastActiveAt) // idle since, as far as the record knows
+		case rec.Status == api.StatusCreating:
+			// Never started: roll the create back, as a failed first
+			// start would have (it was never acknowledged).
+			e.mu.Unlock()
+			if derr := m.Destroy(ctx, rec.ID); derr != nil {
+				log.Error("recover: roll back interrupted create", "err", derr)
+			} else {
+				log.Info("recover: rolled back interrupted create")
+			}
+			continue
+		case rec.Status == api.StatusSleeping:
+			status = api.StatusSleeping
 		}
 		if rec.Status != status {
 			if _, uerr := m.cfg.Store.Update(ctx, rec.ID, func(r *store.Sandbox) error { r.Status = status; return nil }); uerr != nil {
@@ -240,8 +293,12 @@ func (m *Manager) Create(ctx context.Context, id string, opts api.CreateSandboxR
 	defer e.mu.Unlock()
 	rec, err := m.cfg.Store.Get(ctx, id)
 	if err == nil {
+		began := time.Now()
 		if err := m.startLocked(ctx, e, rec, false); err != nil {
 			return sb, false, err
+		}
+		if rec.Status == api.StatusSleeping {
+			m.woke(e, time.Since(began))
 		}
 		return m.info(ctx, id)
 	}
@@ -270,6 +327,9 @@ func (m *Manager) createLocked(ctx context.Context, e *entry, opts api.CreateSan
 	if err != nil {
 		return err
 	}
+	if rec.Resources.DiskMB == 0 {
+		rec.Resources.DiskMB = m.cfg.DiskMB
+	}
 	dir, err := m.imageDir(rec.Image)
 	if err != nil {
 		return err
@@ -277,13 +337,16 @@ func (m *Manager) createLocked(ctx context.Context, e *entry, opts api.CreateSan
 	if rec.ImagePath, err = filepath.EvalSymlinks(dir); err != nil {
 		return fmt.Errorf("image %s: %w", rec.Image, err)
 	}
+	if claimed, err := m.claimLocked(ctx, e, rec); claimed || err != nil {
+		return err
+	}
 	rec, err = m.cfg.Store.Create(ctx, rec, m.cfg.MaxSandboxes)
 	if err != nil {
 		return err
 	}
 	if err := m.startLocked(ctx, e, rec, true); err != nil {
 		bg := context.WithoutCancel(ctx)
-		if derr := m.cfg.Runtime.Destroy(bg, e.id); derr != nil {
+		if derr := m.cfg.Runtime.Destroy(bg, rec.RuntimeName); derr != nil {
 			m.log.Error("roll back failed create", "sandbox", e.id, "err", derr)
 			return err // keep the record: its files still need cleaning
 		}
@@ -301,23 +364,39 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 		return nil
 	}
 	log := m.log.With("sandbox", e.id)
+	if rec.Status == StatusDestroying {
+		return fmt.Errorf("%w: sandbox %s is being destroyed", errdefs.ErrUnavailable, rec.ID)
+	}
 	image := rec.ImagePath
 	if fi, err := os.Stat(image); err != nil || !fi.IsDir() {
 		return fmt.Errorf("%w: sandbox %s: its image %s (%s) is gone from the images directory", errdefs.ErrUnavailable, rec.ID, rec.Image, image)
 	}
 	began := time.Now()
+	m.starting.Add(1)
+	defer func() {
+		m.starting.Add(-1)
+		m.pool.kick()
+	}()
+	release, err := m.startSlot(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	// Starting must finish even if the caller goes away, or a half-started
 	// container would be left for the next call to clean.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentTimeout+30*time.Second)
 	defer cancel()
 	inst, err := m.cfg.Runtime.Start(sctx, runtime.Spec{
-		ID:    rec.ID,
-		Image: image,
-		Env:   rec.Env,
-		Cwd:   rec.Cwd,
+		ID:       rec.RuntimeName,
+		Hostname: rec.ID,
+		Image:    image,
+		Env:      rec.Env,
+		Cwd:      rec.Cwd,
 		Resources: runtime.Resources{
 			CPUs: rec.Resources.CPUs, MemoryMB: rec.Resources.MemoryMB, Pids: rec.Resources.Pids,
+			DiskMB: rec.Resources.DiskMB,
 		},
+		Network: rec.Network,
 		UIDBase: uint32(uint64(m.cfg.UIDBase) + uint64(rec.UIDSlot)*runtime.IDMapSize),
 	})
 	if err != nil {
@@ -330,7 +409,7 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 	vcancel()
 	if err != nil {
 		c.Close()
-		_ = m.cfg.Runtime.Stop(sctx, rec.ID)
+		_ = m.cfg.Runtime.Stop(sctx, rec.RuntimeName)
 		log.Error("agent of new container", "err", err)
 		return fmt.Errorf("%w: start sandbox %s: its agent: %v", errdefs.ErrUnavailable, rec.ID, err)
 	}
@@ -340,10 +419,11 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 		return nil
 	}); err != nil {
 		c.Close()
-		_ = m.cfg.Runtime.Stop(sctx, rec.ID)
+		_ = m.cfg.Runtime.Stop(sctx, rec.RuntimeName)
 		return err
 	}
 	m.runningLocked(e, c, inst)
+	m.setSleepPolicy(e, rec.SleepAfter, rec.KeepAlive)
 	e.lastSave = now
 	took := time.Since(began)
 	if m.cfg.Metrics != nil {
@@ -368,7 +448,11 @@ func (m *Manager) Agent(ctx context.Context, id string) (*agentclient.Client, er
 		case errors.Is(err, errdefs.ErrSandboxNotFound):
 			err = m.createLocked(ctx, e, api.CreateSandboxRequest{})
 		case err == nil:
+			began := time.Now()
 			err = m.startLocked(ctx, e, rec, false)
+			if err == nil && rec.Status == api.StatusSleeping {
+				m.woke(e, time.Since(began))
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -383,6 +467,7 @@ func (m *Manager) Agent(ctx context.Context, id string) (*agentclient.Client, er
 func (m *Manager) touchLocked(ctx context.Context, e *entry) {
 	const saveEvery = 15 * time.Second
 	now := time.Now().UTC()
+	m.noteActive(e, now)
 	if now.Sub(e.lastSave) < saveEvery {
 		return
 	}
@@ -424,6 +509,7 @@ func (m *Manager) CallFailed(ctx context.Context, id string, c *agentclient.Clie
 	defer e.mu.Unlock()
 	if e.client == c {
 		m.log.Warn("agent lost; stopping the container", "sandbox", id, "err", verr)
+		m.crashed()
 		m.stopLocked(bg, e)
 	}
 	return err
@@ -431,7 +517,7 @@ func (m *Manager) CallFailed(ctx context.Context, id string, c *agentclient.Clie
 
 func (m *Manager) stopLocked(ctx context.Context, e *entry) {
 	e.forgetLocked()
-	if err := m.cfg.Runtime.Stop(ctx, e.id); err != nil {
+	if err := m.cfg.Runtime.Stop(ctx, m.runtimeName(ctx, e.id)); err != nil {
 		m.log.Error("stop sandbox", "sandbox", e.id, "err", err)
 	}
 	if _, err := m.cfg.Store.Update(ctx, e.id, func(r *store.Sandbox) error { r.Status = api.StatusStopped; return nil }); err != nil && !errors.Is(err, errdefs.ErrSandboxNotFound) {
@@ -495,6 +581,14 @@ func (m *Manager) Update(ctx context.Context, id string, req api.UpdateSandboxRe
 	if err != nil {
 		return api.Sandbox{}, err
 	}
+	if req.SleepAfter != nil || req.KeepAlive != nil {
+		m.mu.Lock()
+		e := m.entries[id]
+		m.mu.Unlock()
+		if e != nil {
+			m.setSleepPolicy(e, rec.SleepAfter, rec.KeepAlive)
+		}
+	}
 	return toAPI(rec), nil
 }
 
@@ -505,7 +599,13 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 	defer e.mu.Unlock()
 	ctx = context.WithoutCancel(ctx) // a half-destroyed sandbox helps nobody
 	e.forgetLocked()
-	if err := m.cfg.Runtime.Destroy(ctx, id); err != nil {
+	// The intent goes to the store first, so that a destroy cut short by
+	// the daemon's end is finished by Recover, never undone by a start
+	// over half-removed files.
+	if _, err := m.cfg.Store.Update(ctx, id, func(r *store.Sandbox) error { r.Status = StatusDestroying; return nil }); err != nil && !errors.Is(err, errdefs.ErrSandboxNotFound) {
+		return fmt.Errorf("destroy sandbox %s: %w", id, err)
+	}
+	if err := m.cfg.Runtime.Destroy(ctx, m.runtimeName(ctx, id)); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
 	if err := m.cfg.Store.Delete(ctx, id); err != nil {
@@ -524,6 +624,8 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 // Close drops agent connections. Containers keep running: a daemon started
 // later re-attaches them.
 func (m *Manager) Close() {
+	m.stopSleeper()
+	m.stopPool()
 	m.mu.Lock()
 	entries := make([]*entry, 0, len(m.entries))
 	for _, e := range m.entries {

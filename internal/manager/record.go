@@ -17,6 +17,7 @@ const (
 	maxCPUs     = 64
 	maxMemoryMB = 1 << 20
 	maxPids     = 1 << 20
+	maxDiskMB   = 1 << 24 // 16 TiB
 )
 
 // newRecord validates a create request and turns it into a record.
@@ -40,11 +41,9 @@ func newRecord(id string, o api.CreateSandboxRequest, defaultImage string) (stor
 	switch rec.Network {
 	case "":
 		rec.Network = api.NetworkNone
-	case api.NetworkNone:
-	case api.NetworkBridge:
-		return rec, fmt.Errorf("%w: network %q is not available yet; use %q", errdefs.ErrInvalidArgument, rec.Network, api.NetworkNone)
+	case api.NetworkNone, api.NetworkBridge:
 	default:
-		return rec, fmt.Errorf("%w: network %q: want %q", errdefs.ErrInvalidArgument, rec.Network, api.NetworkNone)
+		return rec, fmt.Errorf("%w: network %q: want %q or %q", errdefs.ErrInvalidArgument, rec.Network, api.NetworkNone, api.NetworkBridge)
 	}
 	if rec.Cwd == "" {
 		rec.Cwd = "/workspace"
@@ -59,14 +58,14 @@ func newRecord(id string, o api.CreateSandboxRequest, defaultImage string) (stor
 		return rec, err
 	}
 	if r := o.Resources; r != nil {
-		if r.CPUs < 0 || r.CPUs > maxCPUs || r.MemoryMB < 0 || r.MemoryMB > maxMemoryMB || r.Pids < 0 || r.Pids > maxPids || r.DiskMB < 0 {
-			return rec, fmt.Errorf("%w: resources out of range (cpus 0-%d, memoryMB 0-%d, pids 0-%d)", errdefs.ErrInvalidArgument, maxCPUs, maxMemoryMB, maxPids)
+		if r.CPUs < 0 || r.CPUs > maxCPUs || r.MemoryMB < 0 || r.MemoryMB > maxMemoryMB || r.Pids < 0 || r.Pids > maxPids || r.DiskMB < 0 || r.DiskMB > maxDiskMB {
+			return rec, fmt.Errorf("%w: resources out of range (cpus 0-%d, memoryMB 0-%d, pids 0-%d, diskMB 0-%d)", errdefs.ErrInvalidArgument, maxCPUs, maxMemoryMB, maxPids, maxDiskMB)
 		}
 		if r.MemoryMB > 0 && r.MemoryMB < 16 {
 			return rec, fmt.Errorf("%w: memoryMB %d: at least 16", errdefs.ErrInvalidArgument, r.MemoryMB)
 		}
-		if r.DiskMB != 0 {
-			return rec, fmt.Errorf("%w: diskMB is not enforced yet; leave it out", errdefs.ErrInvalidArgument)
+		if r.DiskMB > 0 && r.DiskMB < runtime.MinDiskMB {
+			return rec, fmt.Errorf("%w: diskMB %d: at least %d", errdefs.ErrInvalidArgument, r.DiskMB, runtime.MinDiskMB)
 		}
 		rec.Resources = *r
 	}

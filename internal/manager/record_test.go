@@ -72,7 +72,7 @@ func TestNewRecord(t *testing.T) {
 		{"negative memory", api.CreateSandboxRequest{Resources: neg}, false},
 		{"tiny memory", api.CreateSandboxRequest{Resources: &api.Resources{MemoryMB: 4}}, false},
 		{"too many cpus", api.CreateSandboxRequest{Resources: &api.Resources{CPUs: 1000}}, false},
-		{"bridge not yet", api.CreateSandboxRequest{Network: "bridge"}, false},
+		{"bridge", api.CreateSandboxRequest{Network: "bridge"}, true},
 		{"unknown network", api.CreateSandboxRequest{Network: "host"}, false},
 		{"relative cwd", api.CreateSandboxRequest{Cwd: "tmp"}, false},
 		{"env with =", api.CreateSandboxRequest{Env: map[string]string{"A=B": "c"}}, false},

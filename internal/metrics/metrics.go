@@ -11,6 +11,11 @@ type Metrics struct {
 	ExecTotal     *prometheus.CounterVec
 	ExecSeconds   prometheus.Histogram
 	APIErrors     *prometheus.CounterVec
+	// Lifecycle (sleep, wake, crash recovery).
+	WakeSeconds     prometheus.Histogram
+	SleepsTotal     prometheus.Counter
+	CrashesTotal    prometheus.Counter
+	OperationsTotal *prometheus.CounterVec
 }
 
 // New registers the daemon's metrics with reg.
@@ -33,6 +38,19 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "sandboxd_api_errors_total", Help: "Error responses of the API, by code.",
 		}, []string{"code"}),
 	}
-	reg.MustRegister(m.CreateSeconds, m.StartSeconds, m.ExecTotal, m.ExecSeconds, m.APIErrors)
+	m.WakeSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "sandboxd_wake_duration_seconds", Help: "Time to start a sleeping sandbox again on a call, until its agent answers.", Buckets: buckets,
+	})
+	m.SleepsTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sandboxd_sleeps_total", Help: "Sandboxes put to sleep after their sleepAfter of inactivity.",
+	})
+	m.CrashesTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sandboxd_container_exits_total", Help: "Containers whose init exited on its own (killed from outside, out of memory) or whose agent stopped answering.",
+	})
+	m.OperationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sandboxd_operations_total", Help: "Calls forwarded to sandboxes' agents, by operation (the route less /v1/sandboxes/{id}: \"POST /exec\", \"POST /processes\", \"POST /contexts\"...) and outcome (ok, error).",
+	}, []string{"op", "outcome"})
+	reg.MustRegister(m.CreateSeconds, m.StartSeconds, m.ExecTotal, m.ExecSeconds, m.APIErrors,
+		m.WakeSeconds, m.SleepsTotal, m.CrashesTotal, m.OperationsTotal)
 	return m
 }

@@ -40,6 +40,14 @@ type Sandbox struct {
 	Labels       map[string]string
 	// UIDSlot numbers the sandbox's uid range; no two records share one.
 	UIDSlot int
+	// RuntimeName names the sandbox's container to the runtime (its runc
+	// name, directory and cgroup); no two records share one. It is the ID
+	// for a sandbox created as such, and the pool's name for one claimed
+	// from the warm pool (see Claim).
+	RuntimeName string
+	// Pooled marks a warm-pool sandbox: started ahead, not yet claimed by
+	// an ID. Get, List and the sandbox limit ignore pooled records.
+	Pooled bool
 }
 
 // Store is the SQLite state file. It is safe for concurrent use.
@@ -62,9 +70,10 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 	env            TEXT NOT NULL,
 	labels         TEXT NOT NULL,
 	uid_slot       INTEGER NOT NULL UNIQUE,
-	image_path     TEXT NOT NULL
-);
-PRAGMA user_version = 1;`
+	image_path     TEXT NOT NULL,
+	runtime_name   TEXT NOT NULL DEFAULT '',
+	pooled         INTEGER NOT NULL DEFAULT 0
+);`
 
 // Open opens (creating if needed) the state file at path. The file is
 // readable by root only (SQLite gives its -wal and -shm files the same
@@ -90,6 +99,14 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
+	if err := migratePorts(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	if err := migrate(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
 	return &Store{db: db}, nil
 }
 
@@ -97,13 +114,19 @@ func Open(path string) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 const columns = `id, status, image, created_at, last_active_at, sleep_after_ms, keep_alive,
-	resources, network, cwd, env, labels, uid_slot, image_path`
+	resources, network, cwd, env, labels, uid_slot, image_path, runtime_name, pooled`
 
-// Create inserts rec, giving it the lowest free UIDSlot (1 and up), and
-// returns it as stored. An existing ID gives an error wrapping
-// errdefs.ErrConflict; maxSlot > 0 bounds the slots (and so the number of
-// sandboxes): past it, an error wrapping errdefs.ErrResourceExhausted.
-func (s *Store) Create(ctx context.Context, rec Sandbox, maxSlot int) (Sandbox, error) {
+// Create inserts rec, giving it the lowest free UIDSlot (1 and up) and, if
+// it has none, the RuntimeName rec.ID, and returns it as stored. An
+// existing ID (or runtime name) gives an error wrapping
+// errdefs.ErrConflict. max > 0 bounds the number of sandboxes: past it, an
+// error wrapping errdefs.ErrResourceExhausted. Pooled records do not count
+// against max for a sandbox, but a pooled rec is refused once sandboxes and
+// pooled records together reach max.
+func (s *Store) Create(ctx context.Context, rec Sandbox, max int) (Sandbox, error) {
+	if rec.RuntimeName == "" {
+		rec.RuntimeName = rec.ID
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return rec, err
@@ -116,29 +139,36 @@ func (s *Store) Create(ctx context.Context, rec Sandbox, maxSlot int) (Sandbox, 
 	if exists > 0 {
 		return rec, fmt.Errorf("sandbox %s: %w", rec.ID, errdefs.ErrConflict)
 	}
+	if err := checkMax(ctx, tx, max, rec.Pooled); err != nil {
+		return rec, err
+	}
 	err = tx.QueryRowContext(ctx, `
 		SELECT MIN(s) FROM (SELECT 1 AS s UNION ALL SELECT uid_slot + 1 FROM sandboxes)
 		WHERE s NOT IN (SELECT uid_slot FROM sandboxes)`).Scan(&rec.UIDSlot)
 	if err != nil {
 		return rec, fmt.Errorf("allocate uid range: %w", err)
 	}
-	if maxSlot > 0 && rec.UIDSlot > maxSlot {
-		return rec, fmt.Errorf("%w: the daemon holds its maximum of %d sandboxes", errdefs.ErrResourceExhausted, maxSlot)
-	}
-	args, err := values(rec)
-	if err != nil {
+	if err := insert(ctx, tx, rec); err != nil {
 		return rec, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (`+columns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...); err != nil {
-		return rec, fmt.Errorf("create sandbox %s: %w", rec.ID, err)
-	}
 	return rec, tx.Commit()
+}
+
+func insert(ctx context.Context, tx *sql.Tx, rec Sandbox) error {
+	args, err := values(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (`+columns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...); err != nil {
+		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	return nil
 }
 
 // Get returns the record of id, or an error wrapping
 // errdefs.ErrSandboxNotFound.
 func (s *Store) Get(ctx context.Context, id string) (Sandbox, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM sandboxes WHERE id = ?`, id)
+	row := s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM sandboxes WHERE id = ? AND pooled = 0`, id)
 	rec, err := scan(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return rec, fmt.Errorf("sandbox %s: %w", id, errdefs.ErrSandboxNotFound)
@@ -146,9 +176,13 @@ func (s *Store) Get(ctx context.Context, id string) (Sandbox, error) {
 	return rec, err
 }
 
-// List returns every record, ordered by ID.
+// List returns every record but pooled ones, ordered by ID.
 func (s *Store) List(ctx context.Context) ([]Sandbox, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM sandboxes ORDER BY id`)
+	return s.list(ctx, false)
+}
+
+func (s *Store) list(ctx context.Context, pooled bool) ([]Sandbox, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM sandboxes WHERE pooled = ? ORDER BY id`, pooled)
 	if err != nil {
 		return nil, err
 	}
@@ -164,8 +198,9 @@ func (s *Store) List(ctx context.Context) ([]Sandbox, error) {
 	return out, rows.Err()
 }
 
-// Update applies fn to the record of id and stores the result, in one
-// transaction. fn must not change ID or UIDSlot.
+// Update applies fn to the record of id (pooled or not) and stores the
+// result, in one transaction. fn must not change ID, UIDSlot, RuntimeName
+// or Pooled.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Sandbox) error) (Sandbox, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -196,10 +231,21 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Sandbox) error) 
 	return rec, tx.Commit()
 }
 
-// Delete removes the record of id. Deleting a missing record is no error.
+// Delete removes the record of id, with its exposed ports. Deleting a
+// missing record is no error.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id)
-	return err
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM ports WHERE sandbox_id = ?`, id); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func values(r Sandbox) ([]any, error) {
@@ -216,7 +262,8 @@ func values(r Sandbox) ([]any, error) {
 		return nil, err
 	}
 	return []any{r.ID, r.Status, r.Image, r.CreatedAt.UnixMilli(), r.LastActiveAt.UnixMilli(),
-		r.SleepAfter.Milliseconds(), r.KeepAlive, string(res), r.Network, r.Cwd, string(env), string(labels), r.UIDSlot, r.ImagePath}, nil
+		r.SleepAfter.Milliseconds(), r.KeepAlive, string(res), r.Network, r.Cwd, string(env), string(labels), r.UIDSlot, r.ImagePath,
+		r.RuntimeName, r.Pooled}, nil
 }
 
 type scanner interface{ Scan(dest ...any) error }
@@ -226,7 +273,7 @@ func scan(row scanner) (Sandbox, error) {
 	var created, active, sleepMs int64
 	var res, env, labels string
 	err := row.Scan(&r.ID, &r.Status, &r.Image, &created, &active, &sleepMs, &r.KeepAlive,
-		&res, &r.Network, &r.Cwd, &env, &labels, &r.UIDSlot, &r.ImagePath)
+		&res, &r.Network, &r.Cwd, &env, &labels, &r.UIDSlot, &r.ImagePath, &r.RuntimeName, &r.Pooled)
 	if err != nil {
 		return r, err
 	}
