@@ -142,8 +142,11 @@ const (
 	CodeStalePreviewURL      = "STALE_PREVIEW_URL"        // 410
 	CodeFileTooLarge         = "FILE_TOO_LARGE"           // 413
 	CodePayloadTooLarge      = "PAYLOAD_TOO_LARGE"        // 413
+	CodeUpgradeRequired      = "UPGRADE_REQUIRED"         // 426: a WebSocket route (terminal) got a plain request
 	CodeResourceExhausted    = "RESOURCE_EXHAUSTED"       // 429
 	CodeLanguageNotAvailable = "LANGUAGE_NOT_AVAILABLE"   // 501
+	CodePortNotListening     = "PORT_NOT_LISTENING"       // 502: a preview request found nothing listening on the port
+	CodeBadGateway           = "BAD_GATEWAY"              // 502: the service behind a preview URL failed
 	CodeSandboxUnavailable   = "SANDBOX_UNAVAILABLE"      // 503
 	CodeInternal             = "INTERNAL_ERROR"           // 500
 )
@@ -176,8 +179,11 @@ var statuses = map[string]int{
 	CodeFileExists:       409, CodeSessionExists: 409, CodePortAlreadyExposed: 409, CodeProcessExists: 409, CodeProcessExited: 409,
 	CodeSessionTerminated: 410, CodeStalePreviewURL: 410,
 	CodeFileTooLarge: 413, CodePayloadTooLarge: 413,
+	CodeUpgradeRequired:      426,
 	CodeResourceExhausted:    429,
 	CodeLanguageNotAvailable: 501,
+	CodePortNotListening:     502,
+	CodeBadGateway:           502,
 	CodeSandboxUnavailable:   503,
 }
 

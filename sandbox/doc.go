@@ -30,6 +30,20 @@
 // repository into it. Relative paths resolve against the session's current
 // directory.
 //
+// Code interpreter: [Sandbox.RunCode] runs Python, JavaScript or TypeScript
+// in a code context whose state carries from run to run (the language's
+// default context, or one made with [Sandbox.CreateCodeContext]) and
+// returns an [ExecutionResult]: output, rich results ([Result], with
+// [Result.PNGBytes] for figures) and the error the code raised.
+// [RunCodeOptions] callbacks, or [Sandbox.RunCodeStream], give the events
+// live.
+//
+// Ports: [Sandbox.ExposePort] gives a service listening on a port inside
+// the sandbox a preview URL (http://{port}-{id}-{token}.{domain}/) served by
+// the daemon, with no network or published port needed in the sandbox;
+// [Sandbox.GetExposedPorts] lists them and [Sandbox.UnexposePort] removes
+// one.
+//
 // Every method takes a context first and talks to the daemon over the HTTP
 // API described in docs/API.md; request and response bodies are the types of
 // package [github.com/sandboxd/sandboxd/api].

@@ -97,9 +97,12 @@ var (
 	ErrStalePreviewURL      error = &codeError{api.CodeStalePreviewURL, "stale preview url"}                    // 410
 	ErrFileTooLarge         error = &codeError{api.CodeFileTooLarge, "file too large"}                          // 413
 	ErrPayloadTooLarge      error = &codeError{api.CodePayloadTooLarge, "payload too large"}                    // 413
+	ErrUpgradeRequired      error = &codeError{api.CodeUpgradeRequired, "websocket upgrade required"}           // 426
 	ErrResourceExhausted    error = &codeError{api.CodeResourceExhausted, "resource exhausted"}                 // 429
 	ErrInternal             error = &codeError{api.CodeInternal, "internal error"}                              // 500
 	ErrLanguageNotAvailable error = &codeError{api.CodeLanguageNotAvailable, "language not available"}          // 501
+	ErrPortNotListening     error = &codeError{api.CodePortNotListening, "nothing listening on the port"}       // 502
+	ErrBadGateway           error = &codeError{api.CodeBadGateway, "bad gateway"}                               // 502
 	ErrUnavailable          error = &codeError{api.CodeSandboxUnavailable, "sandbox unavailable"}               // 503
 )
 
@@ -120,6 +123,7 @@ var statusCodes = map[int]string{
 	http.StatusMethodNotAllowed:      api.CodeMethodNotAllowed,
 	http.StatusRequestTimeout:        api.CodeTimeout,
 	http.StatusRequestEntityTooLarge: api.CodePayloadTooLarge,
+	http.StatusUpgradeRequired:       api.CodeUpgradeRequired,
 	http.StatusTooManyRequests:       api.CodeResourceExhausted,
 	http.StatusServiceUnavailable:    api.CodeSandboxUnavailable,
 }

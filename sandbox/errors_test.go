@@ -45,9 +45,12 @@ var sentinelCases = []struct {
 	{api.CodeStalePreviewURL, ErrStalePreviewURL},
 	{api.CodeFileTooLarge, ErrFileTooLarge},
 	{api.CodePayloadTooLarge, ErrPayloadTooLarge},
+	{api.CodeUpgradeRequired, ErrUpgradeRequired},
 	{api.CodeResourceExhausted, ErrResourceExhausted},
 	{api.CodeInternal, ErrInternal},
 	{api.CodeLanguageNotAvailable, ErrLanguageNotAvailable},
+	{api.CodePortNotListening, ErrPortNotListening},
+	{api.CodeBadGateway, ErrBadGateway},
 	{api.CodeSandboxUnavailable, ErrUnavailable},
 }
 
