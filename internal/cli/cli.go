@@ -71,9 +71,11 @@ The API token comes from --token, else $SANDBOX_TOKEN, else the --token-file.`,
 	f.StringVar(&a.url, "url", "", "daemon URL (default $SANDBOX_URL or "+sandbox.DefaultURL+")")
 	f.StringVar(&a.token, "token", "", "API token (default $SANDBOX_TOKEN, else read from --token-file)")
 	f.StringVar(&a.tokenFile, "token-file", sandbox.DefaultTokenFile, "file holding the API token")
+	root.AddCommand(a.exposeCmd(), a.unexposeCmd(), a.portsCmd())
 	root.AddCommand(a.execCmd(), a.lsCmd(), a.infoCmd(), a.rmCmd(), a.createCmd(),
 		a.startCmd(), a.psCmd(), a.logsCmd(), a.killCmd(), a.sessionCmd(),
-		a.cpCmd(), a.catCmd(), a.watchCmd())
+		a.cpCmd(), a.catCmd(), a.watchCmd(), a.shellCmd())
+	root.AddCommand(a.runCodeCmd())
 	return root
 }
 

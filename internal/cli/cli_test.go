@@ -207,14 +207,14 @@ func TestCommands(t *testing.T) {
 	}, {
 		name: "ls",
 		args: []string{"ls"},
-		wantStdout: "ID     STATUS    IMAGE   CREATED   LAST ACTIVE\n" +
-			"b      running           2h ago    1m ago\n" +
-			"demo   running   py      2h ago    1m ago\n",
+		wantStdout: "ID     STATUS    IMAGE   CREATED   LAST ACTIVE   SLEEPS\n" +
+			"b      running           2h ago    1m ago        -\n" +
+			"demo   running   py      2h ago    1m ago        -\n",
 	}, {
 		name: "ls by label",
 		args: []string{"ls", "--label", "team=ml"},
-		wantStdout: "ID     STATUS    IMAGE   CREATED   LAST ACTIVE\n" +
-			"demo   running   py      2h ago    1m ago\n",
+		wantStdout: "ID     STATUS    IMAGE   CREATED   LAST ACTIVE   SLEEPS\n" +
+			"demo   running   py      2h ago    1m ago        -\n",
 	}, {
 		name:       "ls as json, nothing found",
 		args:       []string{"ls", "--json", "--label", "team=none"},

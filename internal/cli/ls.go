@@ -67,12 +67,21 @@ working directory): name, type, size, permission bits and modification time.
 	return cmd
 }
 
-// writeTable writes list as a table with times relative to now.
+// writeTable writes list as a table with times relative to now. SLEEPS
+// says when an idle sandbox sleeps: after its sleepAfter, or never
+// (keepAlive).
 func writeTable(w io.Writer, list []api.Sandbox, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tIMAGE\tCREATED\tLAST ACTIVE")
+	fmt.Fprintln(tw, "ID\tSTATUS\tIMAGE\tCREATED\tLAST ACTIVE\tSLEEPS")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Status, s.Image, ago(s.CreatedAt, now), ago(s.LastActiveAt, now))
+		sleeps := "after " + s.SleepAfter
+		switch {
+		case s.KeepAlive:
+			sleeps = "never"
+		case s.SleepAfter == "":
+			sleeps = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Status, s.Image, ago(s.CreatedAt, now), ago(s.LastActiveAt, now), sleeps)
 	}
 	return tw.Flush()
 }

@@ -36,13 +36,31 @@ type Config struct {
 	ImagesDir     string // default DataDir/images
 	Token         string // API token; empty: read or generate DataDir/token
 	PreviewDomain string // default localhost
-	AgentBinary   string // default: sandbox-agent beside this executable
-	Runc          string // runc binary, default from PATH
+	// TrustedProxies are addresses or CIDRs of proxies in front of the
+	// daemon (a TLS terminator) whose X-Forwarded-* headers preview
+	// traffic and preview URLs believe (preview.go).
+	TrustedProxies []string
+	AgentBinary    string // default: sandbox-agent beside this executable
+	Runc           string // runc binary, default from PATH
 	// MaxOutputBytes caps each output stream of exec kept in memory.
 	MaxOutputBytes int
 	// MaxSandboxes bounds the number of sandboxes; past it, creating one
 	// is 429 RESOURCE_EXHAUSTED. Zero: as many as the uid space holds.
 	MaxSandboxes int
+	// DiskMB is the disk quota of a sandbox created without one
+	// (resources.diskMB): its files live in a sparse ext4 file of this
+	// size. Zero: DefaultDiskMB; negative: no quota unless the sandbox
+	// asks for one (its files then share the host's disk).
+	DiskMB int64
+	// AgentLimits bound each sandbox's processes, sessions and code
+	// contexts (429 past them); zero fields get the agent's defaults.
+	AgentLimits agent.Limits
+	// WarmPool is how many sandboxes of the default image are kept
+	// started ahead, so that a new ID's first call claims one in a few
+	// milliseconds. Zero: no pool.
+	WarmPool int
+	// Bridge configures network mode bridge (network.go).
+	Bridge BridgeConfig
 	// Ready, if set, receives the API's address once it accepts requests.
 	Ready func(addr string)
 	// Out receives the start-up banner (address and token); nil: none.
@@ -65,6 +83,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxOutputBytes <= 0 {
 		c.MaxOutputBytes = agent.DefaultMaxOutputBytes
+	}
+	if err := c.validateLimits(); err != nil {
+		return err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -101,7 +122,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
-	rt, err := runc.New(runc.Config{Dir: cfg.DataDir, Runc: cfg.Runc, Agent: cfg.AgentBinary, Logger: log})
+	bridge, err := cfg.Bridge.runc()
+	if err != nil {
+		return err
+	}
+	rt, err := runc.New(runc.Config{Dir: cfg.DataDir, Runc: cfg.Runc, Agent: cfg.AgentBinary, AgentArgs: cfg.AgentLimits.Args(), Bridge: bridge, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -111,17 +136,29 @@ func Run(ctx context.Context, cfg Config) error {
 	m := metrics.New(reg)
 	mgr := manager.New(manager.Config{
 		Store: st, Runtime: rt, ImagesDir: cfg.ImagesDir, MaxOutputBytes: cfg.MaxOutputBytes,
-		MaxSandboxes: cfg.MaxSandboxes, Metrics: m, Logger: log,
+		MaxSandboxes: cfg.MaxSandboxes, DiskMB: cfg.DiskMB, WarmPool: cfg.WarmPool, Metrics: m, Logger: log,
 	})
 	defer mgr.Close()
 	reg.MustRegister(manager.NewCollector(mgr))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sandboxd_warm_pool_ready", Help: "Pooled sandboxes started and ready to be claimed by a new ID.",
+	}, func() float64 { return float64(mgr.PoolSize()) }))
 	if err := mgr.Recover(ctx); err != nil {
 		return fmt.Errorf("recover sandboxes: %w", err)
 	}
 
+	preview, err := cfg.previewConfig()
+	if err != nil {
+		return err
+	}
+	// closing ends when shutdown begins: upgraded connections (terminal
+	// WebSockets), which Shutdown neither waits for nor closes, end then.
+	closing, stopUpgraded := context.WithCancel(context.Background())
+	defer stopUpgraded()
 	handler := server.New(server.Config{
 		Manager: mgr, Token: token, Gatherer: reg, Metrics: m,
 		MaxOutputBytes: cfg.MaxOutputBytes, Version: agent.Version, Logger: log,
+		Preview: preview, Closing: closing,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -130,10 +167,12 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		// The server's base context is not the request's: shutdown
 		// cancels neither running commands nor container starts abruptly.
 		BaseContext: func(net.Listener) context.Context { return context.Background() },
 	}
+	srv.RegisterOnShutdown(stopUpgraded)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	addr := ln.Addr().String()

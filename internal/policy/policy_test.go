@@ -78,20 +78,50 @@ func TestAgentDeps(t *testing.T) {
 	forbidden := []string{"runtime/cgo", "database/sql", "modernc.org/", "github.com/prometheus/", "github.com/spf13/",
 		"github.com/sandboxd/sandboxd/internal/manager", "github.com/sandboxd/sandboxd/internal/store",
 		"github.com/sandboxd/sandboxd/internal/runtime", "github.com/sandboxd/sandboxd/internal/server"}
+	// The only modules from outside the repository the agent may use, and
+	// why.
+	modules := []string{
+		"golang.org/x/sys/", // system calls: reaping, signals, mounts, inotify
+		// The web terminal (internal/agent/terminal.go): PTY allocation
+		// (creack/pty, tiny, no dependencies) and the WebSocket the PTY's
+		// bytes travel on (coder/websocket, no dependencies; the standard
+		// library has no WebSocket server).
+		"github.com/creack/pty", "github.com/coder/websocket",
+	}
 	for _, d := range deps(t, "github.com/sandboxd/sandboxd/cmd/sandbox-agent", "CGO_ENABLED=0") {
+		p := strings.TrimPrefix(d, "std:")
 		for _, f := range forbidden {
-			if strings.HasPrefix(strings.TrimPrefix(d, "std:"), f) {
+			if strings.HasPrefix(p, f) {
 				t.Errorf("sandbox-agent imports %s", d)
 			}
+		}
+		if strings.HasPrefix(d, "std:") || strings.HasPrefix(p, "github.com/sandboxd/sandboxd/") {
+			continue
+		}
+		ok := false
+		for _, m := range modules {
+			ok = ok || p == strings.TrimSuffix(m, "/") || strings.HasPrefix(p, strings.TrimSuffix(m, "/")+"/")
+		}
+		if !ok {
+			t.Errorf("sandbox-agent imports %s, which is not in the agent's pinned modules", d)
 		}
 	}
 }
 
 // TestSDKDeps: the public SDK depends on the standard library and the wire
-// types only, so users import nothing of the daemon.
+// types, so users import nothing of the daemon; and on one library besides:
+// github.com/coder/websocket, for the web terminal (Sandbox.Terminal). The
+// standard library has no WebSocket client, a correct one (framing,
+// masking, fragmentation, the close handshake) is not code to hand-write,
+// and coder/websocket is small, well kept, made for exactly this and has no
+// dependencies of its own, so it brings users nothing else.
 func TestSDKDeps(t *testing.T) {
+	allowed := func(d string) bool {
+		return strings.HasPrefix(d, "std:") || d == "github.com/sandboxd/sandboxd/api" || d == "github.com/sandboxd/sandboxd/sandbox" ||
+			d == "github.com/coder/websocket" || strings.HasPrefix(d, "github.com/coder/websocket/internal/")
+	}
 	for _, d := range deps(t, "github.com/sandboxd/sandboxd/sandbox") {
-		if !strings.HasPrefix(d, "std:") && d != "github.com/sandboxd/sandboxd/api" && d != "github.com/sandboxd/sandboxd/sandbox" {
+		if !allowed(d) {
 			t.Errorf("the SDK imports %s", d)
 		}
 	}
