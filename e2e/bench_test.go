@@ -743,11 +743,13 @@ func BenchmarkExecStreamThroughput(b *testing.B) {
 			resetOK := resetPeakRSS()
 			rss0 := procStatusKB(b, "VmHWM")
 			_, cgOK := sandboxMemPeak(d, sb.ID(), true)
+			cpu0 := readCPU(d, sb.ID())
 			b.StartTimer()
 			start = time.Now()
 			r, err := drainStream(ctx, sb, cmd)
 			elapsed := time.Since(start)
 			b.StopTimer()
+			cpu1 := readCPU(d, sb.ID())
 			rss1 := procStatusKB(b, "VmHWM")
 			cgPeak, _ := sandboxMemPeak(d, sb.ID(), false)
 			if err != nil {
@@ -766,6 +768,7 @@ func BenchmarkExecStreamThroughput(b *testing.B) {
 				b.ReportMetric(float64(cgPeak)/(1<<20), "sandbox-peak-MiB")
 			}
 			b.ReportMetric(float64(r.stdout)/float64(r.events)/1024, "chunk-KiB")
+			reportCPU(b, cpu0, cpu1, size, "")
 			b.ReportMetric(float64(elapsed.Nanoseconds()), "ns/op")
 			b.ReportMetric(1, "runs") // whatever the iterations column (b.N) says
 		})
@@ -988,12 +991,16 @@ func BenchmarkFileStreamThroughput(b *testing.B) {
 		}
 	})
 
-	// writeRead writes what gen yields, n bytes, to big and reads it back.
+	// writeRead writes what gen yields, n bytes, to big and reads it back,
+	// noting the CPU time used before, between and after in cpu.
+	var cpu [3]cpuClock
 	writeRead := func(gen *patternReader, n int64) (w, r time.Duration) {
 		b.Helper()
+		cpu[0] = readCPU(d, sb.ID())
 		start := time.Now()
 		res, err := sb.WriteFileStream(ctx, big, gen, nil)
 		w = time.Since(start)
+		cpu[1] = readCPU(d, sb.ID())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -1010,6 +1017,7 @@ func BenchmarkFileStreamThroughput(b *testing.B) {
 			err = cerr
 		}
 		r = time.Since(start)
+		cpu[2] = readCPU(d, sb.ID())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -1054,6 +1062,8 @@ func BenchmarkFileStreamThroughput(b *testing.B) {
 	b.ReportMetric(mibps(size, wdur)/cp, "write-vs-cp")
 	b.ReportMetric(mibps(size, rdur)/cp, "read-vs-cp")
 	b.ReportMetric(float64(rss1-rss0)/1024, "peak-rss-growth-MiB")
+	reportCPU(b, cpu[0], cpu[1], size, "write-")
+	reportCPU(b, cpu[1], cpu[2], size, "read-")
 	b.ReportMetric(float64((wdur + rdur).Nanoseconds()), "ns/op")
 	b.ReportMetric(1, "runs") // whatever the iterations column (b.N) says
 }

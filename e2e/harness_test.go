@@ -22,6 +22,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testutil.RemoveFixtures()
+	removeDaemonBinary()
 	os.Exit(code)
 }
 
@@ -61,6 +62,7 @@ func StartDaemon(t testing.TB, opts ...func(*daemon.Config)) *Daemon {
 	d.start()
 	t.Cleanup(func() {
 		d.destroyAll()
+		d.drainPool() // pool_test.go
 		d.Stop()
 	})
 	return d

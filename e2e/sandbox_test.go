@@ -261,7 +261,7 @@ func TestConcurrentFirstUseCreatesOnce(t *testing.T) {
 }
 
 // metric returns the value of an unlabelled series from /metrics.
-func metric(t *testing.T, d *Daemon, name string) string {
+func metric(t testing.TB, d *Daemon, name string) string {
 	t.Helper()
 	resp, err := http.Get(d.URL + "/metrics")
 	if err != nil {
