@@ -8,7 +8,7 @@ GO         ?= go
 LDFLAGS    := -s -w -X github.com/sandboxd/sandboxd/internal/agent.Version=$(VERSION)
 # What the daemon, the image build and the tests need: command:Debian-package
 # (a command already on PATH, from wherever, is enough).
-DEPS       := runc:runc mmdebstrap:mmdebstrap npm:npm busybox:busybox-static git:git setpriv:util-linux update-ca-certificates:ca-certificates
+DEPS       := runc:runc mkfs.ext4:e2fsprogs mmdebstrap:mmdebstrap npm:npm busybox:busybox-static git:git setpriv:util-linux update-ca-certificates:ca-certificates
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHTIME  ?= 100x
 
@@ -44,7 +44,7 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-bench: deps build image ## benchmarks: p50/p99 of create, exec and a bare runc baseline
+bench: deps build image ## benchmarks: p50/p99 of create, exec, code interpreter and a bare runc baseline
 	SANDBOXD_TEST_IMAGE=$(IMAGES_DIR)/default $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./e2e/
 
 clean: ## remove build outputs (not the image)
