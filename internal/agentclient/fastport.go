@@ -66,7 +66,31 @@ func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil || port < 1 || port > 65535 {
 		return t.std.RoundTrip(req)
 	}
-	ctx := req.Context()
+	return t.roundTrip(req.Context(), port, req, func(w *bufio.Writer) error { return req.Write(w) })
+}
+
+// PortRequest sends req, a GET or HEAD without a body, to port on the
+// sandbox's loopback over a kept fast connection (as PortTransport does
+// for simple requests) and returns the response, whose body must be read
+// to its end or closed. writeHead writes the request's head (request
+// line, headers, blank line; HTTP/1.1 and nothing that ends the
+// connection) in place of req.Write: a caller that has the head's parts
+// at hand skips building an outgoing request. req gives the method (a
+// HEAD answer has no body) and becomes the response's Request; a
+// req.Close request's connection is not kept.
+func (c *Client) PortRequest(ctx context.Context, port int, req *http.Request, writeHead func(*bufio.Writer) error) (*http.Response, error) {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		return nil, fmt.Errorf("fast port request: method %s", req.Method)
+	}
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("fast port request: port %d", port)
+	}
+	return c.PortTransport().(*fastTransport).roundTrip(ctx, port, req, writeHead)
+}
+
+// roundTrip sends a simple request, whose head write writes, over a kept
+// or new fast connection to port.
+func (t *fastTransport) roundTrip(ctx context.Context, port int, req *http.Request, write func(*bufio.Writer) error) (*http.Response, error) {
 	for {
 		pc, reused := t.get(port)
 		if pc == nil {
@@ -77,7 +101,7 @@ func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			lr := &limitReader{r: nc, n: math.MaxInt64}
 			pc = &fastConn{nc: nc, lr: lr, br: bufio.NewReaderSize(lr, 16<<10), bw: bufio.NewWriterSize(nc, 4<<10), port: port}
 		}
-		resp, retry, err := t.exchange(ctx, pc, req, reused)
+		resp, retry, err := t.exchange(ctx, pc, req, write, reused)
 		if err == nil {
 			return resp, nil
 		}
@@ -111,7 +135,7 @@ func fastSimple(req *http.Request) bool {
 // exchange sends req on pc and reads the response head. retry is set if
 // pc was a kept connection that turned out closed before any answer (the
 // request, a GET or HEAD, may be sent again).
-func (t *fastTransport) exchange(ctx context.Context, pc *fastConn, req *http.Request, reused bool) (resp *http.Response, retry bool, err error) {
+func (t *fastTransport) exchange(ctx context.Context, pc *fastConn, req *http.Request, write func(*bufio.Writer) error, reused bool) (resp *http.Response, retry bool, err error) {
 	stop := context.AfterFunc(ctx, func() { pc.nc.Close() })
 	fail := func(err error, retry bool) (*http.Response, bool, error) {
 		stop()
@@ -121,7 +145,7 @@ func (t *fastTransport) exchange(ctx context.Context, pc *fastConn, req *http.Re
 		}
 		return nil, retry && reused, err
 	}
-	if err := req.Write(pc.bw); err != nil {
+	if err := write(pc.bw); err != nil {
 		return fail(err, closedConn(err))
 	}
 	if err := pc.bw.Flush(); err != nil {

@@ -121,6 +121,9 @@ func (tunnelTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // hostOnly strips the port from a Host header value.
 func hostOnly(hostport string) string {
+	if strings.IndexByte(hostport, ':') < 0 {
+		return hostport // no port (SplitHostPort would allocate an error to say so)
+	}
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		return h
 	}
@@ -200,8 +203,12 @@ func (s *server) preview(w http.ResponseWriter, r *http.Request, label string, r
 		// upload then fails, and with it the download).
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
+	if uri, ok := previewFastURI(r); ok {
+		s.previewFast(w, r, &previewTarget{id: id, port: port, agent: pt.Agent}, uri) // preview_fast.go
+		return
+	}
 	t := &previewTarget{id: id, port: port, addr: "127.0.0.1:" + strconv.Itoa(port), agent: pt.Agent}
-	rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), previewKey{}, t)))
+	rp.ServeHTTP(w, withTarget(r, t))
 }
 
 // previewFailure says why a preview request could not be proxied.

@@ -27,7 +27,7 @@ import (
 // newPreviewServer is newServer with a preview configuration. Its
 // sandboxes' agent runs in this process, so a "port in the sandbox" is a
 // port on this host's loopback.
-func newPreviewServer(t *testing.T, pc server.PreviewConfig) *httptest.Server {
+func newPreviewServer(t testing.TB, pc server.PreviewConfig) *httptest.Server {
 	t.Helper()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "agent.sock")
@@ -65,7 +65,7 @@ func headerEcho(t *testing.T) int {
 	return up.Listener.Addr().(*net.TCPAddr).Port
 }
 
-func expose(t *testing.T, srv *httptest.Server, id string, port int, hdr http.Header) api.ExposedPort {
+func expose(t testing.TB, srv *httptest.Server, id string, port int, hdr http.Header) api.ExposedPort {
 	t.Helper()
 	body := `{"port":` + strconv.Itoa(port) + `}`
 	req, _ := http.NewRequest("POST", srv.URL+"/v1/sandboxes/"+id+"/ports", strings.NewReader(body))
