@@ -123,6 +123,8 @@ func FuzzPlainRun(f *testing.F) {
 func FuzzUnquoteJSON(f *testing.F) {
 	f.Add([]byte(`plain text, then escapes: \n \t \" \\ \/ \u00e9 \ud83d\ude00 \ud800 x`))
 	f.Add([]byte(`0123456789abcdef\u0000\u001f`))
+	f.Add([]byte(`0123456789abcdef0123456789\"abcdef\n0123456789abcdef\"`))
+	f.Add([]byte("0123456789abcdef\\n01234567é9abcdef\\n0123456789\xff"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := append(append([]byte{}, b...), '"')
 		got, end, ok := unquoteJSON(in)

@@ -297,7 +297,7 @@ func fastOutput(data []byte, typ string) ([]byte, bool) {
 	escaped := bytes.IndexByte(text, '\\') >= 0
 	if escaped {
 		var ok bool
-		if text, end, ok = unquoteJSON(body); !ok {
+		if text, end, ok = unquoteJSONFrom(body, end); !ok {
 			return nil, false
 		}
 	}
@@ -322,53 +322,104 @@ func fastOutput(data []byte, typ string) ([]byte, bool) {
 // Escapes of \u UTF-16 surrogate pairs are joined; a lone surrogate gives
 // U+FFFD, as encoding/json does.
 //
-// Output is mostly text with an escape every line or so, so plain bytes
-// are copied eight at a time, stored whole even when an escape is among
-// them (the next store overwrites what lies past it): short runs cost no
-// call. Unescaping never lengthens, so out never grows past len(s)+8.
+// Output is mostly ASCII text with an escape every line or so. The end is
+// found first (a vectorized search for the first '"', moved on past each
+// escaped one), so the loop looks for two kinds of byte only: '\\' and
+// control bytes. Plain bytes are copied eight at a time, stored whole even
+// when an escape is among them (the next store overwrites what lies past
+// it): short runs cost no call. Only text with a byte above 0x7F is
+// checked to be UTF-8 at the end. Unescaping never lengthens, so out never
+// grows past len(s)+8.
 func unquoteJSON(s []byte) ([]byte, int, bool) {
+	return unquoteJSONFrom(s, bytes.IndexByte(s, '"'))
+}
+
+// unquoteJSONFrom is unquoteJSON given the index of the first '"' in s (or
+// -1 if it has none), which its caller has found already.
+func unquoteJSONFrom(s []byte, q int) ([]byte, int, bool) {
+	if q < 0 { // the end, unless escaped
+		return nil, 0, false
+	}
 	out := make([]byte, len(s)+8)
 	i, o := 0, 0
+	var high uint64 // the high bits of the raw bytes copied
 	for {
-		for i+8 <= len(s) {
+		// Sixteen bytes a round while they last, then eight: half the
+		// rounds on text with a line end every few dozen bytes.
+		for i+16 <= q && o+16 <= len(out) {
+			x := binary.LittleEndian.Uint64(s[i:])
+			y := binary.LittleEndian.Uint64(s[i+8:])
+			binary.LittleEndian.PutUint64(out[o:], x)
+			binary.LittleEndian.PutUint64(out[o+8:], y)
+			high |= x | y
+			tx, ty := escapeBytes(x), escapeBytes(y)
+			if tx|ty == 0 {
+				i, o = i+16, o+16
+				continue
+			}
+			k := 8 + bits.TrailingZeros64(ty)/8
+			if tx != 0 {
+				k = bits.TrailingZeros64(tx) / 8
+			}
+			i, o = i+k, o+k
+			if i+1 < q && s[i] == '\\' && s[i+1] == 'n' { // the common escape, handled here
+				out[o] = '\n'
+				i, o = i+2, o+1
+				continue
+			}
+			goto special
+		}
+		for i+8 <= q && o+8 <= len(out) {
 			x := binary.LittleEndian.Uint64(s[i:])
 			binary.LittleEndian.PutUint64(out[o:], x)
-			if t := specialBytes(x); t != 0 {
+			high |= x
+			if t := escapeBytes(x); t != 0 {
 				k := bits.TrailingZeros64(t) / 8
 				i, o = i+k, o+k
+				if i+1 < q && s[i] == '\\' && s[i+1] == 'n' { // the common escape, handled here
+					out[o] = '\n'
+					i, o = i+2, o+1
+					continue
+				}
 				goto special
 			}
 			i, o = i+8, o+8
 		}
-		for ; i < len(s); i, o = i+1, o+1 {
-			if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
+		for ; i < q; i, o = i+1, o+1 {
+			c := s[i]
+			if c < 0x20 || c == '\\' {
 				goto special
 			}
-			out[o] = s[i]
+			high |= uint64(c)
+			out[o] = c
 		}
-		return nil, 0, false // no closing quote
-	special:
-		switch c := s[i]; {
-		case c == '"':
-			if !utf8.Valid(out[:o]) { // encoding/json's job: it makes U+FFFD of them
-				return nil, 0, false
-			}
-			return out[:o], i, true
-		case c < 0x20:
+		// i == q: the closing quote.
+		if high&highs != 0 && !utf8.Valid(out[:o]) { // encoding/json's job: it makes U+FFFD of them
 			return nil, 0, false
 		}
-		if i+1 >= len(s) {
+		return out[:o], i, true
+	special:
+		if s[i] != '\\' || i+1 >= len(s) { // a control byte, or a cut escape
 			return nil, 0, false
 		}
 		switch e := s[i+1]; e {
-		case '"', '\\', '/':
+		case 'n':
+			out[o] = '\n'
+		case '"':
+			out[o] = e
+			if i+1 == q { // the quote was not the end: find the next one
+				j := bytes.IndexByte(s[q+1:], '"')
+				if j < 0 {
+					return nil, 0, false
+				}
+				q += 1 + j
+			}
+		case '\\', '/':
 			out[o] = e
 		case 'b':
 			out[o] = '\b'
 		case 'f':
 			out[o] = '\f'
-		case 'n':
-			out[o] = '\n'
 		case 'r':
 			out[o] = '\r'
 		case 't':
@@ -419,12 +470,24 @@ func plainRun(s []byte) int {
 // specialBytes flags, in the high bit of each byte, the bytes of the eight
 // in x (little-endian) that are below 0x20, '"' or '\\'. A byte above a
 // flagged one may be flagged wrongly, so only the lowest flag is exact.
+//
+// '"' is 0x22: x^0x02 maps it to 0x20 and the bytes below 0x20 onto
+// themselves, so one test for "below 0x21" finds both.
 func specialBytes(x uint64) uint64 {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	q := x ^ (ones * '"')
+	z := x ^ (ones * 0x02)
 	b := x ^ (ones * '\\')
-	return ((x-ones*0x20) & ^x | (q-ones) & ^q | (b-ones) & ^b) & highs
+	return ((z-ones*0x21) & ^z | (b-ones) & ^b) & highs
 }
+
+// escapeBytes is specialBytes without '"': it flags the bytes below 0x20
+// and '\\', the lowest flag exactly.
+func escapeBytes(x uint64) uint64 {
+	b := x ^ (ones * '\\')
+	return ((x-ones*0x20) & ^x | (b-ones) & ^b) & highs
+}
+
+// Every byte of a word: 0x01, and its high bit.
+const ones, highs = 0x0101010101010101, 0x8080808080808080
 
 // hex4 reads four hex digits at s[i:].
 func hex4(s []byte, i int) (rune, bool) {

@@ -176,25 +176,25 @@ func appendChunkEvent(dst []byte, stream string, b []byte, id int64) []byte {
 	dst = append(dst, stream...)
 	dst = append(dst, `","data":"`...)
 	mark := len(dst)
-	if utf8.Valid(b) {
-		if text, ok := appendJSONText(dst, b, len(b)/3); ok {
-			return append(text, "\"}\n\n"...)
-		}
+	if text, ok := appendJSONText(dst, b, len(b)/3); ok {
+		return append(text, "\"}\n\n"...)
 	}
 	dst = appendBase64(dst[:mark], b)
 	return append(dst, `","encoding":"base64"}`+"\n\n"...)
 }
 
-// appendJSONText appends the contents of a JSON string for UTF-8 text b
-// (without the quotes). It gives up, reporting false, as soon as the
-// escapes have added more than budget bytes, or more than a third of the
-// bytes read so far (plus some slack): text dense with escapes (a stream
-// of NULs) is found out after a few bytes, not after a third of the chunk.
+// appendJSONText appends the contents of a JSON string for text b
+// (without the quotes). It gives up, reporting false, if b is not UTF-8,
+// or as soon as the escapes have added more than budget bytes, or more
+// than a third of the bytes read so far (plus some slack): text dense with
+// escapes (a stream of NULs) is found out after a few bytes, not after a
+// third of the chunk.
 //
-// Output is mostly text with an escape every line or so, so plain bytes
-// are copied eight at a time, stored whole even when an escape is among
-// them (the next store overwrites what lies past it): short runs cost no
-// call.
+// Output is mostly ASCII text with an escape every line or so, so plain
+// bytes are copied eight at a time, stored whole even when an escape is
+// among them (the next store overwrites what lies past it): short runs
+// cost no call. b is checked to be UTF-8 only from its first byte above
+// 0x7F on (all before it is ASCII): ASCII text costs no second pass.
 func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
 	const hex = "0123456789abcdef"
 	const slack = 1 << 10
@@ -203,11 +203,14 @@ func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
 	dst = slices.Grow(dst, len(b)+budget+16)
 	out := dst[:cap(dst)]
 	i, o, extra := 0, len(dst), 0
+	// high flags the high bits of bytes not yet known to be UTF-8; once b
+	// has been checked from its first such byte on, it is 0.
+	high := uint64(highs)
 	for {
-		for i+8 <= len(b) {
+		for i+8 <= len(b) && o+8 <= len(out) {
 			x := binary.LittleEndian.Uint64(b[i:])
 			binary.LittleEndian.PutUint64(out[o:], x)
-			if t := specialBytes(x); t != 0 {
+			if t := specialBytes(x) | x&high; t != 0 {
 				k := bits.TrailingZeros64(t) / 8
 				i, o = i+k, o+k
 				goto special
@@ -215,21 +218,27 @@ func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
 			i, o = i+8, o+8
 		}
 		for ; i < len(b); i, o = i+1, o+1 {
-			if c := b[i]; c < 0x20 || c == '"' || c == '\\' {
+			if c := b[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 && high != 0 {
 				goto special
 			}
 			out[o] = b[i]
 		}
 		return out[:o], true
 	special:
-		switch c := b[i]; c {
-		case '"', '\\':
-			out[o], out[o+1] = '\\', c
-		case '\n':
+		switch c := b[i]; {
+		case c == '\n':
 			out[o], out[o+1] = '\\', 'n'
-		case '\r':
+		case c >= 0x80: // the first non-ASCII byte: the rest must be UTF-8
+			if !utf8.Valid(b[i:]) {
+				return out[:o], false
+			}
+			high = 0
+			continue
+		case c == '"' || c == '\\':
+			out[o], out[o+1] = '\\', c
+		case c == '\r':
 			out[o], out[o+1] = '\\', 'r'
-		case '\t':
+		case c == '\t':
 			out[o], out[o+1] = '\\', 't'
 		default:
 			copy(out[o:], []byte{'\\', 'u', '0', '0', hex[c>>4], hex[c&0xF]})
@@ -265,13 +274,18 @@ func plainRun(s []byte) int {
 // specialBytes flags, in the high bit of each byte, the bytes of the eight
 // in x (little-endian) that are below 0x20, '"' or '\\'. A byte above a
 // flagged one may be flagged wrongly (a borrow), so only the lowest flag
-// is exact.
+// is exact. Bytes above 0x7F are never flagged themselves.
+//
+// '"' is 0x22: x^0x02 maps it to 0x20 and the bytes below 0x20 onto
+// themselves, so one test for "below 0x21" finds both.
 func specialBytes(x uint64) uint64 {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	q := x ^ (ones * '"')
+	z := x ^ (ones * 0x02)
 	b := x ^ (ones * '\\')
-	return ((x-ones*0x20) & ^x | (q-ones) & ^q | (b-ones) & ^b) & highs
+	return ((z-ones*0x21) & ^z | (b-ones) & ^b) & highs
 }
+
+// Every byte of a word: 0x01, and its high bit.
+const ones, highs = 0x0101010101010101, 0x8080808080808080
 
 // incompleteTail returns how many bytes at the end of b begin a UTF-8
 // sequence that the next bytes may complete (0 to 3).

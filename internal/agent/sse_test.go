@@ -35,7 +35,8 @@ func TestIncompleteTail(t *testing.T) {
 
 // FuzzChunkEvent: the hand-built event carries exactly the chunk's bytes.
 func FuzzChunkEvent(f *testing.F) {
-	for _, s := range []string{"", "plain text\n", "a\x00b", "\xff\xfe", "quote \" back \\ tab \t", "€😀", strings.Repeat("\x01", 100)} {
+	for _, s := range []string{"", "plain text\n", "a\x00b", "\xff\xfe", "quote \" back \\ tab \t", "€😀", strings.Repeat("\x01", 100),
+		"0123456789abcdef\n0123456789é\"abcdef\\", "0123456789abcdef0123456789\xffabcdef"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
