@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
@@ -112,9 +113,13 @@ func (r *Runtime) newDisk(ctx context.Context, path string, sizeMB int64) error 
 	tmp := path + ".tmp"
 	_ = os.Remove(tmp)
 	if err := copySparse(tmpl, tmp); err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+			// The host's disk is full: mkfs would fail the same way.
+			return fmt.Errorf("disk file: the host's file system is full: %w", err)
+		}
 		// A file system without SEEK_DATA or copy_file_range: format
 		// this one on its own.
-		os.Remove(tmp)
 		r.log.Warn("copy disk template; formatting instead", "template", tmpl, "err", err)
 		if err := formatDisk(ctx, tmp, sizeMB); err != nil {
 			os.Remove(tmp)
@@ -165,6 +170,10 @@ func formatDisk(ctx context.Context, path string, sizeMB int64) error {
 	err = f.Truncate(sizeMB << 20)
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if errors.Is(err, unix.EFBIG) {
+		// ext4 with 4 KiB blocks: files end before 16 TiB.
+		return fmt.Errorf("%w: a disk of %d MiB is larger than the host's file system allows: %v", errdefs.ErrInvalidArgument, sizeMB, err)
 	}
 	if err != nil {
 		return fmt.Errorf("disk file: %w", err)
@@ -248,6 +257,22 @@ func mountDisk(img, target string) error {
 		return err
 	} else if len(m) > 0 && m[0] == target {
 		return nil
+	}
+	// The image's previous loop device may still be bound, its file
+	// system held by a mount namespace made meanwhile (see unmountDisk).
+	// A second device on the same image would mount a second, separate
+	// ext4 over the same blocks, and the two would corrupt each other:
+	// wait for the first to go.
+	deadline := time.Now().Add(loopBusyWait)
+	for {
+		devs := loopDevicesBacking(img)
+		if len(devs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: disk %s is still attached to %s; try again", errdefs.ErrUnavailable, img, strings.Join(devs, ", "))
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	dev, loop, err := attachLoop(img)
 	if err != nil {
@@ -350,6 +375,27 @@ func unmountDisk(dir string) error {
 
 // loopDetachWait bounds unmountDisk's wait for the loop device to go.
 const loopDetachWait = 2 * time.Second
+
+// loopBusyWait bounds mountDisk's wait for an image's previous loop device
+// to detach.
+const loopBusyWait = 10 * time.Second
+
+// loopDevicesBacking lists the loop devices whose backing file is img
+// itself (not a deleted file that had its name).
+func loopDevicesBacking(img string) []string {
+	if p, err := filepath.EvalSymlinks(img); err == nil {
+		img = p // the kernel shows the resolved path
+	}
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil && strings.TrimSpace(string(b)) == img {
+			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(f))))
+		}
+	}
+	return out
+}
 
 // loopDevicesOf lists the loop devices whose backing file is under dir
 // (deleted or not), from /sys/block/loop*/loop/backing_file.

@@ -1,0 +1,120 @@
+package runc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/testutil"
+)
+
+// TestMountDiskWaitsForOldLoop: while an image's previous loop device is
+// still bound (its file system held elsewhere), mountDisk waits for it
+// instead of mounting a second ext4 over the same blocks through a second
+// device.
+func TestMountDiskWaitsForOldLoop(t *testing.T) {
+	testutil.RequiresRoot(t)
+	dir := testutil.TempDir(t)
+	img, mnt := filepath.Join(dir, diskFile), filepath.Join(dir, diskMount)
+	if err := formatDisk(context.Background(), img, 16); err != nil {
+		t.Fatal(err)
+	}
+	_, old, err := attachLoop(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hold = 300 * time.Millisecond
+	released := time.Now().Add(hold)
+	timer := time.AfterFunc(hold, func() { old.Close() }) // autoclear detaches it
+	defer func() {
+		if timer.Stop() {
+			old.Close()
+		}
+	}()
+	if err := unix.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := mountDisk(img, mnt); err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	defer func() {
+		if err := unmountDisk(dir); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	}()
+	if time.Now().Before(released) {
+		t.Errorf("mounted while the image's old loop device was still bound")
+	}
+	if devs := loopDevicesBacking(img); len(devs) != 1 {
+		t.Errorf("loop devices of the image: %v; want one", devs)
+	}
+}
+
+// TestNewDiskHostFull: when the host's file system fills up while a
+// template is copied, newDisk fails with ENOSPC (instead of logging a
+// wrong cause and running mkfs, which needs the same space) and leaves no
+// partial disk behind.
+func TestNewDiskHostFull(t *testing.T) {
+	testutil.RequiresRoot(t)
+	dir := testutil.TempDir(t)
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	r := &Runtime{dir: dir, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	tmpl := r.path("disks", fmt.Sprintf("%s-%dm.img", templateVersion, 16))
+	if err := os.MkdirAll(filepath.Dir(tmpl), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Write(bytes.Repeat([]byte{1}, 3<<20)) // a copy cannot fit
+	if err == nil {
+		err = f.Truncate(16 << 20)
+	}
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(dir, diskFile)
+	err = r.newDisk(context.Background(), disk, 16)
+	if !errors.Is(err, unix.ENOSPC) {
+		t.Errorf("newDisk on a full host: %v; want ENOSPC", err)
+	}
+	for _, p := range []string{disk, disk + ".tmp"} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after a failed newDisk: %v", p, err)
+		}
+	}
+}
+
+// TestFormatDiskTooLarge: a disk larger than the host's file system can
+// hold a file of (16 TiB on ext4, the top of the diskMB range) is an
+// invalid argument, not an internal error.
+func TestFormatDiskTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type != unix.EXT4_SUPER_MAGIC || st.Bsize != 4096 {
+		t.Skip("needs a temporary directory on ext4 with 4 KiB blocks")
+	}
+	path := filepath.Join(dir, "disk.img")
+	err := formatDisk(context.Background(), path, 1<<24)
+	if !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("16 TiB disk on ext4: %v; want ErrInvalidArgument", err)
+	}
+}
