@@ -257,7 +257,13 @@ EOF`
 	default:
 		t.Fatalf("classic fork bomb: %v", err)
 	}
-	if err := sb.DeleteSession(ctx, "bombs"); err != nil && !errors.Is(err, sandbox.ErrSessionNotFound) {
+	switch err := sb.DeleteSession(ctx, "bombs"); {
+	case err == nil, errors.Is(err, sandbox.ErrSessionNotFound):
+	case errors.Is(err, sandbox.ErrInternal), errors.Is(err, sandbox.ErrUnavailable):
+		// Lost to the bomb during the delete: the container starts
+		// again, without the session, on next use.
+		t.Logf("the agent was lost to the bomb: %v", err)
+	default:
 		t.Fatalf("delete the bomb's session: %v", err)
 	}
 	deadline := time.Now().Add(30 * time.Second)

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -88,6 +89,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// instead of killing the agent. (Notify, not Ignore: an ignored signal
 	// would stay ignored in every command the agent starts.)
 	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
+	reserveThreads(spareThreads)
 	workdir := cfg.Workdir
 	if workdir == "" {
 		if workdir, err = os.Getwd(); err != nil {
@@ -220,4 +222,20 @@ func writeError(w http.ResponseWriter, err error) {
 		body.Details = ce.Details
 	}
 	writeJSON(w, status, body)
+}
+
+// spareThreads is how many OS threads the agent makes at start for later.
+const spareThreads = 16
+
+// reserveThreads makes the Go runtime start about n OS threads now, while
+// the sandbox's pids limit has room. A fork bomb in the sandbox can later
+// use up every pid, and a runtime that then needs a new thread (for a
+// goroutine blocked in a system call) cannot make one and dies; idle
+// threads stay with the runtime, which reuses them instead.
+func reserveThreads(n int) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { _ = unix.Nanosleep(&unix.Timespec{Nsec: 20e6}, nil) })
+	}
+	wg.Wait()
 }
