@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -77,30 +76,8 @@ func BenchmarkBurst100(b *testing.B) {
 	var lat, walls []time.Duration
 	for batch := range min(b.N, 2) {
 		waitReady(b, d, 2)
-		ids := make([]string, n)
-		durs := make([]time.Duration, n)
-		errs := make([]error, n)
-		release := make(chan struct{})
-		var wg sync.WaitGroup
-		for j := range ids {
-			ids[j] = benchID(fmt.Sprintf("burst%d", batch), j)
-			wg.Go(func() {
-				<-release
-				start := time.Now()
-				res, err := d.Client.Get(ids[j]).Exec(ctx, "true", nil)
-				durs[j] = time.Since(start)
-				if err == nil && res.ExitCode != 0 {
-					err = fmt.Errorf("true: exit %d: %s", res.ExitCode, res.Stderr)
-				}
-				errs[j] = err
-			})
-		}
-		b.StartTimer()
-		start := time.Now()
-		close(release)
-		wg.Wait()
-		walls = append(walls, time.Since(start))
-		b.StopTimer()
+		ids, durs, errs, wall := firstExecBurst(b, d, ctx, fmt.Sprintf("burst%d", batch), n)
+		walls = append(walls, wall)
 		for j, err := range errs {
 			if err != nil {
 				b.Errorf("%s: %v", ids[j], err)

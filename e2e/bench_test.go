@@ -183,30 +183,7 @@ func BenchmarkConcurrentCreates20(b *testing.B) {
 	var lat, walls []time.Duration
 	var total time.Duration
 	for n := range batches {
-		ids := make([]string, concurrentCreates)
-		durs := make([]time.Duration, concurrentCreates)
-		errs := make([]error, concurrentCreates)
-		release := make(chan struct{})
-		var wg sync.WaitGroup
-		for j := range ids {
-			ids[j] = benchID(fmt.Sprintf("conc%d", n), j)
-			wg.Go(func() {
-				<-release
-				start := time.Now()
-				res, err := d.Client.Get(ids[j]).Exec(ctx, "true", nil)
-				durs[j] = time.Since(start)
-				if err == nil && res.ExitCode != 0 {
-					err = fmt.Errorf("true: exit %d: %s", res.ExitCode, res.Stderr)
-				}
-				errs[j] = err
-			})
-		}
-		b.StartTimer()
-		start := time.Now()
-		close(release)
-		wg.Wait()
-		wall := time.Since(start)
-		b.StopTimer()
+		ids, durs, errs, wall := firstExecBurst(b, d, ctx, fmt.Sprintf("conc%d", n), concurrentCreates)
 		if err := errors.Join(errs...); err != nil {
 			b.Fatal(err) // the daemon's cleanup destroys what was made
 		}
@@ -220,6 +197,37 @@ func BenchmarkConcurrentCreates20(b *testing.B) {
 	b.ReportMetric(ms(percentile(walls, 50)), "batch-ms")
 	b.ReportMetric(float64(batches), "batches")
 	b.ReportMetric(float64(total.Nanoseconds())/float64(batches), "ns/op")
+}
+
+// firstExecBurst makes n new sandboxes at once, each by a first exec of
+// "true" on an ID of its own (prefix and a number), timing only the burst.
+// It returns the IDs, each call's latency and error, and the wall time.
+func firstExecBurst(b *testing.B, d *Daemon, ctx context.Context, prefix string, n int) (ids []string, durs []time.Duration, errs []error, wall time.Duration) {
+	ids = make([]string, n)
+	durs = make([]time.Duration, n)
+	errs = make([]error, n)
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for j := range ids {
+		ids[j] = benchID(prefix, j)
+		wg.Go(func() {
+			<-release
+			start := time.Now()
+			res, err := d.Client.Get(ids[j]).Exec(ctx, "true", nil)
+			durs[j] = time.Since(start)
+			if err == nil && res.ExitCode != 0 {
+				err = fmt.Errorf("true: exit %d: %s", res.ExitCode, res.Stderr)
+			}
+			errs[j] = err
+		})
+	}
+	b.StartTimer()
+	start := time.Now()
+	close(release)
+	wg.Wait()
+	wall = time.Since(start)
+	b.StopTimer()
+	return ids, durs, errs, wall
 }
 
 // BenchmarkBaselineRuncRun: a bare "runc run" of /bin/true on the default
