@@ -1,6 +1,10 @@
 package sandbox
 
-import "io"
+import (
+	"io"
+
+	"github.com/sandboxd/sandboxd/internal/wireio"
+)
 
 // copyChunk is how much a file transfer moves per write: big pieces mean
 // few system calls and, for an upload, few chunks of the chunked encoding
@@ -19,7 +23,7 @@ func (s chunkedSource) WriteTo(w io.Writer) (int64, error) {
 	buf := make([]byte, copyChunk)
 	var n int64
 	for {
-		m, rerr := fill(s.r, buf)
+		m, rerr := wireio.Fill(s.r, buf)
 		if m > 0 {
 			k, err := w.Write(buf[:m])
 			n += int64(k)
@@ -34,27 +38,6 @@ func (s chunkedSource) WriteTo(w io.Writer) (int64, error) {
 			return n, rerr
 		}
 	}
-}
-
-// fill reads from r until buf is full or r fails (io.EOF included),
-// returning how much it read and the error. (Unlike io.ReadFull, it never
-// turns an io.EOF into io.ErrUnexpectedEOF, so a reader's own
-// io.ErrUnexpectedEOF is not taken for a short last piece.)
-func fill(r io.Reader, buf []byte) (int, error) {
-	n, empty := 0, 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-		if m == 0 {
-			if empty++; empty >= 100 {
-				return n, io.ErrNoProgress
-			}
-		}
-	}
-	return n, nil
 }
 
 // bigReadBody is a response body whose WriteTo, which io.Copy prefers,

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/wireio"
 )
 
 // Event is one event of an [ExecStream] or a [LogStream].
@@ -352,7 +353,7 @@ func unquoteJSONFrom(s []byte, q int) ([]byte, int, bool) {
 			binary.LittleEndian.PutUint64(out[o:], x)
 			binary.LittleEndian.PutUint64(out[o+8:], y)
 			high |= x | y
-			tx, ty := escapeBytes(x), escapeBytes(y)
+			tx, ty := wireio.EscapeBytes(x), wireio.EscapeBytes(y)
 			if tx|ty == 0 {
 				i, o = i+16, o+16
 				continue
@@ -373,7 +374,7 @@ func unquoteJSONFrom(s []byte, q int) ([]byte, int, bool) {
 			x := binary.LittleEndian.Uint64(s[i:])
 			binary.LittleEndian.PutUint64(out[o:], x)
 			high |= x
-			if t := escapeBytes(x); t != 0 {
+			if t := wireio.EscapeBytes(x); t != 0 {
 				k := bits.TrailingZeros64(t) / 8
 				i, o = i+k, o+k
 				if i+1 < q && s[i] == '\\' && s[i+1] == 'n' { // the common escape, handled here
@@ -394,7 +395,7 @@ func unquoteJSONFrom(s []byte, q int) ([]byte, int, bool) {
 			out[o] = c
 		}
 		// i == q: the closing quote.
-		if high&highs != 0 && !utf8.Valid(out[:o]) { // encoding/json's job: it makes U+FFFD of them
+		if high&wireio.Highs != 0 && !utf8.Valid(out[:o]) { // encoding/json's job: it makes U+FFFD of them
 			return nil, 0, false
 		}
 		return out[:o], i, true
@@ -448,46 +449,6 @@ func unquoteJSONFrom(s []byte, q int) ([]byte, int, bool) {
 		i, o = i+2, o+1
 	}
 }
-
-// plainRun returns how many bytes at the start of s a JSON string holds as
-// they are: up to the first '"', '\\' or control byte. It looks at eight
-// bytes at a time.
-func plainRun(s []byte) int {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		if t := specialBytes(binary.LittleEndian.Uint64(s[i:])); t != 0 {
-			return i + bits.TrailingZeros64(t)/8
-		}
-	}
-	for ; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
-			break
-		}
-	}
-	return i
-}
-
-// specialBytes flags, in the high bit of each byte, the bytes of the eight
-// in x (little-endian) that are below 0x20, '"' or '\\'. A byte above a
-// flagged one may be flagged wrongly, so only the lowest flag is exact.
-//
-// '"' is 0x22: x^0x02 maps it to 0x20 and the bytes below 0x20 onto
-// themselves, so one test for "below 0x21" finds both.
-func specialBytes(x uint64) uint64 {
-	z := x ^ (ones * 0x02)
-	b := x ^ (ones * '\\')
-	return ((z-ones*0x21) & ^z | (b-ones) & ^b) & highs
-}
-
-// escapeBytes is specialBytes without '"': it flags the bytes below 0x20
-// and '\\', the lowest flag exactly.
-func escapeBytes(x uint64) uint64 {
-	b := x ^ (ones * '\\')
-	return ((x-ones*0x20) & ^x | (b-ones) & ^b) & highs
-}
-
-// Every byte of a word: 0x01, and its high bit.
-const ones, highs = 0x0101010101010101, 0x8080808080808080
 
 // hex4 reads four hex digits at s[i:].
 func hex4(s []byte, i int) (rune, bool) {

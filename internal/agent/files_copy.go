@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/wireio"
 )
 
 // syncEvery is how much of an upload is written between two background
@@ -34,7 +36,7 @@ func copyToFile(f *os.File, src io.Reader) (int64, error) {
 	var n int64
 	unsynced := 0
 	for {
-		m, rerr := fill(src, buf)
+		m, rerr := wireio.Fill(src, buf)
 		if m > 0 {
 			if _, err := f.Write(buf[:m]); err != nil {
 				return n, &fileWriteError{err}
@@ -62,25 +64,6 @@ type fileWriteError struct{ err error }
 
 func (e *fileWriteError) Error() string { return e.err.Error() }
 func (e *fileWriteError) Unwrap() error { return e.err }
-
-// fill reads from r until buf is full or r fails (io.EOF included),
-// returning how much it read and the error.
-func fill(r io.Reader, buf []byte) (int, error) {
-	n, empty := 0, 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-		if m == 0 {
-			if empty++; empty >= 100 {
-				return n, io.ErrNoProgress
-			}
-		}
-	}
-	return n, nil
-}
 
 // backgroundSync runs fdatasync on a file in a goroutine of its own, at
 // most one at a time, started on the first kick. stop waits for it and

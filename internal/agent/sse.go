@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/wireio"
 )
 
 // heartbeat is how often an idle stream sends a comment line.
@@ -205,12 +206,12 @@ func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
 	i, o, extra := 0, len(dst), 0
 	// high flags the high bits of bytes not yet known to be UTF-8; once b
 	// has been checked from its first such byte on, it is 0.
-	high := uint64(highs)
+	high := uint64(wireio.Highs)
 	for {
 		for i+8 <= len(b) && o+8 <= len(out) {
 			x := binary.LittleEndian.Uint64(b[i:])
 			binary.LittleEndian.PutUint64(out[o:], x)
-			if t := specialBytes(x) | x&high; t != 0 {
+			if t := wireio.SpecialBytes(x) | x&high; t != 0 {
 				k := bits.TrailingZeros64(t) / 8
 				i, o = i+k, o+k
 				goto special
@@ -251,41 +252,6 @@ func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
 		}
 	}
 }
-
-// plainRun returns how many bytes at the start of s a JSON string holds as
-// they are: up to the first '"', '\\' or control byte. It looks at eight
-// bytes at a time (output is mostly plain text: this is the hot loop of a
-// text stream). The SDK has the same function for the way back.
-func plainRun(s []byte) int {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		if t := specialBytes(binary.LittleEndian.Uint64(s[i:])); t != 0 {
-			return i + bits.TrailingZeros64(t)/8
-		}
-	}
-	for ; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
-			break
-		}
-	}
-	return i
-}
-
-// specialBytes flags, in the high bit of each byte, the bytes of the eight
-// in x (little-endian) that are below 0x20, '"' or '\\'. A byte above a
-// flagged one may be flagged wrongly (a borrow), so only the lowest flag
-// is exact. Bytes above 0x7F are never flagged themselves.
-//
-// '"' is 0x22: x^0x02 maps it to 0x20 and the bytes below 0x20 onto
-// themselves, so one test for "below 0x21" finds both.
-func specialBytes(x uint64) uint64 {
-	z := x ^ (ones * 0x02)
-	b := x ^ (ones * '\\')
-	return ((z-ones*0x21) & ^z | (b-ones) & ^b) & highs
-}
-
-// Every byte of a word: 0x01, and its high bit.
-const ones, highs = 0x0101010101010101, 0x8080808080808080
 
 // incompleteTail returns how many bytes at the end of b begin a UTF-8
 // sequence that the next bytes may complete (0 to 3).

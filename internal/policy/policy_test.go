@@ -118,6 +118,7 @@ func TestAgentDeps(t *testing.T) {
 func TestSDKDeps(t *testing.T) {
 	allowed := func(d string) bool {
 		return strings.HasPrefix(d, "std:") || d == "github.com/sandboxd/sandboxd/api" || d == "github.com/sandboxd/sandboxd/sandbox" ||
+			d == "github.com/sandboxd/sandboxd/internal/wireio" || // stdlib-only: the stream bytes both ends share
 			d == "github.com/coder/websocket" || strings.HasPrefix(d, "github.com/coder/websocket/internal/")
 	}
 	for _, d := range deps(t, "github.com/sandboxd/sandboxd/sandbox") {

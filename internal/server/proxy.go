@@ -14,6 +14,7 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/wireio"
 )
 
 // proxy forwards a request for sandbox id to its agent at agentPath (with
@@ -276,7 +277,7 @@ func (b bigChunkBody) WriteTo(w io.Writer) (int64, error) {
 	defer bigBuffers.put(buf)
 	var n int64
 	for {
-		m, rerr := fill(b.ReadCloser, buf)
+		m, rerr := wireio.Fill(b.ReadCloser, buf)
 		if m > 0 {
 			k, err := w.Write(buf[:m])
 			n += int64(k)
@@ -291,23 +292,4 @@ func (b bigChunkBody) WriteTo(w io.Writer) (int64, error) {
 			return n, rerr
 		}
 	}
-}
-
-// fill reads from r until buf is full or r fails (io.EOF included),
-// returning how much it read and the error.
-func fill(r io.Reader, buf []byte) (int, error) {
-	n, empty := 0, 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-		if m == 0 {
-			if empty++; empty >= 100 {
-				return n, io.ErrNoProgress
-			}
-		}
-	}
-	return n, nil
 }

@@ -1,0 +1,51 @@
+package wireio
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+	"testing/iotest"
+)
+
+// FuzzPlainRun: the word-at-a-time scan agrees with a byte loop.
+func FuzzPlainRun(f *testing.F) {
+	f.Add([]byte("abcdefgh\"ijkl"))
+	f.Add([]byte("\x80\x1f\xff\\\x00 aaaaaaaaaaaaaaaa\x7f"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := len(b)
+		for i, c := range b {
+			if c < 0x20 || c == '"' || c == '\\' {
+				want = i
+				break
+			}
+		}
+		if got := PlainRun(b); got != want {
+			t.Fatalf("PlainRun(%q) = %d, want %d", b, got, want)
+		}
+	})
+}
+
+func TestFill(t *testing.T) {
+	buf := make([]byte, 10)
+	n, err := Fill(iotest.OneByteReader(bytes.NewReader([]byte("0123456789abc"))), buf)
+	if n != 10 || err != nil || string(buf) != "0123456789" {
+		t.Fatalf("full: %d %v %q", n, err, buf)
+	}
+	n, err = Fill(bytes.NewReader([]byte("abc")), buf)
+	if n != 3 || err != io.EOF {
+		t.Fatalf("short: %d %v; want 3, io.EOF", n, err)
+	}
+	n, err = Fill(iotest.ErrReader(io.ErrUnexpectedEOF), buf)
+	if n != 0 || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("error: %d %v", n, err)
+	}
+	n, err = Fill(emptyReader{}, buf)
+	if n != 0 || err != io.ErrNoProgress {
+		t.Fatalf("no progress: %d %v", n, err)
+	}
+}
+
+type emptyReader struct{}
+
+func (emptyReader) Read([]byte) (int, error) { return 0, nil }
