@@ -13,6 +13,7 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/manager"
+	"github.com/sandboxd/sandboxd/internal/manager/managertest"
 	"github.com/sandboxd/sandboxd/internal/metrics"
 	"github.com/sandboxd/sandboxd/internal/store"
 )
@@ -46,7 +47,7 @@ func TestRecoverResolvesInterruptedWork(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rt := &fakeRuntime{live: map[string]bool{"half-created": true, "half-destroyed": true}}
+	rt := managertest.NewRuntime("", "half-created", "half-destroyed")
 	m := manager.New(manager.Config{Store: st, Runtime: rt, ImagesDir: images, Metrics: metrics.New(prometheus.NewRegistry())})
 	defer m.Close()
 	if err := m.Recover(ctx); err != nil {
@@ -56,7 +57,7 @@ func TestRecoverResolvesInterruptedWork(t *testing.T) {
 		if _, err := m.Get(ctx, id); !errors.Is(err, errdefs.ErrSandboxNotFound) {
 			t.Errorf("%s after recovery: %v, want it gone", id, err)
 		}
-		if rt.running(id) {
+		if rt.Running(id) {
 			t.Errorf("%s: its container was left", id)
 		}
 	}

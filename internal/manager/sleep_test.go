@@ -2,86 +2,21 @@ package manager_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
-	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/manager"
+	"github.com/sandboxd/sandboxd/internal/manager/managertest"
 	"github.com/sandboxd/sandboxd/internal/metrics"
-	"github.com/sandboxd/sandboxd/internal/runtime"
-	"github.com/sandboxd/sandboxd/internal/store"
 )
 
-// fakeRuntime answers every sandbox with one agent running in the test
-// process, and counts starts and stops: enough to test the sleeper's logic
-// without containers (e2e/lifecycle_test.go does it with them).
-type fakeRuntime struct {
-	socket string
-	mu     sync.Mutex
-	live   map[string]bool
-	starts int
-}
-
-func (f *fakeRuntime) Start(ctx context.Context, s runtime.Spec) (*runtime.Instance, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.live[s.ID] = true
-	f.starts++
-	return &runtime.Instance{ID: s.ID, Socket: f.socket, Pid: os.Getpid()}, nil
-}
-
-func (f *fakeRuntime) Attach(ctx context.Context, id string) (*runtime.Instance, error) {
-	return nil, errdefs.ErrNotFound
-}
-
-func (f *fakeRuntime) Stop(ctx context.Context, id string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.live, id)
-	return nil
-}
-
-func (f *fakeRuntime) Destroy(ctx context.Context, id string) error { return f.Stop(ctx, id) }
-
-func (f *fakeRuntime) running(id string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.live[id]
-}
-
-func newManager(t *testing.T) (*manager.Manager, *fakeRuntime, *metrics.Metrics) {
+func newManager(t *testing.T) (*manager.Manager, *managertest.Runtime, *metrics.Metrics) {
 	t.Helper()
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "agent.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- agent.Run(ctx, agent.Config{Socket: sock}) }()
-	t.Cleanup(func() { cancel(); <-done })
-	st, err := store.Open(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	images := filepath.Join(dir, "images")
-	if err := os.MkdirAll(filepath.Join(images, "default"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	rt := &fakeRuntime{socket: sock, live: map[string]bool{}}
-	m := metrics.New(prometheus.NewRegistry())
-	mgr := manager.New(manager.Config{Store: st, Runtime: rt, ImagesDir: images, Metrics: m})
-	if err := mgr.Recover(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mgr.Close)
-	return mgr, rt, m
+	env := managertest.New(t)
+	return env.Manager, env.Runtime, env.Metrics
 }
 
 func status(t *testing.T, m *manager.Manager, id string) string {
@@ -116,14 +51,14 @@ func TestSleepAfterIdle(t *testing.T) {
 	if took := time.Since(began); took < time.Second {
 		t.Errorf("slept after %v, before its sleepAfter", took)
 	}
-	if rt.running("idle") {
+	if rt.Running("idle") {
 		t.Error("asleep, but its container was not stopped")
 	}
 	// A call wakes it.
 	if _, err := m.Agent(ctx, "idle"); err != nil {
 		t.Fatal(err)
 	}
-	if s := status(t, m, "idle"); s != api.StatusRunning || !rt.running("idle") {
+	if s := status(t, m, "idle"); s != api.StatusRunning || !rt.Running("idle") {
 		t.Errorf("after a call: %s", s)
 	}
 	var wake, sleeps dto.Metric

@@ -1,27 +1,19 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
-	"github.com/sandboxd/sandboxd/internal/manager"
-	"github.com/sandboxd/sandboxd/internal/metrics"
+	"github.com/sandboxd/sandboxd/internal/manager/managertest"
 	"github.com/sandboxd/sandboxd/internal/server"
-	"github.com/sandboxd/sandboxd/internal/store"
 )
 
 // newPreviewServer is newServer with a preview configuration. Its
@@ -29,26 +21,8 @@ import (
 // port on this host's loopback.
 func newPreviewServer(t testing.TB, pc server.PreviewConfig) *httptest.Server {
 	t.Helper()
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "agent.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- agent.Run(ctx, agent.Config{Socket: sock}) }()
-	t.Cleanup(func() { cancel(); <-done })
-	st, err := store.Open(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	images := filepath.Join(dir, "images")
-	if err := os.MkdirAll(filepath.Join(images, "default"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
-	mgr := manager.New(manager.Config{Store: st, Runtime: &fakeRuntime{socket: sock, live: map[string]bool{}}, ImagesDir: images, Metrics: m})
-	t.Cleanup(mgr.Close)
-	srv := httptest.NewServer(server.New(server.Config{Manager: mgr, Token: token, Metrics: m, Preview: pc}))
+	env := managertest.New(t)
+	srv := httptest.NewServer(server.New(server.Config{Manager: env.Manager, Token: token, Metrics: env.Metrics, Preview: pc}))
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -1,86 +1,24 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
-	"github.com/sandboxd/sandboxd/internal/errdefs"
-	"github.com/sandboxd/sandboxd/internal/manager"
-	"github.com/sandboxd/sandboxd/internal/metrics"
-	"github.com/sandboxd/sandboxd/internal/runtime"
+	"github.com/sandboxd/sandboxd/internal/manager/managertest"
 	"github.com/sandboxd/sandboxd/internal/server"
-	"github.com/sandboxd/sandboxd/internal/store"
 )
-
-// fakeRuntime answers every sandbox with one agent running in the test
-// process: enough to test the API's logic without containers. (The real
-// runtime is tested in runtime/runc and end to end in e2e.)
-type fakeRuntime struct {
-	socket string
-	mu     sync.Mutex
-	live   map[string]bool
-}
-
-func (f *fakeRuntime) Start(ctx context.Context, s runtime.Spec) (*runtime.Instance, error) {
-	if strings.HasPrefix(s.ID, "fail-") {
-		return nil, errors.New("runc run: simulated failure")
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.live[s.ID] = true
-	return &runtime.Instance{ID: s.ID, Socket: f.socket, Pid: os.Getpid()}, nil
-}
-
-func (f *fakeRuntime) Attach(ctx context.Context, id string) (*runtime.Instance, error) {
-	return nil, errdefs.ErrNotFound
-}
-
-func (f *fakeRuntime) Stop(ctx context.Context, id string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.live, id)
-	return nil
-}
-
-func (f *fakeRuntime) Destroy(ctx context.Context, id string) error { return f.Stop(ctx, id) }
 
 const token = "secret-token"
 
 func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "agent.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- agent.Run(ctx, agent.Config{Socket: sock}) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	st, err := store.Open(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	images := filepath.Join(dir, "images")
-	if err := os.MkdirAll(filepath.Join(images, "default"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
-	mgr := manager.New(manager.Config{Store: st, Runtime: &fakeRuntime{socket: sock, live: map[string]bool{}}, ImagesDir: images, Metrics: m})
-	srv := httptest.NewServer(server.New(server.Config{Manager: mgr, Token: token, Gatherer: reg, Metrics: m}))
+	env := managertest.New(t)
+	srv := httptest.NewServer(server.New(server.Config{Manager: env.Manager, Token: token, Gatherer: env.Registry, Metrics: env.Metrics}))
 	t.Cleanup(srv.Close)
 	return srv
 }
