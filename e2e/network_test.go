@@ -24,6 +24,7 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/daemon"
 	"github.com/sandboxd/sandboxd/internal/runtime/runc"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 	"github.com/sandboxd/sandboxd/sandbox"
 )
 
@@ -166,34 +167,6 @@ func hostServer(t *testing.T, body string) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// freeCIDR returns a random 10.N.0.0/16 (N in 200-249) in which no
-// interface of the host has an address: tests running at the same time
-// make bridges too, and two bridges with one range would send one's
-// answers to the other's sandboxes.
-func freeCIDR(t *testing.T) string {
-	t.Helper()
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 200 {
-		n, _ := rand.Int(rand.Reader, big.NewInt(50))
-		p := netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", 200+n.Int64()))
-		free := true
-		for _, a := range addrs {
-			if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && p.Contains(ip) {
-				free = false
-				break
-			}
-		}
-		if free {
-			return p.String()
-		}
-	}
-	t.Fatal("no free range in 10.200.0.0-10.249.255.255")
-	return ""
-}
-
 // vethCount counts the veths attached to the bridge named bridge (not
 // the host's veths: other tests running at the same time make some).
 func vethCount(t *testing.T, bridge string) int {
@@ -240,7 +213,7 @@ func TestBridgeNetwork(t *testing.T) {
 	blocked := hostServer(t, "host service")
 	allowed := hostServer(t, "allowed host service")
 	br := daemon.BridgeConfig{
-		Name: "sdt" + randHex(3), CIDR: freeCIDR(t),
+		Name: "sdt" + randHex(3), CIDR: testutil.FreeCIDR(t),
 		HostPorts: strconv.Itoa(allowed), DNS: "192.0.2.53",
 	}
 	// Registered before StartDaemon's cleanup, so it runs after it.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"math/big"
 	"net/netip"
 	"sort"
 	"strings"
@@ -54,41 +53,13 @@ func TestParseHostPorts(t *testing.T) {
 func testBridge(t testing.TB) runc.BridgeConfig {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
-	cfg := runc.BridgeConfig{Name: "sdt" + hex.EncodeToString(b), CIDR: freeTestCIDR(t)}
+	cfg := runc.BridgeConfig{Name: "sdt" + hex.EncodeToString(b), CIDR: testutil.FreeCIDR(t)}
 	t.Cleanup(func() {
 		if err := runc.RemoveBridge(cfg.Name); err != nil {
 			t.Errorf("remove bridge: %v", err)
 		}
 	})
 	return cfg
-}
-
-// freeTestCIDR returns a random 10.N.0.0/16 (N in 200-249) in which no
-// interface of the host has an address: tests running at the same time
-// (other packages' too) make bridges, and two bridges with one range
-// would send one's answers to the other's sandboxes.
-func freeTestCIDR(t testing.TB) string {
-	t.Helper()
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 200 {
-		n, _ := rand.Int(rand.Reader, big.NewInt(50))
-		p := netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", 200+n.Int64()))
-		free := true
-		for _, a := range addrs {
-			if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && p.Contains(ip) {
-				free = false
-				break
-			}
-		}
-		if free {
-			return p.String()
-		}
-	}
-	t.Fatal("no free range in 10.200.0.0-10.249.255.255")
-	return ""
 }
 
 // TestBridgeSuite runs the shared runtime suite with bridge sandboxes: the
