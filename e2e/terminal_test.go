@@ -33,20 +33,15 @@ type termOutput struct {
 	done    chan struct{} // closed when reading stopped
 }
 
-// openTerm opens a terminal and reads it in the background; the
-// connection is closed when the test ends.
-func openTerm(t *testing.T, open func(context.Context) (*sandbox.Terminal, error)) *termOutput {
-	t.Helper()
-	term, err := open(ctxT(t, time.Minute))
-	if err != nil {
-		t.Fatalf("open terminal: %v", err)
-	}
-	o := &termOutput{term: term, changed: make(chan struct{}, 1), done: make(chan struct{})}
+// readTerm reads r into a termOutput from a goroutine of its own until
+// r fails (closing r ends it).
+func readTerm(r io.Reader) *termOutput {
+	o := &termOutput{changed: make(chan struct{}, 1), done: make(chan struct{})}
 	go func() {
 		defer close(o.done)
 		buf := make([]byte, 4096)
 		for {
-			n, err := term.Read(buf)
+			n, err := r.Read(buf)
 			o.mu.Lock()
 			o.buf.Write(buf[:n])
 			if err != nil {
@@ -62,6 +57,19 @@ func openTerm(t *testing.T, open func(context.Context) (*sandbox.Terminal, error
 			}
 		}
 	}()
+	return o
+}
+
+// openTerm opens a terminal and reads it in the background; the
+// connection is closed when the test ends.
+func openTerm(t *testing.T, open func(context.Context) (*sandbox.Terminal, error)) *termOutput {
+	t.Helper()
+	term, err := open(ctxT(t, time.Minute))
+	if err != nil {
+		t.Fatalf("open terminal: %v", err)
+	}
+	o := readTerm(term)
+	o.term = term
 	t.Cleanup(func() {
 		term.Close()
 		<-o.done
@@ -365,27 +373,7 @@ func TestShellCLI(t *testing.T) {
 				<-exited
 			}
 		}()
-		o := &termOutput{changed: make(chan struct{}, 1), done: make(chan struct{})}
-		go func() {
-			defer close(o.done)
-			buf := make([]byte, 4096)
-			for {
-				n, err := ptmx.Read(buf)
-				o.mu.Lock()
-				o.buf.Write(buf[:n])
-				if err != nil {
-					o.err = err
-				}
-				o.mu.Unlock()
-				select {
-				case o.changed <- struct{}{}:
-				default:
-				}
-				if err != nil {
-					return
-				}
-			}
-		}()
+		o := readTerm(ptmx)
 		typ := func(s string) {
 			t.Helper()
 			if _, err := ptmx.Write([]byte(s)); err != nil {
