@@ -179,6 +179,9 @@ func (s *server) preview(w http.ResponseWriter, r *http.Request, label string, r
 			Message: fmt.Sprintf("%s is not a preview URL: %v", r.Host, err)})
 		return
 	}
+	// Held from before the lookup, so that the sleeper cannot stop the
+	// sandbox between finding it running and the request's end.
+	defer s.mgr.Hold(id)()
 	pt, err := s.mgr.Preview(r.Context(), id, port)
 	if err != nil {
 		s.error(w, r, err)
@@ -194,8 +197,6 @@ func (s *server) preview(w http.ResponseWriter, r *http.Request, label string, r
 			Message: fmt.Sprintf("sandbox %s restarted (or is not running) since port %d was exposed: expose the port again (it keeps its token)", id, port)})
 		return
 	}
-	release := s.mgr.Hold(id)
-	defer release()
 	if r.ContentLength != 0 {
 		// The request body streams to the service while its answer
 		// streams back: without full duplex, the server would cut the

@@ -24,10 +24,9 @@ func (s *server) terminal(w http.ResponseWriter, r *http.Request, id string) {
 			Message: "the terminal is a WebSocket: send a WebSocket handshake (Upgrade: websocket)"})
 		return
 	}
-	release := s.mgr.Hold(id)
-	defer release()
-	// The proxy closes both sides of the upgraded connection when the
-	// request's context ends: on shutdown too (Config.Closing).
+	// The proxy holds the sandbox awake while the connection is open, and
+	// closes both sides of it when the request's context ends: on
+	// shutdown too (Config.Closing).
 	if s.cfg.Closing != nil {
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
