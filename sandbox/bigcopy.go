@@ -20,24 +20,7 @@ type chunkedSource struct{ r io.Reader }
 func (s chunkedSource) Read(p []byte) (int, error) { return s.r.Read(p) }
 
 func (s chunkedSource) WriteTo(w io.Writer) (int64, error) {
-	buf := make([]byte, copyChunk)
-	var n int64
-	for {
-		m, rerr := wireio.Fill(s.r, buf)
-		if m > 0 {
-			k, err := w.Write(buf[:m])
-			n += int64(k)
-			if err != nil {
-				return n, err
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
+	return wireio.CopyChunks(w, s.r, make([]byte, copyChunk))
 }
 
 // bigReadBody is a response body whose WriteTo, which io.Copy prefers,

@@ -275,21 +275,5 @@ type bigChunkBody struct{ io.ReadCloser }
 func (b bigChunkBody) WriteTo(w io.Writer) (int64, error) {
 	buf := bigBuffers.get()
 	defer bigBuffers.put(buf)
-	var n int64
-	for {
-		m, rerr := wireio.Fill(b.ReadCloser, buf)
-		if m > 0 {
-			k, err := w.Write(buf[:m])
-			n += int64(k)
-			if err != nil {
-				return n, err
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
+	return wireio.CopyChunks(w, b.ReadCloser, buf)
 }

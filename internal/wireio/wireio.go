@@ -32,6 +32,30 @@ func Fill(r io.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
+// CopyChunks copies r to w in writes of len(buf), each as full as r
+// allows (Fill), so that every piece sent is big however r returns its
+// bytes. It returns the bytes written and the first error other than
+// r's io.EOF.
+func CopyChunks(w io.Writer, r io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		m, rerr := Fill(r, buf)
+		if m > 0 {
+			k, err := w.Write(buf[:m])
+			n += int64(k)
+			if err != nil {
+				return n, err
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
 // PlainRun returns how many bytes at the start of s a JSON string holds as
 // they are: up to the first '"', '\\' or control byte. It looks at eight
 // bytes at a time (output is mostly plain text: this is the hot loop of a
