@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/wireio"
 )
 
 // Web terminals (GET /v1/terminal): a shell on a PTY, in a session's
@@ -131,7 +131,7 @@ func (v *viewer) dropLocked() {
 }
 
 func (a *Agent) handleTerminal(w http.ResponseWriter, r *http.Request) {
-	if !isWebSocketUpgrade(r) {
+	if !wireio.IsWebSocketUpgrade(r.Header) {
 		writeError(w, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
 			Message: "the terminal is a WebSocket: send an Upgrade: websocket request"})
 		return
@@ -162,22 +162,6 @@ func (a *Agent) handleTerminal(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(1 << 20)
 	t.serve(r.Context(), &a.terms, conn, p, reconnected)
-}
-
-// isWebSocketUpgrade reports whether r asks for a WebSocket.
-func isWebSocketUpgrade(r *http.Request) bool {
-	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
-}
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // getOrStart returns the running terminal p names, or starts it.

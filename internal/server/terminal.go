@@ -3,10 +3,10 @@ package server
 import (
 	"context"
 	"net/http"
-	"strings"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/wireio"
 )
 
 // terminal forwards a terminal WebSocket to the agent, which runs the PTY.
@@ -17,7 +17,7 @@ import (
 // request that is not a WebSocket handshake gets 426 without waking the
 // sandbox.
 func (s *server) terminal(w http.ResponseWriter, r *http.Request, id string) {
-	if !isWebSocketUpgrade(r) {
+	if !wireio.IsWebSocketUpgrade(r.Header) {
 		w.Header().Set("Upgrade", "websocket")
 		w.Header().Set("Connection", "Upgrade")
 		s.error(w, r, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
@@ -35,20 +35,4 @@ func (s *server) terminal(w http.ResponseWriter, r *http.Request, id string) {
 		r = r.WithContext(ctx)
 	}
 	s.forward(w, r, id)
-}
-
-// isWebSocketUpgrade reports whether r is a WebSocket handshake.
-func isWebSocketUpgrade(r *http.Request) bool {
-	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
-}
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"io"
 	"math/bits"
+	"net/http"
+	"strings"
 )
 
 // Fill reads from r until buf is full or r fails (io.EOF included),
@@ -97,3 +99,21 @@ func EscapeBytes(x uint64) uint64 {
 
 // Every byte of a word: 0x01 (Ones), and its high bit (Highs).
 const Ones, Highs = 0x0101010101010101, 0x8080808080808080
+
+// IsWebSocketUpgrade reports whether h asks for a WebSocket handshake
+// (Connection: upgrade and Upgrade: websocket, as tokens of any case in
+// comma-separated lists).
+func IsWebSocketUpgrade(h http.Header) bool {
+	return headerHasToken(h, "Connection", "upgrade") && headerHasToken(h, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
