@@ -105,12 +105,8 @@ func (s *Store) Claim(ctx context.Context, poolID string, rec Sandbox, max int) 
 		return rec, err
 	}
 	defer tx.Rollback()
-	var exists int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sandboxes WHERE id = ?`, rec.ID).Scan(&exists); err != nil {
+	if err := checkFreeID(ctx, tx, rec.ID); err != nil {
 		return rec, err
-	}
-	if exists > 0 {
-		return rec, fmt.Errorf("sandbox %s: %w", rec.ID, errdefs.ErrConflict)
 	}
 	if err := checkMax(ctx, tx, max, false); err != nil {
 		return rec, err

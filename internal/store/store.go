@@ -132,12 +132,8 @@ func (s *Store) Create(ctx context.Context, rec Sandbox, max int) (Sandbox, erro
 		return rec, err
 	}
 	defer tx.Rollback()
-	var exists int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sandboxes WHERE id = ?`, rec.ID).Scan(&exists); err != nil {
+	if err := checkFreeID(ctx, tx, rec.ID); err != nil {
 		return rec, err
-	}
-	if exists > 0 {
-		return rec, fmt.Errorf("sandbox %s: %w", rec.ID, errdefs.ErrConflict)
 	}
 	if err := checkMax(ctx, tx, max, rec.Pooled); err != nil {
 		return rec, err
@@ -161,6 +157,19 @@ func insert(ctx context.Context, tx *sql.Tx, rec Sandbox) error {
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (`+columns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...); err != nil {
 		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// checkFreeID returns an error wrapping errdefs.ErrConflict if a sandbox
+// named id exists.
+func checkFreeID(ctx context.Context, tx *sql.Tx, id string) error {
+	var exists int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sandboxes WHERE id = ?`, id).Scan(&exists); err != nil {
+		return err
+	}
+	if exists > 0 {
+		return fmt.Errorf("sandbox %s: %w", id, errdefs.ErrConflict)
 	}
 	return nil
 }
