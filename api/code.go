@@ -120,35 +120,22 @@ const (
 //	         complete); or Code, Message: the call failed (a terminal event)
 //	complete ExecutionCount, ContextID, ContextReset
 type CodeEvent struct {
-	Type           string          `json:"type"`
-	Text           string          `json:"text,omitempty"`
-	HTML           string          `json:"html,omitempty"`
-	PNG            string          `json:"png,omitempty"`
-	JPEG           string          `json:"jpeg,omitempty"`
-	SVG            string          `json:"svg,omitempty"`
-	Latex          string          `json:"latex,omitempty"`
-	Markdown       string          `json:"markdown,omitempty"`
-	JSON           json.RawMessage `json:"json,omitempty"`
-	JavaScript     string          `json:"javascript,omitempty"`
-	IsMainResult   bool            `json:"isMainResult,omitempty"`
-	Name           string          `json:"name,omitempty"`
-	Value          string          `json:"value,omitempty"`
-	Traceback      []string        `json:"traceback,omitempty"`
-	Code           string          `json:"code,omitempty"`
-	Message        string          `json:"message,omitempty"`
-	ExecutionCount *int            `json:"executionCount,omitempty"`
-	ContextID      string          `json:"contextId,omitempty"`
-	ContextReset   bool            `json:"contextReset,omitempty"`
+	Type string `json:"type"`
+	// Result: a result event's formats; Text is also stdout's and
+	// stderr's text.
+	Result
+	Name           string   `json:"name,omitempty"`
+	Value          string   `json:"value,omitempty"`
+	Traceback      []string `json:"traceback,omitempty"`
+	Code           string   `json:"code,omitempty"`
+	Message        string   `json:"message,omitempty"`
+	ExecutionCount *int     `json:"executionCount,omitempty"`
+	ContextID      string   `json:"contextId,omitempty"`
+	ContextReset   bool     `json:"contextReset,omitempty"`
 }
 
 // AsResult returns the Result a result event carries.
-func (e *CodeEvent) AsResult() Result {
-	return Result{Text: e.Text, HTML: e.HTML, PNG: e.PNG, JPEG: e.JPEG, SVG: e.SVG, Latex: e.Latex,
-		Markdown: e.Markdown, JSON: e.JSON, JavaScript: e.JavaScript, IsMainResult: e.IsMainResult}
-}
+func (e *CodeEvent) AsResult() Result { return e.Result }
 
 // ResultEvent returns the result event that carries r.
-func ResultEvent(r Result) CodeEvent {
-	return CodeEvent{Type: EventResult, Text: r.Text, HTML: r.HTML, PNG: r.PNG, JPEG: r.JPEG, SVG: r.SVG, Latex: r.Latex,
-		Markdown: r.Markdown, JSON: r.JSON, JavaScript: r.JavaScript, IsMainResult: r.IsMainResult}
-}
+func ResultEvent(r Result) CodeEvent { return CodeEvent{Type: EventResult, Result: r} }

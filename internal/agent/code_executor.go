@@ -226,7 +226,7 @@ func (e *executor) readEvents(f *os.File) {
 			return
 		}
 		if line == nil && !first {
-			e.deliver(api.CodeEvent{Type: api.EventStderr, Text: fmt.Sprintf("[sandbox: an output over %d MiB was dropped]\n", maxCodeEvent>>20)})
+			e.deliver(api.CodeEvent{Type: api.EventStderr, Result: api.Result{Text: fmt.Sprintf("[sandbox: an output over %d MiB was dropped]\n", maxCodeEvent>>20)}})
 			continue
 		}
 		var ev api.CodeEvent
@@ -299,7 +299,7 @@ func (e *executor) readOutput(o *outputPipe, stream string) {
 				b = b[:len(b)-cut]
 			}
 			if len(b) > 0 {
-				e.deliver(api.CodeEvent{Type: stream, Text: string(bytes.ToValidUTF8(b, []byte("\uFFFD")))})
+				e.deliver(api.CodeEvent{Type: stream, Result: api.Result{Text: string(bytes.ToValidUTF8(b, []byte("\uFFFD")))}})
 			}
 			o.handledBytes(n)
 		}
