@@ -3,13 +3,11 @@ package sandbox
 import (
 	"bytes"
 	"cmp"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
-	"math/bits"
 	"sync"
 	"sync/atomic"
 	"unicode/utf16"
@@ -325,11 +323,9 @@ func fastOutput(data []byte, typ string) ([]byte, bool) {
 //
 // Output is mostly ASCII text with an escape every line or so. The end is
 // found first (a vectorized search for the first '"', moved on past each
-// escaped one), so the loop looks for two kinds of byte only: '\\' and
-// control bytes. Plain bytes are copied eight at a time, stored whole even
-// when an escape is among them (the next store overwrites what lies past
-// it): short runs cost no call. Only text with a byte above 0x7F is
-// checked to be UTF-8 at the end. Unescaping never lengthens, so out never
+// escaped one), so the loop looks for '\\' and control bytes only. Plain
+// runs go through wireio.CopyPlain, blocks at a time. Only text with a
+// byte above 0x7F is checked to be UTF-8 at the end. Unescaping never lengthens, so out never
 // grows past len(s)+8.
 func unquoteJSON(s []byte) ([]byte, int, bool) {
 	return unquoteJSONFrom(s, bytes.IndexByte(s, '"'))
@@ -343,63 +339,28 @@ func unquoteJSONFrom(s []byte, q int) ([]byte, int, bool) {
 	}
 	out := make([]byte, len(s)+8)
 	i, o := 0, 0
-	var high uint64 // the high bits of the raw bytes copied
+	// high: no raw byte above 0x7F met yet. The first one met is noted
+	// (sawHigh) and the rest copied with the plain bytes; the whole is
+	// checked to be UTF-8 at the end.
+	high, sawHigh := true, false
 	for {
-		// Sixteen bytes a round while they last, then eight: half the
-		// rounds on text with a line end every few dozen bytes.
-		for i+16 <= q && o+16 <= len(out) {
-			x := binary.LittleEndian.Uint64(s[i:])
-			y := binary.LittleEndian.Uint64(s[i+8:])
-			binary.LittleEndian.PutUint64(out[o:], x)
-			binary.LittleEndian.PutUint64(out[o+8:], y)
-			high |= x | y
-			tx, ty := wireio.EscapeBytes(x), wireio.EscapeBytes(y)
-			if tx|ty == 0 {
-				i, o = i+16, o+16
-				continue
-			}
-			k := 8 + bits.TrailingZeros64(ty)/8
-			if tx != 0 {
-				k = bits.TrailingZeros64(tx) / 8
-			}
-			i, o = i+k, o+k
-			if i+1 < q && s[i] == '\\' && s[i+1] == 'n' { // the common escape, handled here
-				out[o] = '\n'
-				i, o = i+2, o+1
-				continue
-			}
-			goto special
+		n := wireio.CopyPlain(out[o:], s[i:q], high)
+		i, o = i+n, o+n
+		if i < q && s[i] >= 0x80 {
+			high, sawHigh = false, true
+			continue
 		}
-		for i+8 <= q && o+8 <= len(out) {
-			x := binary.LittleEndian.Uint64(s[i:])
-			binary.LittleEndian.PutUint64(out[o:], x)
-			high |= x
-			if t := wireio.EscapeBytes(x); t != 0 {
-				k := bits.TrailingZeros64(t) / 8
-				i, o = i+k, o+k
-				if i+1 < q && s[i] == '\\' && s[i+1] == 'n' { // the common escape, handled here
-					out[o] = '\n'
-					i, o = i+2, o+1
-					continue
-				}
-				goto special
+		if i == q { // the closing quote
+			if sawHigh && !utf8.Valid(out[:o]) { // encoding/json's job: it makes U+FFFD of them
+				return nil, 0, false
 			}
-			i, o = i+8, o+8
+			return out[:o], i, true
 		}
-		for ; i < q; i, o = i+1, o+1 {
-			c := s[i]
-			if c < 0x20 || c == '\\' {
-				goto special
-			}
-			high |= uint64(c)
-			out[o] = c
+		if i+1 < q && s[i] == '\\' && s[i+1] == 'n' { // the common escape, handled here
+			out[o] = '\n'
+			i, o = i+2, o+1
+			continue
 		}
-		// i == q: the closing quote.
-		if high&wireio.Highs != 0 && !utf8.Valid(out[:o]) { // encoding/json's job: it makes U+FFFD of them
-			return nil, 0, false
-		}
-		return out[:o], i, true
-	special:
 		if s[i] != '\\' || i+1 >= len(s) { // a control byte, or a cut escape
 			return nil, 0, false
 		}

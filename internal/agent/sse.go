@@ -2,9 +2,7 @@ package agent
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
-	"math/bits"
 	"net/http"
 	"slices"
 	"strconv"
@@ -191,41 +189,27 @@ func appendChunkEvent(dst []byte, stream string, b []byte, id int64) []byte {
 // escapes (a stream of NULs) is found out after a few bytes, not after a
 // third of the chunk.
 //
-// Output is mostly ASCII text with an escape every line or so, so plain
-// bytes are copied eight at a time, stored whole even when an escape is
-// among them (the next store overwrites what lies past it): short runs
-// cost no call. b is checked to be UTF-8 only from its first byte above
-// 0x7F on (all before it is ASCII): ASCII text costs no second pass.
+// Output is mostly ASCII text with an escape every line or so: plain runs
+// go through wireio.CopyPlain, blocks at a time. b is checked to be UTF-8
+// only from its first byte above 0x7F on (all before it is ASCII): ASCII
+// text costs no second pass.
 func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
 	const hex = "0123456789abcdef"
 	const slack = 1 << 10
-	// Room for b, escapes up to budget, an escape past it, and a store of
-	// eight bytes.
+	// Room for b, escapes up to budget and one past it: CopyPlain needs
+	// as much room as there are bytes left in b.
 	dst = slices.Grow(dst, len(b)+budget+16)
 	out := dst[:cap(dst)]
 	i, o, extra := 0, len(dst), 0
-	// high flags the high bits of bytes not yet known to be UTF-8; once b
-	// has been checked from its first such byte on, it is 0.
-	high := uint64(wireio.Highs)
+	// high: bytes above 0x7F are not yet known to be UTF-8; once b has
+	// been checked from the first of them on, it is false.
+	high := true
 	for {
-		for i+8 <= len(b) && o+8 <= len(out) {
-			x := binary.LittleEndian.Uint64(b[i:])
-			binary.LittleEndian.PutUint64(out[o:], x)
-			if t := wireio.SpecialBytes(x) | x&high; t != 0 {
-				k := bits.TrailingZeros64(t) / 8
-				i, o = i+k, o+k
-				goto special
-			}
-			i, o = i+8, o+8
+		n := wireio.CopyPlain(out[o:], b[i:], high)
+		i, o = i+n, o+n
+		if i == len(b) {
+			return out[:o], true
 		}
-		for ; i < len(b); i, o = i+1, o+1 {
-			if c := b[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 && high != 0 {
-				goto special
-			}
-			out[o] = b[i]
-		}
-		return out[:o], true
-	special:
 		switch c := b[i]; {
 		case c == '\n':
 			out[o], out[o+1] = '\\', 'n'
@@ -233,7 +217,7 @@ func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
 			if !utf8.Valid(b[i:]) {
 				return out[:o], false
 			}
-			high = 0
+			high = false
 			continue
 		case c == '"' || c == '\\':
 			out[o], out[o+1] = '\\', c

@@ -93,3 +93,62 @@ func TestIsWebSocketUpgrade(t *testing.T) {
 		}
 	}
 }
+
+// plainRef is CopyPlain's count, a byte at a time.
+func plainRef(b []byte, high bool) int {
+	for i, c := range b {
+		if c < 0x20 || c == '"' || c == '\\' || high && c >= 0x80 {
+			return i
+		}
+	}
+	return len(b)
+}
+
+// FuzzCopyPlain: the block and word scans agree with a byte loop, and
+// what they copy is the source's bytes.
+func FuzzCopyPlain(f *testing.F) {
+	f.Add([]byte("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUV\"x"), true)
+	f.Add(bytes.Repeat([]byte("a\u00e9b"), 40), false)
+	f.Add(append(bytes.Repeat([]byte{'z'}, 47), 0x1f, 0x20), true)
+	f.Fuzz(func(t *testing.T, b []byte, high bool) {
+		dst := make([]byte, len(b))
+		want := plainRef(b, high)
+		got := CopyPlain(dst, b, high)
+		if got != want || !bytes.Equal(dst[:got], b[:got]) {
+			t.Fatalf("CopyPlain(%q, %v) = %d, %q; want %d", b, high, got, dst[:got], want)
+		}
+	})
+}
+
+// TestCopyPlainEveryByte puts each byte value at each place of a 70-byte
+// run (two pairs of blocks, a single block and a word tail).
+func TestCopyPlainEveryByte(t *testing.T) {
+	src := bytes.Repeat([]byte{'a'}, 70)
+	dst := make([]byte, len(src))
+	for c := range 256 {
+		for pos := range src {
+			for _, high := range []bool{false, true} {
+				b := bytes.Clone(src)
+				b[pos] = byte(c)
+				want := plainRef(b, high)
+				if got := CopyPlain(dst, b, high); got != want || !bytes.Equal(dst[:got], b[:got]) {
+					t.Fatalf("byte %#x at %d, high %v: %d, want %d", c, pos, high, got, want)
+				}
+			}
+		}
+	}
+	if got := CopyPlain(nil, nil, true); got != 0 {
+		t.Fatalf("empty: %d", got)
+	}
+}
+
+func BenchmarkCopyPlainText(b *testing.B) {
+	text := bytes.Repeat([]byte("abcdefghijklmnopqrstuvwxyz\n"), 720<<10/27)
+	dst := make([]byte, len(text))
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		for i := 0; i < len(text); {
+			i += CopyPlain(dst[i:], text[i:], true) + 1
+		}
+	}
+}

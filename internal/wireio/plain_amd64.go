@@ -1,0 +1,9 @@
+package wireio
+
+// copyPlainBlocks is CopyPlain over the whole 16-byte blocks of src: it
+// returns the index of the first special byte in them, or the end of the
+// last whole block. high is 0xFFFF to stop at bytes above 0x7F, else 0.
+// len(dst) >= len(src) is the caller's to check.
+//
+//go:noescape
+func copyPlainBlocks(dst, src []byte, high uint32) int
