@@ -40,12 +40,18 @@ func readCPU(d *Daemon, id string) cpuClock {
 
 // reportCPU reports the CPU time spent between c0 and c1 per GiB moved:
 // "daemon-sdk-cpu-ms/GiB" and, where it could be read, "sandbox-cpu-ms/GiB".
-func reportCPU(b interface {
-	ReportMetric(float64, string)
-}, c0, c1 cpuClock, bytes int64, prefix string) {
+func reportCPU(b metricReporter, c0, c1 cpuClock, bytes int64, prefix string) {
 	gib := float64(bytes) / (1 << 30)
 	b.ReportMetric(float64((c1.self-c0.self).Milliseconds())/gib, prefix+"daemon-sdk-cpu-ms/GiB")
+	reportSandboxCPU(b, c0, c1, bytes, prefix)
+}
+
+// reportSandboxCPU reports the sandbox's share of reportCPU alone.
+func reportSandboxCPU(b metricReporter, c0, c1 cpuClock, bytes int64, prefix string) {
+	gib := float64(bytes) / (1 << 30)
 	if c0.ok && c1.ok {
 		b.ReportMetric(float64((c1.sandbox-c0.sandbox).Milliseconds())/gib, prefix+"sandbox-cpu-ms/GiB")
 	}
 }
+
+type metricReporter interface{ ReportMetric(float64, string) }

@@ -686,8 +686,8 @@ func mibps(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d
 // through ExecStream, counting the decoded bytes of the stdout events
 // without keeping them. Three cases, as sub-benchmarks, one sandbox:
 //
-//   - zero: head -c N /dev/zero. NUL is valid UTF-8, so it travels as
-//     JSON text: "\u0000" per byte, 6 wire bytes per output byte.
+//   - zero: head -c N /dev/zero. NUL is valid UTF-8, but its JSON escape
+//     is six bytes, so the agent sends it base64 (4:3).
 //   - text: yes abcdefghijklmnopqrstuvwxyz | head -c N: plain text, ~1:1.
 //   - urandom: head -c N /dev/urandom: not UTF-8, travels base64 (4:3).
 //
@@ -695,6 +695,8 @@ func mibps(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d
 // ExecStream call to the complete event), "baseline-MiB/s" (the same
 // command with its output to /dev/null, run by Exec in the same sandbox
 // and timed around the call: the command's own speed, the ceiling),
+// "baseline-sandbox-cpu-ms/GiB" (the sandbox's CPU time for that run: the
+// command's own cost, part of "sandbox-cpu-ms/GiB" below),
 // "peak-rss-growth-MiB" (how far the test process's peak RSS, VmHWM, rose
 // over its RSS before the stream: the daemon runs in-process, so it is
 // daemon plus SDK; the peak is reset through /proc/self/clear_refs first),
@@ -738,9 +740,11 @@ func BenchmarkExecStreamThroughput(b *testing.B) {
 			cmd := fmt.Sprintf(c.gen, size)
 
 			// The baseline: the command alone, output to /dev/null.
+			bcpu0 := readCPU(d, sb.ID())
 			start := time.Now()
 			res, err := sb.Exec(ctx, cmd+" > /dev/null", nil)
 			base := time.Since(start)
+			bcpu1 := readCPU(d, sb.ID())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -777,6 +781,7 @@ func BenchmarkExecStreamThroughput(b *testing.B) {
 			}
 			b.ReportMetric(float64(r.stdout)/float64(r.events)/1024, "chunk-KiB")
 			reportCPU(b, cpu0, cpu1, size, "")
+			reportSandboxCPU(b, bcpu0, bcpu1, size, "baseline-")
 			b.ReportMetric(float64(elapsed.Nanoseconds()), "ns/op")
 			b.ReportMetric(1, "runs") // whatever the iterations column (b.N) says
 		})

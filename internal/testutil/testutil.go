@@ -125,6 +125,9 @@ func makeBusybox() (string, error) {
 // returns its path.
 func AgentBinary(t testing.TB) string {
 	t.Helper()
+	if p := os.Getenv("SANDBOXD_TEST_AGENT"); p != "" {
+		return p // a prebuilt agent: A/B benchmarks of agent changes
+	}
 	agentOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "sandboxd-agent-")
 		if err != nil {
