@@ -174,7 +174,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	srv.RegisterOnShutdown(stopUpgraded)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(handler.Listener(ln, srv.ReadHeaderTimeout)) }()
 	addr := ln.Addr().String()
 	log.Info("sandboxd serving", "addr", addr, "data", cfg.DataDir, "images", cfg.ImagesDir)
 	if cfg.Out != nil {

@@ -48,9 +48,8 @@ func (s *server) previewDomain() string {
 // everything else to next (the API). It runs before routing and
 // authentication: preview URLs carry their own token, and no API call is
 // ever served on a preview host.
-func (s *server) previews(next http.Handler) http.Handler {
+func (s *server) previews(next http.Handler, rp *httputil.ReverseProxy) http.Handler {
 	suffix := "." + s.previewDomain()
-	rp := s.previewProxy()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := strings.TrimSuffix(strings.ToLower(hostOnly(r.Host)), ".")
 		label, ok := strings.CutSuffix(host, suffix)

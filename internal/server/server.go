@@ -54,8 +54,9 @@ type server struct {
 	log *slog.Logger
 }
 
-// New returns the API's handler.
-func New(cfg Config) http.Handler {
+// New returns the API's handler. Served from the listener its Listener
+// makes, simple preview requests take a shorter way (preview_conn.go).
+func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -105,7 +106,8 @@ func New(cfg Config) http.Handler {
 		root.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
 	root.Handle("/", s.auth(v1))
-	return s.previews(root)
+	rp := s.previewProxy()
+	return &Handler{Handler: s.previews(root, rp), s: s, rp: rp}
 }
 
 // auth rejects requests without the bearer token, comparing in constant
