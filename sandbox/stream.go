@@ -324,7 +324,8 @@ func fastOutput(data []byte, typ string) ([]byte, bool) {
 // Output is mostly ASCII text with an escape every line or so. The end is
 // found first (a vectorized search for the first '"', moved on past each
 // escaped one), so the loop looks for '\\' and control bytes only. Plain
-// runs go through wireio.CopyPlain, blocks at a time. Only text with a
+// runs and `\n` go through wireio.UnescapeNewlines, blocks at a time, the
+// rest through wireio.CopyPlain and the escapes below. Only text with a
 // byte above 0x7F is checked to be UTF-8 at the end. Unescaping never lengthens, so out never
 // grows past len(s)+8.
 func unquoteJSON(s []byte) ([]byte, int, bool) {
@@ -344,6 +345,10 @@ func unquoteJSONFrom(s []byte, q int) ([]byte, int, bool) {
 	// checked to be UTF-8 at the end.
 	high, sawHigh := true, false
 	for {
+		if q-i >= 16 {
+			n, m := wireio.UnescapeNewlines(out[o:], s[i:q], high)
+			i, o = i+n, o+m
+		}
 		n := wireio.CopyPlain(out[o:], s[i:q], high)
 		i, o = i+n, o+n
 		if i < q && s[i] >= 0x80 {

@@ -190,7 +190,8 @@ func appendChunkEvent(dst []byte, stream string, b []byte, id int64) []byte {
 // third of the chunk.
 //
 // Output is mostly ASCII text with an escape every line or so: plain runs
-// go through wireio.CopyPlain, blocks at a time. b is checked to be UTF-8
+// and line ends go through wireio.EscapeNewlines, blocks at a time, the
+// rest through wireio.CopyPlain and the escapes below. b is checked to be UTF-8
 // only from its first byte above 0x7F on (all before it is ASCII): ASCII
 // text costs no second pass.
 func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
@@ -205,6 +206,15 @@ func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
 	// been checked from the first of them on, it is false.
 	high := true
 	for {
+		// Line ends are escaped inside the SIMD loop, at most up to the
+		// budget's rules (checked below, after it returns).
+		if len(b)-i >= 16 {
+			n, m := wireio.EscapeNewlines(out[o:], b[i:], high, min(budget-extra, slack))
+			i, o, extra = i+n, o+m, extra+m-n
+			if extra > budget || extra > i/3+slack {
+				return out[:o], false
+			}
+		}
 		n := wireio.CopyPlain(out[o:], b[i:], high)
 		i, o = i+n, o+n
 		if i == len(b) {

@@ -49,3 +49,33 @@ func CopyPlain(dst, src []byte, high bool) int {
 	}
 	return i
 }
+
+// EscapeNewlines copies the start of src to dst as the contents of a JSON
+// string, as CopyPlain does, except that it writes each '\n' as `\n` and
+// goes on, up to limit of them: text with a line end every few dozen
+// bytes costs no return to the caller per line. It returns how many bytes
+// of src it read and of dst it wrote (m-n is the number of escapes). It
+// stops at any other byte CopyPlain stops at, at limit, with fewer than 16
+// bytes of src left, or when dst is short of room; elsewhere than on
+// amd64 it does nothing. The caller carries on from there.
+func EscapeNewlines(dst, src []byte, high bool, limit int) (n, m int) {
+	if limit < 0 {
+		limit = 0
+	}
+	return escapeNewlines(dst, src, highMask(high), limit)
+}
+
+// UnescapeNewlines is EscapeNewlines' inverse: it copies src, the
+// contents of a JSON string, to dst, turning each `\n` into '\n', and
+// stops at any other escape (or a '\\' that ends src) and where
+// EscapeNewlines stops. dst and src must not overlap.
+func UnescapeNewlines(dst, src []byte, high bool) (n, m int) {
+	return unescapeNewlines(dst, src, highMask(high))
+}
+
+func highMask(high bool) uint32 {
+	if high {
+		return 0xFFFF
+	}
+	return 0
+}

@@ -7,3 +7,12 @@ package wireio
 //
 //go:noescape
 func copyPlainBlocks(dst, src []byte, high uint32) int
+
+// escapeNewlines and unescapeNewlines are EscapeNewlines and
+// UnescapeNewlines on amd64; high is 0xFFFF or 0, as for copyPlainBlocks.
+//
+//go:noescape
+func escapeNewlines(dst, src []byte, high uint32, limit int) (n, m int)
+
+//go:noescape
+func unescapeNewlines(dst, src []byte, high uint32) (n, m int)

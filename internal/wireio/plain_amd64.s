@@ -102,3 +102,233 @@ found:
 	ADDQ	R10, AX
 	MOVQ	AX, ret+56(FP)
 	RET
+
+// func escapeNewlines(dst, src []byte, high uint32, limit int) (n, m int)
+//
+// The blocks of copyPlainBlocks, with src's offset (AX) and dst's (BX)
+// apart: a '\n' at the first special byte is written as `\n` (up to
+// limit of them) and the loop goes on; any other special byte, limit,
+// fewer than 16 bytes of src, or less room in dst than a round and an
+// escape need, ends it.
+TEXT ·escapeNewlines(SB), NOSPLIT, $0-80
+	MOVQ	dst_base+0(FP), DI
+	MOVQ	dst_len+8(FP), R8
+	MOVQ	src_base+24(FP), SI
+	MOVQ	src_len+32(FP), CX
+	MOVL	high+48(FP), DX
+	MOVQ	limit+56(FP), R11
+	MOVOU	plainQuote<>(SB), X1
+	MOVOU	plainBackslash<>(SB), X2
+	MOVOU	plainCtl<>(SB), X3
+	XORQ	AX, AX
+	XORQ	BX, BX
+
+escLoop:
+	LEAQ	32(AX), R9
+	CMPQ	R9, CX
+	JHI	escSingle
+	LEAQ	34(BX), R10
+	CMPQ	R10, R8
+	JHI	escDone
+	MOVOU	(SI)(AX*1), X0
+	MOVOU	16(SI)(AX*1), X8
+	MOVOU	X0, (DI)(BX*1)
+	MOVOU	X8, 16(DI)(BX*1)
+
+	MOVOU	X0, X4
+	PCMPEQB	X1, X4
+	MOVOU	X0, X5
+	PCMPEQB	X2, X5
+	POR	X5, X4
+	MOVOU	X0, X6
+	PMINUB	X3, X6
+	PCMPEQB	X0, X6
+	POR	X6, X4
+
+	MOVOU	X8, X9
+	PCMPEQB	X1, X9
+	MOVOU	X8, X10
+	PCMPEQB	X2, X10
+	POR	X10, X9
+	MOVOU	X8, X11
+	PMINUB	X3, X11
+	PCMPEQB	X8, X11
+	POR	X11, X9
+
+	PMOVMSKB	X4, R12
+	PMOVMSKB	X0, R13
+	ANDL	DX, R13
+	ORL	R13, R12
+	PMOVMSKB	X9, R9
+	PMOVMSKB	X8, R13
+	ANDL	DX, R13
+	ORL	R13, R9
+	SHLL	$16, R9
+	ORL	R9, R12
+	JNZ	escSpecial
+	ADDQ	$32, AX
+	ADDQ	$32, BX
+	JMP	escLoop
+
+escSingle:
+	LEAQ	16(AX), R9
+	CMPQ	R9, CX
+	JHI	escDone
+	LEAQ	18(BX), R10
+	CMPQ	R10, R8
+	JHI	escDone
+	MOVOU	(SI)(AX*1), X0
+	MOVOU	X0, (DI)(BX*1)
+	MOVOU	X0, X4
+	PCMPEQB	X1, X4
+	MOVOU	X0, X5
+	PCMPEQB	X2, X5
+	POR	X5, X4
+	MOVOU	X0, X6
+	PMINUB	X3, X6
+	PCMPEQB	X0, X6
+	POR	X6, X4
+	PMOVMSKB	X4, R12
+	PMOVMSKB	X0, R13
+	ANDL	DX, R13
+	ORL	R13, R12
+	JNZ	escSpecial
+	ADDQ	$16, AX
+	ADDQ	$16, BX
+	JMP	escLoop
+
+escSpecial:
+	BSFL	R12, R12
+	ADDQ	R12, AX
+	ADDQ	R12, BX
+	MOVBLZX	(SI)(AX*1), R13
+	CMPL	R13, $0x0a
+	JNE	escDone
+	TESTQ	R11, R11
+	JEQ	escDone
+	MOVB	$0x5c, (DI)(BX*1)
+	MOVB	$0x6e, 1(DI)(BX*1)
+	INCQ	AX
+	ADDQ	$2, BX
+	DECQ	R11
+	JMP	escLoop
+
+escDone:
+	MOVQ	AX, n+64(FP)
+	MOVQ	BX, m+72(FP)
+	RET
+
+// func unescapeNewlines(dst, src []byte, high uint32) (n, m int)
+//
+// escapeNewlines' inverse: a `\n` at the first special byte is written as
+// '\n' and the loop goes on; any other special byte (another escape, a
+// '\\' that ends src), fewer than 16 bytes of src, or less room in dst
+// than a round needs, ends it.
+TEXT ·unescapeNewlines(SB), NOSPLIT, $0-72
+	MOVQ	dst_base+0(FP), DI
+	MOVQ	dst_len+8(FP), R8
+	MOVQ	src_base+24(FP), SI
+	MOVQ	src_len+32(FP), CX
+	MOVL	high+48(FP), DX
+	MOVOU	plainQuote<>(SB), X1
+	MOVOU	plainBackslash<>(SB), X2
+	MOVOU	plainCtl<>(SB), X3
+	XORQ	AX, AX
+	XORQ	BX, BX
+
+unLoop:
+	LEAQ	32(AX), R9
+	CMPQ	R9, CX
+	JHI	unSingle
+	LEAQ	32(BX), R10
+	CMPQ	R10, R8
+	JHI	unDone
+	MOVOU	(SI)(AX*1), X0
+	MOVOU	16(SI)(AX*1), X8
+	MOVOU	X0, (DI)(BX*1)
+	MOVOU	X8, 16(DI)(BX*1)
+
+	MOVOU	X0, X4
+	PCMPEQB	X1, X4
+	MOVOU	X0, X5
+	PCMPEQB	X2, X5
+	POR	X5, X4
+	MOVOU	X0, X6
+	PMINUB	X3, X6
+	PCMPEQB	X0, X6
+	POR	X6, X4
+
+	MOVOU	X8, X9
+	PCMPEQB	X1, X9
+	MOVOU	X8, X10
+	PCMPEQB	X2, X10
+	POR	X10, X9
+	MOVOU	X8, X11
+	PMINUB	X3, X11
+	PCMPEQB	X8, X11
+	POR	X11, X9
+
+	PMOVMSKB	X4, R12
+	PMOVMSKB	X0, R13
+	ANDL	DX, R13
+	ORL	R13, R12
+	PMOVMSKB	X9, R9
+	PMOVMSKB	X8, R13
+	ANDL	DX, R13
+	ORL	R13, R9
+	SHLL	$16, R9
+	ORL	R9, R12
+	JNZ	unSpecial
+	ADDQ	$32, AX
+	ADDQ	$32, BX
+	JMP	unLoop
+
+unSingle:
+	LEAQ	16(AX), R9
+	CMPQ	R9, CX
+	JHI	unDone
+	LEAQ	16(BX), R10
+	CMPQ	R10, R8
+	JHI	unDone
+	MOVOU	(SI)(AX*1), X0
+	MOVOU	X0, (DI)(BX*1)
+	MOVOU	X0, X4
+	PCMPEQB	X1, X4
+	MOVOU	X0, X5
+	PCMPEQB	X2, X5
+	POR	X5, X4
+	MOVOU	X0, X6
+	PMINUB	X3, X6
+	PCMPEQB	X0, X6
+	POR	X6, X4
+	PMOVMSKB	X4, R12
+	PMOVMSKB	X0, R13
+	ANDL	DX, R13
+	ORL	R13, R12
+	JNZ	unSpecial
+	ADDQ	$16, AX
+	ADDQ	$16, BX
+	JMP	unLoop
+
+unSpecial:
+	BSFL	R12, R12
+	ADDQ	R12, AX
+	ADDQ	R12, BX
+	MOVBLZX	(SI)(AX*1), R13
+	CMPL	R13, $0x5c
+	JNE	unDone
+	LEAQ	1(AX), R9
+	CMPQ	R9, CX
+	JAE	unDone
+	MOVBLZX	1(SI)(AX*1), R13
+	CMPL	R13, $0x6e
+	JNE	unDone
+	MOVB	$0x0a, (DI)(BX*1)
+	ADDQ	$2, AX
+	INCQ	BX
+	JMP	unLoop
+
+unDone:
+	MOVQ	AX, n+56(FP)
+	MOVQ	BX, m+64(FP)
+	RET

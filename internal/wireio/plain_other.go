@@ -4,3 +4,7 @@ package wireio
 
 // copyPlainBlocks leaves all of src to CopyPlain's word loop.
 func copyPlainBlocks(dst, src []byte, high uint32) int { return 0 }
+
+func escapeNewlines(dst, src []byte, high uint32, limit int) (n, m int) { return 0, 0 }
+
+func unescapeNewlines(dst, src []byte, high uint32) (n, m int) { return 0, 0 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
+	"strings"
 	"testing"
 	"testing/iotest"
 )
@@ -149,6 +151,115 @@ func BenchmarkCopyPlainText(b *testing.B) {
 	for b.Loop() {
 		for i := 0; i < len(text); {
 			i += CopyPlain(dst[i:], text[i:], true) + 1
+		}
+	}
+}
+
+// special reports whether CopyPlain stops at c.
+func special(c byte, high bool) bool {
+	return c < 0x20 || c == '"' || c == '\\' || high && c >= 0x80
+}
+
+// guarded returns a slice of n bytes whose backing array goes on with
+// guard bytes, and a check that they are untouched.
+func guarded(t *testing.T, n int) ([]byte, func()) {
+	buf := bytes.Repeat([]byte{0xA5}, n+64)
+	return buf[:n:n], func() {
+		t.Helper()
+		for i, c := range buf[n:] {
+			if c != 0xA5 {
+				t.Fatalf("wrote %d bytes past dst", i+1)
+			}
+		}
+	}
+}
+
+// FuzzEscapeNewlines: what EscapeNewlines writes is src's start with its
+// line ends escaped, at most limit of them; it never writes past dst; and
+// it only stops early where it may (a special byte other than a line end,
+// limit, the last 16 bytes, short room).
+func FuzzEscapeNewlines(f *testing.F) {
+	f.Add(bytes.Repeat([]byte("abcdefghijklmnopqrstuvwxyz\n"), 9), true, 100, 300)
+	f.Add(bytes.Repeat([]byte("\n"), 70), false, 5, 200)
+	f.Add([]byte("0123456789abcdef0123456789abcdef0123\"456789\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n"), true, 50, 60)
+	f.Add(append(bytes.Repeat([]byte("x"), 40), 0xC3, 0xA9, '\n'), true, 9, 80)
+	f.Fuzz(func(t *testing.T, src []byte, high bool, limit, room int) {
+		if room < 0 || room > 1<<16 {
+			return
+		}
+		dst, check := guarded(t, room)
+		n, m := EscapeNewlines(dst, src, high, limit)
+		check()
+		var want []byte
+		nl := 0
+		for _, c := range src[:n] {
+			if c == '\n' {
+				want = append(want, '\\', 'n')
+				nl++
+				continue
+			}
+			if special(c, high) {
+				t.Fatalf("went past %#x", c)
+			}
+			want = append(want, c)
+		}
+		if m != len(want) || !bytes.Equal(dst[:m], want) || nl > max(limit, 0) {
+			t.Fatalf("n=%d m=%d: wrote %q, want %q (limit %d)", n, m, dst[:m], want, limit)
+		}
+		if runtime.GOARCH != "amd64" || len(src)-n < 16 || room-m < 34 {
+			return // may stop here
+		}
+		if c := src[n]; !special(c, high) || c == '\n' && nl < limit {
+			t.Fatalf("stopped at %d (%#x) with %d left, %d newlines of %d", n, c, len(src)-n, nl, limit)
+		}
+	})
+}
+
+// FuzzUnescapeNewlines: UnescapeNewlines turns `\n` into a line end and
+// copies the rest, never past dst, stopping only where it may.
+func FuzzUnescapeNewlines(f *testing.F) {
+	f.Add([]byte(strings.Repeat(`abcdefghijklmnopqrstuvwxyz\n`, 9)), true, 300)
+	f.Add([]byte(strings.Repeat(`\n`, 40)+`\t`), false, 100)
+	f.Add([]byte(`0123456789abcdef0123456789abcdef\`), true, 100)
+	f.Fuzz(func(t *testing.T, src []byte, high bool, room int) {
+		if room < 0 || room > 1<<16 {
+			return
+		}
+		dst, check := guarded(t, room)
+		n, m := UnescapeNewlines(dst, src, high)
+		check()
+		var want []byte
+		for i := 0; i < n; i++ {
+			c := src[i]
+			if c == '\\' && i+1 < n && src[i+1] == 'n' {
+				want = append(want, '\n')
+				i++
+				continue
+			}
+			if special(c, high) {
+				t.Fatalf("went past %#x at %d", c, i)
+			}
+			want = append(want, c)
+		}
+		if m != len(want) || !bytes.Equal(dst[:m], want) {
+			t.Fatalf("n=%d m=%d: wrote %q, want %q", n, m, dst[:m], want)
+		}
+		if runtime.GOARCH != "amd64" || len(src)-n < 16 || room-m < 32 {
+			return
+		}
+		if c := src[n]; !special(c, high) || c == '\\' && n+1 < len(src) && src[n+1] == 'n' {
+			t.Fatalf("stopped at %d (%q) with %d left", n, src[n:], len(src)-n)
+		}
+	})
+}
+
+func BenchmarkEscapeNewlinesText(b *testing.B) {
+	text := bytes.Repeat([]byte("abcdefghijklmnopqrstuvwxyz\n"), 720<<10/27)
+	dst := make([]byte, 2*len(text))
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		if n, _ := EscapeNewlines(dst, text, true, len(text)); n < len(text)-16 {
+			b.Fatal(n)
 		}
 	}
 }
