@@ -174,7 +174,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	srv.RegisterOnShutdown(stopUpgraded)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(handler.Listener(ln, srv.ReadHeaderTimeout)) }()
+	pl := handler.Listener(ln, srv)
+	go func() { errc <- srv.Serve(pl) }()
 	addr := ln.Addr().String()
 	log.Info("sandboxd serving", "addr", addr, "data", cfg.DataDir, "images", cfg.ImagesDir)
 	if cfg.Out != nil {
@@ -196,9 +197,16 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// net/http's connections and the preview loop's (see
+	// server.Handler.Listener) drain side by side.
+	shut := make(chan error, 1)
+	go func() { shut <- pl.Shutdown(sctx) }()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown: closing open requests", "err", err)
 		srv.Close()
+	}
+	if err := <-shut; err != nil {
+		log.Warn("shutdown: closed open preview requests", "err", err)
 	}
 	return nil
 }

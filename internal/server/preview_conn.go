@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,26 +57,31 @@ type Handler struct {
 	rp *httputil.ReverseProxy // the preview proxy, for what is not simple
 }
 
-// Listener returns a listener for an http.Server whose handler is h: it
-// accepts from ln, serves simple preview requests itself and returns the
-// other connections from Accept, with what was read of them.
-// headerTimeout is the server's ReadHeaderTimeout, kept here for a
-// connection's first request. Closing it closes ln and the connections
-// waiting here for their next request.
-func (h *Handler) Listener(ln net.Listener, headerTimeout time.Duration) net.Listener {
-	l := &previewListener{
-		Listener: ln, h: h, headerTimeout: headerTimeout,
-		conns: make(chan net.Conn), done: make(chan struct{}), failed: make(chan struct{}),
+// Listener returns a listener for srv, an http.Server whose handler is h:
+// it accepts from ln, serves simple preview requests itself and returns
+// the other connections from Accept, with what was read of them. It keeps
+// srv's ReadHeaderTimeout for a connection's first request and its
+// IdleTimeout between requests (each ReadTimeout if unset, as net/http
+// does). Closing it closes ln and the connections waiting here for a
+// request; Shutdown also waits for the requests being served.
+func (h *Handler) Listener(ln net.Listener, srv *http.Server) *Listener {
+	l := &Listener{
+		Listener: ln, h: h,
+		headerTimeout: cmp.Or(srv.ReadHeaderTimeout, srv.ReadTimeout),
+		idleTimeout:   cmp.Or(srv.IdleTimeout, srv.ReadTimeout),
+		conns:         make(chan net.Conn), done: make(chan struct{}), failed: make(chan struct{}),
 		active: map[*previewConn]struct{}{},
 	}
 	go l.acceptLoop()
 	return l
 }
 
-type previewListener struct {
+// Listener is the daemon's listener: see Handler.Listener.
+type Listener struct {
 	net.Listener
 	h             *Handler
 	headerTimeout time.Duration
+	idleTimeout   time.Duration
 	conns         chan net.Conn // for net/http
 	done          chan struct{} // closed by Close
 	closeOnce     sync.Once
@@ -83,12 +89,18 @@ type previewListener struct {
 	err           error
 
 	mu     sync.Mutex
-	active map[*previewConn]struct{} // connections served here
+	active map[*previewConn]struct{} // connections not (yet) handed on
 
+	busy   atomic.Int64 // requests being served here
 	served atomic.Int64 // requests served here (for tests)
 }
 
-func (l *previewListener) Accept() (net.Conn, error) {
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case <-l.done:
+		return nil, net.ErrClosed
+	default:
+	}
 	select {
 	case c := <-l.conns:
 		return c, nil
@@ -99,15 +111,17 @@ func (l *previewListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *previewListener) Close() error {
+// Close closes ln and ends the connections that wait here for a request;
+// one being served ends after its answer.
+func (l *Listener) Close() error {
 	err := net.ErrClosed
 	l.closeOnce.Do(func() {
 		close(l.done)
 		err = l.Listener.Close()
-		// Connections waiting for their next request end now; one
-		// in the middle of a request ends after it.
 		l.mu.Lock()
 		for pc := range l.active {
+			// Wakes a wait for the next request; a request's watch
+			// of its client goes on (watchClient).
 			_ = pc.c.SetReadDeadline(time.Now())
 		}
 		l.mu.Unlock()
@@ -115,7 +129,30 @@ func (l *previewListener) Close() error {
 	return err
 }
 
-func (l *previewListener) closing() bool {
+// Shutdown closes l and waits for the requests it is serving to end, or
+// for ctx to end: then it ends them (their services' requests are
+// cancelled) and returns ctx's error.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	l.Close()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for l.busy.Load() > 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			l.mu.Lock()
+			for pc := range l.active {
+				pc.cancel()
+				pc.c.Close()
+			}
+			l.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (l *Listener) closing() bool {
 	select {
 	case <-l.done:
 		return true
@@ -125,8 +162,8 @@ func (l *previewListener) closing() bool {
 }
 
 // acceptLoop accepts connections until ln fails, backing off on errors
-// that may pass (too many open files) as net/http does.
-func (l *previewListener) acceptLoop() {
+// that may pass (too many open files), as net/http does.
+func (l *Listener) acceptLoop() {
 	var delay time.Duration
 	for {
 		c, err := l.Listener.Accept()
@@ -134,8 +171,8 @@ func (l *previewListener) acceptLoop() {
 			if l.closing() {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				select {
 				case <-time.After(delay):
@@ -155,10 +192,21 @@ func (l *previewListener) acceptLoop() {
 
 // serve serves c's simple preview requests, then hands it to net/http
 // unless it has been closed.
-func (l *previewListener) serve(c net.Conn) {
+func (l *Listener) serve(c net.Conn) {
 	pc := &previewConn{l: l, c: c, br: bufio.NewReaderSize(c, previewHeadMax)}
+	pc.ctx, pc.cancel = context.WithCancel(context.Background())
+	if !pc.register() {
+		pc.close()
+		return
+	}
 	if !pc.loop() {
 		return
+	}
+	select {
+	case <-l.done:
+		c.Close()
+		return
+	default:
 	}
 	select {
 	case l.conns <- &handoffConn{Conn: c, br: pc.br}:
@@ -169,16 +217,19 @@ func (l *previewListener) serve(c net.Conn) {
 
 // previewConn is a connection served by the preview loop.
 type previewConn struct {
-	l      *previewListener
+	l      *Listener
 	c      net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	w      fastWriter
 	remote string
-	ctx    context.Context // the requests' context: ends with the connection
-	cancel context.CancelFunc
-	watch  *time.Timer   // starts watchClient during a slow request
-	gone   chan struct{} // watchClient has returned (one value a watch)
+	// ctx is the requests' context: it ends with the connection. (Not
+	// one per request: what the proxying hangs on it, it takes off.)
+	ctx      context.Context
+	cancel   context.CancelFunc
+	watch    *time.Timer   // starts watchClient during a slow request
+	gone     chan struct{} // watchClient has returned (one value a watch)
+	stopping atomic.Bool   // serveOne is ending the watch
 }
 
 // loop serves the connection's requests while they are simple preview
@@ -187,12 +238,16 @@ type previewConn struct {
 func (pc *previewConn) loop() bool {
 	l := pc.l
 	// The first request's head must come within the server's
-	// ReadHeaderTimeout, as net/http has it; later ones may idle.
+	// ReadHeaderTimeout, as net/http has it; later ones within its
+	// IdleTimeout, if any.
 	if l.headerTimeout > 0 {
 		_ = pc.c.SetReadDeadline(time.Now().Add(l.headerTimeout))
 	}
 	for first := true; ; first = false {
-		if _, err := pc.br.Peek(1); err != nil {
+		if !first && l.idleTimeout > 0 {
+			_ = pc.c.SetReadDeadline(time.Now().Add(l.idleTimeout))
+		}
+		if _, err := pc.br.Peek(1); err != nil || l.closing() {
 			pc.close()
 			return false
 		}
@@ -206,22 +261,19 @@ func (pc *previewConn) loop() bool {
 			req, label = l.h.s.fastPreviewRequest(head, pc.remote, pc.ctx)
 		}
 		if req == nil {
-			if first {
-				_ = pc.c.SetReadDeadline(time.Time{}) // net/http sets its own
-			}
+			_ = pc.c.SetReadDeadline(time.Time{}) // net/http sets its own
 			pc.forget()
 			return true
 		}
-		if first {
+		if l.headerTimeout > 0 || l.idleTimeout > 0 {
 			_ = pc.c.SetReadDeadline(time.Time{})
-			if !pc.register() {
-				pc.close()
-				return false
-			}
 		}
 		_, _ = pc.br.Discard(len(head))
 		l.served.Add(1)
-		if !pc.serveOne(req, label) || l.closing() {
+		l.busy.Add(1)
+		keep := pc.serveOne(req, label)
+		l.busy.Add(-1)
+		if !keep || l.closing() {
 			pc.close()
 			return false
 		}
@@ -233,13 +285,12 @@ func (pc *previewConn) loop() bool {
 func (pc *previewConn) setup() {
 	pc.bw = bufio.NewWriterSize(pc.c, 4<<10)
 	pc.remote = pc.c.RemoteAddr().String()
-	pc.ctx, pc.cancel = context.WithCancel(context.Background())
 	pc.gone = make(chan struct{}, 1)
 	pc.watch = time.AfterFunc(time.Hour, pc.watchClient)
 	pc.watch.Stop()
 }
 
-// register counts the connection among the loop's (Close ends them);
+// register counts the connection among the listener's (Close ends them);
 // false if the listener is closing.
 func (pc *previewConn) register() bool {
 	l := pc.l
@@ -249,13 +300,12 @@ func (pc *previewConn) register() bool {
 	return !l.closing()
 }
 
-// forget takes a connection out of the loop's: it is closed, or goes to
-// net/http.
+// forget takes a connection out of the listener's: it is closed, or goes
+// to net/http.
 func (pc *previewConn) forget() {
-	if pc.cancel == nil {
-		return
+	if pc.watch != nil {
+		pc.watch.Stop()
 	}
-	pc.watch.Stop()
 	pc.cancel()
 	pc.l.mu.Lock()
 	delete(pc.l.active, pc)
@@ -290,8 +340,10 @@ func (pc *previewConn) serveOne(req *http.Request, label string) (keep bool) {
 		if watching && !pc.watch.Stop() {
 			// The watch started: end it, and clear the deadline
 			// error it leaves in br.
+			pc.stopping.Store(true)
 			_ = pc.c.SetReadDeadline(time.Now())
 			<-pc.gone
+			pc.stopping.Store(false)
 			_ = pc.c.SetReadDeadline(time.Time{})
 			_, _ = pc.br.Read(nil)
 			if pc.ctx.Err() != nil {
@@ -316,8 +368,24 @@ func (pc *previewConn) serveOne(req *http.Request, label string) (keep bool) {
 // the request (as net/http's background read does).
 func (pc *previewConn) watchClient() {
 	defer func() { pc.gone <- struct{}{} }()
-	if _, err := pc.br.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		pc.cancel()
+	for {
+		_, err := pc.br.Peek(1)
+		switch {
+		case err == nil: // the client sent more: it is there
+			return
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			pc.cancel()
+			return
+		}
+		// A deadline: serveOne's, to end the watch (it sets stopping
+		// first), or the listener's Close, after which the request
+		// and its watch go on. Cleared before stopping is looked at,
+		// so that serveOne's, set after, is not lost.
+		_, _ = pc.br.Read(nil)
+		_ = pc.c.SetReadDeadline(time.Time{})
+		if pc.stopping.Load() {
+			return
+		}
 	}
 }
 
@@ -492,18 +560,24 @@ type fastWriter struct {
 	sent   bool // the head is written
 	chunk  bool
 	held   []byte
+	cl     int64 // the Content-Length set at WriteHeader, or -1
+	n      int64 // body bytes written (or tried, as net/http counts)
 	err    error
+	// At WriteHeader, as net/http takes them then: the headers written
+	// out (hdr) and what sendHead needs to know of them.
+	hdr                               []byte
+	hasType, hasCE, trailers, hasDate bool
 }
 
 const fastHoldMax = 2 << 10
 
 func (w *fastWriter) reset(bw *bufio.Writer, head bool) {
-	h, held := w.header, w.held[:0]
+	h, held, hdr := w.header, w.held[:0], w.hdr[:0]
 	if h == nil {
 		h = make(http.Header, 8)
 	}
 	clear(h)
-	*w = fastWriter{bw: bw, header: h, head: head, held: held}
+	*w = fastWriter{bw: bw, header: h, head: head, held: held, hdr: hdr, cl: -1}
 }
 
 func (w *fastWriter) Header() http.Header { return w.header }
@@ -516,6 +590,44 @@ func (w *fastWriter) WriteHeader(code int) {
 		return // informational answers are not passed on
 	}
 	w.status = code
+	h := w.header
+	// As net/http: a Content-Length set now is kept to; a bad one is
+	// dropped.
+	if v := h.Get("Content-Length"); v != "" {
+		if n, err := strconv.ParseInt(textproto.TrimString(v), 10, 64); err == nil && n >= 0 {
+			w.cl = n
+		} else {
+			h.Del("Content-Length")
+		}
+	}
+	_, w.hasType = h["Content-Type"]
+	w.hasCE = h.Get("Content-Encoding") != ""
+	_, w.trailers = h["Trailer"]
+	_, w.hasDate = h["Date"]
+	skip := func(k string) bool {
+		switch k {
+		case "Transfer-Encoding": // the framing is this writer's
+			return true
+		case "Content-Length":
+			return !bodyAllowed(code)
+		case "Content-Type":
+			return code == http.StatusNotModified
+		}
+		return strings.HasPrefix(k, http.TrailerPrefix) || !validFieldName([]byte(k))
+	}
+	b := w.hdr[:0]
+	for k, vv := range h {
+		if skip(k) {
+			continue
+		}
+		for _, v := range vv {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, textproto.TrimString(headerNewlineToSpace.Replace(v))...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	w.hdr = b
 }
 
 func (w *fastWriter) Write(p []byte) (int, error) {
@@ -527,6 +639,10 @@ func (w *fastWriter) Write(p []byte) (int, error) {
 	}
 	if !bodyAllowed(w.status) {
 		return 0, http.ErrBodyNotAllowed
+	}
+	w.n += int64(len(p))
+	if w.cl >= 0 && w.n > w.cl {
+		return 0, http.ErrContentLength
 	}
 	if !w.sent {
 		// Held, for a HEAD answer too: its Content-Length and
@@ -577,16 +693,20 @@ func (w *fastWriter) finish() error {
 	if w.err == nil {
 		w.err = w.bw.Flush()
 	}
+	if w.err == nil && w.cl >= 0 && w.n != w.cl && !w.head && bodyAllowed(w.status) {
+		// A body not of the length it said: the connection must end.
+		w.err = fmt.Errorf("response body: %d bytes for a Content-Length of %d", w.n, w.cl)
+	}
 	return w.err
 }
 
-// sendHead writes the status line and headers, then the held body; p is
-// the body write that made it send (for sniffing), final says the
-// handler has returned (the held body is the whole body).
+// sendHead writes the status line, the headers as WriteHeader found
+// them, the framing, then the held body; p is the body write that made it
+// send (for sniffing), final says the handler has returned (the held body
+// is the whole body).
 func (w *fastWriter) sendHead(final bool, p []byte) {
 	w.sent = true
-	h, code := w.header, w.status
-	hasCL := h.Get("Content-Length") != ""
+	code := w.status
 	var setCL, setType string
 	var chunk bool
 	if bodyAllowed(code) {
@@ -594,25 +714,19 @@ func (w *fastWriter) sendHead(final bool, p []byte) {
 		if len(sniff) == 0 {
 			sniff = p
 		}
-		if _, ok := h["Content-Type"]; !ok && h.Get("Content-Encoding") == "" && len(sniff) > 0 {
+		if !w.hasType && !w.hasCE && len(sniff) > 0 {
 			setType = http.DetectContentType(sniff)
 		}
 		switch {
-		case hasCL:
+		case w.cl >= 0:
+		case w.trailers: // trailers need a chunked body
+			chunk = !w.head
 		case final && (!w.head || len(w.held) > 0):
 			setCL = strconv.Itoa(len(w.held))
 		case !w.head:
 			chunk = true
 		}
-	} else {
-		for _, k := range []string{"Content-Length", "Transfer-Encoding"} {
-			delete(h, k)
-		}
-		if code == http.StatusNotModified {
-			delete(h, "Content-Type")
-		}
 	}
-	delete(h, "Transfer-Encoding") // the framing is this writer's
 	bw := w.bw
 	bw.WriteString("HTTP/1.1 ")
 	if text := http.StatusText(code); text != "" {
@@ -623,14 +737,7 @@ func (w *fastWriter) sendHead(final bool, p []byte) {
 	} else {
 		fmt.Fprintf(bw, "%03d status code %d\r\n", code, code)
 	}
-	for k, vv := range h {
-		if !validFieldName([]byte(k)) || strings.HasPrefix(k, http.TrailerPrefix) {
-			continue
-		}
-		for _, v := range vv {
-			writeHeaderLine(bw, k, headerNewlineToSpace.Replace(v))
-		}
-	}
+	bw.Write(w.hdr)
 	if setType != "" {
 		writeHeaderLine(bw, "Content-Type", setType)
 	}
@@ -640,7 +747,7 @@ func (w *fastWriter) sendHead(final bool, p []byte) {
 	if chunk {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	if _, ok := h["Date"]; !ok {
+	if !w.hasDate {
 		bw.WriteString("Date: ")
 		bw.Write(httpDate())
 		bw.WriteString("\r\n")

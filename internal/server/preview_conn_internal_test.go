@@ -130,6 +130,23 @@ func TestFastWriterParity(t *testing.T) {
 			w.Header().Add("X-Multi", "b\r\nInjected: 1")
 		},
 		"oddStatus": func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(599) },
+		"smallTrailers": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Trailer", "X-Sum")
+			io.WriteString(w, "body")
+			w.Header().Set("X-Sum", "42")
+		},
+		"overLength": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "2")
+			io.WriteString(w, "ok")
+			if _, err := io.WriteString(w, "more"); err != http.ErrContentLength && r.Method == "GET" {
+				panic(fmt.Sprintf("write past Content-Length: %v", err))
+			}
+		},
+		"lateHeader": func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(202)
+			w.Header().Set("X-Late", "not sent")
+			io.WriteString(w, "x")
+		},
 	}
 	std := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		handlers[r.URL.Path[1:]](w, r)
@@ -143,8 +160,11 @@ func TestFastWriterParity(t *testing.T) {
 			bw := bufio.NewWriter(&out)
 			w.reset(bw, method == "HEAD")
 			h(&w, httptest.NewRequest(method, "/"+name, nil))
-			if err := w.finish(); err != nil {
-				t.Fatal(err)
+			// finish fails when the connection must close after the
+			// answer, as net/http closes it (a body longer than its
+			// Content-Length).
+			if err := w.finish(); (err != nil) != (name == "overLength" && method == "GET") {
+				t.Errorf("%s %s: finish: %v", method, name, err)
 			}
 			got := readRaw(t, &out, method)
 			if !reflect.DeepEqual(got, want) {
@@ -195,7 +215,7 @@ func rawExchange(t *testing.T, addr, method, path string) rawResponse {
 // of a service on loopback that answers with the request's path, method
 // and headers, or waits for its request's end at /hang.
 type loopServer struct {
-	l     *previewListener
+	l     *Listener
 	addr  string
 	host  string        // preview host of the service's port
 	hung  chan struct{} // /hang: the service's request ended
@@ -208,8 +228,11 @@ func newLoopServer(t *testing.T) *loopServer {
 	ls := &loopServer{hung: make(chan struct{}, 1), token: "test-token"}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/hang" {
-			<-r.Context().Done()
-			ls.hung <- struct{}{}
+			select {
+			case <-r.Context().Done():
+				ls.hung <- struct{}{}
+			case <-time.After(10 * time.Second): // the test fails, and does not hang
+			}
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
@@ -222,7 +245,7 @@ func newLoopServer(t *testing.T) *loopServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls.l = h.Listener(ln, 10*time.Second).(*previewListener)
+	ls.l = h.Listener(ln, &http.Server{ReadHeaderTimeout: 10 * time.Second})
 	srv := &http.Server{Handler: h}
 	go srv.Serve(ls.l)
 	t.Cleanup(func() { srv.Close() })
@@ -363,5 +386,62 @@ func TestPreviewLoopClientGone(t *testing.T) {
 	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("idle connection after Close: %v, want EOF", err)
+	}
+}
+
+// TestPreviewLoopClose: Close ends a connection that has not sent its
+// first head yet (not after the header timeout); a request being served
+// when Close comes goes on, and still ends when its client leaves; and
+// Shutdown waits for a request, then cancels it when its context ends.
+func TestPreviewLoopClose(t *testing.T) {
+	ls := newLoopServer(t)
+	silent, err := net.Dial("tcp", ls.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	slow, err := net.Dial("tcp", ls.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(slow, "GET /hang HTTP/1.1\r\nHost: "+ls.host+"\r\n\r\n")
+	time.Sleep(2 * previewWatchAfter) // the watch runs
+	ls.l.Close()
+	silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := silent.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("a connection without a request after Close: %v, want EOF", err)
+	}
+	select {
+	case <-ls.hung:
+		t.Fatal("Close ended a request being served")
+	case <-time.After(100 * time.Millisecond):
+	}
+	slow.Close()
+	select {
+	case <-ls.hung:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client left after Close, and its service's request went on")
+	}
+
+	ls = newLoopServer(t)
+	c, err := net.Dial("tcp", ls.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /hang HTTP/1.1\r\nHost: "+ls.host+"\r\n\r\n")
+	for ls.l.busy.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := ls.l.Shutdown(ctx); err != context.DeadlineExceeded || time.Since(start) < 150*time.Millisecond {
+		t.Fatalf("Shutdown with a request going on: %v after %v", err, time.Since(start))
+	}
+	select {
+	case <-ls.hung:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown's end did not end the request")
 	}
 }

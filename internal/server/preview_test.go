@@ -27,7 +27,7 @@ func newPreviewServer(t testing.TB, pc server.PreviewConfig) *httptest.Server {
 	env := managertest.New(t)
 	h := server.New(server.Config{Manager: env.Manager, Token: token, Metrics: env.Metrics, Preview: pc})
 	srv := httptest.NewUnstartedServer(h)
-	srv.Listener = h.Listener(srv.Listener, 10*time.Second)
+	srv.Listener = h.Listener(srv.Listener, &http.Server{ReadHeaderTimeout: 10 * time.Second})
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
