@@ -21,7 +21,8 @@ package e2e
 // "direct-cpu-us/req": this process, which runs client and daemon, plus
 // the sandbox's node and agent; "agent-cpu-us/req", the agent's share on
 // the preview path) with "cpu-ratio", the throughput ratio if CPU were
-// all that limits it.
+// all that limits it, and the same from the whole machine's busy time
+// ("sys-cpu-us/req", "sys-cpu-ratio": softirqs and kernel threads too).
 
 import (
 	"bytes"
@@ -156,12 +157,12 @@ func BenchmarkPreviewURL(b *testing.B) {
 	// each path in turn, previewBenchRounds times; the median round of
 	// each path counts.
 	var rps [2][]float64
-	var cpu, agentCPU [2]time.Duration
+	var cpu, agentCPU, sysCPU [2]time.Duration
 	var reqs [2]float64
 	for r := range previewBenchRounds {
 		for k := range 2 {
 			p := (r + k) % 2
-			c0, a0 := cpuTime(cpuPids), cpuTime(cpuPids[1:], false)
+			c0, a0, s0 := cpuTime(cpuPids), cpuTime(cpuPids[1:], false), systemBusy()
 			t0 := time.Now()
 			n, err := burst(func() error { return get(paths[p].c, paths[p].u) })
 			if err != nil {
@@ -169,6 +170,7 @@ func BenchmarkPreviewURL(b *testing.B) {
 			}
 			cpu[p] += cpuTime(cpuPids) - c0
 			agentCPU[p] += cpuTime(cpuPids[1:], false) - a0
+			sysCPU[p] += systemBusy() - s0
 			reqs[p] += n * time.Since(t0).Seconds()
 			rps[p] = append(rps[p], n)
 		}
@@ -183,6 +185,31 @@ func BenchmarkPreviewURL(b *testing.B) {
 	b.ReportMetric(float64(agentCPU[1].Microseconds())/reqs[1], "agent-cpu-us/req")
 	// What the throughput ratio would be if CPU were all that limits it.
 	b.ReportMetric(perReq(0)/perReq(1), "cpu-ratio")
+	// The same from the whole machine's busy time (/proc/stat): it also
+	// counts what runs outside these processes (softirqs in ksoftirqd,
+	// kernel threads) and anything else running meanwhile.
+	sysPerReq := func(p int) float64 { return float64(sysCPU[p].Microseconds()) / reqs[p] }
+	b.ReportMetric(sysPerReq(1), "sys-cpu-us/req")
+	b.ReportMetric(sysPerReq(0)/sysPerReq(1), "sys-cpu-ratio")
+}
+
+// systemBusy is the machine's CPU time so far that was not idle or
+// waiting for I/O (/proc/stat's first line).
+func systemBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // not idle, iowait; not guest (counted in user)
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / 100 // USER_HZ
 }
 
 // cpuTime is the CPU time (user and system) used so far by pids and,
