@@ -23,6 +23,15 @@ package e2e
 // the preview path) with "cpu-ratio", the throughput ratio if CPU were
 // all that limits it, and the same from the whole machine's busy time
 // ("sys-cpu-us/req", "sys-cpu-ratio": softirqs and kernel threads too).
+//
+// "service-cpu-us/req" and "direct-service-cpu-us/req" are the node
+// server's own share on each path, and "daemon-cpu-us/req" the daemon
+// process's, where it is one.
+//
+// BenchmarkPreviewURL runs the daemon in the test process, as the other
+// benchmarks do; BenchmarkPreviewURLDaemonProcess runs the sandboxd
+// binary, as in use, where the client's requests cross into another
+// process (and its Go runtime) as well.
 
 import (
 	"bytes"
@@ -64,10 +73,28 @@ http.createServer((req, res) => {
 
 func BenchmarkPreviewURL(b *testing.B) {
 	d := StartDaemon(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
 	sb := d.Client.Get(benchID("preview", 0))
 	defer destroySandboxes(b, d, sb.ID())
+	benchPreview(b, sb, previewClient(d), 0)
+}
+
+// BenchmarkPreviewURLDaemonProcess is BenchmarkPreviewURL with the daemon
+// as a process of its own (the sandboxd binary), as it runs in use: the
+// client and the daemon then share no Go runtime, and a request crosses
+// one more process boundary. Its CPU per request counts the daemon's
+// process too.
+func BenchmarkPreviewURLDaemonProcess(b *testing.B) {
+	d := StartDaemonProc(b)
+	sb := d.Client.Get(benchID("preview", 0)) // the daemon's cleanup destroys it
+	benchPreview(b, sb, previewClient(&Daemon{URL: d.URL}), d.Pid())
+}
+
+// benchPreview measures preview requests to sb through preview (a
+// client of its daemon) against direct ones; daemonPid, if not 0, is a
+// daemon process whose CPU time counts too.
+func benchPreview(b *testing.B, sb *sandbox.Sandbox, preview *http.Client, daemonPid int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	marker := "bench-preview-" + benchTag
 	if _, err := sb.WriteFile(ctx, "/workspace/"+marker+".js", []byte(previewBenchServer), nil); err != nil {
 		b.Fatal(err)
@@ -93,8 +120,11 @@ func BenchmarkPreviewURL(b *testing.B) {
 	if a := agentPidOf(nodePid); a > 0 {
 		cpuPids = append(cpuPids, a)
 	}
+	otherPids := cpuPids[1:] // the agent's: "agent-cpu-us/req"
+	if daemonPid != 0 {
+		cpuPids = append(cpuPids, daemonPid)
+	}
 
-	preview := previewClient(d)
 	preview.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
 	direct := &http.Client{Transport: &http.Transport{
 		Proxy:               nil,
@@ -157,20 +187,22 @@ func BenchmarkPreviewURL(b *testing.B) {
 	// each path in turn, previewBenchRounds times; the median round of
 	// each path counts.
 	var rps [2][]float64
-	var cpu, agentCPU, sysCPU [2]time.Duration
+	var cpu, agentCPU, sysCPU, nodeCPU, daemonCPU [2]time.Duration
 	var reqs [2]float64
 	for r := range previewBenchRounds {
 		for k := range 2 {
 			p := (r + k) % 2
-			c0, a0, s0 := cpuTime(cpuPids), cpuTime(cpuPids[1:], false), systemBusy()
+			c0, a0, s0, n0, d0 := cpuTime(cpuPids), cpuTime(otherPids, false), systemBusy(), cpuTime(cpuPids[:1], false), cpuTime([]int{daemonPid}, false)
 			t0 := time.Now()
 			n, err := burst(func() error { return get(paths[p].c, paths[p].u) })
 			if err != nil {
 				b.Fatal(err)
 			}
 			cpu[p] += cpuTime(cpuPids) - c0
-			agentCPU[p] += cpuTime(cpuPids[1:], false) - a0
+			agentCPU[p] += cpuTime(otherPids, false) - a0
 			sysCPU[p] += systemBusy() - s0
+			nodeCPU[p] += cpuTime(cpuPids[:1], false) - n0
+			daemonCPU[p] += cpuTime([]int{daemonPid}, false) - d0
 			reqs[p] += n * time.Since(t0).Seconds()
 			rps[p] = append(rps[p], n)
 		}
@@ -183,6 +215,11 @@ func BenchmarkPreviewURL(b *testing.B) {
 	b.ReportMetric(perReq(0), "direct-cpu-us/req")
 	b.ReportMetric(perReq(1), "cpu-us/req")
 	b.ReportMetric(float64(agentCPU[1].Microseconds())/reqs[1], "agent-cpu-us/req")
+	b.ReportMetric(float64(nodeCPU[1].Microseconds())/reqs[1], "service-cpu-us/req")
+	b.ReportMetric(float64(nodeCPU[0].Microseconds())/reqs[0], "direct-service-cpu-us/req")
+	if daemonPid != 0 {
+		b.ReportMetric(float64(daemonCPU[1].Microseconds())/reqs[1], "daemon-cpu-us/req")
+	}
 	// What the throughput ratio would be if CPU were all that limits it.
 	b.ReportMetric(perReq(0)/perReq(1), "cpu-ratio")
 	// The same from the whole machine's busy time (/proc/stat): it also

@@ -21,7 +21,7 @@ import (
 // DaemonProc is sandboxd run as a separate process (the real binary), for
 // tests that kill it with SIGKILL. Everything else uses StartDaemon.
 type DaemonProc struct {
-	t       *testing.T
+	t       testing.TB
 	DataDir string
 	Images  string
 	URL     string
@@ -41,7 +41,7 @@ var (
 )
 
 // daemonBinary builds cmd/sandboxd once per test binary.
-func daemonBinary(t *testing.T) string {
+func daemonBinary(t testing.TB) string {
 	t.Helper()
 	daemonBinOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "sandboxd-bin-")
@@ -71,7 +71,7 @@ func removeDaemonBinary() {
 // StartDaemonProc runs sandboxd as a child process with a fresh data
 // directory and the default image. When the test ends, the daemon is
 // started again if needed, every sandbox is destroyed, and it is stopped.
-func StartDaemonProc(t *testing.T) *DaemonProc {
+func StartDaemonProc(t testing.TB) *DaemonProc {
 	t.Helper()
 	testutil.RequiresRoot(t)
 	image := testutil.DefaultImage(t)
