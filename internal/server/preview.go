@@ -235,12 +235,17 @@ func previewFailure(id string, port int, err error) error {
 var forwardingHeaders = []string{"Forwarded", "X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Ssl"}
 
 // setForwarded sets X-Forwarded-For, -Host and -Proto on the outgoing
-// request and drops spoofable proxy and internal headers. From a trusted
+// request and drops spoofable proxy and internal headers, and header
+// names with '_'. From a trusted
 // proxy, its X-Forwarded-* are kept (For is appended to).
 func (s *server) setForwarded(pr *httputil.ProxyRequest) {
 	trusted := s.trustedPeer(pr.In)
 	for k := range pr.Out.Header {
-		if strings.HasPrefix(k, "X-Sandboxd-") {
+		// Names with '_' are dropped too, as nginx and gunicorn do: a
+		// service that reads them with dashes (CGI and WSGI map both to
+		// HTTP_X_FORWARDED_FOR) would take X_Forwarded_For for the
+		// header this sets.
+		if strings.HasPrefix(k, "X-Sandboxd-") || strings.ContainsRune(k, '_') {
 			delete(pr.Out.Header, k)
 		}
 	}

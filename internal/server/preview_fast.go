@@ -251,7 +251,8 @@ func (s *server) previewFailed(w http.ResponseWriter, r *http.Request, t *previe
 // writePreviewHead writes the head of r as the ReverseProxy (and
 // setForwarded) would send it to the service: request line, Host as the
 // client sent it, r's headers but the hop-by-hop ones, the daemon's own
-// X-Sandboxd-* and (from an untrusted peer) any proxy information, then
+// X-Sandboxd-*, names with '_' and (from an untrusted peer) any proxy
+// information, then
 // X-Forwarded-For, -Host and -Proto.
 func writePreviewHead(bw *bufio.Writer, r *http.Request, uri string, trusted bool) {
 	bw.WriteString(r.Method)
@@ -262,8 +263,8 @@ func writePreviewHead(bw *bufio.Writer, r *http.Request, uri string, trusted boo
 	bw.WriteString("\r\n")
 	for k, vv := range r.Header {
 		switch {
-		case previewHopHeaders[k], strings.HasPrefix(k, "X-Sandboxd-"):
-			continue
+		case previewHopHeaders[k], strings.HasPrefix(k, "X-Sandboxd-"), strings.ContainsRune(k, '_'):
+			continue // '_': see setForwarded
 		case k == "Content-Length", k == "Host":
 			continue // a GET without a body has none
 		case k == "Forwarded", k == "X-Forwarded-For", k == "X-Forwarded-Host", k == "X-Forwarded-Proto":

@@ -98,7 +98,7 @@ func TestPreviewFastPathParity(t *testing.T) {
 		"X-Forwarded-Host: spoof.example\r\nForwarded: for=6.6.6.6\r\nX-Real-Ip: 6.6.6.6\r\n" +
 		"X-Sandboxd-Internal: 1\r\nConnection: keep-alive\r\nKeep-Alive: 300\r\n" +
 		"Proxy-Authorization: Basic eA==\r\nUser-Agent: one\r\nUser-Agent: two\r\n" +
-		"Cookie: a=1\r\nCookie: b=2\r\nX-Empty:\r\nAccept:   text/html  "
+		"Cookie: a=1\r\nCookie: b=2\r\nX-Empty:\r\nX_Forwarded_For: 8.8.8.8\r\nX-Sandboxd_Id: x\r\nAccept:   text/html  "
 	for _, tc := range []struct {
 		name    string
 		trusted []netip.Prefix
@@ -140,7 +140,7 @@ func TestPreviewFastPathParity(t *testing.T) {
 					"Proxy-Authorization": "", "Connection": "", "User-Agent": "one", "Cookie": "a=1, b=2",
 					"X-Empty": "", "Accept": "text/html",
 					"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host,
-					"Forwarded": "", "X-Real-Ip": "",
+					"Forwarded": "", "X-Real-Ip": "", "X_forwarded_for": "", "X-Sandboxd_id": "",
 				}
 				if tc.trusted != nil {
 					want["X-Forwarded-For"] = "6.6.6.6, 7.7.7.7, 127.0.0.1"
