@@ -44,7 +44,7 @@ type fifo struct {
 	fd       int          // read end, O_NONBLOCK
 	wfd      int          // the agent's write end, until drain
 	wake     int          // eventfd: drain tells a waiting copyTo
-	deadline atomic.Int64 // set by drain: when copyTo stops waiting (unix ns)
+	deadline atomic.Int64 // set by drain: when copyTo stops (since fifoEpoch)
 	once     sync.Once    // drain or close, once
 	// wakeRefs counts copyTo and drain: the last of the two to be done
 	// with wake closes it (neither writes to a number reused meanwhile).
@@ -91,19 +91,22 @@ func (f *fifo) copyTo(fn func([]byte)) {
 	buf := *bp
 	total := 0
 	for {
+		// drain's deadline ends the copy even while data keeps coming
+		// (a background child that writes on and on).
+		if f.pastDeadline() {
+			f.stopCopy(fn, buf)
+			return
+		}
 		n, err := unix.Read(f.fd, buf)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			if f.wait() {
-				continue
+			if !f.wait() {
+				f.stopCopy(fn, buf)
+				return
 			}
-			readNowFd(f.fd, fn)
-			// The netpoller now: nothing is streamed any more, and a
-			// background child may hold the FIFO for hours.
-			go discard(os.NewFile(uintptr(f.fd), "fifo"))
-			return
+			continue
 		case err != nil || n == 0: // end-of-file: every writer is gone
 			unix.Close(f.fd)
 			return
@@ -117,21 +120,46 @@ func (f *fifo) copyTo(fn func([]byte)) {
 	}
 }
 
+// stopCopy ends copyTo once drain's deadline has passed: what is in the
+// FIFO now is delivered (up to 1 MiB), and the rest goes to a reader in
+// the netpoller that discards it: nothing is streamed any more, and a
+// background child may hold the FIFO for hours.
+func (f *fifo) stopCopy(fn func([]byte), buf []byte) {
+	readNowFd(f.fd, fn, buf)
+	go discard(os.NewFile(uintptr(f.fd), "fifo"))
+}
+
+// fifoEpoch is what deadlines count from: a monotonic clock, which a step
+// of the wall clock does not move.
+var fifoEpoch = time.Now()
+
+// pastDeadline reports whether drain's deadline has passed.
+func (f *fifo) pastDeadline() bool {
+	d := f.deadline.Load()
+	return d != 0 && time.Since(fifoEpoch) >= time.Duration(d)
+}
+
 // wait waits in poll(2) until the FIFO can be read (or its writers are
-// gone), and reports false once drain's deadline has passed.
+// gone), and reports false once drain's deadline has passed. Each waiting
+// copyTo holds an OS thread in poll(2) (two for a running command, until
+// it ends).
 func (f *fifo) wait() bool {
+	fds := []unix.PollFd{{Fd: int32(f.fd), Events: unix.POLLIN}, {Fd: int32(f.wake), Events: unix.POLLIN}}
 	for {
 		timeout := -1
 		if d := f.deadline.Load(); d != 0 {
-			left := time.Until(time.Unix(0, d))
+			left := time.Duration(d) - time.Since(fifoEpoch)
 			if left <= 0 {
 				return false
 			}
 			timeout = int((left + time.Millisecond - 1) / time.Millisecond)
 		}
-		fds := []unix.PollFd{{Fd: int32(f.fd), Events: unix.POLLIN}, {Fd: int32(f.wake), Events: unix.POLLIN}}
-		if _, err := unix.Poll(fds, timeout); err != nil && err != unix.EINTR {
-			return false
+		fds[0].Revents, fds[1].Revents = 0, 0
+		if _, err := unix.Poll(fds, timeout); err != nil {
+			if err != unix.EINTR {
+				time.Sleep(10 * time.Millisecond) // ENOMEM: again, shortly
+			}
+			continue
 		}
 		if fds[0].Revents != 0 {
 			return true
@@ -149,7 +177,7 @@ func (f *fifo) wait() bool {
 func (f *fifo) drain() {
 	f.once.Do(func() {
 		unix.Close(f.wfd)
-		f.deadline.Store(time.Now().Add(drainGrace).UnixNano())
+		f.deadline.Store(int64(time.Since(fifoEpoch) + drainGrace))
 		one := [8]byte{1}
 		_, _ = unix.Write(f.wake, one[:])
 		f.unrefWake()
@@ -188,9 +216,9 @@ func readAvailable(fd int, buf []byte) int {
 	return n
 }
 
-// readNowFd delivers what is in fd to fn without waiting (at most 1 MiB).
-func readNowFd(fd int, fn func([]byte)) {
-	buf := make([]byte, 64<<10)
+// readNowFd delivers what is in fd to fn without waiting (at most 1 MiB),
+// read into buf.
+func readNowFd(fd int, fn func([]byte), buf []byte) {
 	for total := 0; total < 1<<20; {
 		n := readAvailable(fd, buf)
 		if n == 0 {

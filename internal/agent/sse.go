@@ -186,8 +186,9 @@ func appendChunkEvent(dst []byte, stream string, b []byte, id int64) []byte {
 // (without the quotes). It gives up, reporting false, if b is not UTF-8,
 // or as soon as the escapes have added more than budget bytes, or more
 // than a third of the bytes read so far (plus some slack): text dense with
-// escapes (a stream of NULs) is found out after a few bytes, not after a
-// third of the chunk.
+// escapes (a stream of NULs) is found out after a few KiB, not after a
+// third of the chunk (line ends are counted after each run of up to 1 KiB
+// of them).
 //
 // Output is mostly ASCII text with an escape every line or so: plain runs
 // and line ends go through wireio.EscapeNewlines, blocks at a time, the

@@ -23,7 +23,7 @@ func CopyPlain(dst, src []byte, high bool) int {
 		hm = 0xFFFF
 	}
 	i := 0
-	if len(src) >= 16 {
+	if haveBlocks && len(src) >= 16 {
 		i = copyPlainBlocks(dst, src, hm)
 		if i+16 <= len(src) {
 			return i // stopped at a special byte

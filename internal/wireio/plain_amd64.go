@@ -1,4 +1,9 @@
+//go:build amd64 && gc && !purego
+
 package wireio
+
+// haveBlocks says copyPlainBlocks is the SSE2 loop.
+const haveBlocks = true
 
 // copyPlainBlocks is CopyPlain over the whole 16-byte blocks of src: it
 // returns the index of the first special byte in them, or the end of the

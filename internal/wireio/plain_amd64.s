@@ -1,3 +1,5 @@
+//go:build amd64 && gc && !purego
+
 #include "textflag.h"
 
 // Sixteen copies of '"', '\\' and 0x1F.
