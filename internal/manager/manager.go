@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -358,6 +359,24 @@ func (m *Manager) createLocked(ctx context.Context, e *entry, opts api.CreateSan
 	return nil
 }
 
+// specOf is the runtime spec of rec's container, with hostname (its ID,
+// or a pooled container's runtime name until it is claimed).
+func (m *Manager) specOf(rec store.Sandbox, hostname string) runtime.Spec {
+	return runtime.Spec{
+		ID:       rec.RuntimeName,
+		Hostname: hostname,
+		Image:    rec.ImagePath,
+		Env:      maps.Clone(rec.Env),
+		Cwd:      rec.Cwd,
+		Resources: runtime.Resources{
+			CPUs: rec.Resources.CPUs, MemoryMB: rec.Resources.MemoryMB, Pids: rec.Resources.Pids,
+			DiskMB: rec.Resources.DiskMB,
+		},
+		Network: rec.Network,
+		UIDBase: uint32(uint64(m.cfg.UIDBase) + uint64(rec.UIDSlot)*runtime.IDMapSize),
+	}
+}
+
 // startLocked starts rec's container unless it already runs.
 func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, isNew bool) error {
 	if e.client != nil {
@@ -386,19 +405,7 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 	// container would be left for the next call to clean.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentTimeout+30*time.Second)
 	defer cancel()
-	inst, err := m.cfg.Runtime.Start(sctx, runtime.Spec{
-		ID:       rec.RuntimeName,
-		Hostname: rec.ID,
-		Image:    image,
-		Env:      rec.Env,
-		Cwd:      rec.Cwd,
-		Resources: runtime.Resources{
-			CPUs: rec.Resources.CPUs, MemoryMB: rec.Resources.MemoryMB, Pids: rec.Resources.Pids,
-			DiskMB: rec.Resources.DiskMB,
-		},
-		Network: rec.Network,
-		UIDBase: uint32(uint64(m.cfg.UIDBase) + uint64(rec.UIDSlot)*runtime.IDMapSize),
-	})
+	inst, err := m.cfg.Runtime.Start(sctx, m.specOf(rec, rec.ID))
 	if err != nil {
 		log.Error("start sandbox", "err", err)
 		return fmt.Errorf("start sandbox %s: %w", rec.ID, err)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -413,19 +412,7 @@ func (m *Manager) startPooled(ctx context.Context) (s *pooled, err error) {
 	defer release()
 	sctx, cancel := context.WithTimeout(ctx, agentTimeout+30*time.Second)
 	defer cancel()
-	s.inst, err = m.cfg.Runtime.Start(sctx, runtime.Spec{
-		ID:       rec.RuntimeName,
-		Hostname: rec.RuntimeName,
-		Image:    rec.ImagePath,
-		Env:      maps.Clone(rec.Env),
-		Cwd:      rec.Cwd,
-		Resources: runtime.Resources{
-			CPUs: rec.Resources.CPUs, MemoryMB: rec.Resources.MemoryMB, Pids: rec.Resources.Pids,
-			DiskMB: rec.Resources.DiskMB,
-		},
-		Network: rec.Network,
-		UIDBase: uint32(uint64(m.cfg.UIDBase) + uint64(rec.UIDSlot)*runtime.IDMapSize),
-	})
+	s.inst, err = m.cfg.Runtime.Start(sctx, m.specOf(rec, rec.RuntimeName))
 	if err != nil {
 		return s, fmt.Errorf("start pooled sandbox %s: %w", rec.ID, err)
 	}
