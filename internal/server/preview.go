@@ -49,16 +49,23 @@ func (s *server) previewDomain() string {
 // authentication: preview URLs carry their own token, and no API call is
 // ever served on a preview host.
 func (s *server) previews(next http.Handler, rp *httputil.ReverseProxy) http.Handler {
-	suffix := "." + s.previewDomain()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host := strings.TrimSuffix(strings.ToLower(hostOnly(r.Host)), ".")
-		label, ok := strings.CutSuffix(host, suffix)
-		if !ok || label == "" {
+		label, ok := s.previewLabel(r.Host)
+		if !ok {
 			next.ServeHTTP(w, r)
 			return
 		}
 		s.preview(w, r, label, rp)
 	})
+}
+
+// previewLabel returns the label of a preview host
+// ("{port}-{sandboxId}-{token}" of host, any port and case aside), and
+// false for a host that is not one.
+func (s *server) previewLabel(host string) (string, bool) {
+	h := strings.TrimSuffix(strings.ToLower(hostOnly(host)), ".")
+	label, ok := strings.CutSuffix(h, s.previewSuffix)
+	return label, ok && label != ""
 }
 
 // previewTarget is where one preview request goes, carried in its

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // The preview connection loop. Preview traffic is mostly simple requests
@@ -459,33 +461,35 @@ func (s *server) fastPreviewRequest(head []byte, remote string, ctx context.Cont
 			break // the blank line
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !validFieldName(line[:colon]) {
-			return nil, "" // also folding: a line starting with a space
-		}
-		v := bytes.Trim(line[colon+1:], " \t")
-		if !validFieldValue(v) {
+		if colon <= 0 {
 			return nil, ""
 		}
-		k := textproto.CanonicalMIMEHeaderKey(string(line[:colon]))
+		// net/http's own checks of names (tokens: no folding, no
+		// spaces) and values (no control bytes but tabs).
+		name, v := string(line[:colon]), string(bytes.Trim(line[colon+1:], " \t"))
+		if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(v) {
+			return nil, ""
+		}
+		k := textproto.CanonicalMIMEHeaderKey(name)
 		switch k {
 		case "Host":
 			hosts++
-			host = string(v)
+			host = v
 			continue
 		case "Content-Length", "Transfer-Encoding", "Upgrade", "Expect", "Te", "Trailer":
 			return nil, ""
 		case "Connection":
-			if !strings.EqualFold(string(v), "keep-alive") {
+			if !strings.EqualFold(v, "keep-alive") {
 				return nil, ""
 			}
 		}
-		h[k] = append(h[k], string(v))
+		h[k] = append(h[k], v)
 	}
-	if hosts != 1 || !plainHost(host) {
+	if hosts != 1 || !httpguts.ValidHostHeader(host) {
 		return nil, ""
 	}
-	label, ok := strings.CutSuffix(strings.TrimSuffix(strings.ToLower(hostOnly(host)), "."), "."+s.previewDomain())
-	if !ok || label == "" {
+	label, ok := s.previewLabel(host)
+	if !ok {
 		return nil, ""
 	}
 	u, err := url.ParseRequestURI(string(target))
@@ -509,43 +513,6 @@ func cutLine(b []byte) (line, rest []byte, ok bool) {
 		return nil, nil, false
 	}
 	return b[:i-1], b[i+1:], true
-}
-
-// validFieldName reports whether b is a token (RFC 9110).
-func validFieldName(b []byte) bool {
-	for _, c := range b {
-		if !isTokenByte(c) {
-			return false
-		}
-	}
-	return len(b) > 0
-}
-
-func isTokenByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
-
-// validFieldValue reports whether b has no control bytes but tabs.
-func validFieldValue(b []byte) bool {
-	for _, c := range b {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// plainHost reports whether host holds only the bytes of a host name and
-// port.
-func plainHost(host string) bool {
-	for i := 0; i < len(host); i++ {
-		c := host[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == ':' || c == '_') {
-			return false
-		}
-	}
-	return host != ""
 }
 
 // fastWriter is the loop's http.ResponseWriter: HTTP/1.1 framing as
@@ -613,7 +580,7 @@ func (w *fastWriter) WriteHeader(code int) {
 		case "Content-Type":
 			return code == http.StatusNotModified
 		}
-		return strings.HasPrefix(k, http.TrailerPrefix) || !validFieldName([]byte(k))
+		return strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k)
 	}
 	b := w.hdr[:0]
 	for k, vv := range h {
@@ -782,14 +749,14 @@ func (w *fastWriter) writeTrailers() {
 		for k := range strings.SplitSeq(v, ",") {
 			k = http.CanonicalHeaderKey(textproto.TrimString(k))
 			for _, tv := range h[k] {
-				if validFieldName([]byte(k)) {
+				if httpguts.ValidHeaderFieldName(k) {
 					writeHeaderLine(w.bw, k, headerNewlineToSpace.Replace(tv))
 				}
 			}
 		}
 	}
 	for k, vv := range h {
-		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && validFieldName([]byte(name)) {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && httpguts.ValidHeaderFieldName(name) {
 			for _, v := range vv {
 				writeHeaderLine(w.bw, name, headerNewlineToSpace.Replace(v))
 			}

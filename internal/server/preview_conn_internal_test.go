@@ -23,7 +23,7 @@ import (
 // TestFastPreviewRequest: the loop takes only heads its strict scan fully
 // understands; everything else is left to net/http.
 func TestFastPreviewRequest(t *testing.T) {
-	s := &server{cfg: Config{Preview: PreviewConfig{Domain: "preview.test"}}}
+	s := newServer(Config{Preview: PreviewConfig{Domain: "preview.test"}})
 	const host = "Host: 8080-box-tok.preview.test:9\r\n"
 	ok := []string{
 		"GET / HTTP/1.1\r\n" + host + "\r\n",

@@ -52,6 +52,16 @@ type server struct {
 	cfg Config
 	mgr *manager.Manager
 	log *slog.Logger
+
+	previewSuffix string // "." + the preview domain
+}
+
+// newServer returns the server of cfg (cfg.Logger set), its derived fields
+// filled in.
+func newServer(cfg Config) *server {
+	s := &server{cfg: cfg, mgr: cfg.Manager, log: cfg.Logger}
+	s.previewSuffix = "." + s.previewDomain()
+	return s
 }
 
 // New returns the API's handler. Served from the listener its Listener
@@ -60,7 +70,7 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &server{cfg: cfg, mgr: cfg.Manager, log: cfg.Logger}
+	s := newServer(cfg)
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /v1/sandboxes", s.listSandboxes)
 	v1.HandleFunc("PUT /v1/sandboxes/{id}", s.withID(s.createSandbox))
