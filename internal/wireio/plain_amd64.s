@@ -13,95 +13,91 @@ DATA plainCtl<>+0(SB)/8, $0x1f1f1f1f1f1f1f1f
 DATA plainCtl<>+8(SB)/8, $0x1f1f1f1f1f1f1f1f
 GLOBL plainCtl<>(SB), RODATA|NOPTR, $16
 
+// The three loops share their tests. A block of 16 bytes is tested:
+// equal to '"' or '\\', or min(b, 0x1F) == b (below 0x20); PMOVMSKB turns
+// the tests into a bit per byte, and of the block itself gives the bytes
+// above 0x7F, kept where DX (0xFFFF or 0) says so.
+
+// CONSTS loads the bytes tested for into X1-X3.
+#define CONSTS \
+	MOVOU	plainQuote<>(SB), X1; \
+	MOVOU	plainBackslash<>(SB), X2; \
+	MOVOU	plainCtl<>(SB), X3
+
+// SPECIAL16 sets m to the special bytes of block x (flags: ZF if none),
+// with t1-t3 and tmp as scratch.
+#define SPECIAL16(x, t1, t2, t3, m, tmp) \
+	MOVOU	x, t1; \
+	PCMPEQB	X1, t1; \
+	MOVOU	x, t2; \
+	PCMPEQB	X2, t2; \
+	POR	t2, t1; \
+	MOVOU	x, t3; \
+	PMINUB	X3, t3; \
+	PCMPEQB	x, t3; \
+	POR	t3, t1; \
+	PMOVMSKB	t1, m; \
+	PMOVMSKB	x, tmp; \
+	ANDL	DX, tmp; \
+	ORL	tmp, m
+
+// LOADPAIR loads the 32 bytes of src at AX into X0 and X8, stores them to
+// dst at BX, and sets R12 to their special bytes (X0's the low 16 bits;
+// ZF if none). It clobbers X4-X6, X9-X11, R9 and R13.
+#define LOADPAIR \
+	MOVOU	(SI)(AX*1), X0; \
+	MOVOU	16(SI)(AX*1), X8; \
+	MOVOU	X0, (DI)(BX*1); \
+	MOVOU	X8, 16(DI)(BX*1); \
+	SPECIAL16(X0, X4, X5, X6, R12, R13); \
+	SPECIAL16(X8, X9, X10, X11, R9, R13); \
+	SHLL	$16, R9; \
+	ORL	R9, R12
+
+// LOADONE is LOADPAIR for the 16 bytes at AX.
+#define LOADONE \
+	MOVOU	(SI)(AX*1), X0; \
+	MOVOU	X0, (DI)(BX*1); \
+	SPECIAL16(X0, X4, X5, X6, R12, R13)
+
 // func copyPlainBlocks(dst, src []byte, high uint32) int
 //
-// Each block of 16 bytes is loaded, stored to dst, and tested: equal to
-// '"' or '\\', or min(b, 0x1F) == b (below 0x20); PMOVMSKB turns the
-// tests into a bit per byte, and of the block itself gives the bytes above
-// 0x7F, kept if high says so. Two blocks a round while 32 bytes are left,
-// then one.
+// Two blocks a round while 32 bytes are left, then one; src and dst
+// advance together (BX is AX).
 TEXT ·copyPlainBlocks(SB), NOSPLIT, $0-64
 	MOVQ	dst_base+0(FP), DI
 	MOVQ	src_base+24(FP), SI
 	MOVQ	src_len+32(FP), CX
 	MOVL	high+48(FP), DX
-	MOVOU	plainQuote<>(SB), X1
-	MOVOU	plainBackslash<>(SB), X2
-	MOVOU	plainCtl<>(SB), X3
+	CONSTS
 	XORQ	AX, AX
+	XORQ	BX, BX
 
 pair:
-	LEAQ	32(AX), R9
-	CMPQ	R9, CX
+	LEAQ	32(AX), R10
+	CMPQ	R10, CX
 	JHI	single
-	MOVOU	(SI)(AX*1), X0
-	MOVOU	16(SI)(AX*1), X8
-	MOVOU	X0, (DI)(AX*1)
-	MOVOU	X8, 16(DI)(AX*1)
-
-	MOVOU	X0, X4
-	PCMPEQB	X1, X4
-	MOVOU	X0, X5
-	PCMPEQB	X2, X5
-	POR	X5, X4
-	MOVOU	X0, X6
-	PMINUB	X3, X6
-	PCMPEQB	X0, X6
-	POR	X6, X4
-
-	MOVOU	X8, X9
-	PCMPEQB	X1, X9
-	MOVOU	X8, X10
-	PCMPEQB	X2, X10
-	POR	X10, X9
-	MOVOU	X8, X11
-	PMINUB	X3, X11
-	PCMPEQB	X8, X11
-	POR	X11, X9
-
-	PMOVMSKB	X4, R10
-	PMOVMSKB	X0, R11
-	ANDL	DX, R11
-	ORL	R11, R10
-	PMOVMSKB	X9, R12
-	PMOVMSKB	X8, R13
-	ANDL	DX, R13
-	ORL	R13, R12
-	SHLL	$16, R12
-	ORL	R12, R10
+	LOADPAIR
 	JNZ	found
-	MOVQ	R9, AX
+	ADDQ	$32, AX
+	MOVQ	AX, BX
 	JMP	pair
 
 single:
-	LEAQ	16(AX), R9
-	CMPQ	R9, CX
+	LEAQ	16(AX), R10
+	CMPQ	R10, CX
 	JHI	done
-	MOVOU	(SI)(AX*1), X0
-	MOVOU	X0, (DI)(AX*1)
-	MOVOU	X0, X4
-	PCMPEQB	X1, X4
-	MOVOU	X0, X5
-	PCMPEQB	X2, X5
-	POR	X5, X4
-	MOVOU	X0, X6
-	PMINUB	X3, X6
-	PCMPEQB	X0, X6
-	POR	X6, X4
-	PMOVMSKB	X4, R10
-	PMOVMSKB	X0, R11
-	ANDL	DX, R11
-	ORL	R11, R10
+	LOADONE
 	JNZ	found
-	MOVQ	R9, AX
+	ADDQ	$16, AX
 
 done:
 	MOVQ	AX, ret+56(FP)
 	RET
 
 found:
-	BSFL	R10, R10
-	ADDQ	R10, AX
+	BSFL	R12, R12
+	ADDQ	R12, AX
 	MOVQ	AX, ret+56(FP)
 	RET
 
@@ -119,81 +115,31 @@ TEXT ·escapeNewlines(SB), NOSPLIT, $0-80
 	MOVQ	src_len+32(FP), CX
 	MOVL	high+48(FP), DX
 	MOVQ	limit+56(FP), R11
-	MOVOU	plainQuote<>(SB), X1
-	MOVOU	plainBackslash<>(SB), X2
-	MOVOU	plainCtl<>(SB), X3
+	CONSTS
 	XORQ	AX, AX
 	XORQ	BX, BX
 
 escLoop:
-	LEAQ	32(AX), R9
-	CMPQ	R9, CX
+	LEAQ	32(AX), R10
+	CMPQ	R10, CX
 	JHI	escSingle
 	LEAQ	34(BX), R10
 	CMPQ	R10, R8
 	JHI	escDone
-	MOVOU	(SI)(AX*1), X0
-	MOVOU	16(SI)(AX*1), X8
-	MOVOU	X0, (DI)(BX*1)
-	MOVOU	X8, 16(DI)(BX*1)
-
-	MOVOU	X0, X4
-	PCMPEQB	X1, X4
-	MOVOU	X0, X5
-	PCMPEQB	X2, X5
-	POR	X5, X4
-	MOVOU	X0, X6
-	PMINUB	X3, X6
-	PCMPEQB	X0, X6
-	POR	X6, X4
-
-	MOVOU	X8, X9
-	PCMPEQB	X1, X9
-	MOVOU	X8, X10
-	PCMPEQB	X2, X10
-	POR	X10, X9
-	MOVOU	X8, X11
-	PMINUB	X3, X11
-	PCMPEQB	X8, X11
-	POR	X11, X9
-
-	PMOVMSKB	X4, R12
-	PMOVMSKB	X0, R13
-	ANDL	DX, R13
-	ORL	R13, R12
-	PMOVMSKB	X9, R9
-	PMOVMSKB	X8, R13
-	ANDL	DX, R13
-	ORL	R13, R9
-	SHLL	$16, R9
-	ORL	R9, R12
+	LOADPAIR
 	JNZ	escSpecial
 	ADDQ	$32, AX
 	ADDQ	$32, BX
 	JMP	escLoop
 
 escSingle:
-	LEAQ	16(AX), R9
-	CMPQ	R9, CX
+	LEAQ	16(AX), R10
+	CMPQ	R10, CX
 	JHI	escDone
 	LEAQ	18(BX), R10
 	CMPQ	R10, R8
 	JHI	escDone
-	MOVOU	(SI)(AX*1), X0
-	MOVOU	X0, (DI)(BX*1)
-	MOVOU	X0, X4
-	PCMPEQB	X1, X4
-	MOVOU	X0, X5
-	PCMPEQB	X2, X5
-	POR	X5, X4
-	MOVOU	X0, X6
-	PMINUB	X3, X6
-	PCMPEQB	X0, X6
-	POR	X6, X4
-	PMOVMSKB	X4, R12
-	PMOVMSKB	X0, R13
-	ANDL	DX, R13
-	ORL	R13, R12
+	LOADONE
 	JNZ	escSpecial
 	ADDQ	$16, AX
 	ADDQ	$16, BX
@@ -232,81 +178,31 @@ TEXT ·unescapeNewlines(SB), NOSPLIT, $0-72
 	MOVQ	src_base+24(FP), SI
 	MOVQ	src_len+32(FP), CX
 	MOVL	high+48(FP), DX
-	MOVOU	plainQuote<>(SB), X1
-	MOVOU	plainBackslash<>(SB), X2
-	MOVOU	plainCtl<>(SB), X3
+	CONSTS
 	XORQ	AX, AX
 	XORQ	BX, BX
 
 unLoop:
-	LEAQ	32(AX), R9
-	CMPQ	R9, CX
+	LEAQ	32(AX), R10
+	CMPQ	R10, CX
 	JHI	unSingle
 	LEAQ	32(BX), R10
 	CMPQ	R10, R8
 	JHI	unDone
-	MOVOU	(SI)(AX*1), X0
-	MOVOU	16(SI)(AX*1), X8
-	MOVOU	X0, (DI)(BX*1)
-	MOVOU	X8, 16(DI)(BX*1)
-
-	MOVOU	X0, X4
-	PCMPEQB	X1, X4
-	MOVOU	X0, X5
-	PCMPEQB	X2, X5
-	POR	X5, X4
-	MOVOU	X0, X6
-	PMINUB	X3, X6
-	PCMPEQB	X0, X6
-	POR	X6, X4
-
-	MOVOU	X8, X9
-	PCMPEQB	X1, X9
-	MOVOU	X8, X10
-	PCMPEQB	X2, X10
-	POR	X10, X9
-	MOVOU	X8, X11
-	PMINUB	X3, X11
-	PCMPEQB	X8, X11
-	POR	X11, X9
-
-	PMOVMSKB	X4, R12
-	PMOVMSKB	X0, R13
-	ANDL	DX, R13
-	ORL	R13, R12
-	PMOVMSKB	X9, R9
-	PMOVMSKB	X8, R13
-	ANDL	DX, R13
-	ORL	R13, R9
-	SHLL	$16, R9
-	ORL	R9, R12
+	LOADPAIR
 	JNZ	unSpecial
 	ADDQ	$32, AX
 	ADDQ	$32, BX
 	JMP	unLoop
 
 unSingle:
-	LEAQ	16(AX), R9
-	CMPQ	R9, CX
+	LEAQ	16(AX), R10
+	CMPQ	R10, CX
 	JHI	unDone
 	LEAQ	16(BX), R10
 	CMPQ	R10, R8
 	JHI	unDone
-	MOVOU	(SI)(AX*1), X0
-	MOVOU	X0, (DI)(BX*1)
-	MOVOU	X0, X4
-	PCMPEQB	X1, X4
-	MOVOU	X0, X5
-	PCMPEQB	X2, X5
-	POR	X5, X4
-	MOVOU	X0, X6
-	PMINUB	X3, X6
-	PCMPEQB	X0, X6
-	POR	X6, X4
-	PMOVMSKB	X4, R12
-	PMOVMSKB	X0, R13
-	ANDL	DX, R13
-	ORL	R13, R12
+	LOADONE
 	JNZ	unSpecial
 	ADDQ	$16, AX
 	ADDQ	$16, BX
