@@ -62,6 +62,18 @@ func testBridge(t testing.TB) runc.BridgeConfig {
 	return cfg
 }
 
+// bridgeRuntime is a runtime with a bridge of its own (testBridge, also
+// returned) whose sandboxes are given the resolver 192.0.2.53.
+func bridgeRuntime(t testing.TB) (*runc.Runtime, runc.BridgeConfig) {
+	br := testBridge(t)
+	br.Nameservers = []netip.Addr{netip.MustParseAddr("192.0.2.53")}
+	rt, err := runc.New(runc.Config{Dir: testutil.TempDir(t), Agent: testutil.AgentBinary(t), Bridge: br})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt, br
+}
+
 // TestBridgeSuite runs the shared runtime suite with bridge sandboxes: the
 // same lifecycle, attach and destroy-leaves-nothing checks (Leftovers
 // includes the veth).
@@ -104,12 +116,7 @@ func run(t testing.TB, inst *runtime.Instance, cmd string) (string, int) {
 func TestBridgeSandboxNetwork(t *testing.T) {
 	testutil.RequiresRoot(t)
 	ctx := context.Background()
-	br := testBridge(t)
-	br.Nameservers = []netip.Addr{netip.MustParseAddr("192.0.2.53")}
-	rt, err := runc.New(runc.Config{Dir: testutil.TempDir(t), Agent: testutil.AgentBinary(t), Bridge: br})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, br := bridgeRuntime(t)
 	const id = "net-bridge"
 	t.Cleanup(func() { _ = rt.Destroy(ctx, id) })
 	spec := runtime.Spec{ID: id, Image: testutil.BusyboxImage(t), UIDBase: 1_000_000_000 + 7*runtime.IDMapSize, Network: runtime.NetworkBridge}
@@ -199,12 +206,7 @@ func BenchmarkStartNetwork(b *testing.B) {
 	testutil.RequiresRoot(b)
 	ctx := context.Background()
 	image := testutil.BusyboxImage(b)
-	br := testBridge(b)
-	br.Nameservers = []netip.Addr{netip.MustParseAddr("192.0.2.53")}
-	rt, err := runc.New(runc.Config{Dir: testutil.TempDir(b), Agent: testutil.AgentBinary(b), Bridge: br})
-	if err != nil {
-		b.Fatal(err)
-	}
+	rt, _ := bridgeRuntime(b)
 	modes := []string{runtime.NetworkNone, runtime.NetworkBridge}
 	lat := map[string][]time.Duration{}
 	for i, mode := range modes {
@@ -250,12 +252,7 @@ func BenchmarkStartNetwork(b *testing.B) {
 func TestBridgeFirewallReinstalled(t *testing.T) {
 	testutil.RequiresRoot(t)
 	ctx := context.Background()
-	br := testBridge(t)
-	br.Nameservers = []netip.Addr{netip.MustParseAddr("192.0.2.53")}
-	rt, err := runc.New(runc.Config{Dir: testutil.TempDir(t), Agent: testutil.AgentBinary(t), Bridge: br})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, br := bridgeRuntime(t)
 	table := func() bool {
 		t.Helper()
 		c, err := nftables.New()
