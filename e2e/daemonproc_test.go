@@ -76,13 +76,7 @@ func StartDaemonProc(t testing.TB) *DaemonProc {
 	testutil.RequiresRoot(t)
 	image := testutil.DefaultImage(t)
 	d := &DaemonProc{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", bin: daemonBinary(t), agent: testutil.AgentBinary(t)}
-	d.Images = filepath.Join(d.DataDir, "images")
-	if err := os.MkdirAll(d.Images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(image, filepath.Join(d.Images, "default")); err != nil {
-		t.Fatal(err)
-	}
+	d.Images = imagesDir(t, d.DataDir, image)
 	d.Start()
 	t.Cleanup(func() {
 		if d.cmd == nil {

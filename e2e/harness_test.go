@@ -52,13 +52,7 @@ func StartDaemon(t testing.TB, opts ...func(*daemon.Config)) *Daemon {
 	d := &Daemon{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", agent: testutil.AgentBinary(t), opts: opts}
 	// Registered before the cleanup that stops the daemon, so it runs after.
 	d.logs = newTestWriter(t)
-	d.Images = filepath.Join(d.DataDir, "images")
-	if err := os.MkdirAll(d.Images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(image, filepath.Join(d.Images, "default")); err != nil {
-		t.Fatal(err)
-	}
+	d.Images = imagesDir(t, d.DataDir, image)
 	d.start()
 	t.Cleanup(func() {
 		d.destroyAll()
@@ -163,4 +157,18 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// imagesDir makes dataDir/images with image as its default image, and
+// returns it.
+func imagesDir(t testing.TB, dataDir, image string) string {
+	t.Helper()
+	dir := filepath.Join(dataDir, "images")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(image, filepath.Join(dir, "default")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
