@@ -14,25 +14,9 @@ import (
 // TestCLI runs the built sandbox CLI against the daemon, as a user would.
 func TestCLI(t *testing.T) {
 	d := StartDaemon(t)
-	bin := filepath.Join(t.TempDir(), "sandbox")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sandboxd/sandboxd/cmd/sandbox").CombinedOutput(); err != nil {
-		t.Fatalf("build cli: %v\n%s", err, out)
-	}
+	bin := buildCLI(t, t.TempDir())
 	cli := func(stdin string, args ...string) (string, string, int) {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "SANDBOX_URL="+d.URL, "SANDBOX_TOKEN="+d.Token)
-		cmd.Stdin = strings.NewReader(stdin)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		var ee *exec.ExitError
-		code := 0
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errb.String(), code
+		return runCLI(t, bin, d, "", stdin, args...)
 	}
 
 	out, stderr, code := cli("", "exec", "demo", "--", "python3", "-c", "import pandas; print(pandas.__version__)")
@@ -117,4 +101,35 @@ func TestCLI(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "UNAUTHORIZED") {
 		t.Errorf("wrong token: %q %v", out, err)
 	}
+}
+
+// buildCLI builds cmd/sandbox into dir and returns its path.
+func buildCLI(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "sandbox")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sandboxd/sandboxd/cmd/sandbox").CombinedOutput(); err != nil {
+		t.Fatalf("build cli: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runCLI runs the CLI bin against d, in dir (if not ""), with stdin, and
+// returns its stdout, stderr and exit status.
+func runCLI(t *testing.T, bin string, d *Daemon, dir, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "SANDBOX_URL="+d.URL, "SANDBOX_TOKEN="+d.Token)
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Dir = dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	code := 0
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
 }

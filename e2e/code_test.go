@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -538,26 +537,9 @@ func TestCodeLanguageNotAvailable(t *testing.T) {
 func TestCLIRunCode(t *testing.T) {
 	d := StartDaemon(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sandbox")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sandboxd/sandboxd/cmd/sandbox").CombinedOutput(); err != nil {
-		t.Fatalf("build cli: %v\n%s", err, out)
-	}
+	bin := buildCLI(t, dir)
 	cli := func(stdin string, args ...string) (string, string, int) {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "SANDBOX_URL="+d.URL, "SANDBOX_TOKEN="+d.Token)
-		cmd.Stdin = strings.NewReader(stdin)
-		cmd.Dir = dir
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		var ee *exec.ExitError
-		code := 0
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errb.String(), code
+		return runCLI(t, bin, d, dir, stdin, args...)
 	}
 	if out, stderr, code := cli("import math\nprint('hi')\nmath.pi * 5 ** 2", "run-code", "cli-code", "-"); code != 0 || out != "hi\n78.53981633974483\n" {
 		t.Errorf("run-code: %q %q %d", out, stderr, code)

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -340,10 +339,7 @@ func TestTerminal(t *testing.T) {
 // mode, window size changes, Ctrl-C going to the sandbox), and with a pipe.
 func TestShellCLI(t *testing.T) {
 	d := StartDaemon(t)
-	bin := filepath.Join(t.TempDir(), "sandbox")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sandboxd/sandboxd/cmd/sandbox").CombinedOutput(); err != nil {
-		t.Fatalf("build cli: %v\n%s", err, out)
-	}
+	bin := buildCLI(t, t.TempDir())
 	env := append(os.Environ(), "SANDBOX_URL="+d.URL, "SANDBOX_TOKEN="+d.Token)
 
 	t.Run("Pipe", func(t *testing.T) {
