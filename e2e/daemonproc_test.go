@@ -40,9 +40,14 @@ var (
 	daemonBinErr  error
 )
 
-// daemonBinary builds cmd/sandboxd once per test binary.
+// daemonBinary builds cmd/sandboxd once per test binary, or returns
+// SANDBOXD_TEST_DAEMON, a sandboxd built beforehand (to compare two
+// builds with one test binary, or to profile one).
 func daemonBinary(t testing.TB) string {
 	t.Helper()
+	if p := os.Getenv("SANDBOXD_TEST_DAEMON"); p != "" {
+		return p
+	}
 	daemonBinOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "sandboxd-bin-")
 		if err != nil {
