@@ -12,11 +12,15 @@ package e2e
 // Each iteration sends one request each way, alternately first, over
 // keep-alive connections (ns/op is the pair). Reported: the preview URL's
 // "p50-ms" and "p99-ms", the direct path's "direct-p50-ms" and
-// "direct-p99-ms", and "added-p50-ms"; then the throughput of
-// previewBenchWorkers concurrent clients in alternating rounds ("req/s",
-// "direct-req/s", medians of previewBenchRounds rounds) and their
-// "throughput-ratio". Targets: under 1 ms added p50, a ratio of at least
-// 0.5. Other load on the machine moves the ratio a lot, so the CPU time
+// "direct-p99-ms", and "added-p50-ms"; then the throughput of each path
+// in alternating rounds, at 8, 32 and 64 clients sending requests back to
+// back (the median of previewBenchRounds rounds at each load;
+// "throughput-ratio-8c" and so on), and its best over those loads
+// ("req/s", "direct-req/s"; their "throughput-ratio"). A throughput is a
+// path's capacity: one client count is not a fair measure of both paths,
+// since a request through the preview URL takes one hop more and needs
+// more requests in flight to keep the machine as busy. Targets: under
+// 1 ms added p50, a throughput ratio of at least 0.5. Other load on the machine moves the ratio a lot, so the CPU time
 // per request of each path is reported too ("cpu-us/req",
 // "direct-cpu-us/req": this process, which runs client and daemon, plus
 // the sandbox's node and agent; "agent-cpu-us/req", the agent's share on
@@ -27,6 +31,13 @@ package e2e
 // "service-cpu-us/req" and "direct-service-cpu-us/req" are the node
 // server's own share on each path, and "daemon-cpu-us/req" the daemon
 // process's, where it is one.
+//
+// If haproxy is installed (apt-get install haproxy), the same server is
+// also measured behind it, run in the sandbox's network namespace and
+// reached as the direct path is, as a reference for what one proxy hop
+// costs on the machine: "haproxy-req/s", "haproxy-ratio" (and by load),
+// "haproxy-cpu-us/req" (haproxy's own process) and
+// "haproxy-service-cpu-us/req".
 //
 // BenchmarkPreviewURL runs the daemon in the test process, as the other
 // benchmarks do; BenchmarkPreviewURLDaemonProcess runs the sandboxd
@@ -41,6 +52,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -56,11 +69,15 @@ import (
 )
 
 const (
-	previewBenchWorkers = 8
 	previewBenchRound   = 500 * time.Millisecond
-	previewBenchRounds  = 7
+	previewBenchRounds  = 5
 	previewBenchPort    = 9090
+	previewBenchRefPort = 9191 // haproxy's, in the sandbox's namespace
 )
+
+// previewBenchClients are the loads the throughput is measured at: the
+// numbers of clients sending requests one after another.
+var previewBenchClients = []int{8, 32, 64}
 
 // previewBenchServer answers every request with "ok", keep-alive.
 const previewBenchServer = `
@@ -151,10 +168,19 @@ func benchPreview(b *testing.B, sb *sandbox.Sandbox, preview *http.Client, daemo
 		}
 		return err
 	}
-	paths := []struct {
+	type path struct {
 		c *http.Client
 		u string
-	}{{direct, directURL}, {preview, exp.ExposedAt}}
+	}
+	paths := []path{{direct, directURL}, {preview, exp.ExposedAt}}
+	// A reference: the same server behind haproxy in the sandbox's
+	// network namespace, reached as the direct path is. It shows what a
+	// proxy hop costs on this machine, whoever makes it.
+	haproxyPid := startHAProxy(b, netns)
+	if haproxyPid != 0 {
+		paths = append(paths, path{direct, "http://127.0.0.1:" + strconv.Itoa(previewBenchRefPort) + "/"})
+	}
+	np := len(paths)
 	for range 20 { // warm: connections, pools, node's JIT
 		for _, p := range paths {
 			if err := get(p.c, p.u); err != nil {
@@ -183,34 +209,57 @@ func benchPreview(b *testing.B, sb *sandbox.Sandbox, preview *http.Client, daemo
 	b.ReportMetric(ms(d99), "direct-p99-ms")
 	b.ReportMetric(ms(percentile(sorted(lat[1]), 50)-d50), "added-p50-ms")
 
-	// Throughput: previewBenchWorkers clients for previewBenchRound on
-	// each path in turn, previewBenchRounds times; the median round of
-	// each path counts.
-	var rps [2][]float64
-	var cpu, agentCPU, sysCPU, nodeCPU, daemonCPU [2]time.Duration
-	var reqs [2]float64
-	for r := range previewBenchRounds {
-		for k := range 2 {
-			p := (r + k) % 2
-			c0, a0, s0, n0, d0 := cpuTime(cpuPids), cpuTime(otherPids, false), systemBusy(), cpuTime(cpuPids[:1], false), cpuTime([]int{daemonPid}, false)
-			t0 := time.Now()
-			n, err := burst(func() error { return get(paths[p].c, paths[p].u) })
-			if err != nil {
-				b.Fatal(err)
+	// Throughput: for each number of clients in previewBenchClients,
+	// previewBenchRounds rounds of previewBenchRound on each path in
+	// turn; a path's throughput at that load is its median round, and
+	// its throughput is its best over the loads (the preview path, one
+	// hop longer, needs more clients in flight to be as busy). Path 0 is
+	// direct, 1 the preview URL, 2 haproxy if there is one.
+	var rps [3][]float64 // the median round of each path, by load
+	var cpu, agentCPU, sysCPU, nodeCPU, proxyCPU [3]time.Duration
+	var reqs [3]float64
+	for _, clients := range previewBenchClients {
+		var rounds [3][]float64
+		for r := range previewBenchRounds {
+			for k := range np {
+				p := (r + k) % np
+				proxy := []int{daemonPid} // the proxy's own process, if any
+				if p == 2 {
+					proxy[0] = haproxyPid
+				}
+				c0, a0, s0, n0, x0 := cpuTime(cpuPids), cpuTime(otherPids, false), systemBusy(), cpuTime(cpuPids[:1], false), cpuTime(proxy, false)
+				t0 := time.Now()
+				n, err := burst(clients, func() error { return get(paths[p].c, paths[p].u) })
+				if err != nil {
+					b.Fatal(err)
+				}
+				cpu[p] += cpuTime(cpuPids) - c0
+				agentCPU[p] += cpuTime(otherPids, false) - a0
+				sysCPU[p] += systemBusy() - s0
+				nodeCPU[p] += cpuTime(cpuPids[:1], false) - n0
+				proxyCPU[p] += cpuTime(proxy, false) - x0
+				reqs[p] += n * time.Since(t0).Seconds()
+				rounds[p] = append(rounds[p], n)
 			}
-			cpu[p] += cpuTime(cpuPids) - c0
-			agentCPU[p] += cpuTime(otherPids, false) - a0
-			sysCPU[p] += systemBusy() - s0
-			nodeCPU[p] += cpuTime(cpuPids[:1], false) - n0
-			daemonCPU[p] += cpuTime([]int{daemonPid}, false) - d0
-			reqs[p] += n * time.Since(t0).Seconds()
-			rps[p] = append(rps[p], n)
+		}
+		for p := range np {
+			rps[p] = append(rps[p], median(rounds[p]))
+		}
+		last := func(p int) float64 { return rps[p][len(rps[p])-1] }
+		b.ReportMetric(last(1)/last(0), fmt.Sprintf("throughput-ratio-%dc", clients))
+		if np == 3 {
+			b.ReportMetric(last(2)/last(0), fmt.Sprintf("haproxy-ratio-%dc", clients))
 		}
 	}
-	med := func(xs []float64) float64 { s := slices.Clone(xs); slices.Sort(s); return s[len(s)/2] }
-	b.ReportMetric(med(rps[0]), "direct-req/s")
-	b.ReportMetric(med(rps[1]), "req/s")
-	b.ReportMetric(med(rps[1])/med(rps[0]), "throughput-ratio")
+	b.ReportMetric(slices.Max(rps[0]), "direct-req/s")
+	b.ReportMetric(slices.Max(rps[1]), "req/s")
+	b.ReportMetric(slices.Max(rps[1])/slices.Max(rps[0]), "throughput-ratio")
+	if np == 3 {
+		b.ReportMetric(slices.Max(rps[2]), "haproxy-req/s")
+		b.ReportMetric(slices.Max(rps[2])/slices.Max(rps[0]), "haproxy-ratio")
+		b.ReportMetric(float64(proxyCPU[2].Microseconds())/reqs[2], "haproxy-cpu-us/req")
+		b.ReportMetric(float64(nodeCPU[2].Microseconds())/reqs[2], "haproxy-service-cpu-us/req")
+	}
 	perReq := func(p int) float64 { return float64(cpu[p].Microseconds()) / reqs[p] }
 	b.ReportMetric(perReq(0), "direct-cpu-us/req")
 	b.ReportMetric(perReq(1), "cpu-us/req")
@@ -218,7 +267,7 @@ func benchPreview(b *testing.B, sb *sandbox.Sandbox, preview *http.Client, daemo
 	b.ReportMetric(float64(nodeCPU[1].Microseconds())/reqs[1], "service-cpu-us/req")
 	b.ReportMetric(float64(nodeCPU[0].Microseconds())/reqs[0], "direct-service-cpu-us/req")
 	if daemonPid != 0 {
-		b.ReportMetric(float64(daemonCPU[1].Microseconds())/reqs[1], "daemon-cpu-us/req")
+		b.ReportMetric(float64(proxyCPU[1].Microseconds())/reqs[1], "daemon-cpu-us/req")
 	}
 	// What the throughput ratio would be if CPU were all that limits it.
 	b.ReportMetric(perReq(0)/perReq(1), "cpu-ratio")
@@ -305,15 +354,22 @@ func agentPidOf(pid int) int {
 	return 0
 }
 
-// burst runs get from previewBenchWorkers goroutines for previewBenchRound
-// and returns the requests per second.
-func burst(get func() error) (float64, error) {
+// median is the middle of xs, which it leaves as they are.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// burst runs get from clients goroutines for previewBenchRound and
+// returns the requests per second.
+func burst(clients int, get func() error) (float64, error) {
 	var n atomic.Int64
 	var failed atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
 	end := start.Add(previewBenchRound)
-	for range previewBenchWorkers {
+	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -374,4 +430,58 @@ func dialInNetns(ctx context.Context, nsPath, network, addr string) (net.Conn, e
 	}()
 	r := <-ch
 	return r.c, r.err
+}
+
+// startHAProxy runs haproxy, if it is installed, in the network namespace
+// at netns, listening on previewBenchRefPort and proxying to the bench's
+// server as the daemon does (keep-alive both ways, X-Forwarded-For, -Host
+// and -Proto set); it returns haproxy's pid, or 0 if there is none. It
+// ends with b.
+func startHAProxy(b *testing.B, netns string) int {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		b.Log("haproxy is not installed: no reference proxy (apt-get install haproxy)")
+		return 0
+	}
+	conf := filepath.Join(b.TempDir(), "haproxy.cfg")
+	cfg := fmt.Sprintf(`global
+  nbthread %d
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend preview
+  bind 127.0.0.1:%d
+  option forwardfor
+  http-request set-header X-Forwarded-Host %%[req.hdr(host)]
+  http-request set-header X-Forwarded-Proto http
+  default_backend service
+backend service
+  server node 127.0.0.1:%d
+`, runtime.NumCPU(), previewBenchRefPort, previewBenchPort)
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	// nsenter enters the namespace and then runs haproxy in its place:
+	// the pid is haproxy's.
+	cmd := exec.Command("nsenter", "--net="+netns, bin, "-f", conf, "-db")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := dialInNetns(context.Background(), netns, "tcp", "127.0.0.1:"+strconv.Itoa(previewBenchRefPort))
+		if err == nil {
+			c.Close()
+			return cmd.Process.Pid
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("haproxy does not listen: %v: %s", err, stderr.Bytes())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
