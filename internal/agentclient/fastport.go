@@ -156,7 +156,10 @@ func (t *fastTransport) exchange(ctx context.Context, pc *fastConn, req *http.Re
 	}
 	pc.lr.n = fastMaxHead - int64(pc.br.Buffered())
 	for n1xx := 0; ; n1xx++ {
-		resp, err = http.ReadResponse(pc.br, req)
+		var fast bool
+		if resp, fast = readResponseFast(pc.br, req); !fast {
+			resp, err = http.ReadResponse(pc.br, req)
+		}
 		if err != nil {
 			if pc.lr.n <= 0 {
 				err = fmt.Errorf("response head over %d bytes", fastMaxHead)
