@@ -55,7 +55,7 @@ func (s *server) previews(next http.Handler, rp *httputil.ReverseProxy) http.Han
 			next.ServeHTTP(w, r)
 			return
 		}
-		s.preview(w, r, label, rp)
+		s.preview(w, r, label, rp, "")
 	})
 }
 
@@ -177,8 +177,9 @@ func validPreviewID(id string) bool {
 // preview answers one request for a preview host: it checks the URL
 // (exposed port, token, same container) and proxies the request to the
 // port inside the sandbox through its agent. It never creates, starts or
-// wakes a sandbox.
-func (s *server) preview(w http.ResponseWriter, r *http.Request, label string, rp *httputil.ReverseProxy) {
+// wakes a sandbox. uri, if not "", is what previewFastURI gives for r,
+// found already (the connection loop's requests take the fast path).
+func (s *server) preview(w http.ResponseWriter, r *http.Request, label string, rp *httputil.ReverseProxy, uri string) {
 	port, id, token, err := parsePreviewLabel(label)
 	if err != nil {
 		s.error(w, r, &errdefs.CodedError{Code: api.CodeNotFound, Kind: errdefs.ErrNotFound,
@@ -210,7 +211,11 @@ func (s *server) preview(w http.ResponseWriter, r *http.Request, label string, r
 		// upload then fails, and with it the download).
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
-	if uri, ok := previewFastURI(r); ok {
+	fast := uri != ""
+	if !fast {
+		uri, fast = previewFastURI(r)
+	}
+	if fast {
 		s.previewFast(w, r, &previewTarget{id: id, port: port, agent: pt.Agent}, uri) // preview_fast.go
 		return
 	}

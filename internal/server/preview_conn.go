@@ -258,9 +258,9 @@ func (pc *previewConn) loop() bool {
 		}
 		head := pc.head()
 		var req *http.Request
-		var label string
+		var label, uri string
 		if head != nil {
-			req, label = l.h.s.fastPreviewRequest(head, pc.remote, pc.ctx)
+			req, label, uri = l.h.s.fastPreviewRequest(head, pc.remote, pc.ctx)
 		}
 		if req == nil {
 			_ = pc.c.SetReadDeadline(time.Time{}) // net/http sets its own
@@ -273,7 +273,7 @@ func (pc *previewConn) loop() bool {
 		_, _ = pc.br.Discard(len(head))
 		l.served.Add(1)
 		l.busy.Add(1)
-		keep := pc.serveOne(req, label)
+		keep := pc.serveOne(req, label, uri)
 		l.busy.Add(-1)
 		if !keep || l.closing() {
 			pc.close()
@@ -331,7 +331,7 @@ func (pc *previewConn) head() []byte {
 
 // serveOne answers req; it reports whether the connection may serve
 // another request.
-func (pc *previewConn) serveOne(req *http.Request, label string) (keep bool) {
+func (pc *previewConn) serveOne(req *http.Request, label, uri string) (keep bool) {
 	w := &pc.w
 	w.reset(pc.bw, req.Method == http.MethodHead)
 	watching := pc.br.Buffered() == 0 // else the client has sent more: it is there
@@ -361,7 +361,7 @@ func (pc *previewConn) serveOne(req *http.Request, label string) (keep bool) {
 			}
 		}
 	}()
-	pc.l.h.s.preview(w, req, label, pc.l.h.rp)
+	pc.l.h.s.preview(w, req, label, pc.l.h.rp, uri)
 	return w.finish() == nil
 }
 
@@ -430,45 +430,50 @@ func (c *handoffConn) ReadFrom(r io.Reader) (int64, error) {
 // an origin-form target, with one Host (a preview host), no body, no
 // upgrade, expectation or trailers, no Connection but keep-alive, every
 // header line well formed (no folding, no control bytes), and what
-// previewFastURI takes. Else it returns nil, for net/http to judge.
-func (s *server) fastPreviewRequest(head []byte, remote string, ctx context.Context) (*http.Request, string) {
-	line, rest, ok := cutLine(head)
+// previewFastURI takes; uri is what previewFastURI gives. Else it returns
+// nil, for net/http to judge.
+func (s *server) fastPreviewRequest(head []byte, remote string, ctx context.Context) (req *http.Request, label, uri string) {
+	// One string of the head, that every part of the request is cut
+	// from.
+	line, rest, ok := cutLine(string(head))
 	if !ok {
-		return nil, ""
+		return nil, "", ""
 	}
-	method, line, _ := bytes.Cut(line, []byte{' '})
-	target, proto, _ := bytes.Cut(line, []byte{' '})
-	if string(proto) != "HTTP/1.1" || len(target) == 0 || target[0] != '/' || !plainASCII(string(target)) {
-		return nil, ""
+	method, line, _ := strings.Cut(line, " ")
+	target, proto, _ := strings.Cut(line, " ")
+	if proto != "HTTP/1.1" || len(target) == 0 || target[0] != '/' || !plainASCII(target) {
+		return nil, "", ""
 	}
 	var m string
-	switch string(method) {
+	switch method {
 	case http.MethodGet:
 		m = http.MethodGet
 	case http.MethodHead:
 		m = http.MethodHead
 	default:
-		return nil, ""
+		return nil, "", ""
 	}
-	h := make(http.Header, 8)
+	n := strings.Count(rest, "\n")
+	h := make(http.Header, n)
+	values := make([]string, n) // each key's first value, cut from one array
 	var host string
 	hosts := 0
 	for {
 		if line, rest, ok = cutLine(rest); !ok {
-			return nil, ""
+			return nil, "", ""
 		}
 		if len(line) == 0 {
 			break // the blank line
 		}
-		colon := bytes.IndexByte(line, ':')
+		colon := strings.IndexByte(line, ':')
 		if colon <= 0 {
-			return nil, ""
+			return nil, "", ""
 		}
 		// net/http's own checks of names (tokens: no folding, no
 		// spaces) and values (no control bytes but tabs).
-		name, v := string(line[:colon]), string(bytes.Trim(line[colon+1:], " \t"))
+		name, v := line[:colon], strings.Trim(line[colon+1:], " \t")
 		if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(v) {
-			return nil, ""
+			return nil, "", ""
 		}
 		k := textproto.CanonicalMIMEHeaderKey(name)
 		switch k {
@@ -477,42 +482,46 @@ func (s *server) fastPreviewRequest(head []byte, remote string, ctx context.Cont
 			host = v
 			continue
 		case "Content-Length", "Transfer-Encoding", "Upgrade", "Expect", "Te", "Trailer":
-			return nil, ""
+			return nil, "", ""
 		case "Connection":
 			if !strings.EqualFold(v, "keep-alive") {
-				return nil, ""
+				return nil, "", ""
 			}
 		}
-		h[k] = append(h[k], v)
+		if vv, ok := h[k]; ok {
+			h[k] = append(vv, v)
+			continue
+		}
+		values[0] = v
+		h[k], values = values[:1:1], values[1:]
 	}
 	if hosts != 1 || !httpguts.ValidHostHeader(host) {
-		return nil, ""
+		return nil, "", ""
 	}
-	label, ok := s.previewLabel(host)
-	if !ok {
-		return nil, ""
+	if label, ok = s.previewLabel(host); !ok {
+		return nil, "", ""
 	}
-	u, err := url.ParseRequestURI(string(target))
+	u, err := url.ParseRequestURI(target)
 	if err != nil {
-		return nil, ""
+		return nil, "", ""
 	}
-	req := (&http.Request{
+	req = (&http.Request{
 		Method: m, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Body: http.NoBody, Host: host, RemoteAddr: remote, RequestURI: string(target),
+		Header: h, Body: http.NoBody, Host: host, RemoteAddr: remote, RequestURI: target,
 	}).WithContext(ctx)
-	if _, ok := previewFastURI(req); !ok {
-		return nil, ""
+	if uri, ok = previewFastURI(req); !ok {
+		return nil, "", ""
 	}
-	return req, label
+	return req, label, uri
 }
 
-// cutLine cuts the line (without its CRLF) off the start of b.
-func cutLine(b []byte) (line, rest []byte, ok bool) {
-	i := bytes.IndexByte(b, '\n')
-	if i < 1 || b[i-1] != '\r' {
-		return nil, nil, false
+// cutLine cuts the line (without its CRLF) off the start of s.
+func cutLine(s string) (line, rest string, ok bool) {
+	i := strings.IndexByte(s, '\n')
+	if i < 1 || s[i-1] != '\r' {
+		return "", "", false
 	}
-	return b[:i-1], b[i+1:], true
+	return s[:i-1], s[i+1:], true
 }
 
 // fastWriter is the loop's http.ResponseWriter: HTTP/1.1 framing as

@@ -62,18 +62,21 @@ func TestFastPreviewRequest(t *testing.T) {
 		"GET / HTTP/1.1\r\n" + host + "Connection: keep-alive, x-hop\r\n\r\n",
 	}
 	for _, h := range ok {
-		req, label := s.fastPreviewRequest([]byte(h), "127.0.0.1:1", context.Background())
+		req, label, _ := s.fastPreviewRequest([]byte(h), "127.0.0.1:1", context.Background())
 		if req == nil || label != "8080-box-tok" {
 			t.Errorf("%q: refused (label %q)", h, label)
 		}
 	}
-	req, _ := s.fastPreviewRequest([]byte(ok[1]), "127.0.0.1:1", context.Background())
+	req, _, uri := s.fastPreviewRequest([]byte(ok[1]), "127.0.0.1:1", context.Background())
+	if want, _ := previewFastURI(req); uri != want || uri != "/a?b=c" {
+		t.Errorf("uri %q, previewFastURI %q", uri, want)
+	}
 	if req.Method != "HEAD" || req.URL.RawQuery != "b=c" || req.Host != "8080-box-tok.preview.test:9" ||
 		req.Header.Get("Accept") != "*/*" || req.Header["Host"] != nil || req.RemoteAddr != "127.0.0.1:1" {
 		t.Errorf("request %+v", req)
 	}
 	for _, h := range bad {
-		if req, _ := s.fastPreviewRequest([]byte(h), "127.0.0.1:1", context.Background()); req != nil {
+		if req, _, _ := s.fastPreviewRequest([]byte(h), "127.0.0.1:1", context.Background()); req != nil {
 			t.Errorf("%q: taken", h)
 		}
 	}
