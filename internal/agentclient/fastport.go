@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -217,21 +218,29 @@ type fastBody struct {
 	body io.ReadCloser
 	stop func() bool
 	keep bool
-	once sync.Once
+	done atomic.Bool // released
 }
 
 func (b *fastBody) Read(p []byte) (int, error) {
 	n, err := b.body.Read(p)
 	if err == io.EOF {
-		b.once.Do(func() { b.t.release(b.pc, b.stop, b.keep) })
+		b.release(b.keep)
 	} else if err != nil {
-		b.once.Do(func() { b.t.release(b.pc, b.stop, false) })
+		b.release(false)
 	}
 	return n, err
 }
 
+// release ends the exchange once: the first call decides whether the
+// connection is kept.
+func (b *fastBody) release(keep bool) {
+	if b.done.CompareAndSwap(false, true) {
+		b.t.release(b.pc, b.stop, keep)
+	}
+}
+
 func (b *fastBody) Close() error {
-	b.once.Do(func() { b.t.release(b.pc, b.stop, false) })
+	b.release(false)
 	return nil
 }
 
