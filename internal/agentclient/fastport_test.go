@@ -1,6 +1,7 @@
 package agentclient
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -278,5 +279,63 @@ func TestFastTransportBoundedHead(t *testing.T) {
 				t.Fatal("RoundTrip still reading")
 			}
 		})
+	}
+}
+
+// TestFastTransportBytesAfterAnswer: a service that sends more than its
+// answer (bytes after a body, a body after a HEAD answer) loses that
+// connection, so the stray bytes are never read as the next answer.
+func TestFastTransportBytesAfterAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					answer := "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine"
+					switch {
+					case req.URL.Path == "/extra":
+						answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nJUNK"
+					case req.Method == "HEAD":
+						answer = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nJUNK"
+					}
+					if _, err := io.WriteString(c, answer); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	u := "http://" + ln.Addr().String()
+	_, _, rt := fastClient(t)
+	for i, step := range []struct{ method, path, want string }{
+		{"GET", "/", "fine"},
+		{"GET", "/extra", "ok"},
+		{"GET", "/", "fine"},
+		{"HEAD", "/", ""},
+		{"GET", "/", "fine"},
+	} {
+		time.Sleep(10 * time.Millisecond) // the stray bytes are there
+		if _, body := fastGet(t, rt, step.method, u+step.path, nil); body != step.want {
+			t.Fatalf("step %d, %s %s: %q, want %q", i, step.method, step.path, body, step.want)
+		}
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("%d connections, want 3 (the first kept, the other two lost)", n)
 	}
 }

@@ -117,18 +117,15 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, bool
 	return resp, true
 }
 
-// lengthBody is a body of n more bytes from r, as net/http reads one with
-// a Content-Length: io.ErrUnexpectedEOF if r ends before.
+// lengthBody is a body of n more bytes from r: io.EOF with its last
+// bytes, io.ErrUnexpectedEOF if r ends before (as net/http reads one
+// with a Content-Length, up to its first error; its callers stop there).
 type lengthBody struct {
-	r      io.Reader
-	n      int64
-	closed bool
+	r io.Reader
+	n int64
 }
 
 func (b *lengthBody) Read(p []byte) (int, error) {
-	if b.closed {
-		return 0, http.ErrBodyReadAfterClose
-	}
 	if b.n <= 0 {
 		return 0, io.EOF
 	}
@@ -146,7 +143,5 @@ func (b *lengthBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *lengthBody) Close() error {
-	b.closed = true
-	return nil
-}
+// Close does nothing: fastBody decides what becomes of the connection.
+func (b *lengthBody) Close() error { return nil }
