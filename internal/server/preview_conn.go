@@ -597,9 +597,12 @@ func (w *fastWriter) WriteHeader(code int) {
 			continue
 		}
 		for _, v := range vv {
+			if strings.ContainsAny(v, "\r\n") { // as net/http writes it
+				v = headerNewlineToSpace.Replace(v)
+			}
 			b = append(b, k...)
 			b = append(b, ": "...)
-			b = append(b, textproto.TrimString(headerNewlineToSpace.Replace(v))...)
+			b = append(b, textproto.TrimString(v)...)
 			b = append(b, "\r\n"...)
 		}
 	}

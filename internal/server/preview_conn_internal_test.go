@@ -100,6 +100,10 @@ func TestFastWriterParity(t *testing.T) {
 			io.WriteString(w, "ok")
 		},
 		"big": func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) },
+		"newlines": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Lines", "a\r\nb\nc ")
+			io.WriteString(w, "ok")
+		},
 		"bigCL": func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "5000")
 			io.WriteString(w, big)
