@@ -5,17 +5,18 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"net/textproto"
 	"strconv"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/sandboxd/sandboxd/internal/httphead"
 )
 
 // readResponseFast is http.ReadResponse for the plain answers most
 // services give, whose head br already holds whole: it returns the same
 // Response, in fewer steps and allocations (one string holds the head,
-// which the header values are cut from). A plain answer is HTTP/1.1 with
+// which httphead.Parse cuts the header from). A plain answer is HTTP/1.1 with
 // a final status (200 to 599), header lines without folding, and its
 // body framed by at most one Content-Length or by having none (a HEAD,
 // 204 or 304). For anything else it returns false and reads nothing, and
@@ -43,29 +44,9 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (*http.Response, bool
 		return nil, false // 1xx, and codes net/http takes but no service sends
 	}
 
-	n := strings.Count(rest, "\r\n")
-	h := make(http.Header, n)
-	values := make([]string, n) // each key's first value, cut from one array
-	for rest != "" {
-		line, rest, _ = strings.Cut(rest, "\r\n")
-		if line[0] == ' ' || line[0] == '\t' {
-			return nil, false // folded, or a malformed first line
-		}
-		name, v, ok := strings.Cut(line, ":")
-		if !ok || !httpguts.ValidHeaderFieldName(name) {
-			return nil, false
-		}
-		v = strings.Trim(v, " \t") // not textproto.TrimString: a CR stays, and fails
-		if !httpguts.ValidHeaderFieldValue(v) {
-			return nil, false
-		}
-		key := textproto.CanonicalMIMEHeaderKey(name)
-		if vv, ok := h[key]; ok {
-			h[key] = append(vv, v)
-			continue
-		}
-		values[0] = v
-		h[key], values = values[:1:1], values[1:]
+	h, ok := httphead.Parse(rest)
+	if !ok {
+		return nil, false
 	}
 	if _, ok := h["Transfer-Encoding"]; ok {
 		return nil, false

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/sandboxd/sandboxd/internal/httphead"
 )
 
 // The preview connection loop. Preview traffic is mostly simple requests
@@ -453,50 +455,36 @@ func (s *server) fastPreviewRequest(head []byte, remote string, ctx context.Cont
 	default:
 		return nil, "", ""
 	}
-	n := strings.Count(rest, "\n")
-	h := make(http.Header, n)
-	values := make([]string, n) // each key's first value, cut from one array
-	var host string
-	hosts := 0
-	for {
-		if line, rest, ok = cutLine(rest); !ok {
+	// The header lines, up to the blank line.
+	lines := ""
+	if !strings.HasPrefix(rest, "\r\n") {
+		i := strings.Index(rest, "\r\n\r\n")
+		if i < 0 {
 			return nil, "", ""
 		}
-		if len(line) == 0 {
-			break // the blank line
-		}
-		colon := strings.IndexByte(line, ':')
-		if colon <= 0 {
-			return nil, "", ""
-		}
-		// net/http's own checks of names (tokens: no folding, no
-		// spaces) and values (no control bytes but tabs).
-		name, v := line[:colon], strings.Trim(line[colon+1:], " \t")
-		if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(v) {
-			return nil, "", ""
-		}
-		k := textproto.CanonicalMIMEHeaderKey(name)
-		switch k {
-		case "Host":
-			hosts++
-			host = v
-			continue
-		case "Content-Length", "Transfer-Encoding", "Upgrade", "Expect", "Te", "Trailer":
-			return nil, "", ""
-		case "Connection":
-			if !strings.EqualFold(v, "keep-alive") {
-				return nil, "", ""
-			}
-		}
-		if vv, ok := h[k]; ok {
-			h[k] = append(vv, v)
-			continue
-		}
-		values[0] = v
-		h[k], values = values[:1:1], values[1:]
+		lines = rest[:i+2]
 	}
-	if hosts != 1 || !httpguts.ValidHostHeader(host) {
+	// net/http's own checks of names (tokens: no folding, no spaces)
+	// and values (no control bytes but tabs).
+	h, ok := httphead.Parse(lines)
+	if !ok {
 		return nil, "", ""
+	}
+	hosts := h["Host"]
+	if len(hosts) != 1 || !httpguts.ValidHostHeader(hosts[0]) {
+		return nil, "", ""
+	}
+	host := hosts[0]
+	delete(h, "Host")
+	for _, k := range []string{"Content-Length", "Transfer-Encoding", "Upgrade", "Expect", "Te", "Trailer"} {
+		if _, ok := h[k]; ok {
+			return nil, "", ""
+		}
+	}
+	for _, v := range h["Connection"] {
+		if !strings.EqualFold(v, "keep-alive") {
+			return nil, "", ""
+		}
 	}
 	if label, ok = s.previewLabel(host); !ok {
 		return nil, "", ""
