@@ -5,7 +5,7 @@ IMAGES_DIR ?= $(DATA_DIR)/images
 LISTEN     ?= 127.0.0.1:8787
 VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO         ?= go
-LDFLAGS    := -s -w -X github.com/sandboxd/sandboxd/internal/agent.Version=$(VERSION)
+LDFLAGS    := -s -w -X github.com/sandboxd/sandboxd/internal/agentapi.Version=$(VERSION)
 # What the daemon, the image build and the tests need: command:Debian-package
 # (a command already on PATH, from wherever, is enough).
 DEPS       := runc:runc mkfs.ext4:e2fsprogs mmdebstrap:mmdebstrap npm:npm busybox:busybox-static git:git setpriv:util-linux update-ca-certificates:ca-certificates

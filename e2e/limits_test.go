@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/daemon"
 	"github.com/sandboxd/sandboxd/internal/runtime/runc"
 	"github.com/sandboxd/sandboxd/sandbox"
@@ -282,7 +282,7 @@ EOF`
 // TestAgentLimits: past --max-processes and --max-sessions, calls get 429
 // RESOURCE_EXHAUSTED naming the limit; freeing one makes room.
 func TestAgentLimits(t *testing.T) {
-	d := StartDaemon(t, func(c *daemon.Config) { c.AgentLimits = agent.Limits{Processes: 2, Sessions: 1} })
+	d := StartDaemon(t, func(c *daemon.Config) { c.AgentLimits = agentapi.Limits{Processes: 2, Sessions: 1} })
 	ctx := ctxT(t, 2*time.Minute)
 	sb := d.Client.Get("agentlimits")
 	var procs []*sandbox.Process

@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/daemon"
 	"github.com/sandboxd/sandboxd/internal/runtime/runc"
 )
@@ -32,9 +32,9 @@ func main() {
 	flag.IntVar(&cfg.MaxSandboxes, "max-sandboxes", 1000, "most sandboxes at once (more: 429)")
 	flag.IntVar(&cfg.WarmPool, "warm-pool", 2, "sandboxes of the default image kept started ahead for new IDs (0: none)")
 	flag.Int64Var(&cfg.DiskMB, "disk-mb", daemon.DefaultDiskMB, "disk quota of a sandbox that asks for none, in MiB (a sparse file; 0: no quota)")
-	flag.IntVar(&cfg.AgentLimits.Processes, "max-processes", agent.DefaultMaxProcesses, "most background processes per sandbox (more: 429)")
-	flag.IntVar(&cfg.AgentLimits.Sessions, "max-sessions", agent.DefaultMaxSessions, "most sessions per sandbox besides the default one (more: 429)")
-	flag.IntVar(&cfg.AgentLimits.Contexts, "max-contexts", agent.DefaultMaxContexts, "most code contexts per sandbox (more: 429)")
+	flag.IntVar(&cfg.AgentLimits.Processes, "max-processes", agentapi.DefaultMaxProcesses, "most background processes per sandbox (more: 429)")
+	flag.IntVar(&cfg.AgentLimits.Sessions, "max-sessions", agentapi.DefaultMaxSessions, "most sessions per sandbox besides the default one (more: 429)")
+	flag.IntVar(&cfg.AgentLimits.Contexts, "max-contexts", agentapi.DefaultMaxContexts, "most code contexts per sandbox (more: 429)")
 	flag.StringVar(&cfg.Bridge.Name, "bridge-name", runc.DefaultBridgeName, "bridge of network mode bridge (also its nftables table, inet NAME)")
 	flag.StringVar(&cfg.Bridge.CIDR, "bridge-cidr", runc.DefaultBridgeCIDR, "IPv4 range of bridge sandboxes, a /16 or larger")
 	flag.StringVar(&cfg.Bridge.HostPorts, "bridge-host-ports", "", "host ports bridge sandboxes may reach, e.g. 5432,53/udp (default: none of the host's services)")

@@ -24,11 +24,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
-
-// Version is the agent's build version, set by the linker.
-var Version = "dev"
 
 // Config configures the agent.
 type Config struct {
@@ -50,7 +48,7 @@ type Config struct {
 	StateDir string
 	// Limits bound the processes, sessions and code contexts kept at
 	// once (limits.go); zero fields get the defaults.
-	Limits Limits
+	Limits agentapi.Limits
 	Logger *slog.Logger
 }
 
@@ -59,8 +57,8 @@ type Agent struct {
 	log      *slog.Logger
 	reaper   *reaper
 	workdir  string
-	runDir   string // the agent's own files: session shells' command directories
-	limits   Limits // with defaults
+	runDir   string          // the agent's own files: session shells' command directories
+	limits   agentapi.Limits // with defaults
 	sessions sessions
 	state    *sessionState // sessions' settings on disk
 	procs    *processes
@@ -130,7 +128,7 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(sendBuffered(ln)) }()
-	log.Info("agent serving", "addr", ln.Addr().String(), "pid", os.Getpid(), "protocol", ProtocolVersion)
+	log.Info("agent serving", "addr", ln.Addr().String(), "pid", os.Getpid(), "protocol", agentapi.ProtocolVersion)
 
 	select {
 	case <-ctx.Done():
@@ -188,7 +186,7 @@ func makeRunDir(dir string) (string, error) {
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, VersionResponse{Protocol: ProtocolVersion, Version: Version, Pid: os.Getpid()})
+		writeJSON(w, http.StatusOK, agentapi.VersionResponse{Protocol: agentapi.ProtocolVersion, Version: agentapi.Version, Pid: os.Getpid()})
 	})
 	mux.HandleFunc("POST /v1/exec", a.handleExec)
 	mux.HandleFunc("POST /v1/exec/stream", a.handleExecStream)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -338,7 +339,7 @@ func (a *Agent) handleRunCode(w http.ResponseWriter, r *http.Request) {
 	var kept [2]int // bytes of stdout and stderr kept
 	keptResults := 0
 	keep := func(logs *[]string, n *int, text string) {
-		if *n+len(text) > DefaultMaxOutputBytes {
+		if *n+len(text) > agentapi.DefaultMaxOutputBytes {
 			res.Truncated = true
 			return
 		}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -34,7 +35,7 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := req.MaxOutputBytes
 	if limit <= 0 {
-		limit = DefaultMaxOutputBytes
+		limit = agentapi.DefaultMaxOutputBytes
 	}
 	sink := &bufferSink{stdout: cappedBuffer{max: limit}, stderr: cappedBuffer{max: limit}}
 	began := time.Now()
@@ -100,8 +101,8 @@ func (a *Agent) handleExecStream(w http.ResponseWriter, r *http.Request) {
 }
 
 // execRequest decodes and checks an exec request and finds its session.
-func (a *Agent) execRequest(w http.ResponseWriter, r *http.Request) (ExecRequest, *session, command, error) {
-	var req ExecRequest
+func (a *Agent) execRequest(w http.ResponseWriter, r *http.Request) (agentapi.ExecRequest, *session, command, error) {
+	var req agentapi.ExecRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return req, nil, command{}, err
 	}

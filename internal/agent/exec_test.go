@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
@@ -42,7 +43,7 @@ func startAgent(t *testing.T) *agentclient.Client {
 	}
 }
 
-func run(t *testing.T, c *agentclient.Client, req agent.ExecRequest) *api.ExecResult {
+func run(t *testing.T, c *agentclient.Client, req agentapi.ExecRequest) *api.ExecResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -61,8 +62,8 @@ func run(t *testing.T, c *agentclient.Client, req agent.ExecRequest) *api.ExecRe
 	return res
 }
 
-func cmd(s string) agent.ExecRequest {
-	return agent.ExecRequest{ExecRequest: api.ExecRequest{Command: s}}
+func cmd(s string) agentapi.ExecRequest {
+	return agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: s}}
 }
 
 func TestExec(t *testing.T) {
@@ -71,7 +72,7 @@ func TestExec(t *testing.T) {
 	dir := t.TempDir()
 	cases := []struct {
 		name   string
-		req    agent.ExecRequest
+		req    agentapi.ExecRequest
 		exit   int
 		stdout string
 		stderr string
@@ -83,10 +84,10 @@ func TestExec(t *testing.T) {
 		{"no trailing newline", cmd("printf abc"), 0, "abc", ""},
 		{"nul and utf-8", cmd(`printf 'a\0b\xc3\xa9'`), 0, "a\x00b\u00e9", ""},
 		{"invalid utf-8", cmd(`printf 'a\xff\xfeb'; printf '\xc3' >&2`), 0, "a\xff\xfeb", "\xc3"},
-		{"stdin", agent.ExecRequest{ExecRequest: api.ExecRequest{Command: "wc -l", Stdin: &in}}, 0, "2\n", ""},
+		{"stdin", agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: "wc -l", Stdin: &in}}, 0, "2\n", ""},
 		{"no stdin", cmd("cat"), 0, "", ""},
-		{"env", agent.ExecRequest{ExecRequest: api.ExecRequest{Command: `echo "$X-$HOME"`, Env: map[string]string{"X": "1", "HOME": "/h"}}}, 0, "1-/h\n", ""},
-		{"cwd", agent.ExecRequest{ExecRequest: api.ExecRequest{Command: "pwd", Cwd: dir}}, 0, dir + "\n", ""},
+		{"env", agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: `echo "$X-$HOME"`, Env: map[string]string{"X": "1", "HOME": "/h"}}}, 0, "1-/h\n", ""},
+		{"cwd", agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: "pwd", Cwd: dir}}, 0, dir + "\n", ""},
 		{"heredoc", cmd("cat <<'EOF'\n$not 'expanded' \"x\"\nEOF"), 0, "$not 'expanded' \"x\"\n", ""},
 	}
 	for _, tc := range cases {
@@ -145,7 +146,7 @@ func TestExecDoesNotWaitForBackgroundChildren(t *testing.T) {
 func TestExecErrors(t *testing.T) {
 	c := startAgent(t)
 	ctx := context.Background()
-	for name, req := range map[string]agent.ExecRequest{
+	for name, req := range map[string]agentapi.ExecRequest{
 		"empty":   cmd(""),
 		"bad cwd": {ExecRequest: api.ExecRequest{Command: "true", Cwd: "/no/such/dir"}},
 	} {

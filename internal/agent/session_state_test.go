@@ -12,6 +12,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
 )
 
@@ -92,7 +93,7 @@ func TestSessionSettingsSurviveRestart(t *testing.T) {
 		t.Fatalf("delete: %d", st)
 	}
 	// The shell's own state (cd) is not a setting: it is lost.
-	run(t, c, agent.ExecRequest{ExecRequest: api.ExecRequest{Command: "cd /; X=shell", SessionID: "kept"}})
+	run(t, c, agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: "cd /; X=shell", SessionID: "kept"}})
 	if fi, err := os.Stat(filepath.Join(state, "sessions.json")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("state file: %v %v", fi, err)
 	}
@@ -112,7 +113,7 @@ func TestSessionSettingsSurviveRestart(t *testing.T) {
 	if !ok || k.Cwd != sub || k.CommandTimeoutMs != 7000 || k.Env["A"] != "1" || k.Env["B"] != "2" {
 		t.Fatalf("kept session after restart: %+v (all: %+v)", k, list)
 	}
-	res := run(t, c, agent.ExecRequest{ExecRequest: api.ExecRequest{Command: `pwd; echo "$A$B${X:-fresh}${HOME:-unset}"`, SessionID: "kept"}})
+	res := run(t, c, agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: `pwd; echo "$A$B${X:-fresh}${HOME:-unset}"`, SessionID: "kept"}})
 	if res.Stdout != sub+"\n12freshunset\n" {
 		t.Errorf("fresh shell with the kept settings: %q", res.Stdout)
 	}

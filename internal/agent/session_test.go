@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
 )
 
@@ -132,5 +131,3 @@ func TestKillProcessWithoutMarker(t *testing.T) {
 		t.Errorf("after delete: %d", code)
 	}
 }
-
-var _ = agent.ProtocolVersion

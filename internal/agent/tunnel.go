@@ -14,13 +14,9 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
-
-// TunnelProtocol is the Upgrade token of a tunnel request: after the 101
-// answer, the connection carries the bytes of one TCP connection to a port
-// inside the sandbox.
-const TunnelProtocol = "tcp"
 
 // tunnelDialTimeout bounds the connect to the service inside the sandbox
 // (on loopback it is refused or accepted at once; a full backlog waits).
@@ -42,10 +38,10 @@ func (a *Agent) handleTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !isTunnelUpgrade(r) {
-		w.Header().Set("Upgrade", TunnelProtocol)
+		w.Header().Set("Upgrade", agentapi.TunnelProtocol)
 		w.Header().Set("Connection", "Upgrade")
 		writeJSON(w, http.StatusUpgradeRequired, api.Error{Code: api.CodeValidationFailed,
-			Message: "tunnel: want Connection: Upgrade and Upgrade: " + TunnelProtocol, HTTPStatus: http.StatusUpgradeRequired})
+			Message: "tunnel: want Connection: Upgrade and Upgrade: " + agentapi.TunnelProtocol, HTTPStatus: http.StatusUpgradeRequired})
 		return
 	}
 	up, err := dialLoopback(r.Context(), port)
@@ -62,7 +58,7 @@ func (a *Agent) handleTunnel(w http.ResponseWriter, r *http.Request) {
 	}
 	defer down.Close()
 	_ = down.SetDeadline(time.Time{}) // the server's read deadlines do not apply to the tunnel
-	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + TunnelProtocol + "\r\n\r\n"); err != nil {
+	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + agentapi.TunnelProtocol + "\r\n\r\n"); err != nil {
 		return
 	}
 	if err := brw.Flush(); err != nil {
@@ -126,7 +122,7 @@ func splice(down, up net.Conn, fromDown io.Reader) {
 // isTunnelUpgrade reports whether r asks to upgrade to a tunnel:
 // "Upgrade: tcp" and a Connection header naming "upgrade".
 func isTunnelUpgrade(r *http.Request) bool {
-	if !strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), TunnelProtocol) {
+	if !strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), agentapi.TunnelProtocol) {
 		return false
 	}
 	for _, v := range r.Header.Values("Connection") {

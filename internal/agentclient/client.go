@@ -14,7 +14,7 @@ import (
 	"net/http"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -65,8 +65,8 @@ func (c *Client) Close() {
 }
 
 // Version asks the agent for its protocol version.
-func (c *Client) Version(ctx context.Context) (agent.VersionResponse, error) {
-	var v agent.VersionResponse
+func (c *Client) Version(ctx context.Context) (agentapi.VersionResponse, error) {
+	var v agentapi.VersionResponse
 	err := c.do(ctx, http.MethodGet, "/v1/version", nil, &v)
 	return v, err
 }
@@ -77,14 +77,14 @@ func (c *Client) CheckVersion(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if v.Protocol != agent.ProtocolVersion {
-		return fmt.Errorf("agent %s speaks protocol %d, the daemon needs %d", v.Version, v.Protocol, agent.ProtocolVersion)
+	if v.Protocol != agentapi.ProtocolVersion {
+		return fmt.Errorf("agent %s speaks protocol %d, the daemon needs %d", v.Version, v.Protocol, agentapi.ProtocolVersion)
 	}
 	return nil
 }
 
 // Exec runs a command and waits for it.
-func (c *Client) Exec(ctx context.Context, req agent.ExecRequest) (*api.ExecResult, error) {
+func (c *Client) Exec(ctx context.Context, req agentapi.ExecRequest) (*api.ExecResult, error) {
 	var res api.ExecResult
 	if err := c.do(ctx, http.MethodPost, "/v1/exec", req, &res); err != nil {
 		return nil, err

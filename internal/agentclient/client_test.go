@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -29,9 +29,9 @@ func serve(t *testing.T, h http.HandlerFunc) string {
 }
 
 func TestCheckVersionRefusesOtherProtocols(t *testing.T) {
-	for _, proto := range []int{agent.ProtocolVersion - 1, agent.ProtocolVersion + 1} {
+	for _, proto := range []int{agentapi.ProtocolVersion - 1, agentapi.ProtocolVersion + 1} {
 		sock := serve(t, func(w http.ResponseWriter, r *http.Request) {
-			_ = json.NewEncoder(w).Encode(agent.VersionResponse{Protocol: proto, Version: "other"})
+			_ = json.NewEncoder(w).Encode(agentapi.VersionResponse{Protocol: proto, Version: "other"})
 		})
 		c := New(sock)
 		err := c.CheckVersion(context.Background())
@@ -41,7 +41,7 @@ func TestCheckVersionRefusesOtherProtocols(t *testing.T) {
 		c.Close()
 	}
 	sock := serve(t, func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(agent.VersionResponse{Protocol: agent.ProtocolVersion})
+		_ = json.NewEncoder(w).Encode(agentapi.VersionResponse{Protocol: agentapi.ProtocolVersion})
 	})
 	if err := New(sock).CheckVersion(context.Background()); err != nil {
 		t.Errorf("same protocol: %v", err)
@@ -61,7 +61,7 @@ func TestBrokenAnswerIsInterrupted(t *testing.T) {
 		_, _ = w.Write([]byte(`{"exitCode":`))
 		panic(http.ErrAbortHandler) // the agent dies mid-answer
 	})
-	_, err := New(sock).Exec(context.Background(), agent.ExecRequest{})
+	_, err := New(sock).Exec(context.Background(), agentapi.ExecRequest{})
 	if !errors.Is(err, errdefs.ErrInterrupted) {
 		t.Errorf("cut answer: %v, want ErrInterrupted", err)
 	}

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -50,7 +50,7 @@ func (c *Client) DialPort(ctx context.Context, port int) (net.Conn, error) {
 }
 
 func tunnelHandshake(conn net.Conn, port int) (net.Conn, error) {
-	req := "GET /v1/tunnel?port=" + strconv.Itoa(port) + " HTTP/1.1\r\nHost: agent\r\nConnection: Upgrade\r\nUpgrade: " + agent.TunnelProtocol + "\r\n\r\n"
+	req := "GET /v1/tunnel?port=" + strconv.Itoa(port) + " HTTP/1.1\r\nHost: agent\r\nConnection: Upgrade\r\nUpgrade: " + agentapi.TunnelProtocol + "\r\n\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		return nil, fmt.Errorf("%w: tunnel to port %d: %v", errdefs.ErrUnavailable, port, err)
 	}

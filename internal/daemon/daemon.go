@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/manager"
 	"github.com/sandboxd/sandboxd/internal/metrics"
 	"github.com/sandboxd/sandboxd/internal/runtime/runc"
@@ -54,7 +54,7 @@ type Config struct {
 	DiskMB int64
 	// AgentLimits bound each sandbox's processes, sessions and code
 	// contexts (429 past them); zero fields get the agent's defaults.
-	AgentLimits agent.Limits
+	AgentLimits agentapi.Limits
 	// WarmPool is how many sandboxes of the default image are kept
 	// started ahead, so that a new ID's first call claims one in a few
 	// milliseconds. Zero: no pool.
@@ -82,7 +82,7 @@ func (c *Config) setDefaults() error {
 		c.PreviewDomain = "localhost"
 	}
 	if c.MaxOutputBytes <= 0 {
-		c.MaxOutputBytes = agent.DefaultMaxOutputBytes
+		c.MaxOutputBytes = agentapi.DefaultMaxOutputBytes
 	}
 	if err := c.validateLimits(); err != nil {
 		return err
@@ -157,7 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopUpgraded()
 	handler := server.New(server.Config{
 		Manager: mgr, Token: token, Gatherer: reg, Metrics: m,
-		MaxOutputBytes: cfg.MaxOutputBytes, Version: agent.Version, Logger: log,
+		MaxOutputBytes: cfg.MaxOutputBytes, Version: agentapi.Version, Logger: log,
 		Preview: preview, Closing: closing,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 )
 
 func TestValidateLimits(t *testing.T) {
@@ -20,10 +20,10 @@ func TestValidateLimits(t *testing.T) {
 		{"quota too small", Config{DiskMB: 15}, 0, "--disk-mb 15"},
 		{"quota too big", Config{DiskMB: 1 << 30}, 0, "--disk-mb"},
 		{"negative sandboxes", Config{MaxSandboxes: -1}, 0, "--max-sandboxes"},
-		{"processes", Config{AgentLimits: agent.Limits{Processes: 3}}, DefaultDiskMB, ""},
-		{"negative processes", Config{AgentLimits: agent.Limits{Processes: -1}}, 0, "--max-processes -1"},
-		{"too many sessions", Config{AgentLimits: agent.Limits{Sessions: 1 << 20}}, 0, "--max-sessions"},
-		{"negative contexts", Config{AgentLimits: agent.Limits{Contexts: -5}}, 0, "--max-contexts"},
+		{"processes", Config{AgentLimits: agentapi.Limits{Processes: 3}}, DefaultDiskMB, ""},
+		{"negative processes", Config{AgentLimits: agentapi.Limits{Processes: -1}}, 0, "--max-processes -1"},
+		{"too many sessions", Config{AgentLimits: agentapi.Limits{Sessions: 1 << 20}}, 0, "--max-sessions"},
+		{"negative contexts", Config{AgentLimits: agentapi.Limits{Contexts: -5}}, 0, "--max-contexts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.validateLimits()

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/runtime"
@@ -188,7 +188,7 @@ func (m *Manager) claimLocked(ctx context.Context, e *entry, rec store.Sandbox) 
 func (m *Manager) execPooled(ctx context.Context, s *pooled, cmd string) error {
 	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
 	defer cancel()
-	res, err := s.client.Exec(ctx, agent.ExecRequest{ExecRequest: api.ExecRequest{Command: cmd}})
+	res, err := s.client.Exec(ctx, agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: cmd}})
 	if err != nil {
 		return err
 	}

@@ -137,3 +137,14 @@ func TestSDKDeps(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonDeps: the daemon and the agent meet only at their seam,
+// internal/agentapi (and the public wire types): sandboxd links none of the
+// agent's code, so neither side's internals can leak into the other.
+func TestDaemonDeps(t *testing.T) {
+	for _, d := range deps(t, "github.com/sandboxd/sandboxd/cmd/sandboxd") {
+		if d == "github.com/sandboxd/sandboxd/internal/agent" || strings.HasPrefix(d, "github.com/sandboxd/sandboxd/internal/agent/") {
+			t.Errorf("sandboxd imports %s", d)
+		}
+	}
+}

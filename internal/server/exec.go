@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/manager"
 )
@@ -37,7 +37,7 @@ func (s *server) execVia(w http.ResponseWriter, r *http.Request, id, agentPath s
 		s.error(w, r, err)
 		return
 	}
-	body, err := json.Marshal(agent.ExecRequest{ExecRequest: req, MaxOutputBytes: s.cfg.MaxOutputBytes})
+	body, err := json.Marshal(agentapi.ExecRequest{ExecRequest: req, MaxOutputBytes: s.cfg.MaxOutputBytes})
 	if err != nil {
 		s.error(w, r, err)
 		return

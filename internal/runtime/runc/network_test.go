@@ -15,7 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
 	"github.com/sandboxd/sandboxd/internal/runtime"
 	"github.com/sandboxd/sandboxd/internal/runtime/runc"
@@ -103,7 +103,7 @@ func run(t testing.TB, inst *runtime.Instance, cmd string) (string, int) {
 	defer cancel()
 	c := agentclient.New(inst.Socket)
 	defer c.Close()
-	res, err := c.Exec(ctx, agent.ExecRequest{ExecRequest: api.ExecRequest{Command: cmd}})
+	res, err := c.Exec(ctx, agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: cmd}})
 	if err != nil {
 		t.Fatalf("exec %q: %v", cmd, err)
 	}

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
 	"github.com/sandboxd/sandboxd/internal/runtime"
 	"github.com/sandboxd/sandboxd/internal/runtime/runc"
@@ -25,7 +25,7 @@ func agentExec(t *testing.T, inst *runtime.Instance, cmd string) *api.ExecResult
 	defer cancel()
 	c := agentclient.New(inst.Socket)
 	defer c.Close()
-	res, err := c.Exec(ctx, agent.ExecRequest{ExecRequest: api.ExecRequest{Command: cmd}})
+	res, err := c.Exec(ctx, agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: cmd}})
 	if err != nil {
 		t.Fatalf("exec %q: %v", cmd, err)
 	}

@@ -53,7 +53,7 @@ type Config struct {
 	// Agent is the host path of the static sandbox-agent binary.
 	Agent string
 	// AgentArgs are added to every agent's command line (its limits:
-	// agent.Limits.Args).
+	// agentapi.Limits.Args).
 	AgentArgs []string
 	// Bridge configures network mode bridge (see BridgeConfig).
 	Bridge BridgeConfig

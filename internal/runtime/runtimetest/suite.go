@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
 	"github.com/sandboxd/sandboxd/internal/runtime"
 )
@@ -59,7 +59,7 @@ func exec(t *testing.T, inst *runtime.Instance, cmd string) string {
 	if err := c.CheckVersion(ctx); err != nil {
 		t.Fatalf("agent version: %v", err)
 	}
-	res, err := c.Exec(ctx, agent.ExecRequest{ExecRequest: apiExec(cmd)})
+	res, err := c.Exec(ctx, agentapi.ExecRequest{ExecRequest: apiExec(cmd)})
 	if err != nil {
 		t.Fatalf("exec %q: %v", cmd, err)
 	}
