@@ -10,7 +10,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,9 +22,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/agentapi"
-	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
 // Config configures the agent.
@@ -55,7 +53,7 @@ type Config struct {
 // Agent serves the agent protocol.
 type Agent struct {
 	log      *slog.Logger
-	reaper   *reaper
+	reaper   *core.Reaper
 	workdir  string
 	runDir   string          // the agent's own files: session shells' command directories
 	limits   agentapi.Limits // with defaults
@@ -110,7 +108,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Limits.Validate(); err != nil {
 		return err
 	}
-	a := &Agent{log: log, reaper: newReaper(), workdir: workdir, limits: cfg.Limits.WithDefaults(), sessions: sessions{m: map[string]*session{}}}
+	a := &Agent{log: log, reaper: core.NewReaper(), workdir: workdir, limits: cfg.Limits.WithDefaults(), sessions: sessions{m: map[string]*session{}}}
 	if a.runDir, err = makeRunDir(cfg.RunDir); err != nil {
 		return err
 	}
@@ -123,7 +121,7 @@ func Run(ctx context.Context, cfg Config) error {
 	a.loadSessions()
 	reapDone := make(chan struct{})
 	reapCtx, stopReaping := context.WithCancel(context.Background())
-	go func() { defer close(reapDone); a.reaper.run(reapCtx) }()
+	go func() { defer close(reapDone); a.reaper.Run(reapCtx) }()
 
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	srvErr := make(chan error, 1)
@@ -137,7 +135,7 @@ func Run(ctx context.Context, cfg Config) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
-	a.reaper.terminateAll(3 * time.Second)
+	a.reaper.TerminateAll(3 * time.Second)
 	stopReaping()
 	<-reapDone
 	if errors.Is(err, http.ErrServerClosed) {
@@ -186,7 +184,7 @@ func makeRunDir(dir string) (string, error) {
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, agentapi.VersionResponse{Protocol: agentapi.ProtocolVersion, Version: agentapi.Version, Pid: os.Getpid()})
+		core.WriteJSON(w, http.StatusOK, agentapi.VersionResponse{Protocol: agentapi.ProtocolVersion, Version: agentapi.Version, Pid: os.Getpid()})
 	})
 	mux.HandleFunc("POST /v1/exec", a.handleExec)
 	mux.HandleFunc("POST /v1/exec/stream", a.handleExecStream)
@@ -200,26 +198,6 @@ func (a *Agent) Handler() http.Handler {
 	a.fileRoutes(mux)
 	a.codeRoutes(mux)
 	return mux
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false) // output is not HTML: keep <, >, & one byte each
-	_ = enc.Encode(v)
-}
-
-// writeError sends err as an api.Error, with the code's status.
-func writeError(w http.ResponseWriter, err error) {
-	code := errdefs.Code(err)
-	status := api.HTTPStatus(code)
-	body := api.Error{Code: code, Message: err.Error(), HTTPStatus: status}
-	var ce *errdefs.CodedError
-	if errors.As(err, &ce) {
-		body.Details = ce.Details
-	}
-	writeJSON(w, status, body)
 }
 
 // spareThreads is how many OS threads the agent makes at start for later.

@@ -9,13 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
@@ -57,7 +57,7 @@ type codeContext struct {
 	marker        string
 	createdAt     time.Time
 
-	q    queue
+	q    core.Queue
 	exec *executor    // nil after a reset, until the next run; guarded by q
 	pid  atomic.Int64 // the executor's pid, or 0, for deleting without q
 
@@ -114,7 +114,7 @@ func (a *Agent) createContext(ctx context.Context, req api.CreateCodeContextRequ
 		return nil, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, cwd)
 	}
 	for k, v := range req.EnvVars {
-		if !envNamePattern.MatchString(k) || k == codeContextMarkerVar {
+		if !core.EnvName.MatchString(k) || k == codeContextMarkerVar {
 			return nil, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 		if strings.IndexByte(v, 0) >= 0 {
@@ -135,10 +135,10 @@ func (a *Agent) createContext(ctx context.Context, req api.CreateCodeContextRequ
 		ci.mu.Unlock()
 	}()
 	if id == "" {
-		id = "ctx-" + marker("")[1:17]
+		id = "ctx-" + core.Marker("")[1:17]
 	}
-	m := marker(codeContextMarkerVar)
-	env := copyEnv(req.EnvVars)
+	m := core.Marker(codeContextMarkerVar)
+	env := core.CopyEnv(req.EnvVars)
 	env[codeContextMarkerVar] = m[len(codeContextMarkerVar)+1:]
 	now := time.Now().UTC()
 	c := &codeContext{id: id, lang: lang, cwd: cwd, env: env, marker: m, createdAt: now, lastUsed: now}
@@ -264,10 +264,10 @@ type codeRunEnd struct {
 // adds the agent's own error event when the run timed out without one or
 // its executor died. It returns ctx's error if the caller went away.
 func (a *Agent) runCode(ctx context.Context, c *codeContext, code, lang string, timeout time.Duration, emit func(api.CodeEvent)) (codeRunEnd, error) {
-	if err := c.q.lock(ctx); err != nil {
+	if err := c.q.Lock(ctx); err != nil {
 		return codeRunEnd{}, err
 	}
-	defer c.q.unlock()
+	defer c.q.Unlock()
 	c.mu.Lock()
 	deleted := c.deleted
 	c.lastUsed = time.Now().UTC()
@@ -294,7 +294,7 @@ func (a *Agent) runCode(ctx context.Context, c *codeContext, code, lang string, 
 	})
 	if out.reset {
 		c.setExec(nil)
-		killTree(nil, c.marker)
+		core.KillTree(nil, c.marker)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -319,7 +319,7 @@ func (a *Agent) runCode(ctx context.Context, c *codeContext, code, lang string, 
 // codeRequest decodes a run request and finds its context.
 func (a *Agent) codeRequest(w http.ResponseWriter, r *http.Request) (api.RunCodeRequest, *codeContext, string, error) {
 	var req api.RunCodeRequest
-	if err := decodeBody(w, r, &req); err != nil {
+	if err := core.DecodeBody(w, r, &req); err != nil {
 		return req, nil, "", err
 	}
 	if req.TimeoutMs < 0 {
@@ -332,7 +332,7 @@ func (a *Agent) codeRequest(w http.ResponseWriter, r *http.Request) (api.RunCode
 func (a *Agent) handleRunCode(w http.ResponseWriter, r *http.Request) {
 	req, c, lang, err := a.codeRequest(w, r)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	res := api.ExecutionResult{Code: req.Code, Logs: api.Logs{Stdout: []string{}, Stderr: []string{}}, Results: []api.Result{}, ContextID: c.id}
@@ -367,7 +367,7 @@ func (a *Agent) handleRunCode(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	if res.Error != nil && res.Error.Traceback == nil {
@@ -375,7 +375,7 @@ func (a *Agent) handleRunCode(w http.ResponseWriter, r *http.Request) {
 	}
 	res.Success = res.Error == nil
 	res.ExecutionCount, res.ContextReset = end.count, end.reset
-	writeJSON(w, http.StatusOK, res)
+	core.WriteJSON(w, http.StatusOK, res)
 }
 
 // maxKeptResults bounds the bytes of results a run's answer holds (past
@@ -395,53 +395,34 @@ func resultSize(r *api.Result) int {
 func (a *Agent) handleRunCodeStream(w http.ResponseWriter, r *http.Request) {
 	req, c, lang, err := a.codeRequest(w, r)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
-	sse := newSSE(w)
-	defer sse.close()
+	sse := core.NewSSE(w)
+	defer sse.Close()
 	end, err := a.runCode(r.Context(), c, req.Code, lang, time.Duration(req.TimeoutMs)*time.Millisecond, func(ev api.CodeEvent) {
-		_ = sse.sendCode(ev)
+		_ = sse.SendEvents(ev.Type, ev)
 	})
 	if err != nil {
-		_ = sse.sendCode(api.CodeEvent{Type: api.EventError, Code: errdefs.Code(err), Message: err.Error()})
+		_ = sse.SendEvents(api.EventError, api.CodeEvent{Type: api.EventError, Code: errdefs.Code(err), Message: err.Error()})
 		return
 	}
 	n := end.count
-	_ = sse.sendCode(api.CodeEvent{Type: api.EventComplete, ExecutionCount: &n, ContextID: c.id, ContextReset: end.reset})
-}
-
-// sendCode writes one code interpreter event with the next sequence
-// number as its id.
-func (s *sseWriter) sendCode(ev api.CodeEvent) error {
-	data := marshalNoEscape(ev)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.seq++
-	b := make([]byte, 0, len(data)+len(ev.Type)+40)
-	b = append(b, "event: "...)
-	b = append(b, ev.Type...)
-	b = append(b, "\nid: "...)
-	b = strconv.AppendInt(b, s.seq, 10)
-	b = append(b, "\ndata: "...)
-	b = append(b, data...)
-	b = append(b, "\n\n"...)
-	s.writeLocked(b)
-	return s.err
+	_ = sse.SendEvents(api.EventComplete, api.CodeEvent{Type: api.EventComplete, ExecutionCount: &n, ContextID: c.id, ContextReset: end.reset})
 }
 
 func (a *Agent) handleCreateContext(w http.ResponseWriter, r *http.Request) {
 	var req api.CreateCodeContextRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
 		return
 	}
 	c, err := a.createContext(r.Context(), req, "")
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, c.info())
+	core.WriteJSON(w, http.StatusCreated, c.info())
 }
 
 func (a *Agent) handleListContexts(w http.ResponseWriter, r *http.Request) {
@@ -453,7 +434,7 @@ func (a *Agent) handleListContexts(w http.ResponseWriter, r *http.Request) {
 	}
 	ci.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt.Before(list[j].CreatedAt) })
-	writeJSON(w, http.StatusOK, api.CodeContextList{Contexts: list, Count: len(list)})
+	core.WriteJSON(w, http.StatusOK, api.CodeContextList{Contexts: list, Count: len(list)})
 }
 
 // handleDeleteContext ends the context's executor and what its code
@@ -471,7 +452,7 @@ func (a *Agent) handleDeleteContext(w http.ResponseWriter, r *http.Request) {
 	}
 	ci.mu.Unlock()
 	if c == nil {
-		writeError(w, contextNotFound(id))
+		core.WriteError(w, contextNotFound(id))
 		return
 	}
 	c.mu.Lock()
@@ -483,10 +464,10 @@ func (a *Agent) handleDeleteContext(w http.ResponseWriter, r *http.Request) {
 	if pid := c.pid.Load(); pid > 0 {
 		roots = []int{int(pid)}
 	}
-	killTree(roots, c.marker)
-	if err := c.q.lock(context.WithoutCancel(r.Context())); err == nil {
+	core.KillTree(roots, c.marker)
+	if err := c.q.Lock(context.WithoutCancel(r.Context())); err == nil {
 		c.setExec(nil)
-		c.q.unlock()
+		c.q.Unlock()
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

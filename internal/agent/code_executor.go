@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 )
 
 // An executor is one interpreter process of a code context: a Python child
@@ -294,7 +295,7 @@ func (e *executor) readOutput(o *outputPipe, stream string) {
 		if n > 0 {
 			b := append(tail, buf[:n]...)
 			tail = nil
-			if cut := incompleteTail(b); cut > 0 {
+			if cut := core.IncompleteTail(b); cut > 0 {
 				tail = append([]byte(nil), b[len(b)-cut:]...)
 				b = b[:len(b)-cut]
 			}
@@ -415,7 +416,7 @@ func (e *executor) run(ctx context.Context, req any, timeout time.Duration, sink
 		// in it, without waiting for its end.
 		select {
 		case <-e.gone:
-		case <-time.After(drainGrace):
+		case <-time.After(core.DrainGrace):
 		}
 		out.crashed, out.reset = true, true
 		out.exitCode = e.code
@@ -474,7 +475,7 @@ func (e *executor) kill() {
 	select {
 	case <-e.dead:
 	default:
-		killTree([]int{e.pid})
+		core.KillTree([]int{e.pid})
 	}
 	e.waitExit()
 }

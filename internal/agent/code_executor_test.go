@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 )
 
 // fakeExecutor is a bash script speaking the executor protocol: requests
@@ -41,17 +42,17 @@ done
 
 func startFake(t *testing.T) *executor {
 	t.Helper()
-	r := newReaper()
+	r := core.NewReaper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); r.run(ctx) }()
+	go func() { defer close(done); r.Run(ctx) }()
 	p, err := newExecutorPipes()
 	if err != nil {
 		t.Fatal(err)
 	}
 	devnull, _ := os.Open(os.DevNull)
 	defer devnull.Close()
-	proc, exited, err := r.start("/bin/bash", []string{"bash", "-c", fakeExecutor}, &os.ProcAttr{
+	proc, exited, err := r.Start("/bin/bash", []string{"bash", "-c", fakeExecutor}, &os.ProcAttr{
 		Files: []*os.File{devnull, p.outW, p.errW, p.reqR, p.evW},
 	})
 	p.closeChild()
@@ -59,7 +60,7 @@ func startFake(t *testing.T) *executor {
 		t.Fatal(err)
 	}
 	codes := make(chan int, 1)
-	go func() { codes <- exitCode(<-exited) }()
+	go func() { codes <- core.ExitCode(<-exited) }()
 	e := newExecutor("fake", proc.Pid, p, codes)
 	t.Cleanup(func() {
 		e.kill()

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 )
 
 // nodeStartTimeout bounds a Node executor's start.
@@ -112,7 +113,7 @@ func (a *Agent) startNodeFlags(ctx context.Context, flags []string) (*executor, 
 	}
 	defer devnull.Close()
 	args := append(append([]string{node}, flags...), script)
-	proc, exited, err := a.reaper.start(node, args, &os.ProcAttr{
+	proc, exited, err := a.reaper.Start(node, args, &os.ProcAttr{
 		Dir:   "/",
 		Env:   os.Environ(),
 		Files: []*os.File{devnull, p.outW, p.errW, p.reqR, p.evW},
@@ -121,14 +122,14 @@ func (a *Agent) startNodeFlags(ctx context.Context, flags []string) (*executor, 
 	p.closeChild()
 	if err != nil {
 		p.closeAll()
-		return nil, startError(err)
+		return nil, core.StartError(err)
 	}
 	// The pid is read first: Release sets proc.Pid to -1, and a pid of
 	// -1 given to kill(2) means every process.
 	pid := proc.Pid
 	codes := make(chan int, 1)
 	go func() {
-		codes <- exitCode(<-exited)
+		codes <- core.ExitCode(<-exited)
 		proc.Release()
 	}()
 	e := newExecutor("node", pid, p, codes)

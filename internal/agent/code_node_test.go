@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 )
 
 // nodeAgent returns an agent able to start Node executors, or skips the
@@ -19,10 +20,10 @@ func nodeAgent(t *testing.T) *Agent {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed")
 	}
-	a := &Agent{log: slog.New(slog.DiscardHandler), reaper: newReaper(), runDir: t.TempDir()}
+	a := &Agent{log: slog.New(slog.DiscardHandler), reaper: core.NewReaper(), runDir: t.TempDir()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); a.reaper.run(ctx) }()
+	go func() { defer close(done); a.reaper.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return a
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -100,7 +101,7 @@ func (a *Agent) startZygote(ctx context.Context) (*zygote, error) {
 		return nil, err
 	}
 	defer devnull.Close()
-	proc, exited, err := a.reaper.start(python, []string{python, "-u", script, "zygote"}, &os.ProcAttr{
+	proc, exited, err := a.reaper.Start(python, []string{python, "-u", script, "zygote"}, &os.ProcAttr{
 		Dir:   "/",
 		Env:   os.Environ(),
 		Files: []*os.File{devnull, devnull, os.Stderr, theirs},
@@ -108,7 +109,7 @@ func (a *Agent) startZygote(ctx context.Context) (*zygote, error) {
 	})
 	if err != nil {
 		conn.Close()
-		return nil, startError(err)
+		return nil, core.StartError(err)
 	}
 	z := &zygote{pid: proc.Pid, conn: conn, dead: make(chan struct{}), replies: make(chan zygoteMsg, 1),
 		waits: map[int]chan int{}, early: map[int]int{}}

@@ -1,36 +1,22 @@
 package agent
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"time"
-	"unicode/utf8"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
-// maxExecBody bounds the request body of exec; the daemon's own limit on
-// API bodies is lower.
-const maxExecBody = 64 << 20
-
-// drainGrace is how long exec keeps reading output after the command
-// exited, for a background child that holds the pipes open and still
-// writes. Bytes the command wrote before it exited are never lost to it.
-const drainGrace = 100 * time.Millisecond
-
 func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 	req, s, c, err := a.execRequest(w, r)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	limit := req.MaxOutputBytes
@@ -41,7 +27,7 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 	began := time.Now()
 	run, err := a.runInSession(r.Context(), s, c, sink)
 	if err != nil {
-		writeError(w, sessionError(err))
+		core.WriteError(w, sessionError(err))
 		return
 	}
 	res := &api.ExecResult{
@@ -59,9 +45,9 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 		sink.stderr.force(note)
 	}
 	res.Success = res.ExitCode == 0
-	res.Stdout, res.StdoutEncoding = encodeOutput(sink.stdout.buf)
-	res.Stderr, res.StderrEncoding = encodeOutput(sink.stderr.buf)
-	writeJSON(w, http.StatusOK, res)
+	res.Stdout, res.StdoutEncoding = core.EncodeOutput(sink.stdout.buf)
+	res.Stderr, res.StderrEncoding = core.EncodeOutput(sink.stderr.buf)
+	core.WriteJSON(w, http.StatusOK, res)
 }
 
 // handleExecStream runs a command like handleExec and streams its output
@@ -70,15 +56,15 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) handleExecStream(w http.ResponseWriter, r *http.Request) {
 	req, s, c, err := a.execRequest(w, r)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
-	sse := newSSE(w)
-	defer sse.close()
+	sse := core.NewSSE(w)
+	defer sse.Close()
 	sink := &sseSink{sse: sse, command: req.Command, session: s.id}
 	began := time.Now()
 	run, err := a.runInSession(r.Context(), s, c, sink)
-	sse.flushOutput()
+	sse.FlushOutput()
 	if err != nil {
 		err = sessionError(err)
 		ev := api.StreamEvent{Type: api.EventError, Code: errdefs.Code(err), Message: err.Error()}
@@ -88,22 +74,22 @@ func (a *Agent) handleExecStream(w http.ResponseWriter, r *http.Request) {
 				ev.ExitCode = &code
 			}
 		}
-		_ = sse.send(ev)
+		_ = sse.Send(ev)
 		return
 	}
 	code := run.code
 	if note := timeoutNote(run); note != "" {
 		code = 124
-		_ = sse.output(api.EventStderr, []byte(note))
-		sse.flushOutput()
+		_ = sse.Output(api.EventStderr, []byte(note))
+		sse.FlushOutput()
 	}
-	_ = sse.send(api.StreamEvent{Type: api.EventComplete, ExitCode: &code, DurationMs: time.Since(began).Milliseconds()})
+	_ = sse.Send(api.StreamEvent{Type: api.EventComplete, ExitCode: &code, DurationMs: time.Since(began).Milliseconds()})
 }
 
 // execRequest decodes and checks an exec request and finds its session.
 func (a *Agent) execRequest(w http.ResponseWriter, r *http.Request) (agentapi.ExecRequest, *session, command, error) {
 	var req agentapi.ExecRequest
-	if err := decodeBody(w, r, &req); err != nil {
+	if err := core.DecodeBody(w, r, &req); err != nil {
 		return req, nil, command{}, err
 	}
 	if req.Command == "" {
@@ -115,7 +101,7 @@ func (a *Agent) execRequest(w http.ResponseWriter, r *http.Request) (agentapi.Ex
 		}
 	}
 	for k := range req.Env {
-		if !envNamePattern.MatchString(k) {
+		if !core.EnvName.MatchString(k) {
 			return req, nil, command{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 	}
@@ -140,18 +126,6 @@ func timeoutNote(run runResult) string {
 	return note
 }
 
-// decodeBody decodes a JSON request body of at most maxExecBody bytes.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxExecBody)).Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return fmt.Errorf("%w: request over %d bytes", errdefs.ErrPayloadTooLarge, tooBig.Limit)
-		}
-		return fmt.Errorf("%w: decode request: %v", errdefs.ErrInvalidArgument, err)
-	}
-	return nil
-}
-
 // bufferSink keeps a command's output in memory, capped.
 type bufferSink struct {
 	stdout, stderr cappedBuffer
@@ -169,50 +143,15 @@ func (b *bufferSink) write(stream string, p []byte) {
 
 // sseSink streams a command's output.
 type sseSink struct {
-	sse              *sseWriter
+	sse              *core.SSE
 	command, session string
 }
 
 func (s *sseSink) start(pid int) {
-	_ = s.sse.send(api.StreamEvent{Type: api.EventStart, Command: s.command, Pid: pid, SessionID: s.session})
+	_ = s.sse.Send(api.StreamEvent{Type: api.EventStart, Command: s.command, Pid: pid, SessionID: s.session})
 }
 
-func (s *sseSink) write(stream string, p []byte) { _ = s.sse.output(stream, p) }
-
-// encodeOutput returns b as a JSON-safe string: as it is if it is valid
-// UTF-8 without NUL, else base64 (and the encoding's name).
-func encodeOutput(b []byte) (string, string) {
-	if utf8.Valid(b) && !strings.ContainsRune(string(b), 0) {
-		return string(b), ""
-	}
-	return base64.StdEncoding.EncodeToString(b), api.EncodingBase64
-}
-
-// exitCode follows the shell's convention: 128+N for death by signal N.
-func exitCode(ws unix.WaitStatus) int {
-	if ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ws.ExitStatus()
-}
-
-// mergeEnv returns base with vars set on top of it.
-func mergeEnv(base []string, vars map[string]string) []string {
-	if len(vars) == 0 {
-		return base
-	}
-	out := make([]string, 0, len(base)+len(vars))
-	for _, kv := range base {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := vars[k]; !ok {
-			out = append(out, kv)
-		}
-	}
-	for k, v := range vars {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
+func (s *sseSink) write(stream string, p []byte) { _ = s.sse.Output(stream, p) }
 
 // cappedBuffer keeps the first max bytes written to it and remembers whether
 // it dropped any. Writes never fail, so the command is never blocked on a

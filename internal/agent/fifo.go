@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 )
 
 // fifoSize is the capacity asked for output FIFOs, and the read size.
@@ -126,7 +128,7 @@ func (f *fifo) copyTo(fn func([]byte)) {
 // background child may hold the FIFO for hours.
 func (f *fifo) stopCopy(fn func([]byte), buf []byte) {
 	readNowFd(f.fd, fn, buf)
-	go discard(os.NewFile(uintptr(f.fd), "fifo"))
+	go core.Discard(os.NewFile(uintptr(f.fd), "fifo"))
 }
 
 // fifoEpoch is what deadlines count from: a monotonic clock, which a step
@@ -173,11 +175,11 @@ func (f *fifo) wait() bool {
 
 // drain is called once the command has finished: the agent's write end
 // goes, so that the reads end when the command's writers are gone, and
-// copyTo stops waiting for any that are not after drainGrace.
+// copyTo stops waiting for any that are not after core.DrainGrace.
 func (f *fifo) drain() {
 	f.once.Do(func() {
 		unix.Close(f.wfd)
-		f.deadline.Store(int64(time.Since(fifoEpoch) + drainGrace))
+		f.deadline.Store(int64(time.Since(fifoEpoch) + core.DrainGrace))
 		one := [8]byte{1}
 		_, _ = unix.Write(f.wake, one[:])
 		f.unrefWake()

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -68,13 +69,13 @@ func (a *Agent) fileRoutes(mux *http.ServeMux) {
 func (a *Agent) pathCall(h func(w http.ResponseWriter, req *api.PathRequest, p string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req api.PathRequest
-		if err := decodeBody(w, r, &req); err != nil {
-			writeError(w, err)
+		if err := core.DecodeBody(w, r, &req); err != nil {
+			core.WriteError(w, err)
 			return
 		}
 		p, err := a.filePath(r, req.Path, req.SessionID)
 		if err != nil {
-			writeError(w, err)
+			core.WriteError(w, err)
 			return
 		}
 		h(w, &req, p)
@@ -186,16 +187,16 @@ func parseFileMode(s string) (os.FileMode, bool, error) {
 // most maxJSONFile bytes, atomically: see writeAtomic.
 func (a *Agent) handleFileWrite(w http.ResponseWriter, r *http.Request) {
 	var req api.WriteFileRequest
-	if err := decodeBody(w, r, &req); err != nil {
+	if err := core.DecodeBody(w, r, &req); err != nil {
 		if errors.Is(err, errdefs.ErrPayloadTooLarge) {
 			err = tooLargeForJSON("the request")
 		}
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	p, err := a.filePath(r, req.Path, req.SessionID)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	var data []byte
@@ -204,28 +205,28 @@ func (a *Agent) handleFileWrite(w http.ResponseWriter, r *http.Request) {
 		data = []byte(req.Content)
 	case api.EncodingBase64:
 		if data, err = base64.StdEncoding.DecodeString(req.Content); err != nil {
-			writeError(w, fmt.Errorf("%w: content is not valid base64: %v", errdefs.ErrInvalidArgument, err))
+			core.WriteError(w, fmt.Errorf("%w: content is not valid base64: %v", errdefs.ErrInvalidArgument, err))
 			return
 		}
 	default:
-		writeError(w, fmt.Errorf("%w: encoding %q: use %q or %q", errdefs.ErrInvalidArgument, req.Encoding, fileEncodingUTF8, api.EncodingBase64))
+		core.WriteError(w, fmt.Errorf("%w: encoding %q: use %q or %q", errdefs.ErrInvalidArgument, req.Encoding, fileEncodingUTF8, api.EncodingBase64))
 		return
 	}
 	if len(data) > maxJSONFile {
-		writeError(w, tooLargeForJSON("the content"))
+		core.WriteError(w, tooLargeForJSON("the content"))
 		return
 	}
 	mode, setMode, err := parseFileMode(req.Mode)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	n, err := writeAtomic(p, bytes.NewReader(data), mode, setMode)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.WriteFileResult{Path: p, Size: n})
+	core.WriteJSON(w, http.StatusOK, api.WriteFileResult{Path: p, Size: n})
 }
 
 // handleFileRead reads a file of at most maxJSONFile bytes into JSON.
@@ -237,8 +238,8 @@ func (a *Agent) handleFileWrite(w http.ResponseWriter, r *http.Request) {
 // converting it would lose bytes.
 func (a *Agent) handleFileRead(w http.ResponseWriter, r *http.Request) {
 	var req api.ReadFileRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
 		return
 	}
 	enc := strings.ToLower(req.Encoding)
@@ -247,34 +248,34 @@ func (a *Agent) handleFileRead(w http.ResponseWriter, r *http.Request) {
 	case fileEncodingUTF8, "utf8":
 		enc = fileEncodingUTF8
 	default:
-		writeError(w, fmt.Errorf("%w: encoding %q: use %q or %q", errdefs.ErrInvalidArgument, req.Encoding, fileEncodingUTF8, api.EncodingBase64))
+		core.WriteError(w, fmt.Errorf("%w: encoding %q: use %q or %q", errdefs.ErrInvalidArgument, req.Encoding, fileEncodingUTF8, api.EncodingBase64))
 		return
 	}
 	p, err := a.filePath(r, req.Path, req.SessionID)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	f, fi, err := openForRead(p)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	defer f.Close()
 	if fi.Size() > maxJSONFile {
-		writeError(w, tooLargeForJSON(fmt.Sprintf("%s (%d bytes)", p, fi.Size())))
+		core.WriteError(w, tooLargeForJSON(fmt.Sprintf("%s (%d bytes)", p, fi.Size())))
 		return
 	}
 	// Read what is there, not what stat said: /proc files say 0.
 	var buf bytes.Buffer
 	buf.Grow(int(fi.Size()) + 1)
 	if _, err := buf.ReadFrom(io.LimitReader(f, maxJSONFile+1)); err != nil {
-		writeError(w, fsError("read", p, err))
+		core.WriteError(w, fsError("read", p, err))
 		return
 	}
 	data := buf.Bytes()
 	if len(data) > maxJSONFile {
-		writeError(w, tooLargeForJSON(p))
+		core.WriteError(w, tooLargeForJSON(p))
 		return
 	}
 	binary := contentIsBinary(data)
@@ -283,13 +284,13 @@ func (a *Agent) handleFileRead(w http.ResponseWriter, r *http.Request) {
 	case enc == api.EncodingBase64 || (enc == "" && binary):
 		res.Content, res.Encoding = base64.StdEncoding.EncodeToString(data), api.EncodingBase64
 	case !utf8.Valid(data):
-		writeError(w, fmt.Errorf("%w: %s is not valid UTF-8; read it with encoding %q (or GET /v1/files/content)",
+		core.WriteError(w, fmt.Errorf("%w: %s is not valid UTF-8; read it with encoding %q (or GET /v1/files/content)",
 			errdefs.ErrInvalidArgument, p, api.EncodingBase64))
 		return
 	default:
 		res.Content, res.Encoding = string(data), fileEncodingUTF8
 	}
-	writeJSON(w, http.StatusOK, res)
+	core.WriteJSON(w, http.StatusOK, res)
 }
 
 // contentIsBinary reports whether content is not text: not valid UTF-8, or with
@@ -375,7 +376,7 @@ func (a *Agent) handleFileMkdir(w http.ResponseWriter, req *api.PathRequest, p s
 	var err error
 	if req.Recursive {
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			writeError(w, codedErr(api.CodeFileExists, errdefs.ErrConflict, "mkdir %s: exists and is not a directory", p))
+			core.WriteError(w, codedErr(api.CodeFileExists, errdefs.ErrConflict, "mkdir %s: exists and is not a directory", p))
 			return
 		}
 		err = os.MkdirAll(p, 0o755)
@@ -383,11 +384,11 @@ func (a *Agent) handleFileMkdir(w http.ResponseWriter, req *api.PathRequest, p s
 		err = os.Mkdir(p, 0o755)
 	}
 	if err != nil {
-		writeError(w, fsError("mkdir", p, err))
+		core.WriteError(w, fsError("mkdir", p, err))
 		return
 	}
 	syncDir(filepath.Dir(p)) // durable once acknowledged
-	writeJSON(w, http.StatusOK, api.PathResult{Path: p})
+	core.WriteJSON(w, http.StatusOK, api.PathResult{Path: p})
 }
 
 // handleFileDelete deletes a file (or a symbolic link: the link, not its
@@ -395,20 +396,20 @@ func (a *Agent) handleFileMkdir(w http.ResponseWriter, req *api.PathRequest, p s
 func (a *Agent) handleFileDelete(w http.ResponseWriter, req *api.PathRequest, p string) {
 	fi, err := os.Lstat(p)
 	if err != nil {
-		writeError(w, fsError("delete", p, err))
+		core.WriteError(w, fsError("delete", p, err))
 		return
 	}
 	if fi.IsDir() {
-		writeError(w, codedErr(api.CodeIsDirectory, errdefs.ErrInvalidArgument,
+		core.WriteError(w, codedErr(api.CodeIsDirectory, errdefs.ErrInvalidArgument,
 			"delete %s: is a directory; files/delete removes files only (remove a tree with exec rm -r)", p))
 		return
 	}
 	if err := os.Remove(p); err != nil {
-		writeError(w, fsError("delete", p, err))
+		core.WriteError(w, fsError("delete", p, err))
 		return
 	}
 	syncDir(filepath.Dir(p)) // durable once acknowledged
-	writeJSON(w, http.StatusOK, api.PathResult{Path: p})
+	core.WriteJSON(w, http.StatusOK, api.PathResult{Path: p})
 }
 
 // handleFileExists reports whether anything is at the path: a file, a
@@ -418,11 +419,11 @@ func (a *Agent) handleFileExists(w http.ResponseWriter, req *api.PathRequest, p 
 	_, err := os.Lstat(p)
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, api.ExistsResult{Exists: true})
+		core.WriteJSON(w, http.StatusOK, api.ExistsResult{Exists: true})
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, unix.ENOTDIR):
-		writeJSON(w, http.StatusOK, api.ExistsResult{Exists: false})
+		core.WriteJSON(w, http.StatusOK, api.ExistsResult{Exists: false})
 	default:
-		writeError(w, fsError("exists", p, err))
+		core.WriteError(w, fsError("exists", p, err))
 	}
 }
 

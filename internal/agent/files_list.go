@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -32,10 +33,10 @@ var errListTooLong = errors.New("listing too long")
 func (a *Agent) handleFileList(w http.ResponseWriter, req *api.PathRequest, p string) {
 	files, err := listFiles(p, req.Recursive, req.IncludeHidden, maxListEntries)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.FileList{Files: files, Count: len(files)})
+	core.WriteJSON(w, http.StatusOK, api.FileList{Files: files, Count: len(files)})
 }
 
 // listFiles lists dir; more than limit entries is RESOURCE_EXHAUSTED.

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -23,8 +24,8 @@ import (
 // copies. See renamePath for what the destination may be.
 func (a *Agent) handleFileRename(w http.ResponseWriter, r *http.Request) {
 	var req api.RenameRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
 		return
 	}
 	a.renameCall(w, r, req.OldPath, req.NewPath, req.SessionID, false)
@@ -36,8 +37,8 @@ func (a *Agent) handleFileRename(w http.ResponseWriter, r *http.Request) {
 // removes the source. See renamePath for what the destination may be.
 func (a *Agent) handleFileMove(w http.ResponseWriter, r *http.Request) {
 	var req api.MoveRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
 		return
 	}
 	a.renameCall(w, r, req.SourcePath, req.DestinationPath, req.SessionID, true)
@@ -46,16 +47,16 @@ func (a *Agent) handleFileMove(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) renameCall(w http.ResponseWriter, r *http.Request, from, to, sid string, copyAcross bool) {
 	src, err := a.filePath(r, from, sid)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	dst, err := a.filePath(r, to, sid)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	if err := renamePath(src, dst, copyAcross); err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	// Durable once acknowledged: both directories' entries.
@@ -63,7 +64,7 @@ func (a *Agent) renameCall(w http.ResponseWriter, r *http.Request, from, to, sid
 	if filepath.Dir(src) != filepath.Dir(dst) {
 		syncDir(filepath.Dir(src))
 	}
-	writeJSON(w, http.StatusOK, api.PathResult{Path: dst})
+	core.WriteJSON(w, http.StatusOK, api.PathResult{Path: dst})
 }
 
 // renamePath gives src (a symbolic link is moved as the link) the path

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -30,20 +31,20 @@ func (a *Agent) handleFilePut(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	p, err := a.filePath(r, q.Get("path"), q.Get("sessionId"))
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	mode, setMode, err := parseFileMode(q.Get("mode"))
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	n, err := writeAtomic(p, r.Body, mode, setMode)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.WriteFileResult{Path: p, Size: n})
+	core.WriteJSON(w, http.StatusOK, api.WriteFileResult{Path: p, Size: n})
 }
 
 // handleFileGet sends the raw bytes of the regular file ?path=, streamed,
@@ -54,19 +55,19 @@ func (a *Agent) handleFileGet(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	p, err := a.filePath(r, q.Get("path"), q.Get("sessionId"))
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	f, fi, err := openForRead(p)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	defer f.Close()
 	head := make([]byte, 512)
 	n, err := f.ReadAt(head, 0)
 	if err != nil && err != io.EOF {
-		writeError(w, fsError("read", p, err))
+		core.WriteError(w, fsError("read", p, err))
 		return
 	}
 	sample := n == len(head) // else head is the whole file
@@ -74,7 +75,7 @@ func (a *Agent) handleFileGet(w http.ResponseWriter, r *http.Request) {
 	// A character cut at the end of the sample is not a sign of binary.
 	text := head
 	if sample {
-		text = head[:n-incompleteTail(head)]
+		text = head[:n-core.IncompleteTail(head)]
 	}
 	binary := contentIsBinary(text)
 	ct := fileMimeType(p, head, binary)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -58,18 +59,18 @@ const gitCredentialHelper = `!f() { test "$1" = get || exit 0; h=; ` +
 // GIT_AUTH_FAILED, else INTERNAL_ERROR with git's message.
 func (a *Agent) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
 	var req api.GitCheckoutRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
 		return
 	}
 	s, err := a.requestSession(r, req.SessionID)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	src, err := parseGitSource(req.RepoURL)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	switch {
@@ -83,7 +84,7 @@ func (a *Agent) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("%w: no repository name in repoUrl to name the directory after: give targetDir", errdefs.ErrInvalidArgument)
 	}
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	target := req.TargetDir
@@ -91,17 +92,17 @@ func (a *Agent) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
 		target = filepath.Join(a.workdir, src.name)
 	}
 	if target, err = sessionPath(s, target); err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	if !cloning.claim(target) {
-		writeError(w, codedErr(api.CodeFileExists, errdefs.ErrConflict, "clone into %s: another clone into it is running", target))
+		core.WriteError(w, codedErr(api.CodeFileExists, errdefs.ErrConflict, "clone into %s: another clone into it is running", target))
 		return
 	}
 	defer cloning.release(target)
 	existed, err := checkCloneTarget(target)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	timeout := gitDefaultTimeout
@@ -115,7 +116,7 @@ func (a *Agent) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
 	env := gitEnv(info.Env, s.marker)
 	cloneEnv := env
 	if src.user != "" || src.password != "" {
-		cloneEnv = mergeEnv(env, gitCredentialEnv(env, src))
+		cloneEnv = core.MergeEnv(env, gitCredentialEnv(env, src))
 	}
 	args := []string{"clone"}
 	if req.Depth > 0 {
@@ -138,7 +139,7 @@ func (a *Agent) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
 		case err == nil:
 			err = gitCloneError(out, src)
 		}
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	res := api.GitCheckoutResult{RepoURL: src.url, Branch: req.Branch, TargetDir: target}
@@ -153,7 +154,7 @@ func (a *Agent) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
 			res.Branch = strings.TrimSpace(string(out))
 		}
 	}
-	writeJSON(w, http.StatusOK, res)
+	core.WriteJSON(w, http.StatusOK, res)
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
@@ -259,7 +260,7 @@ func (s gitSource) secrets() []string {
 // gitEnv is the environment git runs in: the agent's, the session's,
 // never a prompt (git fails instead of waiting for input no one gives).
 func gitEnv(sessionEnv map[string]string, sessionMarker string) []string {
-	env := mergeEnv(mergeEnv(os.Environ(), sessionEnv), map[string]string{
+	env := core.MergeEnv(core.MergeEnv(os.Environ(), sessionEnv), map[string]string{
 		"GIT_TERMINAL_PROMPT": "0",
 		"GCM_INTERACTIVE":     "never",
 	})
@@ -389,8 +390,8 @@ func (a *Agent) runGit(ctx context.Context, dir string, env []string, args ...st
 	if err != nil {
 		return nil, 0, err
 	}
-	mk := marker(execMarkerVar)
-	p, exited, err := a.reaper.start(bin, append([]string{"git"}, args...), &os.ProcAttr{
+	mk := core.Marker(core.ExecMarkerVar)
+	p, exited, err := a.reaper.Start(bin, append([]string{"git"}, args...), &os.ProcAttr{
 		Dir: dir, Env: append(env[:len(env):len(env)], mk), Files: []*os.File{devnull, pw, pw},
 		Sys: &unix.SysProcAttr{Setpgid: true},
 	})
@@ -421,13 +422,13 @@ func (a *Agent) runGit(ctx context.Context, dir string, env []string, args ...st
 	case ws = <-exited:
 	case <-ctx.Done():
 		killed = ctx.Err()
-		killTree([]int{p.Pid}, mk)
+		core.KillTree([]int{p.Pid}, mk)
 		ws = <-exited
 	}
 	// Something git started may hold the pipe: read what is there, then stop.
-	_ = pr.SetReadDeadline(time.Now().Add(drainGrace))
+	_ = pr.SetReadDeadline(time.Now().Add(core.DrainGrace))
 	out := <-outc
 	pr.Close()
 	_ = p.Release()
-	return out, exitCode(ws), killed
+	return out, core.ExitCode(ws), killed
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -48,7 +49,7 @@ type proc struct {
 	id, command, session string
 	pid                  int
 	os                   *os.Process
-	marker               string // execMarkerVar=...: carried by all it starts
+	marker               string // core.ExecMarkerVar=...: carried by all it starts
 	sessionMarker        string
 	started              time.Time
 	autoCleanup          bool
@@ -71,7 +72,7 @@ func (p *proc) info() api.Process {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	code := exitCode(p.ws)
+	code := core.ExitCode(p.ws)
 	out.ExitCode = &code
 	end := p.ended
 	out.EndTime = &end
@@ -104,7 +105,7 @@ func (p *processes) withProc(h func(http.ResponseWriter, *http.Request, *proc)) 
 		pr := p.m[id]
 		p.mu.Unlock()
 		if pr == nil {
-			writeError(w, &errdefs.CodedError{Code: api.CodeProcessNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("process %q not found", id)})
+			core.WriteError(w, &errdefs.CodedError{Code: api.CodeProcessNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("process %q not found", id)})
 			return
 		}
 		h(w, r, pr)
@@ -113,8 +114,8 @@ func (p *processes) withProc(h func(http.ResponseWriter, *http.Request, *proc)) 
 
 func (p *processes) handleStart(w http.ResponseWriter, r *http.Request) {
 	var req api.StartProcessRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
 		return
 	}
 	if req.SessionID == "" {
@@ -122,10 +123,10 @@ func (p *processes) handleStart(w http.ResponseWriter, r *http.Request) {
 	}
 	pr, err := p.start(req)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, pr.info())
+	core.WriteJSON(w, http.StatusCreated, pr.info())
 }
 
 // start starts a background process: bash -c command, in its own process
@@ -139,7 +140,7 @@ func (p *processes) start(req api.StartProcessRequest) (*proc, error) {
 		return nil, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
 	}
 	for k := range req.Env {
-		if !envNamePattern.MatchString(k) {
+		if !core.EnvName.MatchString(k) {
 			return nil, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 	}
@@ -157,7 +158,7 @@ func (p *processes) start(req api.StartProcessRequest) (*proc, error) {
 	}
 	id := req.ProcessID
 	if id == "" {
-		id = "proc-" + strings.SplitN(marker(""), "=", 2)[1][:12]
+		id = "proc-" + strings.SplitN(core.Marker(""), "=", 2)[1][:12]
 	}
 	if !processIDPattern.MatchString(id) {
 		return nil, fmt.Errorf("%w: process id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, id)
@@ -196,10 +197,10 @@ func (p *processes) start(req api.StartProcessRequest) (*proc, error) {
 		outW.Close()
 		return nil, err
 	}
-	env := mergeEnv(mergeEnv(s.baseEnv(), info.Env), req.Env)
-	pmarker := marker(execMarkerVar)
+	env := core.MergeEnv(core.MergeEnv(s.baseEnv(), info.Env), req.Env)
+	pmarker := core.Marker(core.ExecMarkerVar)
 	env = append(env, pmarker, s.marker)
-	osp, exited, err := p.a.reaper.start(shell, []string{shell, "-c", req.Command}, &os.ProcAttr{
+	osp, exited, err := p.a.reaper.Start(shell, []string{shell, "-c", req.Command}, &os.ProcAttr{
 		Dir: dir, Env: env, Files: []*os.File{devnull, outW, errW}, Sys: &unix.SysProcAttr{Setpgid: true},
 	})
 	outW.Close()
@@ -208,7 +209,7 @@ func (p *processes) start(req api.StartProcessRequest) (*proc, error) {
 		log.release()
 		outR.Close()
 		errR.Close()
-		return nil, startError(err)
+		return nil, core.StartError(err)
 	}
 	pr := &proc{id: id, command: req.Command, session: s.id, pid: osp.Pid, os: osp, marker: pmarker, sessionMarker: s.marker,
 		started: time.Now().UTC(), autoCleanup: req.AutoCleanup, log: log, done: make(chan struct{})}
@@ -236,8 +237,8 @@ func (pr *proc) supervise(exited <-chan unix.WaitStatus, outR, errR *os.File, ti
 				}
 				if err != nil {
 					if errors.Is(err, os.ErrDeadlineExceeded) {
-						readNow(f, func(b []byte) { pr.log.append(stream, b) })
-						go discard(f) // children that outlive it keep their pipe
+						core.ReadNow(f, func(b []byte) { pr.log.append(stream, b) })
+						go core.Discard(f) // children that outlive it keep their pipe
 						return
 					}
 					f.Close()
@@ -259,11 +260,11 @@ func (pr *proc) supervise(exited <-chan unix.WaitStatus, outR, errR *os.File, ti
 		pr.mu.Lock()
 		pr.timedOut = true
 		pr.mu.Unlock()
-		killTree([]int{pr.pid}, pr.marker)
+		core.KillTree([]int{pr.pid}, pr.marker)
 		ws = <-exited
 	}
-	_ = outR.SetReadDeadline(time.Now().Add(drainGrace))
-	_ = errR.SetReadDeadline(time.Now().Add(drainGrace))
+	_ = outR.SetReadDeadline(time.Now().Add(core.DrainGrace))
+	_ = errR.SetReadDeadline(time.Now().Add(core.DrainGrace))
 	readers.Wait()
 	pr.mu.Lock()
 	pr.ws, pr.ended = ws, time.Now().UTC()
@@ -282,7 +283,7 @@ func (pr *proc) kill(sig unix.Signal) {
 	select {
 	case <-pr.done:
 	default:
-		signalTree(sig, []int{pr.pid}, pr.marker)
+		core.SignalTree(sig, []int{pr.pid}, pr.marker)
 		select {
 		case <-pr.done:
 		case <-time.After(killGrace):
@@ -293,9 +294,9 @@ func (pr *proc) kill(sig unix.Signal) {
 	// (env -i) and ignored the signal.
 	select {
 	case <-pr.done:
-		killTree(nil, pr.marker)
+		core.KillTree(nil, pr.marker)
 	default:
-		killTree([]int{pr.pid}, pr.marker)
+		core.KillTree([]int{pr.pid}, pr.marker)
 	}
 	<-pr.done
 }
@@ -305,7 +306,7 @@ func (p *processes) handleList(w http.ResponseWriter, r *http.Request) {
 	switch filter {
 	case "", api.ProcessRunning, api.ProcessCompleted, api.ProcessFailed, api.ProcessKilled:
 	default:
-		writeError(w, fmt.Errorf("%w: status filter %q: running, completed, failed or killed", errdefs.ErrInvalidArgument, filter))
+		core.WriteError(w, fmt.Errorf("%w: status filter %q: running, completed, failed or killed", errdefs.ErrInvalidArgument, filter))
 		return
 	}
 	p.mu.Lock()
@@ -321,11 +322,11 @@ func (p *processes) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].StartTime.Before(list[j].StartTime) })
-	writeJSON(w, http.StatusOK, api.ProcessList{Processes: list, Count: len(list)})
+	core.WriteJSON(w, http.StatusOK, api.ProcessList{Processes: list, Count: len(list)})
 }
 
 func (p *processes) handleGet(w http.ResponseWriter, r *http.Request, pr *proc) {
-	writeJSON(w, http.StatusOK, pr.info())
+	core.WriteJSON(w, http.StatusOK, pr.info())
 }
 
 // handleKill kills a running process and answers its final state. A
@@ -336,7 +337,7 @@ func (p *processes) handleKill(w http.ResponseWriter, r *http.Request, pr *proc)
 	case <-pr.done:
 		info := pr.info()
 		p.forget(pr)
-		writeJSON(w, http.StatusOK, info)
+		core.WriteJSON(w, http.StatusOK, info)
 		return
 	default:
 	}
@@ -344,16 +345,16 @@ func (p *processes) handleKill(w http.ResponseWriter, r *http.Request, pr *proc)
 	if name := r.URL.Query().Get("signal"); name != "" {
 		var ok bool
 		if sig, ok = parseSignal(name); !ok {
-			writeError(w, fmt.Errorf("%w: signal %q: a name like SIGTERM or TERM, or a number", errdefs.ErrInvalidArgument, name))
+			core.WriteError(w, fmt.Errorf("%w: signal %q: a name like SIGTERM or TERM, or a number", errdefs.ErrInvalidArgument, name))
 			return
 		}
 	}
 	pr.kill(sig)
-	writeJSON(w, http.StatusOK, pr.info())
+	core.WriteJSON(w, http.StatusOK, pr.info())
 }
 
 func (p *processes) handleKillAll(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, api.KillAllResult{KilledCount: p.killWhere(func(*proc) bool { return true })})
+	core.WriteJSON(w, http.StatusOK, api.KillAllResult{KilledCount: p.killWhere(func(*proc) bool { return true })})
 }
 
 // killSession kills the processes started in session sid.
@@ -434,7 +435,7 @@ func (p *processes) handleLogs(w http.ResponseWriter, r *http.Request, pr *proc)
 	size, closed, truncated, _ := pr.log.state()
 	recs, err := pr.log.readFrom(0, size, maxLogsJSON)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	var out, errb []byte
@@ -448,9 +449,9 @@ func (p *processes) handleLogs(w http.ResponseWriter, r *http.Request, pr *proc)
 		read = rec.end
 	}
 	res := api.ProcessLogs{ProcessID: pr.id, Truncated: truncated || read < size}
-	res.Stdout, res.StdoutEncoding = encodeOutput(out)
-	res.Stderr, res.StderrEncoding = encodeOutput(errb)
-	writeJSON(w, http.StatusOK, res)
+	res.Stdout, res.StdoutEncoding = core.EncodeOutput(out)
+	res.Stderr, res.StderrEncoding = core.EncodeOutput(errb)
+	core.WriteJSON(w, http.StatusOK, res)
 	if closed {
 		p.cleanupIfDone(pr)
 	}
@@ -469,19 +470,19 @@ func (p *processes) handleStream(w http.ResponseWriter, r *http.Request, pr *pro
 		n, err := strconv.ParseInt(from, 10, 64)
 		size, _, _, _ := pr.log.state()
 		if err != nil || n < 0 || n > size || !pr.log.validOffset(n, size) {
-			writeError(w, fmt.Errorf("%w: offset %q is not an event id of this log", errdefs.ErrInvalidArgument, from))
+			core.WriteError(w, fmt.Errorf("%w: offset %q is not an event id of this log", errdefs.ErrInvalidArgument, from))
 			return
 		}
 		offset = n
 	}
-	sse := newSSE(w)
-	defer sse.close()
+	sse := core.NewSSE(w)
+	defer sse.Close()
 	for {
 		size, closed, _, changed := pr.log.state()
 		if offset < size {
 			recs, err := pr.log.readFrom(offset, size, streamMaxBatch)
 			if err != nil {
-				_ = sse.send(api.StreamEvent{Type: api.EventError, Code: api.CodeInternal, Message: err.Error()})
+				_ = sse.Send(api.StreamEvent{Type: api.EventError, Code: api.CodeInternal, Message: err.Error()})
 				return
 			}
 			for _, rec := range recs {
@@ -489,7 +490,7 @@ func (p *processes) handleStream(w http.ResponseWriter, r *http.Request, pr *pro
 				if rec.stream == streamStderr {
 					name = api.EventStderr
 				}
-				if err := sse.sendChunkID(name, rec.data, rec.end); err != nil {
+				if err := sse.SendChunkID(name, rec.data, rec.end); err != nil {
 					return
 				}
 				offset = rec.end
@@ -498,7 +499,7 @@ func (p *processes) handleStream(w http.ResponseWriter, r *http.Request, pr *pro
 		}
 		if closed {
 			info := pr.info()
-			_ = sse.sendID(api.StreamEvent{Type: api.EventExit, ExitCode: info.ExitCode, Status: info.Status}, offset)
+			_ = sse.SendID(api.StreamEvent{Type: api.EventExit, ExitCode: info.ExitCode, Status: info.Status}, offset)
 			p.cleanupIfDone(pr)
 			return
 		}

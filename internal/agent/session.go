@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -23,10 +24,10 @@ import (
 type session struct {
 	id        string
 	createdAt time.Time
-	marker    string // sessionMarkerVar=...: in the environment of all it starts
+	marker    string // core.SessionMarkerVar=...: in the environment of all it starts
 	timeout   time.Duration
 
-	q  queue
+	q  core.Queue
 	sh *shell // guarded by q
 
 	mu      sync.Mutex
@@ -78,7 +79,7 @@ func (a *Agent) newSession(id string, env map[string]string, cwd string, timeout
 	if env == nil {
 		env = map[string]string{}
 	}
-	return &session{id: id, createdAt: time.Now().UTC(), marker: marker(sessionMarkerVar), timeout: timeout,
+	return &session{id: id, createdAt: time.Now().UTC(), marker: core.Marker(core.SessionMarkerVar), timeout: timeout,
 		env: env, cwd: cwd, initCwd: cwd}
 }
 
@@ -95,12 +96,12 @@ func (s *session) info() api.Session {
 // run runs c in the session's shell, starting one if needed. The caller
 // must not hold s.q; run takes it, in arrival order.
 func (a *Agent) runInSession(ctx context.Context, s *session, c command, sink outputSink) (runResult, error) {
-	if err := s.q.lock(ctx); err != nil {
+	if err := s.q.Lock(ctx); err != nil {
 		return runResult{}, err
 	}
-	defer s.q.unlock()
+	defer s.q.Unlock()
 	s.mu.Lock()
-	deleted, env, cwd := s.deleted, copyEnv(s.env), s.initCwd
+	deleted, env, cwd := s.deleted, core.CopyEnv(s.env), s.initCwd
 	s.mu.Unlock()
 	base := s.baseEnv()
 	if deleted {
@@ -113,7 +114,7 @@ func (a *Agent) runInSession(ctx context.Context, s *session, c command, sink ou
 		if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
 			return runResult{}, fmt.Errorf("%w: the session's directory %q is not a directory", errdefs.ErrInvalidArgument, cwd)
 		}
-		sh, err := a.startShell(mergeEnv(base, env), cwd, s.marker)
+		sh, err := a.startShell(core.MergeEnv(base, env), cwd, s.marker)
 		if err != nil {
 			return runResult{}, err
 		}
@@ -153,14 +154,6 @@ func (s *session) baseEnv() []string {
 	return kept
 }
 
-func copyEnv(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
 // sessionError turns a shell that exited into the API's 410.
 func sessionError(err error) error {
 	var exited *errShellExited
@@ -174,49 +167,49 @@ func sessionError(err error) error {
 
 func (a *Agent) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	var req api.CreateSessionRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
 		return
 	}
 	if req.ID == "" {
-		req.ID = "session-" + marker("")[1:13]
+		req.ID = "session-" + core.Marker("")[1:13]
 	}
 	if !sessionIDPattern.MatchString(req.ID) {
-		writeError(w, fmt.Errorf("%w: session id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, req.ID))
+		core.WriteError(w, fmt.Errorf("%w: session id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, req.ID))
 		return
 	}
 	if req.Cwd == "" {
 		req.Cwd = a.workdir
 	}
 	if fi, err := os.Stat(req.Cwd); err != nil || !fi.IsDir() {
-		writeError(w, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd))
+		core.WriteError(w, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd))
 		return
 	}
 	if req.CommandTimeoutMs < 0 {
-		writeError(w, fmt.Errorf("%w: commandTimeoutMs must not be negative", errdefs.ErrInvalidArgument))
+		core.WriteError(w, fmt.Errorf("%w: commandTimeoutMs must not be negative", errdefs.ErrInvalidArgument))
 		return
 	}
 	a.sessions.mu.Lock()
 	if _, ok := a.sessions.m[req.ID]; ok || req.ID == api.DefaultSessionID {
 		a.sessions.mu.Unlock()
-		writeError(w, &errdefs.CodedError{Code: api.CodeSessionExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("session %q already exists", req.ID)})
+		core.WriteError(w, &errdefs.CodedError{Code: api.CodeSessionExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("session %q already exists", req.ID)})
 		return
 	}
 	if err := a.sessionRoomLocked(); err != nil {
 		a.sessions.mu.Unlock()
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	s := a.newSession(req.ID, req.Env, req.Cwd, time.Duration(req.CommandTimeoutMs)*time.Millisecond)
 	a.sessions.m[req.ID] = s
 	a.sessions.mu.Unlock()
 	a.sessionsChanged()
-	writeJSON(w, http.StatusCreated, s.info())
+	core.WriteJSON(w, http.StatusCreated, s.info())
 }
 
 func (a *Agent) handleListSessions(w http.ResponseWriter, r *http.Request) {
 	if _, err := a.session(""); err != nil { // the default one always exists
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	a.sessions.mu.Lock()
@@ -226,7 +219,7 @@ func (a *Agent) handleListSessions(w http.ResponseWriter, r *http.Request) {
 	}
 	a.sessions.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt.Before(list[j].CreatedAt) })
-	writeJSON(w, http.StatusOK, api.SessionList{Sessions: list, Count: len(list)})
+	core.WriteJSON(w, http.StatusOK, api.SessionList{Sessions: list, Count: len(list)})
 }
 
 // handleDeleteSession kills the session's shell, what it started and the
@@ -234,7 +227,7 @@ func (a *Agent) handleListSessions(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("sid")
 	if id == api.DefaultSessionID {
-		writeError(w, fmt.Errorf("%w: the default session cannot be deleted", errdefs.ErrInvalidArgument))
+		core.WriteError(w, fmt.Errorf("%w: the default session cannot be deleted", errdefs.ErrInvalidArgument))
 		return
 	}
 	a.sessions.mu.Lock()
@@ -242,7 +235,7 @@ func (a *Agent) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	delete(a.sessions.m, id)
 	a.sessions.mu.Unlock()
 	if s == nil {
-		writeError(w, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q not found", id)})
+		core.WriteError(w, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q not found", id)})
 		return
 	}
 	s.mu.Lock()
@@ -255,15 +248,15 @@ func (a *Agent) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	if pid := s.pid.Load(); pid > 0 {
 		roots = []int{int(pid)}
 	}
-	killTree(roots, s.marker)
+	core.KillTree(roots, s.marker)
 	a.procs.killSession(id)
-	if err := s.q.lock(r.Context()); err == nil {
+	if err := s.q.Lock(r.Context()); err == nil {
 		if s.sh != nil {
 			s.sh.close()
 			s.sh = nil
 			s.pid.Store(0)
 		}
-		s.q.unlock()
+		s.q.Unlock()
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -272,19 +265,19 @@ func (a *Agent) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 // in its settings, and in its running shell.
 func (a *Agent) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 	var req api.SetEnvRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
 		return
 	}
 	s, err := a.requestSession(r, req.SessionID)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	var script string
 	for k, v := range req.EnvVars {
-		if !envNamePattern.MatchString(k) {
-			writeError(w, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k))
+		if !core.EnvName.MatchString(k) {
+			core.WriteError(w, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k))
 			return
 		}
 		if v == nil {
@@ -296,7 +289,7 @@ func (a *Agent) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.deleted {
 		s.mu.Unlock()
-		writeError(w, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q was deleted", s.id)})
+		core.WriteError(w, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q was deleted", s.id)})
 		return
 	}
 	if s.unset == nil {
@@ -314,8 +307,8 @@ func (a *Agent) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	a.sessionsChanged()
 	// Apply to the running shell, in order with the session's commands.
-	if err := s.q.lock(r.Context()); err != nil {
-		writeError(w, err)
+	if err := s.q.Lock(r.Context()); err != nil {
+		core.WriteError(w, err)
 		return
 	}
 	if s.sh != nil && script != "" {
@@ -329,16 +322,13 @@ func (a *Agent) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 			err = nil // the next shell starts with the new settings
 		}
 	}
-	s.q.unlock()
+	s.q.Unlock()
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.info())
+	core.WriteJSON(w, http.StatusOK, s.info())
 }
-
-// envNamePattern is what a shell accepts as a variable name.
-var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 type discardSink struct{}
 

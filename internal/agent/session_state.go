@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 )
 
 // Sessions' settings outlive the container: a sandbox that sleeps, crashes
@@ -93,7 +94,7 @@ func (a *Agent) loadSessions() {
 				delete(ss.Env, k)
 			}
 		}
-		ss.Unset = slices.DeleteFunc(ss.Unset, func(k string) bool { return !envNamePattern.MatchString(k) })
+		ss.Unset = slices.DeleteFunc(ss.Unset, func(k string) bool { return !core.EnvName.MatchString(k) })
 		s := a.newSession(ss.ID, ss.Env, cwd, time.Duration(max(ss.CommandTimeoutMs, 0))*time.Millisecond)
 		if !ss.CreatedAt.IsZero() {
 			s.createdAt = ss.CreatedAt
@@ -123,7 +124,7 @@ func (a *Agent) saveSessions() error {
 	a.sessions.mu.Lock()
 	for _, s := range a.sessions.m {
 		s.mu.Lock()
-		ss := savedSession{ID: s.id, Env: copyEnv(s.env), Cwd: s.initCwd, CommandTimeoutMs: s.timeout.Milliseconds(), CreatedAt: s.createdAt}
+		ss := savedSession{ID: s.id, Env: core.CopyEnv(s.env), Cwd: s.initCwd, CommandTimeoutMs: s.timeout.Milliseconds(), CreatedAt: s.createdAt}
 		for k := range s.unset {
 			ss.Unset = append(ss.Unset, k)
 		}

@@ -3,7 +3,6 @@ package agent
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 )
 
 // A session's shell reads its script from a pipe (bash -s): first a
@@ -69,7 +68,7 @@ type shell struct {
 	ctrl   *os.File         // the write end of the shell's script (its fd 0)
 	status chan shellStatus // one per command; closed when the shell exits
 	dir    string           // the shell's runtime directory
-	seq    int              // commands run; guarded by the session's queue
+	seq    int              // commands run; guarded by the session's core.Queue
 }
 
 type shellStatus struct {
@@ -117,7 +116,7 @@ func (a *Agent) startShell(env []string, cwd, markerEnv string) (*shell, error) 
 	if sh != "/bin/sh" {
 		args = []string{sh, "--noprofile", "--norc", "-s"}
 	}
-	proc, exited, err := a.reaper.start(sh, args, &os.ProcAttr{
+	proc, exited, err := a.reaper.Start(sh, args, &os.ProcAttr{
 		Dir:   cwd,
 		Env:   fullEnv,
 		Files: []*os.File{ctrlR, devnull, devnull, devnull, statW},
@@ -127,7 +126,7 @@ func (a *Agent) startShell(env []string, cwd, markerEnv string) (*shell, error) 
 		ctrlW.Close()
 		statR.Close()
 		os.RemoveAll(dir)
-		return nil, startError(err)
+		return nil, core.StartError(err)
 	}
 	s := &shell{pid: proc.Pid, proc: proc, dead: make(chan struct{}), ctrl: ctrlW, status: make(chan shellStatus, 1), dir: dir}
 	go s.readStatus(statR)
@@ -140,17 +139,6 @@ func (a *Agent) startShell(env []string, cwd, markerEnv string) (*shell, error) 
 		return nil, fmt.Errorf("start shell: %w", err)
 	}
 	return s, nil
-}
-
-// startError maps a failed process start to the API's classes.
-func startError(err error) error {
-	if errors.Is(err, unix.EAGAIN) {
-		return fmt.Errorf("%w: cannot start a process: the sandbox's process limit is reached", errdefs.ErrResourceExhausted)
-	}
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-		return fmt.Errorf("%w: %v", errdefs.ErrInvalidArgument, err)
-	}
-	return fmt.Errorf("start process: %w", err)
 }
 
 // readStatus turns the shell's status records into values on s.status,
@@ -213,7 +201,7 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 		return runResult{}, err
 	}
 	defer os.RemoveAll(dir)
-	cmdMarker := marker(execMarkerVar)
+	cmdMarker := core.Marker(core.ExecMarkerVar)
 	if err := writeCommand(dir, c, cmdMarker); err != nil {
 		return runResult{}, err
 	}
@@ -246,7 +234,7 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 	}
 	// Children the shell has already (background jobs of earlier
 	// commands) are not this command's, should it have to be aborted.
-	before := childrenOf(s.pid)
+	before := core.ChildrenOf(s.pid)
 	sink.start(s.pid)
 	if _, err := io.WriteString(s.ctrl, commandLine(dir)); err != nil {
 		for _, f := range outs {
@@ -293,12 +281,12 @@ func (s *shell) abort(cmdMarker string, before []int) runResult {
 	for time.Now().Before(deadline) {
 		_ = s.proc.Signal(unix.SIGUSR1)
 		var roots []int
-		for _, pid := range childrenOf(s.pid) {
+		for _, pid := range core.ChildrenOf(s.pid) {
 			if !slices.Contains(before, pid) {
 				roots = append(roots, pid)
 			}
 		}
-		killTree(roots, cmdMarker)
+		core.KillTree(roots, cmdMarker)
 		select {
 		case st, ok := <-s.status:
 			if ok {
@@ -320,7 +308,7 @@ func (s *shell) kill() {
 	select {
 	case <-s.dead:
 	default:
-		killTree([]int{s.pid})
+		core.KillTree([]int{s.pid})
 	}
 	s.ctrl.Close()
 }
@@ -329,7 +317,7 @@ func (s *shell) kill() {
 func (s *shell) waitExit() int {
 	s.ctrl.Close()
 	<-s.dead
-	return exitCode(s.ws)
+	return core.ExitCode(s.ws)
 }
 
 // close ends the shell and removes its directory.
@@ -379,31 +367,4 @@ func writeCommand(dir string, c command, cmdMarker string) error {
 // shQuote quotes s as one POSIX shell word.
 func shQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// readNow reads what is in f without waiting (at most 1 MiB).
-func readNow(f *os.File, fn func([]byte)) {
-	_ = f.SetReadDeadline(time.Time{})
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	buf := make([]byte, 64<<10)
-	_ = rc.Read(func(fd uintptr) bool {
-		for total := 0; total < 1<<20; {
-			n, err := unix.Read(int(fd), buf)
-			if n <= 0 || err != nil {
-				break
-			}
-			fn(buf[:n])
-			total += n
-		}
-		return true // done, whatever happened: never wait here
-	})
-}
-
-// discard reads f until its writers are gone, then closes it.
-func discard(f *os.File) {
-	_, _ = io.Copy(io.Discard, f)
-	f.Close()
 }

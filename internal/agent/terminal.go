@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/wireio"
 )
@@ -64,7 +65,7 @@ type terminal struct {
 	shell  string
 	pid    int
 	pty    *os.File // the master side; closed once the shell exited and output was read
-	marker string   // execMarkerVar=...: in the environment of all the shell starts
+	marker string   // core.ExecMarkerVar=...: in the environment of all the shell starts
 	stall  time.Duration
 	// input carries keystrokes from the connections to writeInput, the
 	// one goroutine that writes to the PTY (a write blocks while the
@@ -132,23 +133,23 @@ func (v *viewer) dropLocked() {
 
 func (a *Agent) handleTerminal(w http.ResponseWriter, r *http.Request) {
 	if !wireio.IsWebSocketUpgrade(r.Header) {
-		writeError(w, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
+		core.WriteError(w, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
 			Message: "the terminal is a WebSocket: send an Upgrade: websocket request"})
 		return
 	}
 	p, err := parseTerminalQuery(r.URL.Query())
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	s, err := a.requestSession(r, p.sessionID)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	t, reconnected, err := a.terms.getOrStart(a, s, p)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
@@ -213,11 +214,11 @@ func (a *Agent) startTerminal(s *session, p terminalParams, key termKey) (*termi
 	if rows == 0 {
 		rows = 24
 	}
-	env := mergeEnv(s.baseEnv(), info.Env)
+	env := core.MergeEnv(s.baseEnv(), info.Env)
 	if _, ok := info.Env["TERM"]; !ok {
-		env = mergeEnv(env, map[string]string{"TERM": "xterm-256color"})
+		env = core.MergeEnv(env, map[string]string{"TERM": "xterm-256color"})
 	}
-	tmarker := marker(execMarkerVar)
+	tmarker := core.Marker(core.ExecMarkerVar)
 	env = append(env, tmarker, s.marker)
 
 	master, tty, err := openPTY()
@@ -229,7 +230,7 @@ func (a *Agent) startTerminal(s *session, p terminalParams, key termKey) (*termi
 		master.Close()
 		return nil, fmt.Errorf("set the pty's size: %w", err)
 	}
-	proc, exited, err := a.reaper.start(shell, []string{shell}, &os.ProcAttr{
+	proc, exited, err := a.reaper.Start(shell, []string{shell}, &os.ProcAttr{
 		Dir: info.Cwd, Env: env, Files: []*os.File{tty, tty, tty},
 		// A session of its own, with the PTY as its controlling terminal
 		// (Ctty is the child's descriptor 0).
@@ -237,7 +238,7 @@ func (a *Agent) startTerminal(s *session, p terminalParams, key termKey) (*termi
 	})
 	if err != nil {
 		master.Close()
-		return nil, startError(err)
+		return nil, core.StartError(err)
 	}
 	t := &terminal{key: key, shell: shell, pid: proc.Pid, pty: master, marker: tmarker,
 		replay: newRing(api.TerminalReplayBytes), cols: cols, rows: rows, viewers: map[*viewer]struct{}{},
@@ -376,7 +377,7 @@ func (t *terminal) startIdleLocked(ts *terminals) {
 		if abandoned {
 			// The shell and what it started; the exit is then handled
 			// as any other.
-			killTree([]int{t.pid}, t.marker)
+			core.KillTree([]int{t.pid}, t.marker)
 		}
 	})
 }

@@ -16,16 +16,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 )
 
 // terminalAgent serves the terminal route of an agent running in this
 // process (its reaper included), for tests of the terminal's lifecycle.
 func terminalAgent(t testing.TB) (*Agent, string) {
 	t.Helper()
-	a := &Agent{log: slog.Default(), reaper: newReaper(), workdir: t.TempDir(), sessions: sessions{m: map[string]*session{}}}
+	a := &Agent{log: slog.Default(), reaper: core.NewReaper(), workdir: t.TempDir(), sessions: sessions{m: map[string]*session{}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	reaped := make(chan struct{})
-	go func() { defer close(reaped); a.reaper.run(ctx) }()
+	go func() { defer close(reaped); a.reaper.Run(ctx) }()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/terminal", a.handleTerminal)
 	srv := httptest.NewServer(mux)
@@ -33,7 +34,7 @@ func terminalAgent(t testing.TB) (*Agent, string) {
 		srv.Close()
 		a.terms.mu.Lock()
 		for _, term := range a.terms.m {
-			killTree([]int{term.pid}, term.marker)
+			core.KillTree([]int{term.pid}, term.marker)
 		}
 		a.terms.mu.Unlock()
 		cancel()

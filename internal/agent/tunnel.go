@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
@@ -34,19 +35,19 @@ const tunnelDialTimeout = 10 * time.Second
 func (a *Agent) handleTunnel(w http.ResponseWriter, r *http.Request) {
 	port, err := strconv.Atoi(r.URL.Query().Get("port"))
 	if err != nil || port < 1 || port > 65535 {
-		writeError(w, &errdefs.CodedError{Code: api.CodeInvalidPort, Message: fmt.Sprintf("tunnel: port %q: want 1-65535", r.URL.Query().Get("port")), Kind: errdefs.ErrInvalidArgument})
+		core.WriteError(w, &errdefs.CodedError{Code: api.CodeInvalidPort, Message: fmt.Sprintf("tunnel: port %q: want 1-65535", r.URL.Query().Get("port")), Kind: errdefs.ErrInvalidArgument})
 		return
 	}
 	if !isTunnelUpgrade(r) {
 		w.Header().Set("Upgrade", agentapi.TunnelProtocol)
 		w.Header().Set("Connection", "Upgrade")
-		writeJSON(w, http.StatusUpgradeRequired, api.Error{Code: api.CodeValidationFailed,
+		core.WriteJSON(w, http.StatusUpgradeRequired, api.Error{Code: api.CodeValidationFailed,
 			Message: "tunnel: want Connection: Upgrade and Upgrade: " + agentapi.TunnelProtocol, HTTPStatus: http.StatusUpgradeRequired})
 		return
 	}
 	up, err := dialLoopback(r.Context(), port)
 	if err != nil {
-		writeError(w, &errdefs.CodedError{Code: api.CodePortNotListening,
+		core.WriteError(w, &errdefs.CodedError{Code: api.CodePortNotListening,
 			Message: fmt.Sprintf("nothing is listening on port %d inside the sandbox: %v", port, tunnelDialCause(err))})
 		return
 	}

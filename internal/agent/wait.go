@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -22,8 +23,8 @@ const portPoll = 50 * time.Millisecond
 // handleWait waits for a log pattern, a port or the exit of a process.
 func (p *processes) handleWait(w http.ResponseWriter, r *http.Request, pr *proc) {
 	var req api.WaitRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
 		return
 	}
 	n := 0
@@ -33,11 +34,11 @@ func (p *processes) handleWait(w http.ResponseWriter, r *http.Request, pr *proc)
 		}
 	}
 	if n != 1 {
-		writeError(w, fmt.Errorf("%w: give exactly one of log, port and exit", errdefs.ErrInvalidArgument))
+		core.WriteError(w, fmt.Errorf("%w: give exactly one of log, port and exit", errdefs.ErrInvalidArgument))
 		return
 	}
 	if req.TimeoutMs < 0 {
-		writeError(w, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument))
+		core.WriteError(w, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument))
 		return
 	}
 	ctx := r.Context()
@@ -61,10 +62,10 @@ func (p *processes) handleWait(w http.ResponseWriter, r *http.Request, pr *proc)
 			err = &errdefs.CodedError{Code: api.CodeTimeout, Kind: errdefs.ErrTimeout,
 				Message: fmt.Sprintf("process %s: not ready after %d ms", pr.id, req.TimeoutMs)}
 		}
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	core.WriteJSON(w, http.StatusOK, res)
 	if req.Exit {
 		p.cleanupIfDone(pr)
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -86,35 +87,35 @@ func (a *Agent) handleFileWatch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	p, err := a.filePath(r, q.Get("path"), q.Get("sessionId"))
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	recursive := false
 	if v := q.Get("recursive"); v != "" {
 		if recursive, err = strconv.ParseBool(v); err != nil {
-			writeError(w, fmt.Errorf("%w: recursive=%q is not a boolean", errdefs.ErrInvalidArgument, v))
+			core.WriteError(w, fmt.Errorf("%w: recursive=%q is not a boolean", errdefs.ErrInvalidArgument, v))
 			return
 		}
 	}
 	filter, err := newWatchFilter(q["include"], q["exclude"])
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	wt, err := newWatcher(p, recursive, filter, a.log)
 	if err != nil {
-		writeError(w, err)
+		core.WriteError(w, err)
 		return
 	}
 	go wt.read()
 	defer wt.close()
 
-	sse := newSSE(w)
-	defer sse.close()
-	if sendWatchEvents(sse, "watching", []any{struct {
+	sse := core.NewSSE(w)
+	defer sse.Close()
+	if sse.SendEvents("watching", struct {
 		Type string `json:"type"`
 		Path string `json:"path"`
-	}{"watching", p}}) != nil {
+	}{"watching", p}) != nil {
 		return
 	}
 	for {
@@ -131,35 +132,14 @@ func (a *Agent) handleFileWatch(w http.ResponseWriter, r *http.Request) {
 		for i := range evs {
 			batch[i] = evs[i]
 		}
-		if sendWatchEvents(sse, "event", batch) != nil {
+		if sse.SendEvents("event", batch...) != nil {
 			return
 		}
 		if end != nil {
-			_ = sse.send(api.StreamEvent{Type: api.EventError, Code: errdefs.Code(end), Message: end.Error()})
+			_ = sse.Send(api.StreamEvent{Type: api.EventError, Code: errdefs.Code(end), Message: end.Error()})
 			return
 		}
 	}
-}
-
-// sendWatchEvents writes one event named name per value, with the next
-// sequence numbers as ids, flushing once per 64 KiB rather than per event.
-func sendWatchEvents(s *sseWriter, name string, vs []any) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var b []byte
-	for _, v := range vs {
-		data := marshalNoEscape(v)
-		s.seq++
-		b = fmt.Appendf(b, "event: %s\nid: %d\ndata: %s\n\n", name, s.seq, data)
-		if len(b) >= 64<<10 {
-			s.writeLocked(b)
-			b = b[:0]
-		}
-	}
-	if len(b) > 0 {
-		s.writeLocked(b)
-	}
-	return s.err
 }
 
 // watcher is one watch: an inotify instance and the goroutine reading it

@@ -1,21 +1,21 @@
-package agent
+package core
 
 import (
 	"context"
 	"sync"
 )
 
-// queue is a lock granted in arrival order, whose waiters may give up.
+// Queue is a lock granted in arrival order, whose waiters may give up.
 // It serializes the calls of one session.
-type queue struct {
+type Queue struct {
 	mu      sync.Mutex
 	busy    bool
 	waiters []chan struct{} // guarded by mu
 }
 
-// lock waits for the queue. It returns ctx's error if ctx ends first, in
+// lock waits for the Queue. It returns ctx's error if ctx ends first, in
 // which case the caller does not hold the lock.
-func (q *queue) lock(ctx context.Context) error {
+func (q *Queue) Lock(ctx context.Context) error {
 	q.mu.Lock()
 	if !q.busy {
 		q.busy = true
@@ -39,13 +39,13 @@ func (q *queue) lock(ctx context.Context) error {
 		}
 		q.mu.Unlock()
 		// The lock was handed to us as ctx ended: pass it on.
-		q.unlock()
+		q.Unlock()
 		return ctx.Err()
 	}
 }
 
 // unlock hands the lock to the longest waiter, if any.
-func (q *queue) unlock() {
+func (q *Queue) Unlock() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.waiters) == 0 {

@@ -1,4 +1,4 @@
-package agent
+package core
 
 import (
 	"bytes"
@@ -16,22 +16,22 @@ import (
 // it, so a process that left the tree (a daemon that double-forked and was
 // re-parented to PID 1) is still known to belong to its command.
 const (
-	execMarkerVar    = "SANDBOX_EXEC_ID"    // one command (exec) or process
-	sessionMarkerVar = "SANDBOX_SESSION_ID" // everything a session's shell started
+	ExecMarkerVar    = "SANDBOX_EXEC_ID"    // one command (exec) or process
+	SessionMarkerVar = "SANDBOX_SESSION_ID" // everything a session's shell started
 )
 
-// marker returns a new "NAME=value" marker.
-func marker(name string) string {
+// Marker returns a new "NAME=value" marker.
+func Marker(name string) string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return name + "=" + hex.EncodeToString(b)
 }
 
-// killTree kills the roots, every process descended from them, and every
+// KillTree kills the roots, every process descended from them, and every
 // process whose environment carries one of markers ("NAME=value"). Members
 // are stopped first, round after round until no new one appears, so that
 // none can fork a process the kill would miss; then all are killed.
-func killTree(roots []int, markers ...string) {
+func KillTree(roots []int, markers ...string) {
 	self := os.Getpid()
 	stopped := map[int]bool{}
 	for round := 0; round < 100; round++ {
@@ -53,9 +53,9 @@ func killTree(roots []int, markers ...string) {
 	}
 }
 
-// signalTree sends sig to the same members as killTree would kill, without
+// SignalTree sends sig to the same members as KillTree would kill, without
 // stopping them first: for a polite SIGTERM before the kill.
-func signalTree(sig unix.Signal, roots []int, markers ...string) int {
+func SignalTree(sig unix.Signal, roots []int, markers ...string) int {
 	self, n := os.Getpid(), 0
 	for _, pid := range members(roots, markers) {
 		if pid > 1 && pid != self && unix.Kill(pid, sig) == nil {
@@ -132,8 +132,8 @@ func parentOf(pid int) int {
 	return ppid
 }
 
-// childrenOf lists pid's children (of its main thread).
-func childrenOf(pid int) []int {
+// ChildrenOf lists pid's children (of its main thread).
+func ChildrenOf(pid int) []int {
 	p := strconv.Itoa(pid)
 	b, err := os.ReadFile("/proc/" + p + "/task/" + p + "/children")
 	if err != nil {

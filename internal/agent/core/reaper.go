@@ -1,4 +1,4 @@
-package agent
+package core
 
 import (
 	"context"
@@ -10,30 +10,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reaper owns waiting for child processes. As PID 1 the agent inherits every
+// Reaper owns waiting for child processes. As PID 1 the agent inherits every
 // orphan in the sandbox, so it must reap with wait4(-1); that would steal
 // exit statuses from os/exec, so nothing else in the agent ever waits:
-// processes are started through reaper.start and their status arrives on a
+// processes are started through Reaper.start and their status arrives on a
 // channel.
 //
 // start forks and registers the pid under mu; the reap loop looks a pid up
 // under mu after reaping it. A child can only be reaped after its fork, so
 // the lookup always sees the registration.
-type reaper struct {
+type Reaper struct {
 	mu      sync.Mutex
 	waiters map[int]chan unix.WaitStatus // by pid; guarded by mu
 	wake    chan os.Signal
 }
 
-func newReaper() *reaper {
-	r := &reaper{waiters: make(map[int]chan unix.WaitStatus), wake: make(chan os.Signal, 1)}
+func NewReaper() *Reaper {
+	r := &Reaper{waiters: make(map[int]chan unix.WaitStatus), wake: make(chan os.Signal, 1)}
 	signal.Notify(r.wake, unix.SIGCHLD)
 	return r
 }
 
 // start starts a process whose exit status will be sent on the returned
 // channel (buffered, one value).
-func (r *reaper) start(argv0 string, argv []string, attr *os.ProcAttr) (*os.Process, <-chan unix.WaitStatus, error) {
+func (r *Reaper) Start(argv0 string, argv []string, attr *os.ProcAttr) (*os.Process, <-chan unix.WaitStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, err := os.StartProcess(argv0, argv, attr)
@@ -46,7 +46,7 @@ func (r *reaper) start(argv0 string, argv []string, attr *os.ProcAttr) (*os.Proc
 }
 
 // run reaps children until ctx ends.
-func (r *reaper) run(ctx context.Context) {
+func (r *Reaper) Run(ctx context.Context) {
 	defer signal.Stop(r.wake)
 	for {
 		r.reapAll()
@@ -58,7 +58,7 @@ func (r *reaper) run(ctx context.Context) {
 	}
 }
 
-func (r *reaper) reapAll() {
+func (r *Reaper) reapAll() {
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -81,7 +81,7 @@ func (r *reaper) reapAll() {
 // terminateAll sends SIGTERM to every process the agent may stop, waits up
 // to grace for them, then sends SIGKILL. As PID 1 that is every process in
 // the sandbox; otherwise it is the process groups of the agent's children.
-func (r *reaper) terminateAll(grace time.Duration) {
+func (r *Reaper) TerminateAll(grace time.Duration) {
 	r.signalAll(unix.SIGTERM)
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
@@ -98,7 +98,7 @@ func (r *reaper) terminateAll(grace time.Duration) {
 	r.reapAll()
 }
 
-func (r *reaper) signalAll(sig unix.Signal) {
+func (r *Reaper) signalAll(sig unix.Signal) {
 	if os.Getpid() == 1 {
 		_ = unix.Kill(-1, sig) // every process in the pid namespace but us
 		return

@@ -1,4 +1,4 @@
-package agent
+package core
 
 import (
 	"bytes"
@@ -27,8 +27,8 @@ func TestIncompleteTail(t *testing.T) {
 		{nil, 0},
 	}
 	for _, c := range cases {
-		if got := incompleteTail(c.in); got != c.want {
-			t.Errorf("incompleteTail(% x) = %d, want %d", c.in, got, c.want)
+		if got := IncompleteTail(c.in); got != c.want {
+			t.Errorf("IncompleteTail(% x) = %d, want %d", c.in, got, c.want)
 		}
 	}
 }

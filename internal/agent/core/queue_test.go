@@ -1,4 +1,4 @@
-package agent
+package core
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 )
 
 func TestQueueOrderAndCancel(t *testing.T) {
-	var q queue
-	if err := q.lock(context.Background()); err != nil {
+	var q Queue
+	if err := q.Lock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	var (
@@ -26,24 +26,24 @@ func TestQueueOrderAndCancel(t *testing.T) {
 		wg.Add(1)
 		go func(i int, ctx context.Context) {
 			defer wg.Done()
-			if err := q.lock(ctx); err != nil {
+			if err := q.Lock(ctx); err != nil {
 				return
 			}
 			mu.Lock()
 			order = append(order, i)
 			mu.Unlock()
-			q.unlock()
+			q.Unlock()
 		}(i, ctx)
 		time.Sleep(10 * time.Millisecond) // arrive in order
 	}
 	cancel()
 	time.Sleep(10 * time.Millisecond)
-	q.unlock()
+	q.Unlock()
 	wg.Wait()
 	if len(order) != 4 || order[0] != 0 || order[1] != 1 || order[2] != 3 || order[3] != 4 {
 		t.Errorf("order %v, want [0 1 3 4]", order)
 	}
-	if err := q.lock(context.Background()); err != nil { // free again
+	if err := q.Lock(context.Background()); err != nil { // free again
 		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package core
 
 import (
 	"bytes"
@@ -17,9 +17,9 @@ import (
 // heartbeat is how often an idle stream sends a comment line.
 const heartbeat = 15 * time.Second
 
-// sseWriter writes Server-Sent Events: each event with its name, an id and
+// SSE writes Server-Sent Events: each event with its name, an id and
 // JSON data, flushed at once. It is safe for concurrent use.
-type sseWriter struct {
+type SSE struct {
 	mu   sync.Mutex
 	w    http.ResponseWriter
 	rc   *http.ResponseController
@@ -31,21 +31,21 @@ type sseWriter struct {
 	done chan struct{}
 }
 
-// newSSE starts an event stream on w with a heartbeat; call close to stop
+// NewSSE starts an event stream on w with a heartbeat; call Close to stop
 // the heartbeat.
-func newSSE(w http.ResponseWriter) *sseWriter {
+func NewSSE(w http.ResponseWriter) *SSE {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	s := &sseWriter{w: w, rc: http.NewResponseController(w), tail: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &SSE{w: w, rc: http.NewResponseController(w), tail: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
 	_ = s.rc.Flush()
 	go s.ping()
 	return s
 }
 
-func (s *sseWriter) ping() {
+func (s *SSE) ping() {
 	defer close(s.done)
 	t := time.NewTicker(heartbeat)
 	defer t.Stop()
@@ -61,8 +61,8 @@ func (s *sseWriter) ping() {
 	}
 }
 
-// close stops the heartbeat.
-func (s *sseWriter) close() {
+// Close stops the heartbeat.
+func (s *SSE) Close() {
 	close(s.stop)
 	<-s.done
 }
@@ -71,7 +71,7 @@ func (s *sseWriter) close() {
 // its stream cut, rather than holding the command (and its session) up.
 const writeTimeout = 30 * time.Second
 
-func (s *sseWriter) writeLocked(b []byte) {
+func (s *SSE) writeLocked(b []byte) {
 	if s.err != nil {
 		return
 	}
@@ -83,31 +83,44 @@ func (s *sseWriter) writeLocked(b []byte) {
 	s.err = s.rc.Flush()
 }
 
-// send writes one event with the next sequence number as its id.
-func (s *sseWriter) send(ev api.StreamEvent) error {
+// Send writes one event with the next sequence number as its id.
+func (s *SSE) Send(ev api.StreamEvent) error { return s.SendEvents(ev.Type, ev) }
+
+// SendEvents writes one event named name per value, as JSON, with the
+// next sequence numbers as ids, flushing once per 64 KiB rather than per
+// event.
+func (s *SSE) SendEvents(name string, vs ...any) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.seq++
-	s.sendLocked(ev, s.seq)
+	var b []byte
+	for _, v := range vs {
+		s.seq++
+		b = appendEvent(b, name, s.seq, marshalNoEscape(v))
+		if len(b) >= 64<<10 {
+			s.writeLocked(b)
+			b = b[:0]
+		}
+	}
+	if len(b) > 0 {
+		s.writeLocked(b)
+	}
 	return s.err
 }
 
-func (s *sseWriter) sendLocked(ev api.StreamEvent, id int64) {
-	data := marshalNoEscape(ev)
-	b := make([]byte, 0, len(data)+len(ev.Type)+40)
+// appendEvent appends one event with its name, id and data to b.
+func appendEvent(b []byte, name string, id int64, data []byte) []byte {
 	b = append(b, "event: "...)
-	b = append(b, ev.Type...)
+	b = append(b, name...)
 	b = append(b, "\nid: "...)
 	b = strconv.AppendInt(b, id, 10)
 	b = append(b, "\ndata: "...)
 	b = append(b, data...)
-	b = append(b, "\n\n"...)
-	s.writeLocked(b)
+	return append(b, "\n\n"...)
 }
 
-// sendChunkID writes an output chunk as one event with the given id (a log
-// offset), whole: unlike output, it holds nothing back.
-func (s *sseWriter) sendChunkID(stream string, b []byte, id int64) error {
+// SendChunkID writes an output chunk as one event with the given id (a log
+// offset), whole: unlike Output, it holds nothing back.
+func (s *SSE) SendChunkID(stream string, b []byte, id int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.buf = appendChunkEvent(s.buf[:0], stream, b, id)
@@ -115,19 +128,19 @@ func (s *sseWriter) sendChunkID(stream string, b []byte, id int64) error {
 	return s.err
 }
 
-// sendID writes one event with the given id (a log offset).
-func (s *sseWriter) sendID(ev api.StreamEvent, id int64) error {
+// SendID writes one event with the given id (a log offset).
+func (s *SSE) SendID(ev api.StreamEvent, id int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sendLocked(ev, id)
+	s.writeLocked(appendEvent(nil, ev.Type, id, marshalNoEscape(ev)))
 	return s.err
 }
 
-// output sends a chunk of a stream ("stdout" or "stderr"). An incomplete
+// Output sends a chunk of a stream ("stdout" or "stderr"). An incomplete
 // UTF-8 sequence at its end is held back for the next chunk, so that text
 // split mid-character still travels as text; a chunk that is not UTF-8
 // even so is sent base64-encoded. Call flushOutput at the end.
-func (s *sseWriter) output(stream string, p []byte) error {
+func (s *SSE) Output(stream string, p []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := p
@@ -135,7 +148,7 @@ func (s *sseWriter) output(stream string, p []byte) error {
 		b = append(t, p...)
 		s.tail[stream] = nil
 	}
-	if cut := incompleteTail(b); cut > 0 {
+	if cut := IncompleteTail(b); cut > 0 {
 		s.tail[stream] = append([]byte(nil), b[len(b)-cut:]...)
 		b = b[:len(b)-cut]
 	}
@@ -147,8 +160,8 @@ func (s *sseWriter) output(stream string, p []byte) error {
 	return s.err
 }
 
-// flushOutput sends what output held back.
-func (s *sseWriter) flushOutput() {
+// FlushOutput sends what Output held back.
+func (s *SSE) FlushOutput() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, stream := range []string{api.EventStdout, api.EventStderr} {
@@ -248,9 +261,9 @@ func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
 	}
 }
 
-// incompleteTail returns how many bytes at the end of b begin a UTF-8
+// IncompleteTail returns how many bytes at the end of b begin a UTF-8
 // sequence that the next bytes may complete (0 to 3).
-func incompleteTail(b []byte) int {
+func IncompleteTail(b []byte) int {
 	for n := 1; n <= 3 && n <= len(b); n++ {
 		c := b[len(b)-n]
 		if c&0xC0 == 0x80 { // continuation byte: look further back
