@@ -4,8 +4,11 @@
 // talks to a running sandbox without a runc exec per call. As PID 1 it reaps
 // every orphaned process and forwards termination signals to its children.
 //
-// One file per operation: exec.go runs commands; reaper.go owns waiting for
-// child processes.
+// This package wires the parts together, one package each around a small
+// core (package core: the reaper, SSE, JSON answers): sessions and exec
+// (session), background processes (process), files, watches and git
+// (files), the code interpreter (code) and web terminals (terminal). It
+// serves the version and the tunnel to ports (tunnel.go) itself.
 package agent
 
 import (
@@ -22,7 +25,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandboxd/sandboxd/internal/agent/code"
 	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/agent/files"
+	"github.com/sandboxd/sandboxd/internal/agent/process"
+	"github.com/sandboxd/sandboxd/internal/agent/session"
+	"github.com/sandboxd/sandboxd/internal/agent/terminal"
 	"github.com/sandboxd/sandboxd/internal/agentapi"
 )
 
@@ -42,26 +50,12 @@ type Config struct {
 	RunDir string
 	// StateDir holds what the agent keeps across restarts of its
 	// container (sessions' settings, session_state.go). Default:
-	// DefaultStateDir when the agent is PID 1, else nothing is kept.
+	// session.DefaultStateDir when the agent is PID 1, else nothing is kept.
 	StateDir string
 	// Limits bound the processes, sessions and code contexts kept at
 	// once (limits.go); zero fields get the defaults.
 	Limits agentapi.Limits
 	Logger *slog.Logger
-}
-
-// Agent serves the agent protocol.
-type Agent struct {
-	log      *slog.Logger
-	reaper   *core.Reaper
-	workdir  string
-	runDir   string          // the agent's own files: session shells' command directories
-	limits   agentapi.Limits // with defaults
-	sessions sessions
-	state    *sessionState // sessions' settings on disk
-	procs    *processes
-	code     codeInterp // code contexts and warm executors (code.go)
-	terms    terminals  // web terminals (terminal.go)
 }
 
 // Run serves until ctx ends or the agent receives SIGTERM or SIGINT; then it
@@ -108,22 +102,37 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Limits.Validate(); err != nil {
 		return err
 	}
-	a := &Agent{log: log, reaper: core.NewReaper(), workdir: workdir, limits: cfg.Limits.WithDefaults(), sessions: sessions{m: map[string]*session{}}}
-	if a.runDir, err = makeRunDir(cfg.RunDir); err != nil {
+	runDir, err := makeRunDir(cfg.RunDir)
+	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(a.runDir)
-	a.procs = newProcesses(a)
-	a.state = &sessionState{dir: cfg.StateDir}
-	if a.state.dir == "" && os.Getpid() == 1 {
-		a.state.dir = DefaultStateDir
+	defer os.RemoveAll(runDir)
+	stateDir := cfg.StateDir
+	if stateDir == "" && os.Getpid() == 1 {
+		stateDir = session.DefaultStateDir
 	}
-	a.loadSessions()
+	reaper := core.NewReaper()
 	reapDone := make(chan struct{})
 	reapCtx, stopReaping := context.WithCancel(context.Background())
-	go func() { defer close(reapDone); a.reaper.Run(reapCtx) }()
+	go func() { defer close(reapDone); reaper.Run(reapCtx) }()
 
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	limits := cfg.Limits.WithDefaults()
+	var procs *process.Registry
+	sessions := session.New(session.Config{Reaper: reaper, Workdir: workdir, RunDir: runDir, StateDir: stateDir,
+		MaxSessions: limits.Sessions, Log: log, Deleted: func(id string) { procs.KillSession(id) }})
+	procs = process.New(process.Config{Reaper: reaper, Sessions: sessions, Dir: runDir, Max: limits.Processes})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
+		core.WriteJSON(w, http.StatusOK, agentapi.VersionResponse{Protocol: agentapi.ProtocolVersion, Version: agentapi.Version, Pid: os.Getpid()})
+	})
+	mux.HandleFunc("GET /v1/tunnel", handleTunnel)
+	sessions.Routes(mux)
+	procs.Routes(mux)
+	files.New(reaper, sessions, workdir, log).Routes(mux)
+	code.New(reaper, workdir, runDir, limits.Contexts, log).Routes(mux)
+	terminal.New(reaper, sessions).Routes(mux)
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(sendBuffered(ln)) }()
 	log.Info("agent serving", "addr", ln.Addr().String(), "pid", os.Getpid(), "protocol", agentapi.ProtocolVersion)
@@ -135,7 +144,7 @@ func Run(ctx context.Context, cfg Config) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
-	a.reaper.TerminateAll(3 * time.Second)
+	reaper.TerminateAll(3 * time.Second)
 	stopReaping()
 	<-reapDone
 	if errors.Is(err, http.ErrServerClosed) {
@@ -178,26 +187,6 @@ func makeRunDir(dir string) (string, error) {
 		return "", fmt.Errorf("run dir: %w", err)
 	}
 	return dir, nil
-}
-
-// Handler returns the agent's HTTP routes.
-func (a *Agent) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
-		core.WriteJSON(w, http.StatusOK, agentapi.VersionResponse{Protocol: agentapi.ProtocolVersion, Version: agentapi.Version, Pid: os.Getpid()})
-	})
-	mux.HandleFunc("POST /v1/exec", a.handleExec)
-	mux.HandleFunc("POST /v1/exec/stream", a.handleExecStream)
-	mux.HandleFunc("POST /v1/sessions", a.handleCreateSession)
-	mux.HandleFunc("GET /v1/sessions", a.handleListSessions)
-	mux.HandleFunc("DELETE /v1/sessions/{sid}", a.handleDeleteSession)
-	mux.HandleFunc("POST /v1/env", a.handleSetEnv)
-	mux.HandleFunc("GET /v1/terminal", a.handleTerminal)
-	mux.HandleFunc("GET /v1/tunnel", a.handleTunnel)
-	a.procs.routes(mux)
-	a.fileRoutes(mux)
-	a.codeRoutes(mux)
-	return mux
 }
 
 // spareThreads is how many OS threads the agent makes at start for later.

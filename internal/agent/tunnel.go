@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -32,7 +33,7 @@ const tunnelDialTimeout = 10 * time.Second
 //
 // If nothing accepts the connection, the answer is 502 PORT_NOT_LISTENING,
 // so the daemon can tell "not listening" from "agent gone".
-func (a *Agent) handleTunnel(w http.ResponseWriter, r *http.Request) {
+func handleTunnel(w http.ResponseWriter, r *http.Request) {
 	port, err := strconv.Atoi(r.URL.Query().Get("port"))
 	if err != nil || port < 1 || port > 65535 {
 		core.WriteError(w, &errdefs.CodedError{Code: api.CodeInvalidPort, Message: fmt.Sprintf("tunnel: port %q: want 1-65535", r.URL.Query().Get("port")), Kind: errdefs.ErrInvalidArgument})
@@ -54,7 +55,7 @@ func (a *Agent) handleTunnel(w http.ResponseWriter, r *http.Request) {
 	defer up.Close()
 	down, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		a.log.Warn("tunnel: hijack", "err", err)
+		slog.Warn("tunnel: hijack", "err", err)
 		return
 	}
 	defer down.Close()

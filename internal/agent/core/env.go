@@ -105,3 +105,16 @@ func Discard(f *os.File) {
 	_, _ = io.Copy(io.Discard, f)
 	f.Close()
 }
+
+// SyncDir makes a rename in dir durable, as far as the filesystem allows.
+func SyncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// IDPattern is what a caller-given ID of a session, process or terminal
+// must match: 1-64 characters of [A-Za-z0-9._-], starting with a letter or
+// digit.
+var IDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)

@@ -1,0 +1,497 @@
+package code
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
+)
+
+// An executor is one interpreter process of a code context: a Python child
+// forked by the zygote (code_python.go) or a Node process (code_node.go).
+// The agent writes requests to it as JSON lines on one pipe and reads its
+// events, JSON lines of api.CodeEvent, from another; what the process (or a
+// child of it) writes to its own stdout and stderr arrives on two more
+// pipes and becomes stdout and stderr events of the run in progress.
+type executor struct {
+	pid   int
+	lang  string        // the executor's kind: python or node
+	req   *os.File      // requests, written by the agent
+	dead  chan struct{} // closed when the process has exited
+	code  int           // its exit code (128+N for signal N, -1 unknown); set before dead closes
+	gone  chan struct{} // closed when the event pipe ended: the process is gone or going
+	ready chan error    // the first event: nil when the executor is ready
+	// typescript is set (before ready) by a Node executor that can strip
+	// TypeScript types: its ready event's value says "typescript".
+	typescript bool
+
+	outs [2]*outputPipe // its stdout and stderr
+
+	mu   sync.Mutex
+	sink func(api.CodeEvent) // the run in progress; guarded by mu
+}
+
+// outputPipe is the agent's end of an executor's stdout or stderr, read by
+// readOutput. Reads happen under mu, so that drained can tell, at the end
+// of a run, which bytes the process wrote before it said complete.
+type outputPipe struct {
+	f        *os.File
+	rc       syscall.RawConn // nil if f is not pollable: drained gives up
+	progress chan struct{}   // signalled after each delivery
+	mu       sync.Mutex
+	read     int64 // bytes read; guarded by mu
+	handled  int64 // bytes delivered (or held back); guarded by mu
+}
+
+func newOutputPipe(f *os.File) *outputPipe {
+	o := &outputPipe{f: f, progress: make(chan struct{}, 1)}
+	if rc, err := f.SyscallConn(); err == nil {
+		o.rc = rc
+	}
+	return o
+}
+
+// readSome reads what the pipe holds into buf (waiting until it holds
+// something); 0 bytes and a nil error is its end.
+func (o *outputPipe) readSome(buf []byte) (int, error) {
+	if o.rc == nil {
+		return o.f.Read(buf)
+	}
+	var n int
+	var rerr error
+	err := o.rc.Read(func(fd uintptr) bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		n, rerr = unix.Read(int(fd), buf)
+		if rerr == unix.EAGAIN || rerr == unix.EINTR {
+			return false
+		}
+		if n > 0 {
+			o.read += int64(n)
+		}
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	return max(n, 0), nil
+}
+
+func (o *outputPipe) handledBytes(n int) {
+	o.mu.Lock()
+	o.handled += int64(n)
+	o.mu.Unlock()
+	select {
+	case o.progress <- struct{}{}:
+	default:
+	}
+}
+
+// drained waits (until the deadline at most) until every byte the pipe
+// held when it was called has been delivered to the run.
+func (o *outputPipe) drained(deadline <-chan time.Time) {
+	if o.rc == nil {
+		return
+	}
+	o.mu.Lock()
+	var pending int
+	_ = o.rc.Control(func(fd uintptr) { pending, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }) // TIOCINQ is FIONREAD
+	target := o.read + int64(pending)
+	o.mu.Unlock()
+	for {
+		o.mu.Lock()
+		done := o.handled >= target
+		o.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-o.progress:
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// outputDrainTimeout bounds how long a run's end waits for the output its
+// process wrote to its stdout and stderr before it completed.
+const outputDrainTimeout = time.Second
+
+// drainOutput waits until the output written before the run completed
+// (by the executor or a child, to its stdout or stderr) has been
+// delivered to the run, not to the next one.
+func (e *executor) drainOutput() {
+	t := time.NewTimer(outputDrainTimeout)
+	defer t.Stop()
+	for _, o := range e.outs {
+		o.drained(t.C)
+	}
+}
+
+// executorPipes are the agent's ends of a new executor's pipes, and the
+// executor's ends to hand to it.
+type executorPipes struct {
+	reqW, evR, outR, errR *os.File // the agent's
+	reqR, evW, outW, errW *os.File // the executor's
+}
+
+func newExecutorPipes() (*executorPipes, error) {
+	var p executorPipes
+	pairs := []struct{ r, w **os.File }{{&p.reqR, &p.reqW}, {&p.evR, &p.evW}, {&p.outR, &p.outW}, {&p.errR, &p.errW}}
+	for i, pair := range pairs {
+		r, w, err := os.Pipe()
+		if err != nil {
+			for _, done := range pairs[:i] {
+				(*done.r).Close()
+				(*done.w).Close()
+			}
+			return nil, fmt.Errorf("executor pipes: %w", err)
+		}
+		*pair.r, *pair.w = r, w
+	}
+	// Big results (a plot) travel in fewer reads (eventPipeSize). Best effort.
+	if rc, err := p.evR.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, eventPipeSize) })
+	}
+	return &p, nil
+}
+
+// eventPipeSize is the capacity asked for an executor's event pipe.
+const eventPipeSize = 1 << 20
+
+// childEnds returns the executor's ends in the order it expects them.
+func (p *executorPipes) childEnds() []*os.File { return []*os.File{p.reqR, p.evW, p.outW, p.errW} }
+
+// closeChild closes the executor's ends in the agent, once it has them.
+func (p *executorPipes) closeChild() {
+	for _, f := range p.childEnds() {
+		f.Close()
+	}
+}
+
+func (p *executorPipes) closeAll() {
+	p.closeChild()
+	for _, f := range []*os.File{p.reqW, p.evR, p.outR, p.errR} {
+		f.Close()
+	}
+}
+
+// maxCodeEvent bounds one event line of an executor (a large figure); a
+// longer one is dropped, with a note on stderr. It stays under the SDK's
+// bound on one SSE event (16 MiB), so that a stream never carries an event
+// its client cannot read. Output text comes in events of at most 1 MiB.
+const maxCodeEvent = 15 << 20
+
+// newExecutor starts reading the pipes of a started executor process.
+// exited delivers the process's exit code.
+func newExecutor(lang string, pid int, p *executorPipes, exited <-chan int) *executor {
+	e := &executor{pid: pid, lang: lang, req: p.reqW, dead: make(chan struct{}), gone: make(chan struct{}),
+		ready: make(chan error, 1)}
+	go func() {
+		e.code = <-exited
+		close(e.dead)
+	}()
+	go e.readEvents(p.evR)
+	e.outs[0] = newOutputPipe(p.outR)
+	e.outs[1] = newOutputPipe(p.errR)
+	go e.readOutput(e.outs[0], api.EventStdout)
+	go e.readOutput(e.outs[1], api.EventStderr)
+	return e
+}
+
+// readEvents reads the event pipe until it ends. The first event says the
+// executor is ready; the others go to the run in progress.
+func (e *executor) readEvents(f *os.File) {
+	defer f.Close()
+	defer close(e.gone)
+	r := bufio.NewReaderSize(f, 64<<10)
+	first := true
+	for {
+		line, err := readLine(r, maxCodeEvent)
+		if err != nil {
+			if first {
+				e.ready <- fmt.Errorf("the %s executor exited while starting", e.lang)
+			}
+			return
+		}
+		if line == nil && !first {
+			e.deliver(api.CodeEvent{Type: api.EventStderr, Result: api.Result{Text: fmt.Sprintf("[sandbox: an output over %d MiB was dropped]\n", maxCodeEvent>>20)}})
+			continue
+		}
+		var ev api.CodeEvent
+		if json.Unmarshal(line, &ev) != nil || ev.Type == "" {
+			continue
+		}
+		if first {
+			first = false
+			if ev.Type == "ready" {
+				e.typescript = ev.Value == api.LanguageTypeScript
+				e.ready <- nil
+			} else {
+				e.ready <- fmt.Errorf("the %s executor did not start: %s", e.lang, ev.Value)
+			}
+			continue
+		}
+		// What the executor may say (its code can write to the pipe
+		// too): never a call's error code or the agent's own fields.
+		switch ev.Type {
+		case api.EventStdout, api.EventStderr, api.EventResult, api.EventError, api.EventComplete:
+		default:
+			continue // "initialized" and the like
+		}
+		ev.Code, ev.Message, ev.ContextID, ev.ContextReset = "", "", "", false
+		if ev.Type == api.EventError && ev.Name == "" {
+			ev.Name = "Error"
+		}
+		e.deliver(ev)
+	}
+}
+
+// readLine reads one line of at most max bytes (a longer one is skipped).
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	over := false
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if over = over || len(line)+len(chunk) > max+1; !over {
+			line = append(line, chunk...)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if over {
+			return nil, nil
+		}
+		return bytes.TrimSuffix(line, []byte("\n")), nil
+	}
+}
+
+// readOutput turns what the process writes to its stdout or stderr into
+// events of the run in progress (dropped between runs).
+func (e *executor) readOutput(o *outputPipe, stream string) {
+	defer o.f.Close()
+	buf := make([]byte, 32<<10)
+	var tail []byte // an incomplete UTF-8 sequence held back
+	for {
+		n, err := o.readSome(buf)
+		if n == 0 && err == nil {
+			err = io.EOF
+		}
+		if n > 0 {
+			b := append(tail, buf[:n]...)
+			tail = nil
+			if cut := core.IncompleteTail(b); cut > 0 {
+				tail = append([]byte(nil), b[len(b)-cut:]...)
+				b = b[:len(b)-cut]
+			}
+			if len(b) > 0 {
+				e.deliver(api.CodeEvent{Type: stream, Result: api.Result{Text: string(bytes.ToValidUTF8(b, []byte("\uFFFD")))}})
+			}
+			o.handledBytes(n)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (e *executor) deliver(ev api.CodeEvent) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sink != nil {
+		e.sink(ev)
+	}
+}
+
+// waitReady waits for the executor's first event.
+func (e *executor) waitReady(ctx context.Context, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-e.ready:
+		return err
+	case <-e.dead:
+		return fmt.Errorf("the %s executor %s while starting", e.lang, exitDescription(e.code))
+	case <-t.C:
+		return fmt.Errorf("the %s executor did not start within %s", e.lang, timeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// send writes one request.
+func (e *executor) send(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = e.req.Write(append(b, '\n'))
+	return err
+}
+
+// interruptGrace is how long an interrupted run may take to stop before its
+// executor is killed (and the context reset).
+const interruptGrace = 2 * time.Second
+
+// runOutcome is how a run ended.
+type runOutcome struct {
+	count    int  // the run's execution count
+	timedOut bool // the timeout interrupted it
+	crashed  bool // the executor died during the run
+	reset    bool // the executor is gone: the context must start afresh
+	exitCode int  // the executor's exit code, when crashed
+}
+
+// run sends code to the executor and passes its events to sink (from
+// other goroutines, one at a time) until the run completes. A timeout
+// (zero: none), or ctx ending, interrupts the run with SIGINT; one that
+// does not stop within interruptGrace gets the executor killed. The caller
+// holds the context's queue.
+func (e *executor) run(ctx context.Context, req any, timeout time.Duration, sink func(api.CodeEvent)) (runOutcome, error) {
+	complete := make(chan int, 1)
+	var timedOut atomic.Bool
+	e.mu.Lock()
+	e.sink = func(ev api.CodeEvent) {
+		if ev.Type == api.EventError && timedOut.Load() {
+			// The interrupt's KeyboardInterrupt: say why it came.
+			ev.Name, ev.Value = "TimeoutError", fmt.Sprintf("Execution timed out after %d ms", timeout.Milliseconds())
+		}
+		if ev.Type == api.EventComplete {
+			n := 0
+			if ev.ExecutionCount != nil {
+				n = *ev.ExecutionCount
+			}
+			select {
+			case complete <- n:
+			default:
+			}
+			return
+		}
+		sink(ev)
+	}
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.sink = nil
+		e.mu.Unlock()
+	}()
+	var out runOutcome
+	if err := e.send(req); err != nil {
+		out.crashed, out.reset = true, true
+		out.exitCode = e.waitExit()
+		return out, nil
+	}
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	var cause error
+	select {
+	case out.count = <-complete:
+		e.drainOutput()
+		return out, nil
+	case <-e.gone:
+		out.crashed, out.reset = true, true
+		out.exitCode = e.waitExit()
+		return out, nil
+	case <-e.dead:
+		// A child of the code may hold the event pipe open: take what is
+		// in it, without waiting for its end.
+		select {
+		case <-e.gone:
+		case <-time.After(core.DrainGrace):
+		}
+		out.crashed, out.reset = true, true
+		out.exitCode = e.code
+		return out, nil
+	case <-timer:
+		out.timedOut = true
+		timedOut.Store(true)
+	case <-ctx.Done():
+		cause = ctx.Err()
+	}
+	// Interrupt: SIGINT, again now and then, until the run completes.
+	deadline := time.NewTimer(interruptGrace)
+	defer deadline.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	_ = unix.Kill(e.pid, unix.SIGINT)
+	for {
+		select {
+		case out.count = <-complete:
+			e.drainOutput()
+			return out, cause
+		case <-e.gone:
+			out.reset = true
+			e.waitExit()
+			return out, cause
+		case <-e.dead:
+			out.reset = true
+			return out, cause
+		case <-tick.C:
+			// Python code may catch one KeyboardInterrupt; Node's V8
+			// would carry a second interrupt into the next run.
+			if e.lang == api.LanguagePython {
+				_ = unix.Kill(e.pid, unix.SIGINT)
+			}
+		case <-deadline.C:
+			e.kill()
+			out.reset = true
+			return out, cause
+		}
+	}
+}
+
+// waitExit waits (briefly) for the process's exit code; -1 if unknown.
+func (e *executor) waitExit() int {
+	select {
+	case <-e.dead:
+		return e.code
+	case <-time.After(2 * time.Second):
+		return -1
+	}
+}
+
+// kill ends the executor and what it started, and waits for it to go.
+func (e *executor) kill() {
+	e.req.Close()
+	select {
+	case <-e.dead:
+	default:
+		core.KillTree([]int{e.pid})
+	}
+	e.waitExit()
+}
+
+// exitDescription says how an executor ended, for error messages.
+func exitDescription(code int) string {
+	switch {
+	case code < 0:
+		return "exited"
+	case code > 128 && code < 128+65:
+		sig := unix.Signal(code - 128)
+		return fmt.Sprintf("was killed by signal %d (%s)", code-128, unix.SignalName(sig))
+	default:
+		return fmt.Sprintf("exited with code %d", code)
+	}
+}

@@ -1,0 +1,325 @@
+package code
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// zygoteStartTimeout bounds the zygote's start: a cold import of IPython,
+// numpy, pandas and matplotlib on a busy machine.
+const zygoteStartTimeout = 90 * time.Second
+
+// zygote is the Python process that has imported IPython and the scientific
+// stack and forks one executor per code context (see python_executor.py).
+// It is started on the first use of Python in the sandbox, not before: an
+// idle sandbox does not pay for it. Its children are its own: it reaps them
+// and reports each exit on its socket.
+type zygote struct {
+	pid  int
+	conn *net.UnixConn // SOCK_SEQPACKET: one message per request or report
+	dead chan struct{} // closed when the socket ended
+	// forkMu serializes fork requests, so that each reply answers the
+	// request before it.
+	forkMu  sync.Mutex
+	replies chan zygoteMsg
+
+	mu    sync.Mutex
+	waits map[int]chan int // exit codes to deliver, by pid; guarded by mu
+	early map[int]int      // exits reported before their pid was registered; guarded by mu
+}
+
+// zygoteMsg is a message of the zygote.
+type zygoteMsg struct {
+	Ready   bool   `json:"ready"`
+	Pid     int    `json:"pid"`
+	Error   string `json:"error"`
+	Missing string `json:"missing"`
+	Exited  int    `json:"exited"`
+	Code    int    `json:"code"`
+}
+
+// pythonZygote returns the sandbox's zygote, starting it if needed (or
+// again, if it died).
+func (ci *Interpreter) pythonZygote(ctx context.Context) (*zygote, error) {
+	ci.pyMu.Lock()
+	defer ci.pyMu.Unlock()
+	if z := ci.zygote; z != nil {
+		select {
+		case <-z.dead:
+		default:
+			return z, nil
+		}
+	}
+	z, err := ci.startZygote(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ci.zygote = z
+	return z, nil
+}
+
+func (ci *Interpreter) startZygote(ctx context.Context) (*zygote, error) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		return nil, notAvailable(api.LanguagePython, "python3 is not installed in this sandbox's image")
+	}
+	script, err := ci.executorFile("python_executor.py")
+	if err != nil {
+		return nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("zygote socket: %w", err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "zygote"), os.NewFile(uintptr(fds[1]), "zygote-child")
+	defer theirs.Close()
+	fc, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		return nil, fmt.Errorf("zygote socket: %w", err)
+	}
+	conn := fc.(*net.UnixConn)
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	defer devnull.Close()
+	proc, exited, err := ci.reaper.Start(python, []string{python, "-u", script, "zygote"}, &os.ProcAttr{
+		Dir:   "/",
+		Env:   os.Environ(),
+		Files: []*os.File{devnull, devnull, os.Stderr, theirs},
+		Sys:   &unix.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		conn.Close()
+		return nil, core.StartError(err)
+	}
+	z := &zygote{pid: proc.Pid, conn: conn, dead: make(chan struct{}), replies: make(chan zygoteMsg, 1),
+		waits: map[int]chan int{}, early: map[int]int{}}
+	go func() {
+		<-exited
+		proc.Release()
+		conn.Close() // ends readLoop, should the zygote's children hold the socket
+	}()
+	first := make(chan zygoteMsg, 1)
+	go z.readLoop(first)
+	t := time.NewTimer(zygoteStartTimeout)
+	defer t.Stop()
+	select {
+	case m := <-first:
+		if m.Ready {
+			return z, nil
+		}
+		z.stop()
+		if m.Missing != "" {
+			return nil, notAvailable(api.LanguagePython, fmt.Sprintf("Python needs the module %s, which is not installed in this sandbox's image (%s)", m.Missing, m.Error))
+		}
+		return nil, fmt.Errorf("start the Python executor: %s", m.Error)
+	case <-z.dead:
+		return nil, fmt.Errorf("start the Python executor: python3 exited while starting")
+	case <-t.C:
+		z.stop()
+		return nil, fmt.Errorf("start the Python executor: not ready after %s", zygoteStartTimeout)
+	case <-ctx.Done():
+		z.stop()
+		return nil, ctx.Err()
+	}
+}
+
+// readLoop reads the zygote's messages until its socket ends: the first to
+// first, exit reports to their waiters, replies to z.replies.
+func (z *zygote) readLoop(first chan<- zygoteMsg) {
+	defer func() {
+		z.mu.Lock()
+		close(z.dead)
+		// The zygote's children live on without it (re-parented to the
+		// agent, which reaps them): their exits are no longer reported,
+		// but seen.
+		for pid, ch := range z.waits {
+			go func() { ch <- waitGone(pid) }()
+			delete(z.waits, pid)
+		}
+		z.mu.Unlock()
+	}()
+	buf := make([]byte, 64<<10)
+	isFirst := true
+	for {
+		n, _, _, _, err := z.conn.ReadMsgUnix(buf, nil)
+		if err != nil || n == 0 {
+			return
+		}
+		var m zygoteMsg
+		if json.Unmarshal(buf[:n], &m) != nil {
+			continue
+		}
+		switch {
+		case isFirst:
+			isFirst = false
+			first <- m
+		case m.Exited > 0:
+			z.mu.Lock()
+			if ch := z.waits[m.Exited]; ch != nil {
+				ch <- m.Code
+				delete(z.waits, m.Exited)
+			} else {
+				z.early[m.Exited] = m.Code
+			}
+			z.mu.Unlock()
+		default:
+			select {
+			case z.replies <- m:
+			default: // nobody asked: drop
+			}
+		}
+	}
+}
+
+// errZygoteExited is fork's error when the zygote died before answering:
+// a fresh zygote may be asked again.
+var errZygoteExited = errors.New("fork a Python executor: the zygote exited")
+
+// waitGone waits until process pid, not a child of the agent's own making,
+// has exited, and returns -1 (its exit code is unknown). The goroutine
+// that calls it ends with the process.
+func waitGone(pid int) int {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1 // gone already
+	}
+	defer unix.Close(fd)
+	for {
+		_, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, -1)
+		if err != unix.EINTR {
+			return -1
+		}
+	}
+}
+
+// stop kills the zygote (its children live on, re-parented).
+func (z *zygote) stop() {
+	_ = unix.Kill(z.pid, unix.SIGKILL)
+	z.conn.Close()
+}
+
+// fork makes a new executor with cwd and env (added to the sandbox's). It
+// does not give up when the caller does (a fork takes milliseconds), so
+// that every answer of the zygote goes to the request it answers.
+func (z *zygote) fork(cwd string, env map[string]string) (*executor, error) {
+	z.forkMu.Lock()
+	defer z.forkMu.Unlock()
+	p, err := newExecutorPipes()
+	if err != nil {
+		return nil, err
+	}
+	msg, err := json.Marshal(map[string]any{"cwd": cwd, "env": env})
+	if err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	ends := p.childEnds()
+	fds := make([]int, len(ends))
+	for i, f := range ends {
+		fds[i] = int(f.Fd())
+	}
+	_, _, err = z.conn.WriteMsgUnix(msg, unix.UnixRights(fds...), nil)
+	p.closeChild()
+	if err != nil {
+		p.closeAll()
+		return nil, fmt.Errorf("fork a Python executor: %w", err)
+	}
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	var m zygoteMsg
+	select {
+	case m = <-z.replies:
+	case <-z.dead:
+		p.closeAll()
+		return nil, errZygoteExited
+	case <-t.C:
+		// Its late answer would be taken for the next request's: start
+		// afresh instead.
+		z.stop()
+		p.closeAll()
+		return nil, errors.New("fork a Python executor: no answer from the zygote")
+	}
+	if m.Pid <= 0 {
+		p.closeAll()
+		if strings.Contains(m.Error, "Errno 11") { // EAGAIN: the process limit
+			return nil, fmt.Errorf("%w: fork a Python executor: %s", errdefs.ErrResourceExhausted, m.Error)
+		}
+		return nil, fmt.Errorf("fork a Python executor: %s", m.Error)
+	}
+	exited := make(chan int, 1)
+	z.mu.Lock()
+	select {
+	case <-z.dead:
+		go func() { exited <- waitGone(m.Pid) }()
+	default:
+		if code, ok := z.early[m.Pid]; ok {
+			exited <- code
+			delete(z.early, m.Pid)
+		} else {
+			z.waits[m.Pid] = exited
+		}
+	}
+	z.mu.Unlock()
+	return newExecutor(api.LanguagePython, m.Pid, p, exited), nil
+}
+
+// executorFile writes an embedded executor source into the agent's run
+// directory (once) and returns its path.
+func (ci *Interpreter) executorFile(name string) (string, error) {
+	src, err := executorSources.ReadFile("executors/" + name)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(ci.runDir, "executors")
+	path := filepath.Join(dir, name)
+	if b, err := os.ReadFile(path); err == nil && string(b) == string(src) {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("executor source: %w", err)
+	}
+	f, err := os.CreateTemp(dir, name+".*")
+	if err != nil {
+		return "", fmt.Errorf("executor source: %w", err)
+	}
+	_, err = f.Write(src)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("executor source: %w", err)
+	}
+	return path, nil
+}
+
+// notAvailable is the 501 of a language the image lacks.
+func notAvailable(lang, msg string) error {
+	return &errdefs.CodedError{Code: api.CodeLanguageNotAvailable, Kind: errdefs.ErrNotImplemented, Message: msg,
+		Details: map[string]any{"language": lang}}
+}

@@ -1,0 +1,542 @@
+// Package process is the agent's background processes: each a command
+// started on its own, with its output kept in a log that readers replay
+// and follow (proclog.go), waits for a log line, a port or the exit
+// (wait.go), and kill.
+package process
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/agent/session"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// Limits of background processes.
+const (
+	maxProcLog     = 64 << 20 // bytes of output kept per process
+	maxLogsJSON    = 32 << 20 // bytes of output in one getProcessLogs answer
+	killGrace      = 5 * time.Second
+	streamMaxBatch = 256 << 10
+)
+
+// Config configures a Registry.
+type Config struct {
+	Reaper   *core.Reaper
+	Sessions *session.Registry // where processes take their directory and environment from
+	// Dir holds the processes' logs (unlinked at once).
+	Dir string
+	// Max bounds the processes kept at once.
+	Max int
+}
+
+// Registry is the agent's background processes.
+type Registry struct {
+	reaper   *core.Reaper
+	sessions *session.Registry
+	max      int
+	dir      string
+
+	mu sync.Mutex
+	m  map[string]*proc // by ID; guarded by mu
+}
+
+// New returns an empty registry of cfg.
+func New(cfg Config) *Registry {
+	return &Registry{reaper: cfg.Reaper, sessions: cfg.Sessions, max: cfg.Max, dir: cfg.Dir, m: map[string]*proc{}}
+}
+
+// proc is one background process. Its output goes to log; it lives on
+// in the registry after it exits, until deleted (autoCleanup, or never).
+type proc struct {
+	id, command, session string
+	pid                  int
+	os                   *os.Process
+	marker               string // core.ExecMarkerVar=...: carried by all it starts
+	sessionMarker        string
+	started              time.Time
+	autoCleanup          bool
+	log                  *procLog
+	done                 chan struct{} // closed when it has exited and its output is complete
+
+	mu       sync.Mutex
+	ws       unix.WaitStatus // guarded by mu; valid once done is closed
+	ended    time.Time       // guarded by mu
+	killed   bool            // a kill was asked; guarded by mu
+	timedOut bool
+}
+
+func (p *proc) info() api.Process {
+	out := api.Process{ID: p.id, Pid: p.pid, Command: p.command, Status: api.ProcessRunning, StartTime: p.started, SessionID: p.session}
+	select {
+	case <-p.done:
+	default:
+		return out
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	code := core.ExitCode(p.ws)
+	out.ExitCode = &code
+	end := p.ended
+	out.EndTime = &end
+	switch {
+	case p.ws.Signaled():
+		out.Status = api.ProcessKilled
+	case code == 0:
+		out.Status = api.ProcessCompleted
+	default:
+		out.Status = api.ProcessFailed
+	}
+	return out
+}
+
+// Routes adds the process calls to mux.
+func (p *Registry) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/processes", p.handleStart)
+	mux.HandleFunc("GET /v1/processes", p.handleList)
+	mux.HandleFunc("DELETE /v1/processes", p.handleKillAll)
+	mux.HandleFunc("GET /v1/processes/{pid}", p.withProc(p.handleGet))
+	mux.HandleFunc("DELETE /v1/processes/{pid}", p.withProc(p.handleKill))
+	mux.HandleFunc("GET /v1/processes/{pid}/logs", p.withProc(p.handleLogs))
+	mux.HandleFunc("GET /v1/processes/{pid}/logs/stream", p.withProc(p.handleStream))
+	mux.HandleFunc("POST /v1/processes/{pid}/wait", p.withProc(p.handleWait))
+}
+
+func (p *Registry) withProc(h func(http.ResponseWriter, *http.Request, *proc)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("pid")
+		p.mu.Lock()
+		pr := p.m[id]
+		p.mu.Unlock()
+		if pr == nil {
+			core.WriteError(w, &errdefs.CodedError{Code: api.CodeProcessNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("process %q not found", id)})
+			return
+		}
+		h(w, r, pr)
+	}
+}
+
+func (p *Registry) handleStart(w http.ResponseWriter, r *http.Request) {
+	var req api.StartProcessRequest
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	if req.SessionID == "" {
+		req.SessionID = r.Header.Get(api.HeaderSessionID)
+	}
+	pr, err := p.start(req)
+	if err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	core.WriteJSON(w, http.StatusCreated, pr.info())
+}
+
+// start starts a background process: bash -c command, in its own process
+// group, with the session's environment and directory unless the request
+// gives its own, stdin from /dev/null and its output to a log.
+func (p *Registry) start(req api.StartProcessRequest) (*proc, error) {
+	if req.Command == "" {
+		return nil, fmt.Errorf("%w: command is empty", errdefs.ErrInvalidArgument)
+	}
+	if req.TimeoutMs < 0 {
+		return nil, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
+	}
+	for k := range req.Env {
+		if !core.EnvName.MatchString(k) {
+			return nil, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
+		}
+	}
+	s, err := p.sessions.Get(req.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	info := s.Info()
+	dir := req.Cwd
+	if dir == "" {
+		dir = info.Cwd
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, dir)
+	}
+	id := req.ProcessID
+	if id == "" {
+		id = "proc-" + strings.SplitN(core.Marker(""), "=", 2)[1][:12]
+	}
+	if !core.IDPattern.MatchString(id) {
+		return nil, fmt.Errorf("%w: process id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, id)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.m[id]; ok {
+		return nil, &errdefs.CodedError{Code: api.CodeProcessExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("process %q already exists", id)}
+	}
+	if max := p.max; len(p.m) >= max && !p.evictLocked() {
+		return nil, fmt.Errorf("%w: this sandbox runs at most %d background processes (the daemon's --max-processes); kill or delete one first", errdefs.ErrResourceExhausted, max)
+	}
+	log, err := newProcLog(filepath.Join(p.dir, "proc-"+id+".log"), maxProcLog)
+	if err != nil {
+		return nil, err
+	}
+	shell, err := exec.LookPath("bash")
+	if err != nil {
+		shell = "/bin/sh"
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		log.release()
+		return nil, err
+	}
+	defer devnull.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		log.release()
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		log.release()
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	env := core.MergeEnv(core.MergeEnv(s.BaseEnv(), info.Env), req.Env)
+	pmarker := core.Marker(core.ExecMarkerVar)
+	env = append(env, pmarker, s.Marker())
+	osp, exited, err := p.reaper.Start(shell, []string{shell, "-c", req.Command}, &os.ProcAttr{
+		Dir: dir, Env: env, Files: []*os.File{devnull, outW, errW}, Sys: &unix.SysProcAttr{Setpgid: true},
+	})
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		log.release()
+		outR.Close()
+		errR.Close()
+		return nil, core.StartError(err)
+	}
+	pr := &proc{id: id, command: req.Command, session: s.ID(), pid: osp.Pid, os: osp, marker: pmarker, sessionMarker: s.Marker(),
+		started: time.Now().UTC(), autoCleanup: req.AutoCleanup, log: log, done: make(chan struct{})}
+	p.m[id] = pr
+	go pr.supervise(exited, outR, errR, time.Duration(req.TimeoutMs)*time.Millisecond)
+	return pr, nil
+}
+
+// supervise copies the process's output into its log, applies its timeout
+// and records its exit.
+func (pr *proc) supervise(exited <-chan unix.WaitStatus, outR, errR *os.File, timeout time.Duration) {
+	var readers sync.WaitGroup
+	for _, c := range []struct {
+		f      *os.File
+		stream byte
+	}{{outR, streamStdout}, {errR, streamStderr}} {
+		readers.Add(1)
+		go func(f *os.File, stream byte) {
+			defer readers.Done()
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := f.Read(buf)
+				if n > 0 {
+					pr.log.append(stream, buf[:n])
+				}
+				if err != nil {
+					if errors.Is(err, os.ErrDeadlineExceeded) {
+						core.ReadNow(f, func(b []byte) { pr.log.append(stream, b) })
+						go core.Discard(f) // children that outlive it keep their pipe
+						return
+					}
+					f.Close()
+					return
+				}
+			}
+		}(c.f, c.stream)
+	}
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	var ws unix.WaitStatus
+	select {
+	case ws = <-exited:
+	case <-timer:
+		pr.mu.Lock()
+		pr.timedOut = true
+		pr.mu.Unlock()
+		core.KillTree([]int{pr.pid}, pr.marker)
+		ws = <-exited
+	}
+	_ = outR.SetReadDeadline(time.Now().Add(core.DrainGrace))
+	_ = errR.SetReadDeadline(time.Now().Add(core.DrainGrace))
+	readers.Wait()
+	pr.mu.Lock()
+	pr.ws, pr.ended = ws, time.Now().UTC()
+	pr.mu.Unlock()
+	pr.os.Release()
+	pr.log.close()
+	close(pr.done)
+}
+
+// kill sends sig to the process and all it started, waits up to killGrace
+// for the process to exit, then kills whatever of its tree is left.
+func (pr *proc) kill(sig unix.Signal) {
+	pr.mu.Lock()
+	pr.killed = true
+	pr.mu.Unlock()
+	select {
+	case <-pr.done:
+	default:
+		core.SignalTree(sig, []int{pr.pid}, pr.marker)
+		select {
+		case <-pr.done:
+		case <-time.After(killGrace):
+		}
+	}
+	// Late children (started while it was dying, or left behind) go too;
+	// and the process itself, by pid, if it still runs without its marker
+	// (env -i) and ignored the signal.
+	select {
+	case <-pr.done:
+		core.KillTree(nil, pr.marker)
+	default:
+		core.KillTree([]int{pr.pid}, pr.marker)
+	}
+	<-pr.done
+}
+
+func (p *Registry) handleList(w http.ResponseWriter, r *http.Request) {
+	filter := r.URL.Query().Get("status")
+	switch filter {
+	case "", api.ProcessRunning, api.ProcessCompleted, api.ProcessFailed, api.ProcessKilled:
+	default:
+		core.WriteError(w, fmt.Errorf("%w: status filter %q: running, completed, failed or killed", errdefs.ErrInvalidArgument, filter))
+		return
+	}
+	p.mu.Lock()
+	all := make([]*proc, 0, len(p.m))
+	for _, pr := range p.m {
+		all = append(all, pr)
+	}
+	p.mu.Unlock()
+	list := make([]api.Process, 0, len(all))
+	for _, pr := range all {
+		if info := pr.info(); filter == "" || info.Status == filter {
+			list = append(list, info)
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].StartTime.Before(list[j].StartTime) })
+	core.WriteJSON(w, http.StatusOK, api.ProcessList{Processes: list, Count: len(list)})
+}
+
+func (p *Registry) handleGet(w http.ResponseWriter, r *http.Request, pr *proc) {
+	core.WriteJSON(w, http.StatusOK, pr.info())
+}
+
+// handleKill kills a running process and answers its final state. A
+// process that had already finished is forgotten (record and logs) instead:
+// DELETE of a finished process removes it.
+func (p *Registry) handleKill(w http.ResponseWriter, r *http.Request, pr *proc) {
+	select {
+	case <-pr.done:
+		info := pr.info()
+		p.forget(pr)
+		core.WriteJSON(w, http.StatusOK, info)
+		return
+	default:
+	}
+	sig := unix.SIGTERM
+	if name := r.URL.Query().Get("signal"); name != "" {
+		var ok bool
+		if sig, ok = parseSignal(name); !ok {
+			core.WriteError(w, fmt.Errorf("%w: signal %q: a name like SIGTERM or TERM, or a number", errdefs.ErrInvalidArgument, name))
+			return
+		}
+	}
+	pr.kill(sig)
+	core.WriteJSON(w, http.StatusOK, pr.info())
+}
+
+func (p *Registry) handleKillAll(w http.ResponseWriter, r *http.Request) {
+	core.WriteJSON(w, http.StatusOK, api.KillAllResult{KilledCount: p.killWhere(func(*proc) bool { return true })})
+}
+
+// KillSession kills the processes started in session sid.
+func (p *Registry) KillSession(sid string) {
+	p.killWhere(func(pr *proc) bool { return pr.session == sid })
+}
+
+// killWhere kills, in parallel, the running processes that match, and
+// returns how many it killed.
+func (p *Registry) killWhere(match func(*proc) bool) int {
+	p.mu.Lock()
+	var running []*proc
+	for _, pr := range p.m {
+		select {
+		case <-pr.done:
+		default:
+			if match(pr) {
+				running = append(running, pr)
+			}
+		}
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, pr := range running {
+		wg.Add(1)
+		go func(pr *proc) { defer wg.Done(); pr.kill(unix.SIGTERM) }(pr)
+	}
+	wg.Wait()
+	return len(running)
+}
+
+// cleanupIfDone forgets a finished autoCleanup process once its output has
+// been read.
+func (p *Registry) cleanupIfDone(pr *proc) {
+	if !pr.autoCleanup {
+		return
+	}
+	select {
+	case <-pr.done:
+	default:
+		return
+	}
+	p.forget(pr)
+}
+
+// forget drops a finished process's record and log.
+func (p *Registry) forget(pr *proc) {
+	p.mu.Lock()
+	if p.m[pr.id] == pr {
+		delete(p.m, pr.id)
+	}
+	p.mu.Unlock()
+	pr.log.release()
+}
+
+// evictLocked makes room for a new process by forgetting the finished one
+// that ended first, if any.
+func (p *Registry) evictLocked() bool {
+	var oldest *proc
+	for _, pr := range p.m {
+		select {
+		case <-pr.done:
+			if oldest == nil || pr.info().EndTime.Before(*oldest.info().EndTime) {
+				oldest = pr
+			}
+		default:
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	delete(p.m, oldest.id)
+	oldest.log.release()
+	return true
+}
+
+func (p *Registry) handleLogs(w http.ResponseWriter, r *http.Request, pr *proc) {
+	size, closed, truncated, _ := pr.log.state()
+	recs, err := pr.log.readFrom(0, size, maxLogsJSON)
+	if err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	var out, errb []byte
+	read := int64(0)
+	for _, rec := range recs {
+		if rec.stream == streamStdout {
+			out = append(out, rec.data...)
+		} else {
+			errb = append(errb, rec.data...)
+		}
+		read = rec.end
+	}
+	res := api.ProcessLogs{ProcessID: pr.id, Truncated: truncated || read < size}
+	res.Stdout, res.StdoutEncoding = core.EncodeOutput(out)
+	res.Stderr, res.StderrEncoding = core.EncodeOutput(errb)
+	core.WriteJSON(w, http.StatusOK, res)
+	if closed {
+		p.cleanupIfDone(pr)
+	}
+}
+
+// handleStream replays the process's output from the start (or after the
+// event id in Last-Event-ID or ?offset=) and follows it live, ending with an
+// exit event once the process has exited.
+func (p *Registry) handleStream(w http.ResponseWriter, r *http.Request, pr *proc) {
+	offset := int64(0)
+	from := r.Header.Get("Last-Event-ID")
+	if from == "" {
+		from = r.URL.Query().Get("offset")
+	}
+	if from != "" {
+		n, err := strconv.ParseInt(from, 10, 64)
+		size, _, _, _ := pr.log.state()
+		if err != nil || n < 0 || n > size || !pr.log.validOffset(n, size) {
+			core.WriteError(w, fmt.Errorf("%w: offset %q is not an event id of this log", errdefs.ErrInvalidArgument, from))
+			return
+		}
+		offset = n
+	}
+	sse := core.NewSSE(w)
+	defer sse.Close()
+	for {
+		size, closed, _, changed := pr.log.state()
+		if offset < size {
+			recs, err := pr.log.readFrom(offset, size, streamMaxBatch)
+			if err != nil {
+				_ = sse.Send(api.StreamEvent{Type: api.EventError, Code: api.CodeInternal, Message: err.Error()})
+				return
+			}
+			for _, rec := range recs {
+				name := api.EventStdout
+				if rec.stream == streamStderr {
+					name = api.EventStderr
+				}
+				if err := sse.SendChunkID(name, rec.data, rec.end); err != nil {
+					return
+				}
+				offset = rec.end
+			}
+			continue
+		}
+		if closed {
+			info := pr.info()
+			_ = sse.SendID(api.StreamEvent{Type: api.EventExit, ExitCode: info.ExitCode, Status: info.Status}, offset)
+			p.cleanupIfDone(pr)
+			return
+		}
+		select {
+		case <-changed:
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// parseSignal reads "SIGTERM", "TERM", "term" or "15".
+func parseSignal(s string) (unix.Signal, bool) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return unix.Signal(n), true
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	sig := unix.SignalNum(name)
+	return sig, sig != 0
+}

@@ -1,0 +1,159 @@
+package process
+
+import (
+	"encoding/binary"
+	"io"
+	"os"
+	"sort"
+	"sync"
+)
+
+// Log record streams.
+const (
+	streamStdout byte = 1
+	streamStderr byte = 2
+)
+
+// recordHeader is a record's stream byte and its data length.
+const recordHeader = 5
+
+// indexEvery is how many records apart the log's offset index is.
+const indexEvery = 1024
+
+// procLog is a background process's output, kept on disk in the agent's
+// run directory as framed records (stream, length, data) up to a cap, so
+// that memory stays flat however much a process prints. A record's end
+// offset is its event id: a reader resumes exactly after any event.
+type procLog struct {
+	f *os.File
+
+	mu        sync.Mutex
+	size      int64         // bytes written; guarded by mu
+	records   int64         // records written; guarded by mu
+	index     []int64       // the end offset of every indexEvery-th record; guarded by mu
+	max       int64         // cap on size
+	truncated bool          // output was dropped at the cap; guarded by mu
+	closed    bool          // no more records; guarded by mu
+	changed   chan struct{} // closed at the next append or close; guarded by mu
+}
+
+func newProcLog(path string, max int64) (*procLog, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	_ = os.Remove(path) // kept open; gone from the tree (and from disk with the last reader)
+	return &procLog{f: f, max: max, changed: make(chan struct{})}, nil
+}
+
+// append adds a record, unless that would pass the cap.
+func (l *procLog) append(stream byte, p []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || len(p) == 0 {
+		return
+	}
+	if l.size+recordHeader+int64(len(p)) > l.max {
+		l.truncated = true
+		return
+	}
+	var h [recordHeader]byte
+	h[0] = stream
+	binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
+	if _, err := l.f.WriteAt(h[:], l.size); err != nil {
+		l.truncated = true
+		return
+	}
+	if _, err := l.f.WriteAt(p, l.size+recordHeader); err != nil {
+		l.truncated = true
+		return
+	}
+	l.size += recordHeader + int64(len(p))
+	l.records++
+	if l.records%indexEvery == 0 {
+		l.index = append(l.index, l.size)
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// close marks the end of the output.
+func (l *procLog) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.closed = true
+		close(l.changed)
+	}
+}
+
+// state returns the log's size, whether it is complete, and a channel
+// closed at its next change.
+func (l *procLog) state() (size int64, closed, truncated bool, changed <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size, l.closed, l.truncated, l.changed
+}
+
+// record is one chunk of output; end is the offset just after it.
+type record struct {
+	stream byte
+	data   []byte
+	end    int64
+}
+
+// readFrom returns the records from offset up to limit (at most max data
+// bytes in all, and at least one record if there is one).
+func (l *procLog) readFrom(offset, limit int64, max int) ([]record, error) {
+	var out []record
+	total := 0
+	for offset < limit {
+		var h [recordHeader]byte
+		if _, err := l.f.ReadAt(h[:], offset); err != nil {
+			return out, err
+		}
+		n := int(binary.BigEndian.Uint32(h[1:]))
+		if len(out) > 0 && total+n > max {
+			break
+		}
+		data := make([]byte, n)
+		if _, err := l.f.ReadAt(data, offset+recordHeader); err != nil && err != io.EOF {
+			return out, err
+		}
+		offset += recordHeader + int64(n)
+		out = append(out, record{stream: h[0], data: data, end: offset})
+		total += n
+	}
+	return out, nil
+}
+
+// validOffset reports whether offset is a record boundary (a former event
+// id) of a log of size bytes.
+func (l *procLog) validOffset(offset, size int64) bool {
+	if offset == 0 || offset == size {
+		return true
+	}
+	// Scan from the nearest indexed record end at or before offset.
+	l.mu.Lock()
+	at := int64(0)
+	if i := sort.Search(len(l.index), func(i int) bool { return l.index[i] > offset }); i > 0 {
+		at = l.index[i-1]
+	}
+	l.mu.Unlock()
+	if at == offset {
+		return true
+	}
+	for at < offset {
+		var h [recordHeader]byte
+		if _, err := l.f.ReadAt(h[:], at); err != nil {
+			return false
+		}
+		at += recordHeader + int64(binary.BigEndian.Uint32(h[1:]))
+		if at == offset {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *procLog) release() { l.f.Close() }

@@ -1,0 +1,257 @@
+package process
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// portPoll is how often a port wait tries to connect: there is no event for
+// "something listens now" that reaches into another process.
+const portPoll = 50 * time.Millisecond
+
+// handleWait waits for a log pattern, a port or the exit of a process.
+func (p *Registry) handleWait(w http.ResponseWriter, r *http.Request, pr *proc) {
+	var req api.WaitRequest
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	n := 0
+	for _, set := range []bool{req.Log != "", req.Port != 0, req.Exit} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		core.WriteError(w, fmt.Errorf("%w: give exactly one of log, port and exit", errdefs.ErrInvalidArgument))
+		return
+	}
+	if req.TimeoutMs < 0 {
+		core.WriteError(w, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument))
+		return
+	}
+	ctx := r.Context()
+	if req.TimeoutMs > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond)
+		defer cancel()
+	}
+	var res *api.WaitResult
+	var err error
+	switch {
+	case req.Exit:
+		res, err = waitExit(ctx, pr)
+	case req.Log != "":
+		res, err = waitLog(ctx, pr, req)
+	default:
+		res, err = waitPort(ctx, pr, req)
+	}
+	if err != nil {
+		if ctx.Err() != nil && r.Context().Err() == nil {
+			err = &errdefs.CodedError{Code: api.CodeTimeout, Kind: errdefs.ErrTimeout,
+				Message: fmt.Sprintf("process %s: not ready after %d ms", pr.id, req.TimeoutMs)}
+		}
+		core.WriteError(w, err)
+		return
+	}
+	core.WriteJSON(w, http.StatusOK, res)
+	if req.Exit {
+		p.cleanupIfDone(pr)
+	}
+}
+
+func waitExit(ctx context.Context, pr *proc) (*api.WaitResult, error) {
+	select {
+	case <-pr.done:
+		info := pr.info()
+		return &api.WaitResult{Ready: true, ExitCode: info.ExitCode, Status: info.Status}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// exitedFirst is the error of a wait whose process exited before it was met.
+func exitedFirst(pr *proc, what string) error {
+	info := pr.info()
+	code := -1
+	if info.ExitCode != nil {
+		code = *info.ExitCode
+	}
+	return &errdefs.CodedError{Code: api.CodeProcessExited, Kind: errdefs.ErrConflict,
+		Message: fmt.Sprintf("process %s exited (code %d, %s) before %s", pr.id, code, info.Status, what),
+		Details: map[string]any{"exitCode": code, "status": info.Status}}
+}
+
+// waitLog reads the process's output from the start, following it live,
+// until the pattern matches: a substring anywhere in the stream, or a
+// regular expression matched against each line (and the line so far).
+func waitLog(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResult, error) {
+	var re *regexp.Regexp
+	if req.Regex {
+		var err error
+		if re, err = regexp.Compile(req.Log); err != nil {
+			return nil, fmt.Errorf("%w: log pattern: %v", errdefs.ErrInvalidArgument, err)
+		}
+	}
+	want := map[byte]bool{streamStdout: true, streamStderr: true}
+	switch req.Stream {
+	case "", "both":
+	case "stdout":
+		want[streamStderr] = false
+	case "stderr":
+		want[streamStdout] = false
+	default:
+		return nil, fmt.Errorf("%w: stream %q: stdout, stderr or both", errdefs.ErrInvalidArgument, req.Stream)
+	}
+	pending := map[byte][]byte{} // per stream: the current line so far
+	offset := int64(0)
+	for {
+		size, closed, _, changed := pr.log.state()
+		if offset < size {
+			recs, err := pr.log.readFrom(offset, size, streamMaxBatch)
+			if err != nil {
+				return nil, err
+			}
+			for _, rec := range recs {
+				offset = rec.end
+				if !want[rec.stream] {
+					continue
+				}
+				if line, ok := matchChunk(pending, rec, req.Log, re); ok {
+					return &api.WaitResult{Ready: true, Line: line}, nil
+				}
+			}
+			continue
+		}
+		if closed {
+			return nil, exitedFirst(pr, fmt.Sprintf("its output matched %q", req.Log))
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// matchChunk adds a record to its stream's current line(s) and reports the
+// first line that matches.
+func matchChunk(pending map[byte][]byte, rec record, pattern string, re *regexp.Regexp) (string, bool) {
+	buf := append(pending[rec.stream], rec.data...)
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := buf[:i]
+		buf = buf[i+1:]
+		if lineMatches(line, pattern, re) {
+			return string(line), true
+		}
+	}
+	if lineMatches(buf, pattern, re) {
+		return string(buf), true
+	}
+	if len(buf) > 1<<20 { // a line without end: keep its tail only
+		buf = buf[len(buf)-(1<<20):]
+	}
+	pending[rec.stream] = append([]byte(nil), buf...)
+	return "", false
+}
+
+func lineMatches(line []byte, pattern string, re *regexp.Regexp) bool {
+	if re != nil {
+		return re.Match(line)
+	}
+	return bytes.Contains(line, []byte(pattern))
+}
+
+// waitPort waits until the port accepts a connection inside the sandbox
+// (mode tcp) or answers GET path with a status in range (mode http).
+func waitPort(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResult, error) {
+	if req.Port < 1 || req.Port > 65535 {
+		return nil, fmt.Errorf("%w: port %d", errdefs.ErrInvalidArgument, req.Port)
+	}
+	lo, hi := 200, 399
+	if req.Status != "" {
+		var err error
+		if lo, hi, err = parseStatusRange(req.Status); err != nil {
+			return nil, err
+		}
+	}
+	mode := req.PortMode
+	if mode == "" {
+		mode = "tcp"
+	}
+	if mode != "tcp" && mode != "http" {
+		return nil, fmt.Errorf("%w: portMode %q: tcp or http", errdefs.ErrInvalidArgument, mode)
+	}
+	path := req.Path
+	if path == "" {
+		path = "/"
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(req.Port))
+	client := &http.Client{
+		Timeout:       2 * time.Second,
+		Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	tick := time.NewTicker(portPoll)
+	defer tick.Stop()
+	for {
+		if mode == "tcp" {
+			var d net.Dialer
+			dctx, cancel := context.WithTimeout(ctx, time.Second)
+			c, err := d.DialContext(dctx, "tcp", addr)
+			cancel()
+			if err == nil {
+				c.Close()
+				return &api.WaitResult{Ready: true}, nil
+			}
+		} else {
+			hreq, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+			if resp, err := client.Do(hreq); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode >= lo && resp.StatusCode <= hi {
+					return &api.WaitResult{Ready: true, Status: strconv.Itoa(resp.StatusCode)}, nil
+				}
+			}
+		}
+		select {
+		case <-pr.done:
+			return nil, exitedFirst(pr, fmt.Sprintf("port %d was ready", req.Port))
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// parseStatusRange reads "200" or "200-399".
+func parseStatusRange(s string) (int, int, error) {
+	a, b, ok := strings.Cut(s, "-")
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi := lo
+	var err2 error
+	if ok {
+		hi, err2 = strconv.Atoi(strings.TrimSpace(b))
+	}
+	if err1 != nil || err2 != nil || lo < 100 || hi > 599 || lo > hi {
+		return 0, 0, fmt.Errorf("%w: status %q: like 200 or 200-399", errdefs.ErrInvalidArgument, s)
+	}
+	return lo, hi, nil
+}

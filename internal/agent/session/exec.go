@@ -1,0 +1,179 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+func (reg *Registry) handleExec(w http.ResponseWriter, r *http.Request) {
+	req, s, c, err := reg.execRequest(w, r)
+	if err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	limit := req.MaxOutputBytes
+	if limit <= 0 {
+		limit = agentapi.DefaultMaxOutputBytes
+	}
+	sink := &bufferSink{stdout: cappedBuffer{max: limit}, stderr: cappedBuffer{max: limit}}
+	began := time.Now()
+	run, err := reg.runInSession(r.Context(), s, c, sink)
+	if err != nil {
+		core.WriteError(w, sessionError(err))
+		return
+	}
+	res := &api.ExecResult{
+		ExitCode:   run.code,
+		Command:    req.Command,
+		DurationMs: time.Since(began).Milliseconds(),
+		SessionID:  s.id,
+		Truncated:  sink.stdout.truncated || sink.stderr.truncated,
+	}
+	if note := timeoutNote(run); note != "" {
+		res.ExitCode = 124
+		if n := len(sink.stderr.buf); n > 0 && sink.stderr.buf[n-1] != '\n' {
+			sink.stderr.force("\n")
+		}
+		sink.stderr.force(note)
+	}
+	res.Success = res.ExitCode == 0
+	res.Stdout, res.StdoutEncoding = core.EncodeOutput(sink.stdout.buf)
+	res.Stderr, res.StderrEncoding = core.EncodeOutput(sink.stderr.buf)
+	core.WriteJSON(w, http.StatusOK, res)
+}
+
+// handleExecStream runs a command like handleExec and streams its output
+// as Server-Sent Events as it is written: start, stdout/stderr chunks, then
+// complete (or error). If the caller goes away, the command is killed.
+func (reg *Registry) handleExecStream(w http.ResponseWriter, r *http.Request) {
+	req, s, c, err := reg.execRequest(w, r)
+	if err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	sse := core.NewSSE(w)
+	defer sse.Close()
+	sink := &sseSink{sse: sse, command: req.Command, session: s.id}
+	began := time.Now()
+	run, err := reg.runInSession(r.Context(), s, c, sink)
+	sse.FlushOutput()
+	if err != nil {
+		err = sessionError(err)
+		ev := api.StreamEvent{Type: api.EventError, Code: errdefs.Code(err), Message: err.Error()}
+		var ce *errdefs.CodedError
+		if errors.As(err, &ce) && ce.Details != nil {
+			if code, ok := ce.Details["exitCode"].(int); ok {
+				ev.ExitCode = &code
+			}
+		}
+		_ = sse.Send(ev)
+		return
+	}
+	code := run.code
+	if note := timeoutNote(run); note != "" {
+		code = 124
+		_ = sse.Output(api.EventStderr, []byte(note))
+		sse.FlushOutput()
+	}
+	_ = sse.Send(api.StreamEvent{Type: api.EventComplete, ExitCode: &code, DurationMs: time.Since(began).Milliseconds()})
+}
+
+// execRequest decodes and checks an exec request and finds its session.
+func (reg *Registry) execRequest(w http.ResponseWriter, r *http.Request) (agentapi.ExecRequest, *Session, command, error) {
+	var req agentapi.ExecRequest
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		return req, nil, command{}, err
+	}
+	if req.Command == "" {
+		return req, nil, command{}, fmt.Errorf("%w: command is empty", errdefs.ErrInvalidArgument)
+	}
+	if req.Cwd != "" {
+		if fi, err := os.Stat(req.Cwd); err != nil || !fi.IsDir() {
+			return req, nil, command{}, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd)
+		}
+	}
+	for k := range req.Env {
+		if !core.EnvName.MatchString(k) {
+			return req, nil, command{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
+		}
+	}
+	s, err := reg.ForRequest(r, req.SessionID)
+	if err != nil {
+		return req, nil, command{}, err
+	}
+	c := command{text: req.Command, env: req.Env, cwd: req.Cwd, stdin: req.Stdin,
+		timeout: time.Duration(req.TimeoutMs) * time.Millisecond}
+	return req, s, c, nil
+}
+
+// timeoutNote is what a timed-out command gets appended to its stderr.
+func timeoutNote(run runResult) string {
+	if !run.timedOut {
+		return ""
+	}
+	note := fmt.Sprintf("Command timed out after %d ms\n", run.timeout.Milliseconds())
+	if run.reset {
+		note += "(the command did not stop, so the session's shell was restarted: its state is lost)\n"
+	}
+	return note
+}
+
+// bufferSink keeps a command's output in memory, capped.
+type bufferSink struct {
+	stdout, stderr cappedBuffer
+}
+
+func (b *bufferSink) start(int) {}
+
+func (b *bufferSink) write(stream string, p []byte) {
+	if stream == api.EventStdout {
+		_, _ = b.stdout.Write(p)
+	} else {
+		_, _ = b.stderr.Write(p)
+	}
+}
+
+// sseSink streams a command's output.
+type sseSink struct {
+	sse              *core.SSE
+	command, session string
+}
+
+func (s *sseSink) start(pid int) {
+	_ = s.sse.Send(api.StreamEvent{Type: api.EventStart, Command: s.command, Pid: pid, SessionID: s.session})
+}
+
+func (s *sseSink) write(stream string, p []byte) { _ = s.sse.Output(stream, p) }
+
+// cappedBuffer keeps the first max bytes written to it and remembers whether
+// it dropped any. Writes never fail, so the command is never blocked on a
+// full pipe.
+type cappedBuffer struct {
+	buf       []byte
+	max       int
+	truncated bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	room := b.max - len(b.buf)
+	if room < len(p) {
+		b.truncated = true
+		if room > 0 {
+			b.buf = append(b.buf, p[:room]...)
+		}
+		return len(p), nil
+	}
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+// force appends s even past the cap (for the agent's own notes).
+func (b *cappedBuffer) force(s string) { b.buf = append(b.buf, s...) }

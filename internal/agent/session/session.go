@@ -1,0 +1,404 @@
+// Package session is the agent's sessions: each a long-lived shell whose
+// state (cwd, exported variables, functions) carries from command to
+// command, with settings kept across restarts of the sandbox
+// (session_state.go); exec and exec/stream run commands in them (exec.go,
+// shell.go). Other parts find a session through the Registry, for its
+// directory and environment.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+)
+
+// Session is one persistent shell and its settings. Calls run one at a
+// time, in arrival order (q); the shell is started on first use and again
+// after it exited.
+type Session struct {
+	id        string
+	createdAt time.Time
+	marker    string // core.SessionMarkerVar=...: in the environment of all it starts
+	timeout   time.Duration
+
+	q  core.Queue
+	sh *shell // guarded by q
+
+	mu      sync.Mutex
+	env     map[string]string // guarded by mu
+	unset   map[string]bool   // variables unset by setEnvVars; guarded by mu
+	pid     atomic.Int64      // the running shell's pid, or 0
+	cwd     string            // the shell's last known directory; guarded by mu
+	initCwd string
+	deleted bool // guarded by mu
+}
+
+// ID returns the session's ID.
+func (s *Session) ID() string { return s.id }
+
+// Marker returns the environment variable ("NAME=value") carried by
+// everything started in the session.
+func (s *Session) Marker() string { return s.marker }
+
+// Config configures a Registry.
+type Config struct {
+	Reaper *core.Reaper
+	// Workdir is the default session's directory, and that of sessions
+	// created without one.
+	Workdir string
+	// RunDir holds the shells' command directories.
+	RunDir string
+	// StateDir holds the sessions' settings across restarts ("": kept
+	// nowhere).
+	StateDir string
+	// MaxSessions bounds the sessions besides the default one.
+	MaxSessions int
+	// Deleted, if set, is called with the ID of a session being deleted,
+	// after its shell was killed: the processes and terminals started in
+	// it go too.
+	Deleted func(id string)
+	Log     *slog.Logger
+}
+
+// Registry is the agent's sessions.
+type Registry struct {
+	reaper      *core.Reaper
+	workdir     string
+	runDir      string
+	maxSessions int
+	onDelete    func(string)
+	log         *slog.Logger
+	state       *sessionState
+
+	mu sync.Mutex
+	m  map[string]*Session // guarded by mu
+}
+
+// New returns a registry of cfg, with the sessions saved in cfg.StateDir.
+func New(cfg Config) *Registry {
+	reg := &Registry{reaper: cfg.Reaper, workdir: cfg.Workdir, runDir: cfg.RunDir, maxSessions: cfg.MaxSessions,
+		onDelete: cfg.Deleted, log: cfg.Log, state: &sessionState{dir: cfg.StateDir}, m: map[string]*Session{}}
+	if reg.log == nil {
+		reg.log = slog.Default()
+	}
+	reg.loadSessions()
+	return reg
+}
+
+// Routes adds the session and exec calls to mux.
+func (reg *Registry) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/exec", reg.handleExec)
+	mux.HandleFunc("POST /v1/exec/stream", reg.handleExecStream)
+	mux.HandleFunc("POST /v1/sessions", reg.handleCreateSession)
+	mux.HandleFunc("GET /v1/sessions", reg.handleListSessions)
+	mux.HandleFunc("DELETE /v1/sessions/{sid}", reg.handleDeleteSession)
+	mux.HandleFunc("POST /v1/env", reg.handleSetEnv)
+}
+
+// ForRequest returns the session a call selects: sid (from its body or
+// query), else the X-Session-Id header, else the default session.
+func (reg *Registry) ForRequest(r *http.Request, sid string) (*Session, error) {
+	if sid == "" {
+		sid = r.Header.Get(api.HeaderSessionID)
+	}
+	return reg.Get(sid)
+}
+
+// Get returns session id ("" means the default one, created on first
+// use), or SESSION_NOT_FOUND.
+func (reg *Registry) Get(id string) (*Session, error) {
+	if id == "" {
+		id = api.DefaultSessionID
+	}
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	if s := reg.m[id]; s != nil {
+		return s, nil
+	}
+	if id == api.DefaultSessionID {
+		s := reg.newSession(id, nil, reg.workdir, 0)
+		reg.m[id] = s
+		return s, nil
+	}
+	return nil, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q not found", id)}
+}
+
+// deleted tells the registry's owner that session id is going.
+func (reg *Registry) deleted(id string) {
+	if reg.onDelete != nil {
+		reg.onDelete(id)
+	}
+}
+
+func (reg *Registry) newSession(id string, env map[string]string, cwd string, timeout time.Duration) *Session {
+	if env == nil {
+		env = map[string]string{}
+	}
+	return &Session{id: id, createdAt: time.Now().UTC(), marker: core.Marker(core.SessionMarkerVar), timeout: timeout,
+		env: env, cwd: cwd, initCwd: cwd}
+}
+
+// Info describes the session.
+func (s *Session) Info() api.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	env := make(map[string]string, len(s.env))
+	for k, v := range s.env {
+		env[k] = v
+	}
+	return api.Session{ID: s.id, Cwd: s.cwd, Env: env, CommandTimeoutMs: s.timeout.Milliseconds(), CreatedAt: s.createdAt}
+}
+
+// run runs c in the session's shell, starting one if needed. The caller
+// must not hold s.q; run takes it, in arrival order.
+func (reg *Registry) runInSession(ctx context.Context, s *Session, c command, sink outputSink) (runResult, error) {
+	if err := s.q.Lock(ctx); err != nil {
+		return runResult{}, err
+	}
+	defer s.q.Unlock()
+	s.mu.Lock()
+	deleted, env, cwd := s.deleted, core.CopyEnv(s.env), s.initCwd
+	s.mu.Unlock()
+	base := s.BaseEnv()
+	if deleted {
+		return runResult{}, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q was deleted", s.id)}
+	}
+	if c.timeout == 0 {
+		c.timeout = s.timeout
+	}
+	if s.sh == nil {
+		if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
+			return runResult{}, fmt.Errorf("%w: the session's directory %q is not a directory", errdefs.ErrInvalidArgument, cwd)
+		}
+		sh, err := reg.startShell(core.MergeEnv(base, env), cwd, s.marker)
+		if err != nil {
+			return runResult{}, err
+		}
+		s.sh = sh
+		s.pid.Store(int64(sh.pid))
+	}
+	res, err := s.sh.run(ctx, c, sink)
+	res.timeout = c.timeout
+	var exited *errShellExited
+	if errors.As(err, &exited) || res.reset {
+		s.sh.close()
+		s.sh = nil
+		s.pid.Store(0)
+	}
+	if err == nil && res.cwd != "" {
+		s.mu.Lock()
+		s.cwd = res.cwd
+		s.mu.Unlock()
+	}
+	return res, err
+}
+
+// BaseEnv is the agent's environment less what the session unset.
+func (s *Session) BaseEnv() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := os.Environ()
+	if len(s.unset) == 0 {
+		return out
+	}
+	kept := out[:0]
+	for _, kv := range out {
+		if k, _, _ := strings.Cut(kv, "="); !s.unset[k] {
+			kept = append(kept, kv)
+		}
+	}
+	return kept
+}
+
+// sessionError turns a shell that exited into the API's 410.
+func sessionError(err error) error {
+	var exited *errShellExited
+	if errors.As(err, &exited) {
+		return &errdefs.CodedError{Code: api.CodeSessionTerminated, Kind: errdefs.ErrNotFound,
+			Message: fmt.Sprintf("the session's shell exited with code %d; the next call gets a fresh shell", exited.code),
+			Details: map[string]any{"exitCode": exited.code}}
+	}
+	return err
+}
+
+func (reg *Registry) handleCreateSession(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateSessionRequest
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	if req.ID == "" {
+		req.ID = "session-" + core.Marker("")[1:13]
+	}
+	if !core.IDPattern.MatchString(req.ID) {
+		core.WriteError(w, fmt.Errorf("%w: session id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, req.ID))
+		return
+	}
+	if req.Cwd == "" {
+		req.Cwd = reg.workdir
+	}
+	if fi, err := os.Stat(req.Cwd); err != nil || !fi.IsDir() {
+		core.WriteError(w, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd))
+		return
+	}
+	if req.CommandTimeoutMs < 0 {
+		core.WriteError(w, fmt.Errorf("%w: commandTimeoutMs must not be negative", errdefs.ErrInvalidArgument))
+		return
+	}
+	reg.mu.Lock()
+	if _, ok := reg.m[req.ID]; ok || req.ID == api.DefaultSessionID {
+		reg.mu.Unlock()
+		core.WriteError(w, &errdefs.CodedError{Code: api.CodeSessionExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("session %q already exists", req.ID)})
+		return
+	}
+	if err := reg.sessionRoomLocked(); err != nil {
+		reg.mu.Unlock()
+		core.WriteError(w, err)
+		return
+	}
+	s := reg.newSession(req.ID, req.Env, req.Cwd, time.Duration(req.CommandTimeoutMs)*time.Millisecond)
+	reg.m[req.ID] = s
+	reg.mu.Unlock()
+	reg.sessionsChanged()
+	core.WriteJSON(w, http.StatusCreated, s.Info())
+}
+
+func (reg *Registry) handleListSessions(w http.ResponseWriter, r *http.Request) {
+	if _, err := reg.Get(""); err != nil { // the default one always exists
+		core.WriteError(w, err)
+		return
+	}
+	reg.mu.Lock()
+	list := make([]api.Session, 0, len(reg.m))
+	for _, s := range reg.m {
+		list = append(list, s.Info())
+	}
+	reg.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt.Before(list[j].CreatedAt) })
+	core.WriteJSON(w, http.StatusOK, api.SessionList{Sessions: list, Count: len(list)})
+}
+
+// handleDeleteSession kills the session's shell, what it started and the
+// background processes started in it.
+func (reg *Registry) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("sid")
+	if id == api.DefaultSessionID {
+		core.WriteError(w, fmt.Errorf("%w: the default session cannot be deleted", errdefs.ErrInvalidArgument))
+		return
+	}
+	reg.mu.Lock()
+	s := reg.m[id]
+	delete(reg.m, id)
+	reg.mu.Unlock()
+	if s == nil {
+		core.WriteError(w, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q not found", id)})
+		return
+	}
+	s.mu.Lock()
+	s.deleted = true
+	s.mu.Unlock()
+	reg.sessionsChanged()
+	// Kill first: a command running in the shell ends, and its call
+	// returns, so the queue frees up.
+	var roots []int
+	if pid := s.pid.Load(); pid > 0 {
+		roots = []int{int(pid)}
+	}
+	core.KillTree(roots, s.marker)
+	reg.deleted(id)
+	if err := s.q.Lock(r.Context()); err == nil {
+		if s.sh != nil {
+			s.sh.close()
+			s.sh = nil
+			s.pid.Store(0)
+		}
+		s.q.Unlock()
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleSetEnv sets (or, for null values, unsets) variables in a session:
+// in its settings, and in its running shell.
+func (reg *Registry) handleSetEnv(w http.ResponseWriter, r *http.Request) {
+	var req api.SetEnvRequest
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	s, err := reg.ForRequest(r, req.SessionID)
+	if err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	var script string
+	for k, v := range req.EnvVars {
+		if !core.EnvName.MatchString(k) {
+			core.WriteError(w, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k))
+			return
+		}
+		if v == nil {
+			script += "unset " + k + "\n"
+		} else {
+			script += "export " + shQuote(k+"="+*v) + "\n"
+		}
+	}
+	s.mu.Lock()
+	if s.deleted {
+		s.mu.Unlock()
+		core.WriteError(w, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q was deleted", s.id)})
+		return
+	}
+	if s.unset == nil {
+		s.unset = map[string]bool{}
+	}
+	for k, v := range req.EnvVars {
+		if v == nil {
+			delete(s.env, k)
+			s.unset[k] = true
+		} else {
+			s.env[k] = *v
+			delete(s.unset, k)
+		}
+	}
+	s.mu.Unlock()
+	reg.sessionsChanged()
+	// Apply to the running shell, in order with the session's commands.
+	if err := s.q.Lock(r.Context()); err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	if s.sh != nil && script != "" {
+		var res runResult
+		res, err = s.sh.run(r.Context(), command{text: script}, discardSink{})
+		var exited *errShellExited
+		if errors.As(err, &exited) || res.reset {
+			s.sh.close()
+			s.sh = nil
+			s.pid.Store(0)
+			err = nil // the next shell starts with the new settings
+		}
+	}
+	s.q.Unlock()
+	if err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	core.WriteJSON(w, http.StatusOK, s.Info())
+}
+
+type discardSink struct{}
+
+func (discardSink) start(int)            {}
+func (discardSink) write(string, []byte) {}

@@ -1,0 +1,370 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/agent/core"
+)
+
+// A session's shell reads its script from a pipe (bash -s): first a
+// prelude, then one line per command, written by the agent:
+//
+//	trap "$__sbx_trap" USR1; __sbx_run=1; . DIR/cmd <DIR/in >DIR/out 2>DIR/err 4>&-; __sbx_done $?
+//
+// Sourcing at the top level keeps the command's effects (cd, export,
+// functions, declare) in the shell; there is no loop around it, so a stray
+// break or continue only earns bash's usual complaint. __sbx_done reports
+// "status NUL cwd NUL" on fd 4, which the command itself never holds (nor
+// its children), so a background job cannot keep the report pipe open and
+// a command cannot write a false report.
+//
+// SIGUSR1 aborts the running command (and does nothing between commands):
+// the trap returns from the sourced file, and under bash a DEBUG trap then
+// makes every function the command was in return too (extdebug's "return
+// 2"), so that nothing of it runs after the abort; set -e is suspended for
+// the unwinding and put back after. The trap is installed again before
+// every command, in case the previous one replaced it. Plain POSIX shells
+// only get the first return.
+const (
+	bashPrelude = `shopt -s expand_aliases
+__sbx_unwind() { case " ${FUNCNAME[*]} " in *" source "*) return 2;; esac; return 0; }
+__sbx_trap='if [[ -n $__sbx_run ]]; then __sbx_e=$-; set +e; shopt -s extdebug; trap __sbx_unwind DEBUG; return 124 2>/dev/null; fi'
+__sbx_done() { __sbx_s=$1; __sbx_run=; trap - DEBUG; shopt -u extdebug; case $__sbx_e in *e*) set -e;; esac; __sbx_e=; builtin printf '%d\0%s\0' "$__sbx_s" "$PWD" >&4; }
+`
+	shPrelude = `__sbx_trap='if [ -n "$__sbx_run" ]; then return 124 2>/dev/null; fi'
+__sbx_done() { __sbx_s=$1; __sbx_run=; command printf '%d\0%s\0' "$__sbx_s" "$PWD" >&4; }
+`
+)
+
+// commandLine is the line that runs the command in dir.
+func commandLine(dir string) string {
+	q := func(name string) string { return shQuote(filepath.Join(dir, name)) }
+	return `trap "$__sbx_trap" USR1; __sbx_run=1; . ` + q("cmd") + " <" + q("in") + " >" + q("out") + " 2>" + q("err") + " 4>&-; __sbx_done $?\n"
+}
+
+// abortGrace bounds how long an aborted command may take to unwind before
+// its shell is killed (and the session restarted).
+const abortGrace = 2 * time.Second
+
+// shell is one session's long-lived shell process.
+type shell struct {
+	pid    int
+	proc   *os.Process
+	dead   chan struct{}    // closed when the shell has exited
+	ws     unix.WaitStatus  // how it exited; set before dead closes
+	ctrl   *os.File         // the write end of the shell's script (its fd 0)
+	status chan shellStatus // one per command; closed when the shell exits
+	dir    string           // the shell's runtime directory
+	seq    int              // commands run; guarded by the session's core.Queue
+}
+
+type shellStatus struct {
+	code int
+	cwd  string
+}
+
+// errShellExited is returned by run when the shell exited (the command ran
+// exit, or the shell was killed).
+type errShellExited struct{ code int }
+
+func (e *errShellExited) Error() string {
+	return fmt.Sprintf("the session's shell exited with code %d", e.code)
+}
+
+// startShell starts a shell for a session with env in cwd. markerEnv
+// ("NAME=value") is added to its environment.
+func (reg *Registry) startShell(env []string, cwd, markerEnv string) (*shell, error) {
+	sh, prelude := "/bin/sh", shPrelude
+	if bash, err := exec.LookPath("bash"); err == nil {
+		sh, prelude = bash, bashPrelude
+	}
+	dir, err := os.MkdirTemp(reg.runDir, "shell-")
+	if err != nil {
+		return nil, err
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer devnull.Close()
+	ctrlR, ctrlW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer ctrlR.Close()
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		ctrlW.Close()
+		return nil, err
+	}
+	defer statW.Close()
+	fullEnv := append(env, markerEnv)
+	args := []string{sh, "-s"}
+	if sh != "/bin/sh" {
+		args = []string{sh, "--noprofile", "--norc", "-s"}
+	}
+	proc, exited, err := reg.reaper.Start(sh, args, &os.ProcAttr{
+		Dir:   cwd,
+		Env:   fullEnv,
+		Files: []*os.File{ctrlR, devnull, devnull, devnull, statW},
+		Sys:   &unix.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		ctrlW.Close()
+		statR.Close()
+		os.RemoveAll(dir)
+		return nil, core.StartError(err)
+	}
+	s := &shell{pid: proc.Pid, proc: proc, dead: make(chan struct{}), ctrl: ctrlW, status: make(chan shellStatus, 1), dir: dir}
+	go s.readStatus(statR)
+	go func() {
+		s.ws = <-exited
+		close(s.dead)
+	}()
+	if _, err := io.WriteString(ctrlW, prelude); err != nil {
+		s.close()
+		return nil, fmt.Errorf("start shell: %w", err)
+	}
+	return s, nil
+}
+
+// readStatus turns the shell's status records into values on s.status,
+// and closes it when the shell's end of the pipe closes.
+func (s *shell) readStatus(f *os.File) {
+	defer f.Close()
+	defer close(s.status)
+	r := bufio.NewReader(f)
+	for {
+		code, err := r.ReadString(0)
+		if err != nil {
+			return
+		}
+		cwd, err := r.ReadString(0)
+		if err != nil {
+			return
+		}
+		n, _ := strconv.Atoi(strings.TrimSuffix(code, "\x00"))
+		s.status <- shellStatus{code: n, cwd: strings.TrimSuffix(cwd, "\x00")}
+	}
+}
+
+// command is one call to run in a shell.
+type command struct {
+	text    string
+	env     map[string]string // for this call only (runs it in a subshell)
+	cwd     string            // for this call only (runs it in a subshell)
+	stdin   *string
+	timeout time.Duration // zero: none
+}
+
+// outputSink receives a command's output as it is written. write is called
+// from two goroutines (stdout and stderr) at once.
+type outputSink interface {
+	start(pid int) // the command is handed to the shell whose pid this is
+	write(stream string, p []byte)
+}
+
+// runResult is how a command ended.
+type runResult struct {
+	code     int
+	cwd      string
+	timeout  time.Duration // the timeout that applied (the call's or the session's)
+	timedOut bool
+	reset    bool // the shell had to be killed to stop the command
+}
+
+// run runs c in the shell and returns when it has finished and its output
+// has been delivered to sink. The caller holds the session's queue.
+//
+// A timeout, or ctx ending (the caller went away), aborts the command: its
+// processes are killed and the shell unwinds it; the shell and its state
+// survive, unless the command will not unwind within abortGrace, in which
+// case the shell is killed (result.reset). If the command makes the shell
+// exit, run returns *errShellExited.
+func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult, error) {
+	s.seq++
+	dir := filepath.Join(s.dir, strconv.Itoa(s.seq))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return runResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	cmdMarker := core.Marker(core.ExecMarkerVar)
+	if err := writeCommand(dir, c, cmdMarker); err != nil {
+		return runResult{}, err
+	}
+	outs := make([]*fifo, 0, 2)
+	for _, name := range []string{"out", "err"} {
+		f, err := openFifo(filepath.Join(dir, name))
+		if err != nil {
+			for _, f := range outs {
+				f.close()
+			}
+			return runResult{}, err
+		}
+		outs = append(outs, f)
+	}
+	var readers sync.WaitGroup
+	for i, stream := range []string{"stdout", "stderr"} {
+		readers.Add(1)
+		go func(f *fifo, stream string) {
+			defer readers.Done()
+			f.copyTo(func(p []byte) { sink.write(stream, p) })
+		}(outs[i], stream)
+	}
+	finish := func() {
+		// Bytes already in the FIFOs are read in full; background
+		// children that keep them open are not waited for.
+		for _, f := range outs {
+			f.drain()
+		}
+		readers.Wait()
+	}
+	// Children the shell has already (background jobs of earlier
+	// commands) are not this command's, should it have to be aborted.
+	before := core.ChildrenOf(s.pid)
+	sink.start(s.pid)
+	if _, err := io.WriteString(s.ctrl, commandLine(dir)); err != nil {
+		for _, f := range outs {
+			f.drain()
+		}
+		readers.Wait()
+		return runResult{}, &errShellExited{code: s.waitExit()}
+	}
+
+	var timeout <-chan time.Time
+	if c.timeout > 0 {
+		t := time.NewTimer(c.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	var res runResult
+	select {
+	case st, ok := <-s.status:
+		if !ok {
+			finish()
+			return res, &errShellExited{code: s.waitExit()}
+		}
+		res.code, res.cwd = st.code, st.cwd
+	case <-s.dead:
+		finish()
+		return res, &errShellExited{code: s.waitExit()}
+	case <-timeout:
+		res = s.abort(cmdMarker, before)
+		res.timedOut = true
+	case <-ctx.Done():
+		res = s.abort(cmdMarker, before)
+		finish()
+		return res, ctx.Err()
+	}
+	finish()
+	return res, nil
+}
+
+// abort stops the running command: the shell's children that were not
+// there before it (subshells, pipelines, background jobs), their
+// descendants, and whatever carries cmdMarker.
+func (s *shell) abort(cmdMarker string, before []int) runResult {
+	deadline := time.Now().Add(abortGrace)
+	for time.Now().Before(deadline) {
+		_ = s.proc.Signal(unix.SIGUSR1)
+		var roots []int
+		for _, pid := range core.ChildrenOf(s.pid) {
+			if !slices.Contains(before, pid) {
+				roots = append(roots, pid)
+			}
+		}
+		core.KillTree(roots, cmdMarker)
+		select {
+		case st, ok := <-s.status:
+			if ok {
+				return runResult{code: st.code, cwd: st.cwd}
+			}
+			return runResult{reset: true}
+		case <-s.dead:
+			return runResult{reset: true}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	s.kill()
+	return runResult{reset: true}
+}
+
+// kill ends the shell and everything it started, unless it is gone
+// already (its pid may belong to another process by now).
+func (s *shell) kill() {
+	select {
+	case <-s.dead:
+	default:
+		core.KillTree([]int{s.pid})
+	}
+	s.ctrl.Close()
+}
+
+// waitExit waits for the shell's exit and returns its exit code.
+func (s *shell) waitExit() int {
+	s.ctrl.Close()
+	<-s.dead
+	return core.ExitCode(s.ws)
+}
+
+// close ends the shell and removes its directory.
+func (s *shell) close() {
+	s.kill()
+	<-s.dead
+	s.proc.Release()
+	os.RemoveAll(s.dir)
+}
+
+// writeCommand writes the files of one command into dir: cmd (what the
+// shell sources), in (its stdin), and, for a call with its own env or cwd,
+// user (the command itself, sourced from a subshell in cmd so that the
+// call's env and cwd do not stay in the session).
+func writeCommand(dir string, c command, cmdMarker string) error {
+	text := c.text
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n" // a here-document may end on the last line
+	}
+	// The marker goes on the command's first line, so line numbers in the
+	// shell's error messages are the user's.
+	body := "export " + cmdMarker + "; " + text
+	if len(c.env) > 0 || c.cwd != "" {
+		if err := os.WriteFile(filepath.Join(dir, "user"), []byte(text), 0o600); err != nil {
+			return err
+		}
+		var b strings.Builder
+		b.WriteString("export " + cmdMarker + "; (")
+		if c.cwd != "" {
+			b.WriteString(" cd -- " + shQuote(c.cwd) + " || exit 1;")
+		}
+		for k, v := range c.env {
+			b.WriteString(" export " + shQuote(k+"="+v) + ";")
+		}
+		b.WriteString(" . " + shQuote(filepath.Join(dir, "user")) + "\n)\n")
+		body = b.String()
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cmd"), []byte(body), 0o600); err != nil {
+		return err
+	}
+	if c.stdin == nil {
+		return os.Symlink(os.DevNull, filepath.Join(dir, "in"))
+	}
+	return os.WriteFile(filepath.Join(dir, "in"), []byte(*c.stdin), 0o600)
+}
+
+// shQuote quotes s as one POSIX shell word.
+func shQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,727 @@
+// Package terminal is the agent's web terminals (GET /v1/terminal): a shell on a PTY, in a session's
+// directory and environment, reached over WebSocket connections. A
+// terminal is named by its session and its terminalId; connections that
+// name a running terminal join it (they first get the last
+// api.TerminalReplayBytes of its output), so a client reconnects, and
+// several watch and type at once. A terminal whose shell exited is removed
+// once every connection got the exit message; one that has no connection
+// for detachedTimeout has its shell killed.
+package terminal
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/agent/session"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/wireio"
+)
+
+// Flow control. Output goes at the pace of the slowest viewer, as a
+// terminal over ssh would: while one has more than viewerQueueBytes queued,
+// the PTY is not read (so the shell's writes block). A viewer that makes
+// no room for viewerStall is dropped (its connection is closed; it may
+// reconnect and get the replay), so one gone quiet stops nobody for long.
+// Input goes at the pace of the shell: keys wait while the PTY's input
+// is full, and a connection's keys that wait viewerStall are dropped (the
+// client gets an error message), so the connection is read again and its
+// end noticed even when the shell never reads.
+const (
+	viewerQueueBytes = 1 << 20
+	viewerStall      = 10 * time.Second
+)
+
+// viewerWriteTimeout bounds one write to a connection.
+const viewerWriteTimeout = 30 * time.Second
+
+// Service is the agent's terminals.
+type Service struct {
+	reaper   *core.Reaper
+	sessions *session.Registry // a terminal runs in a session's directory and environment
+
+	mu sync.Mutex
+	m  map[termKey]*terminal // guarded by mu
+	// detachedTimeout is how long a terminal without connections lives
+	// (api.TerminalDetachedTimeout unless a test changes it).
+	detachedTimeout time.Duration
+	// stall is how long a viewer may hold output up (viewerStall unless
+	// a test changes it).
+	stall time.Duration
+}
+
+// New returns the terminal service.
+func New(reaper *core.Reaper, sessions *session.Registry) *Service {
+	return &Service{reaper: reaper, sessions: sessions, m: map[termKey]*terminal{}}
+}
+
+// Routes adds the terminal's call to mux.
+func (ts *Service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/terminal", ts.handleTerminal)
+}
+
+type termKey struct{ session, id string }
+
+// terminal is one shell on a PTY and the connections watching it.
+type terminal struct {
+	key    termKey
+	shell  string
+	pid    int
+	pty    *os.File // the master side; closed once the shell exited and output was read
+	marker string   // core.ExecMarkerVar=...: in the environment of all the shell starts
+	stall  time.Duration
+	// input carries keystrokes from the connections to writeInput, the
+	// one goroutine that writes to the PTY (a write blocks while the
+	// shell takes no input; a connection that ends must not wait for it).
+	input chan []byte
+	// closed is closed once the PTY is (the shell exited): writeInput
+	// ends and input is no longer taken.
+	closed chan struct{}
+
+	mu      sync.Mutex
+	replay  *ring                // guarded by mu
+	cols    int                  // guarded by mu
+	rows    int                  // guarded by mu
+	viewers map[*viewer]struct{} // guarded by mu
+	drained *sync.Cond           // on mu: a viewer's queue shrank or a viewer left
+	idle    *time.Timer          // runs while there is no viewer; guarded by mu
+	ended   bool                 // the exit message went out; guarded by mu
+	exitMsg []byte               // the exit message, once ended; guarded by mu
+}
+
+// viewer is one connection's queue of frames. The terminal appends under
+// its mutex; the connection's writer goroutine takes them.
+type viewer struct {
+	wake     chan struct{} // signalled (cap 1) when frames were added
+	frames   []frame       // guarded by the terminal's mu
+	queued   int           // bytes in frames; guarded by the terminal's mu
+	overflow bool          // fell too far behind; guarded by the terminal's mu
+	final    bool          // the exit frame is queued: close after it; guarded by the terminal's mu
+}
+
+type frame struct {
+	text bool
+	data []byte // shared by every viewer: read-only
+}
+
+func (v *viewer) pushLocked(f frame) {
+	if v.overflow {
+		return
+	}
+	wasEmpty, before := len(v.frames) == 0, v.queued
+	v.frames = append(v.frames, f)
+	v.queued += len(f.data)
+	// The writer waits for a first frame; one that gathers bulk output
+	// (see gather) also for a text frame or gatherOutput bytes. A wake-up
+	// per PTY read would cost as much as the read.
+	if wasEmpty || f.text || (before < gatherOutput && v.queued >= gatherOutput) {
+		v.signal()
+	}
+}
+
+func (v *viewer) signal() {
+	select {
+	case v.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dropLocked gives up on a viewer that takes no output: its writer closes
+// the connection.
+func (v *viewer) dropLocked() {
+	v.overflow = true
+	v.frames, v.queued = nil, 0
+	v.signal()
+}
+
+func (ts *Service) handleTerminal(w http.ResponseWriter, r *http.Request) {
+	if !wireio.IsWebSocketUpgrade(r.Header) {
+		core.WriteError(w, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
+			Message: "the terminal is a WebSocket: send an Upgrade: websocket request"})
+		return
+	}
+	p, err := parseTerminalQuery(r.URL.Query())
+	if err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	s, err := ts.sessions.ForRequest(r, p.sessionID)
+	if err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	t, reconnected, err := ts.getOrStart(s, p)
+	if err != nil {
+		core.WriteError(w, err)
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// The daemon checked the caller's bearer token and rewrote Host;
+		// there are no cookies for a cross-origin page to ride on.
+		InsecureSkipVerify: true,
+	})
+	if err != nil {
+		t.maybeIdle(ts) // a new terminal nobody joined times out
+		return
+	}
+	conn.SetReadLimit(1 << 20)
+	t.serve(r.Context(), ts, conn, p, reconnected)
+}
+
+// getOrStart returns the running terminal p names, or starts it.
+func (ts *Service) getOrStart(s *session.Session, p terminalParams) (*terminal, bool, error) {
+	key := termKey{session: s.ID(), id: p.terminalID}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.m == nil {
+		ts.m = map[termKey]*terminal{}
+	}
+	if t := ts.m[key]; t != nil {
+		return t, true, nil
+	}
+	if len(ts.m) >= api.MaxTerminals {
+		return nil, false, fmt.Errorf("%w: %d terminals run at most in a sandbox; close one (exit its shell)", errdefs.ErrResourceExhausted, api.MaxTerminals)
+	}
+	t, err := ts.startTerminal(s, p, key)
+	if err != nil {
+		return nil, false, err
+	}
+	ts.m[key] = t
+	t.mu.Lock()
+	t.startIdleLocked(ts)
+	t.mu.Unlock()
+	return t, false, nil
+}
+
+// startTerminal starts the shell of a new terminal on a new PTY, in the
+// session's directory and environment.
+func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termKey) (*terminal, error) {
+	shell := p.shell
+	if shell == "" {
+		shell = "/bin/bash"
+		if _, err := os.Stat(shell); err != nil {
+			shell = "/bin/sh"
+		}
+	}
+	if fi, err := os.Stat(shell); err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("%w: shell %q is not an executable file", errdefs.ErrInvalidArgument, shell)
+	}
+	info := s.Info()
+	if fi, err := os.Stat(info.Cwd); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%w: the session's directory %q is not a directory", errdefs.ErrInvalidArgument, info.Cwd)
+	}
+	cols, rows := p.cols, p.rows
+	if cols == 0 {
+		cols = 80
+	}
+	if rows == 0 {
+		rows = 24
+	}
+	env := core.MergeEnv(s.BaseEnv(), info.Env)
+	if _, ok := info.Env["TERM"]; !ok {
+		env = core.MergeEnv(env, map[string]string{"TERM": "xterm-256color"})
+	}
+	tmarker := core.Marker(core.ExecMarkerVar)
+	env = append(env, tmarker, s.Marker())
+
+	master, tty, err := openPTY()
+	if err != nil {
+		return nil, err
+	}
+	defer tty.Close() // the shell has its own copies
+	if err := pty.Setsize(tty, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err != nil {
+		master.Close()
+		return nil, fmt.Errorf("set the pty's size: %w", err)
+	}
+	proc, exited, err := ts.reaper.Start(shell, []string{shell}, &os.ProcAttr{
+		Dir: info.Cwd, Env: env, Files: []*os.File{tty, tty, tty},
+		// A session of its own, with the PTY as its controlling terminal
+		// (Ctty is the child's descriptor 0).
+		Sys: &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0},
+	})
+	if err != nil {
+		master.Close()
+		return nil, core.StartError(err)
+	}
+	t := &terminal{key: key, shell: shell, pid: proc.Pid, pty: master, marker: tmarker,
+		replay: newRing(api.TerminalReplayBytes), cols: cols, rows: rows, viewers: map[*viewer]struct{}{},
+		input: make(chan []byte), closed: make(chan struct{})}
+	t.drained = sync.NewCond(&t.mu)
+	if t.stall = ts.stall; t.stall <= 0 {
+		t.stall = viewerStall
+	}
+	readDone := make(chan struct{})
+	go t.readOutput(readDone)
+	go t.writeInput()
+	go t.supervise(ts, exited, readDone)
+	return t, nil
+}
+
+// readOutput copies the PTY's output to the replay buffer and the viewers
+// until the PTY has no writer left (EIO) or its read deadline passes.
+func (t *terminal) readOutput(done chan<- struct{}) {
+	defer close(done)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := t.pty.Read(buf)
+		if n > 0 {
+			t.broadcast(buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (t *terminal) broadcast(p []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.replay.Write(p)
+	if len(t.viewers) == 0 {
+		return
+	}
+	data := append([]byte(nil), p...) // shared, read-only, by every viewer
+	for v := range t.viewers {
+		v.pushLocked(frame{data: data})
+	}
+	// Wait while a viewer is too far behind (see viewerQueueBytes).
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	deadline := time.Now().Add(t.stall)
+	for {
+		var behind *viewer
+		for v := range t.viewers {
+			if !v.overflow && v.queued > viewerQueueBytes {
+				behind = v
+				break
+			}
+		}
+		if behind == nil {
+			return
+		}
+		if !time.Now().Before(deadline) {
+			behind.dropLocked()
+			continue
+		}
+		if timer == nil {
+			timer = time.AfterFunc(time.Until(deadline), func() {
+				t.mu.Lock()
+				t.drained.Broadcast()
+				t.mu.Unlock()
+			})
+		}
+		t.drained.Wait()
+	}
+}
+
+// exitDrain bounds how long output is still read after the shell exited:
+// a background job that kept the PTY open must not hold the exit message.
+const exitDrain = 200 * time.Millisecond
+
+// supervise waits for the shell to exit, lets the output drain, then sends
+// the exit message to every viewer and removes the terminal.
+func (t *terminal) supervise(ts *Service, exited <-chan unix.WaitStatus, readDone <-chan struct{}) {
+	ws := <-exited
+	select {
+	case <-readDone:
+	case <-time.After(exitDrain):
+		_ = t.pty.SetReadDeadline(time.Now())
+		<-readDone
+	}
+	t.pty.Close() // also ends a write of writeInput's
+	close(t.closed)
+	msg := api.TerminalMessage{Type: api.TerminalExit}
+	code := ws.ExitStatus()
+	if ws.Signaled() {
+		code = 128 + int(ws.Signal())
+		msg.Signal = unix.SignalName(ws.Signal())
+	}
+	msg.ExitCode = &code
+
+	ts.mu.Lock()
+	if ts.m[t.key] == t {
+		delete(ts.m, t.key)
+	}
+	ts.mu.Unlock()
+	data, _ := json.Marshal(msg)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ended, t.exitMsg = true, data
+	if t.idle != nil {
+		t.idle.Stop()
+	}
+	for v := range t.viewers {
+		v.pushLocked(frame{text: true, data: data})
+		v.final = true
+	}
+}
+
+// startIdleLocked starts the countdown of a terminal without viewers. The
+// caller holds t.mu.
+func (t *terminal) startIdleLocked(ts *Service) {
+	if t.ended || len(t.viewers) > 0 {
+		return
+	}
+	if t.idle != nil {
+		t.idle.Stop()
+	}
+	timeout := ts.detachedTimeout
+	if timeout <= 0 {
+		timeout = api.TerminalDetachedTimeout
+	}
+	t.idle = time.AfterFunc(timeout, func() {
+		t.mu.Lock()
+		abandoned := !t.ended && len(t.viewers) == 0
+		t.mu.Unlock()
+		if abandoned {
+			// The shell and what it started; the exit is then handled
+			// as any other.
+			core.KillTree([]int{t.pid}, t.marker)
+		}
+	})
+}
+
+// maybeIdle starts the countdown if the terminal has no viewer.
+func (t *terminal) maybeIdle(ts *Service) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.startIdleLocked(ts)
+}
+
+// serve runs one connection: the ready message, the replay, then live
+// output out and keystrokes and resizes in, until the shell exits or the
+// connection ends.
+func (t *terminal) serve(ctx context.Context, ts *Service, conn *websocket.Conn, p terminalParams, reconnected bool) {
+	defer conn.CloseNow()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if reconnected && p.cols > 0 && p.rows > 0 {
+		t.resize(p.cols, p.rows) // the newest connection's size wins
+	}
+
+	v := &viewer{wake: make(chan struct{}, 1)}
+	t.mu.Lock()
+	replay := t.replay.Bytes()
+	ready := api.TerminalMessage{Type: api.TerminalReady, TerminalID: t.key.id, SessionID: t.key.session,
+		Shell: t.shell, Pid: t.pid, Cols: t.cols, Rows: t.rows, Reconnected: reconnected, ReplayBytes: len(replay)}
+	data, _ := json.Marshal(ready)
+	v.frames = append(v.frames, frame{text: true, data: data})
+	if len(replay) > 0 {
+		v.frames = append(v.frames, frame{data: replay})
+	}
+	v.wake <- struct{}{}
+	if t.ended {
+		// The shell exited between the lookup and now: this viewer
+		// gets the whole story at once.
+		v.frames = append(v.frames, frame{text: true, data: t.exitMsg})
+		v.final = true
+	} else {
+		t.viewers[v] = struct{}{}
+		if t.idle != nil {
+			t.idle.Stop()
+		}
+	}
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.viewers, v)
+		t.drained.Broadcast()
+		t.startIdleLocked(ts)
+		t.mu.Unlock()
+	}()
+
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		defer cancel() // a writer that stopped ends the reader too
+		t.writeFrames(ctx, conn, v)
+	}()
+	t.readInput(ctx, conn)
+	cancel()
+	<-writerDone
+}
+
+// writeFrames sends v's frames to conn until the exit frame went out, the
+// viewer overflowed, or ctx ends.
+func (t *terminal) writeFrames(ctx context.Context, conn *websocket.Conn, v *viewer) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-v.wake:
+		}
+		frames, final, overflow := t.take(v)
+		if !final && !overflow && outputBytes(frames) >= bulkOutput {
+			// Bulk output: gather a little more before writing, so that
+			// a burst costs a few large messages rather than one per
+			// PTY read (each message is a write on every hop to the
+			// client; see bulkOutput).
+			var ok bool
+			if frames, final, overflow, ok = t.gather(ctx, v, frames); !ok {
+				return
+			}
+		}
+		if overflow {
+			_ = conn.Close(websocket.StatusPolicyViolation, "took no output for too long; reconnect to get the replay")
+			return
+		}
+		for _, f := range coalesce(frames) {
+			typ := websocket.MessageBinary
+			if f.text {
+				typ = websocket.MessageText
+			}
+			// A client that takes no data at all for this long is gone
+			// (the write's timeout closes the connection).
+			wctx, cancel := context.WithTimeout(ctx, viewerWriteTimeout)
+			err := conn.Write(wctx, typ, f.data)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+		if final {
+			_ = conn.Close(websocket.StatusNormalClosure, "the shell exited")
+			return
+		}
+	}
+}
+
+// take removes and returns v's queued frames, and whether the exit frame is
+// among them or v overflowed.
+func (t *terminal) take(v *viewer) (frames []frame, final, overflow bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	frames, final, overflow = v.frames, v.final, v.overflow
+	v.frames, v.queued = nil, 0
+	t.drained.Broadcast()
+	return frames, final, overflow
+}
+
+// Output batching. The kernel hands a PTY's output to its reader at most
+// 4 KiB at a time (the line discipline's read buffer), so a program that
+// prints fast gives thousands of small reads a second. Sent as they come,
+// each would be a WebSocket message, a wake-up of the writer and a write
+// on every hop to the client (agent, daemon proxy, client). A writer that
+// took at least bulkOutput bytes (a large PTY read: more is likely on its
+// way) waits up to gatherWait for more, until it holds gatherOutput bytes:
+// an 8 MiB burst goes out in ~60 messages instead of ~2,000, at half the
+// agent's CPU. The PTY itself stays the limit (one wake-up of the kernel's
+// flush worker and of the reader per 4 KiB). Typing and its echo, a few
+// bytes at a time, go out at once.
+const (
+	bulkOutput   = 2 << 10
+	gatherOutput = 128 << 10
+	gatherWait   = 2 * time.Millisecond
+)
+
+// gather adds what v is sent within gatherWait to frames (see bulkOutput),
+// or until v holds gatherOutput bytes, its exit frame, or overflowed. ok is
+// false if ctx ended.
+func (t *terminal) gather(ctx context.Context, v *viewer, frames []frame) (_ []frame, final, overflow, ok bool) {
+	timer := time.NewTimer(gatherWait)
+	defer timer.Stop()
+	held := outputBytes(frames)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, false, false, false
+		case <-timer.C:
+		case <-v.wake:
+			if !t.gathered(v, held) {
+				continue
+			}
+		}
+		more, final, overflow := t.take(v)
+		return append(frames, more...), final, overflow, true
+	}
+}
+
+// gathered tells whether a writer that gathers output, holding held bytes
+// of it, should stop waiting for more.
+func (t *terminal) gathered(v *viewer, held int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return v.final || v.overflow || held+v.queued >= gatherOutput
+}
+
+// outputBytes counts the PTY output (binary frames) in frames.
+func outputBytes(frames []frame) int {
+	n := 0
+	for _, f := range frames {
+		if !f.text {
+			n += len(f.data)
+		}
+	}
+	return n
+}
+
+// maxOutputMessage bounds the output merged into one WebSocket message.
+const maxOutputMessage = 256 << 10
+
+// coalesce merges runs of output frames (the PTY hands out a few KiB per
+// read) into messages of up to maxOutputMessage, so a burst of output costs
+// a few messages rather than thousands. Text frames stay as they are, in
+// order. Frames' data is shared by viewers: a merged message is a new
+// buffer, allocated once at its final size.
+func coalesce(frames []frame) []frame {
+	out := frames[:0:0]
+	for i := 0; i < len(frames); {
+		j, n := i+1, len(frames[i].data)
+		if !frames[i].text {
+			for j < len(frames) && !frames[j].text && n+len(frames[j].data) <= maxOutputMessage {
+				n += len(frames[j].data)
+				j++
+			}
+		}
+		if j == i+1 {
+			out = append(out, frames[i])
+			i++
+			continue
+		}
+		data := make([]byte, 0, n)
+		for _, f := range frames[i:j] {
+			data = append(data, f.data...)
+		}
+		out = append(out, frame{data: data})
+		i = j
+	}
+	return out
+}
+
+// readInput passes the connection's binary frames to the PTY and applies
+// its resize messages, until the connection ends.
+func (t *terminal) readInput(ctx context.Context, conn *websocket.Conn) {
+	for {
+		typ, data, err := conn.Read(ctx)
+		if err != nil {
+			return
+		}
+		if typ == websocket.MessageBinary {
+			if !t.sendInput(ctx, data) {
+				if ctx.Err() != nil {
+					return
+				}
+				msg := fmt.Sprintf("%d bytes of input dropped: the shell read no input for %s", len(data), t.stall)
+				b, _ := json.Marshal(api.TerminalMessage{Type: api.TerminalError, Message: msg})
+				if conn.Write(ctx, websocket.MessageText, b) != nil {
+					return
+				}
+			}
+			continue
+		}
+		m, err := parseClientMessage(data)
+		if err != nil {
+			b, _ := json.Marshal(api.TerminalMessage{Type: api.TerminalError, Message: err.Error()})
+			if conn.Write(ctx, websocket.MessageText, b) != nil {
+				return
+			}
+			continue
+		}
+		t.resize(m.Cols, m.Rows)
+	}
+}
+
+// sendInput hands data to writeInput. It returns false if ctx ended or the
+// PTY took no input for t.stall; data is then dropped. Keys typed after
+// the shell exited are dropped silently: the exit message is on its way.
+func (t *terminal) sendInput(ctx context.Context, data []byte) bool {
+	select {
+	case t.input <- data:
+		return true
+	case <-t.closed:
+		return true
+	default:
+	}
+	timer := time.NewTimer(t.stall)
+	defer timer.Stop()
+	select {
+	case t.input <- data:
+		return true
+	case <-t.closed:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return false
+	}
+}
+
+// writeInput writes the connections' keystrokes to the PTY, in the order
+// they were taken, until the PTY is closed. Input that the PTY refuses
+// is dropped, as a terminal drops keys typed after its shell exited.
+func (t *terminal) writeInput() {
+	for {
+		select {
+		case <-t.closed:
+			return
+		case data := <-t.input:
+			_, _ = t.pty.Write(data)
+		}
+	}
+}
+
+// resize sets the PTY's size (the kernel sends the shell SIGWINCH).
+func (t *terminal) resize(cols, rows int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended {
+		return
+	}
+	if err := setWinsize(t.pty, cols, rows); err == nil {
+		t.cols, t.rows = cols, rows
+	}
+}
+
+// openPTY opens a PTY pair. The master is made non-blocking and handed to
+// Go's poller, so that reads take deadlines and Close ends a blocked read
+// (pty.Open's file was put in blocking mode by its ioctls, through Fd).
+func openPTY() (master, tty *os.File, err error) {
+	m, tty, err := pty.Open()
+	if err != nil {
+		return nil, nil, fmt.Errorf("open a pty: %w", err)
+	}
+	defer m.Close()
+	fd, err := unix.FcntlInt(m.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+		if err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		tty.Close()
+		return nil, nil, fmt.Errorf("open a pty: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "/dev/ptmx"), tty, nil
+}
+
+// setWinsize sets a PTY's size through its raw descriptor (not Fd, which
+// would make the file blocking again).
+func setWinsize(f *os.File, cols, rows int) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	err = rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: uint16(cols), Row: uint16(rows)})
+	})
+	if err != nil {
+		return err
+	}
+	return ierr
+}
