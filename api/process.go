@@ -31,6 +31,11 @@ type Process struct {
 	StartTime time.Time  `json:"startTime"`
 	EndTime   *time.Time `json:"endTime,omitempty"`
 	SessionID string     `json:"sessionId"`
+	// CPUMs is the CPU time the process and all it started have used, in
+	// milliseconds; MemoryBytes the memory they hold now. Both come from
+	// the process's cgroup.
+	CPUMs       int64 `json:"cpuMs"`
+	MemoryBytes int64 `json:"memoryBytes"`
 }
 
 // ProcessList is the body of GET /v1/sandboxes/{id}/processes.

@@ -53,9 +53,14 @@ type Config struct {
 	// session.DefaultStateDir when the agent is PID 1, else nothing is kept.
 	StateDir string
 	// Limits bound the processes, sessions and code contexts kept at
-	// once (limits.go); zero fields get the defaults.
+	// once; zero fields get the defaults.
 	Limits agentapi.Limits
-	Logger *slog.Logger
+	// CgroupRoot is the cgroup v2 directory the agent makes its groups
+	// in (core.Cgroups), after moving itself into a leaf of its own.
+	// Default: /sys/fs/cgroup when the agent is PID 1; else none, and
+	// process groups stand in for cgroups.
+	CgroupRoot string
+	Logger     *slog.Logger
 }
 
 // Run serves until ctx ends or the agent receives SIGTERM or SIGINT; then it
@@ -111,16 +116,33 @@ func Run(ctx context.Context, cfg Config) error {
 	if stateDir == "" && os.Getpid() == 1 {
 		stateDir = session.DefaultStateDir
 	}
-	reaper := core.NewReaper()
+	cgRoot := cfg.CgroupRoot
+	if cgRoot == "" && os.Getpid() == 1 {
+		cgRoot = "/sys/fs/cgroup"
+	}
+	var cg *core.Cgroups
+	if cgRoot != "" {
+		if cg, err = core.OpenCgroups(cgRoot, true); err != nil {
+			log.Warn("no cgroups: a kill reaches a process's process group only", "err", err)
+		}
+	} else {
+		cg = &core.Cgroups{}
+	}
+	reaper := core.NewReaper(cg)
 	reapDone := make(chan struct{})
 	reapCtx, stopReaping := context.WithCancel(context.Background())
 	go func() { defer close(reapDone); reaper.Run(reapCtx) }()
 
 	limits := cfg.Limits.WithDefaults()
 	var procs *process.Registry
+	var terms *terminal.Service
 	sessions := session.New(session.Config{Reaper: reaper, Workdir: workdir, RunDir: runDir, StateDir: stateDir,
-		MaxSessions: limits.Sessions, Log: log, Deleted: func(id string) { procs.KillSession(id) }})
+		MaxSessions: limits.Sessions, Log: log, Deleted: func(id string) {
+			procs.KillSession(id)
+			terms.KillSession(id)
+		}})
 	procs = process.New(process.Config{Reaper: reaper, Sessions: sessions, Dir: runDir, Max: limits.Processes})
+	terms = terminal.New(reaper, sessions)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
 		core.WriteJSON(w, http.StatusOK, agentapi.VersionResponse{Protocol: agentapi.ProtocolVersion, Version: agentapi.Version, Pid: os.Getpid()})
@@ -130,7 +152,7 @@ func Run(ctx context.Context, cfg Config) error {
 	procs.Routes(mux)
 	files.New(reaper, sessions, workdir, log).Routes(mux)
 	code.New(reaper, workdir, runDir, limits.Contexts, log).Routes(mux)
-	terminal.New(reaper, sessions).Routes(mux)
+	terms.Routes(mux)
 
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	srvErr := make(chan error, 1)

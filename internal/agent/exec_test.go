@@ -14,6 +14,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // startAgent runs the agent in this process on a socket in a temp dir, as
@@ -23,7 +24,7 @@ func startAgent(t *testing.T) *agentclient.Client {
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- agent.Run(ctx, agent.Config{Socket: sock}) }()
+	go func() { done <- agent.Run(ctx, agent.Config{Socket: sock, CgroupRoot: testutil.CgroupRoot(t)}) }()
 	c := agentclient.New(sock)
 	t.Cleanup(func() {
 		c.Close()

@@ -16,6 +16,7 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // testRepo is a repository made for a test: branch main with two commits,
@@ -269,7 +270,9 @@ func TestGitCheckoutDefaultTarget(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- agent.Run(ctx, agent.Config{Socket: sock, Workdir: workdir}) }()
+	go func() {
+		done <- agent.Run(ctx, agent.Config{Socket: sock, Workdir: workdir, CgroupRoot: testutil.CgroupRoot(t)})
+	}()
 	c := agentclient.New(sock)
 	t.Cleanup(func() {
 		c.Close()

@@ -14,6 +14,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/agent"
 	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // runAgentWithState runs an agent keeping its state in stateDir until stop
@@ -24,7 +25,7 @@ func runAgentWithState(t *testing.T, stateDir, workdir string) (c *agentclient.C
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- agent.Run(ctx, agent.Config{Socket: sock, StateDir: stateDir, Workdir: workdir})
+		done <- agent.Run(ctx, agent.Config{Socket: sock, StateDir: stateDir, Workdir: workdir, CgroupRoot: testutil.CgroupRoot(t)})
 	}()
 	c = agentclient.New(sock)
 	stopped := false

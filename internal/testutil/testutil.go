@@ -3,13 +3,19 @@
 package testutil
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"golang.org/x/sys/unix"
 )
 
 // skipOrFail skips the test, except under CI (CI=true), where every tier
@@ -162,4 +168,106 @@ func RemoveFixtures() {
 	if agentPath != "" {
 		os.RemoveAll(filepath.Dir(agentPath))
 	}
+}
+
+// CgroupRoot returns a new, empty cgroup v2 directory for an agent run by
+// the test to make its groups in (agent.Config.CgroupRoot), or "" where
+// there is none to be had (not root, no cgroup2 hierarchy): the agent then
+// falls back to process groups. An agent given it moves its process, the
+// test's, into a leaf of it; when the test ends the process moves back to
+// where it was, whatever is left in the directory is killed, and it is
+// removed.
+func CgroupRoot(t testing.TB) string {
+	t.Helper()
+	mount := cgroup2Mount()
+	if mount == "" {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	home, ok := "", false
+	for _, line := range strings.Split(string(b), "\n") {
+		if home, ok = strings.CutPrefix(line, "0::"); ok {
+			break
+		}
+	}
+	if err != nil || !ok {
+		return ""
+	}
+	dir, err := os.MkdirTemp(mount, "sandboxd-test-")
+	if err != nil {
+		t.Logf("no test cgroup: %v", err)
+		return ""
+	}
+	t.Cleanup(func() {
+		self := []byte(strconv.Itoa(os.Getpid()))
+		if err := os.WriteFile(filepath.Join(mount, home, "cgroup.procs"), self, 0); err != nil {
+			t.Errorf("move the test back to its cgroup: %v", err)
+		}
+		removeCgroup(t, dir)
+	})
+	return dir
+}
+
+// cgroup2Mount returns where the cgroup v2 hierarchy is mounted, or "" if
+// it is not, or this process may not write to it.
+func cgroup2Mount() string {
+	if os.Geteuid() != 0 {
+		return ""
+	}
+	for _, m := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(m, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return m
+		}
+	}
+	return ""
+}
+
+// RequiresCgroups skips the test (failing it under CI) unless CgroupRoot
+// can give it a cgroup.
+func RequiresCgroups(t testing.TB) {
+	t.Helper()
+	if cgroup2Mount() == "" {
+		skipOrFail(t, "needs a writable cgroup v2 hierarchy (root)")
+	}
+}
+
+// removeCgroup kills what is left in the cgroup dir and below, and
+// removes them all, deepest first.
+func removeCgroup(t testing.TB, dir string) {
+	_ = os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+	var dirs []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		var err error
+		for try := 0; try < 100; try++ { // the killed need a moment to go
+			if err = unix.Rmdir(dirs[i]); err == nil || errors.Is(err, unix.ENOENT) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			t.Errorf("remove test cgroup %s: %v", dirs[i], err)
+		}
+	}
+}
+
+// Cgroups returns the groups of an agent part under test: in a new test
+// cgroup (CgroupRoot), or process groups where there is none.
+func Cgroups(t testing.TB) *core.Cgroups {
+	t.Helper()
+	root := CgroupRoot(t)
+	if root == "" {
+		return &core.Cgroups{}
+	}
+	cg, err := core.OpenCgroups(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cg
 }

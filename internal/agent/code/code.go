@@ -29,10 +29,6 @@ import (
 //go:embed executors/python_executor.py executors/node_executor.js
 var executorSources embed.FS
 
-// codeContextMarkerVar marks everything a code context's code started, so
-// that deleting the context finds processes that left its tree.
-const codeContextMarkerVar = "SANDBOX_CODE_CONTEXT"
-
 // Interpreter is the agent's code contexts and warm executors.
 type Interpreter struct {
 	reaper      *core.Reaper
@@ -63,13 +59,12 @@ func New(reaper *core.Reaper, workdir, runDir string, maxContexts int, log *slog
 // codeContext is one code context. Runs take q, in arrival order.
 type codeContext struct {
 	id, lang, cwd string
-	env           map[string]string // the context's envVars plus its marker
-	marker        string
+	env           map[string]string // the context's envVars
 	createdAt     time.Time
 
 	q    core.Queue
-	exec *executor    // nil after a reset, until the next run; guarded by q
-	pid  atomic.Int64 // the executor's pid, or 0, for deleting without q
+	exec *executor                  // nil after a reset, until the next run; guarded by q
+	grp  atomic.Pointer[core.Group] // the executor's group, or nil, for deleting without q
 
 	mu       sync.Mutex
 	lastUsed time.Time // guarded by mu
@@ -125,7 +120,7 @@ func (ci *Interpreter) createContext(ctx context.Context, req api.CreateCodeCont
 		return nil, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, cwd)
 	}
 	for k, v := range req.EnvVars {
-		if !core.EnvName.MatchString(k) || k == codeContextMarkerVar {
+		if !core.EnvName.MatchString(k) {
 			return nil, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 		if strings.IndexByte(v, 0) >= 0 {
@@ -145,13 +140,11 @@ func (ci *Interpreter) createContext(ctx context.Context, req api.CreateCodeCont
 		ci.mu.Unlock()
 	}()
 	if id == "" {
-		id = "ctx-" + core.Marker("")[1:17]
+		id = "ctx-" + core.NewID(16)
 	}
-	m := core.Marker(codeContextMarkerVar)
 	env := core.CopyEnv(req.EnvVars)
-	env[codeContextMarkerVar] = m[len(codeContextMarkerVar)+1:]
 	now := time.Now().UTC()
-	c := &codeContext{id: id, lang: lang, cwd: cwd, env: env, marker: m, createdAt: now, lastUsed: now}
+	c := &codeContext{id: id, lang: lang, cwd: cwd, env: env, createdAt: now, lastUsed: now}
 	e, err := ci.startExecutor(ctx, c)
 	if err != nil {
 		return nil, err
@@ -302,8 +295,7 @@ func (ci *Interpreter) runCode(ctx context.Context, c *codeContext, code, lang s
 		emit(ev)
 	})
 	if out.reset {
-		c.setExec(nil)
-		core.KillTree(nil, c.marker)
+		c.setExec(nil) // and with it its group: what the code started
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -467,11 +459,9 @@ func (ci *Interpreter) handleDeleteContext(w http.ResponseWriter, r *http.Reques
 	c.mu.Unlock()
 	// Kill first: a run in progress ends with its executor, and its call
 	// returns, so the queue frees up.
-	var roots []int
-	if pid := c.pid.Load(); pid > 0 {
-		roots = []int{int(pid)}
+	if g := c.grp.Load(); g != nil {
+		g.Kill()
 	}
-	core.KillTree(roots, c.marker)
 	if err := c.q.Lock(context.WithoutCancel(r.Context())); err == nil {
 		c.setExec(nil)
 		c.q.Unlock()
@@ -487,8 +477,8 @@ func (c *codeContext) setExec(e *executor) {
 	}
 	c.exec = e
 	if e == nil {
-		c.pid.Store(0)
+		c.grp.Store(nil)
 	} else {
-		c.pid.Store(int64(e.pid))
+		c.grp.Store(e.grp)
 	}
 }

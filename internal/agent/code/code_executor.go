@@ -27,6 +27,7 @@ import (
 // pipes and becomes stdout and stderr events of the run in progress.
 type executor struct {
 	pid   int
+	grp   *core.Group   // it and all it starts
 	lang  string        // the executor's kind: python or node
 	req   *os.File      // requests, written by the agent
 	dead  chan struct{} // closed when the process has exited
@@ -199,8 +200,8 @@ const maxCodeEvent = 15 << 20
 
 // newExecutor starts reading the pipes of a started executor process.
 // exited delivers the process's exit code.
-func newExecutor(lang string, pid int, p *executorPipes, exited <-chan int) *executor {
-	e := &executor{pid: pid, lang: lang, req: p.reqW, dead: make(chan struct{}), gone: make(chan struct{}),
+func newExecutor(lang string, pid int, grp *core.Group, p *executorPipes, exited <-chan int) *executor {
+	e := &executor{pid: pid, grp: grp, lang: lang, req: p.reqW, dead: make(chan struct{}), gone: make(chan struct{}),
 		ready: make(chan error, 1)}
 	go func() {
 		e.code = <-exited
@@ -472,14 +473,11 @@ func (e *executor) waitExit() int {
 	}
 }
 
-// kill ends the executor and what it started, and waits for it to go.
+// kill ends the executor and what it started (its group), and waits for
+// it to go.
 func (e *executor) kill() {
 	e.req.Close()
-	select {
-	case <-e.dead:
-	default:
-		core.KillTree([]int{e.pid})
-	}
+	e.grp.Kill()
 	e.waitExit()
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // fakeExecutor is a bash script speaking the executor protocol: requests
@@ -42,7 +44,7 @@ done
 
 func startFake(t *testing.T) *executor {
 	t.Helper()
-	r := core.NewReaper()
+	r := core.NewReaper(testutil.Cgroups(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Run(ctx) }()
@@ -52,8 +54,13 @@ func startFake(t *testing.T) *executor {
 	}
 	devnull, _ := os.Open(os.DevNull)
 	defer devnull.Close()
-	proc, exited, err := r.Start("/bin/bash", []string{"bash", "-c", fakeExecutor}, &os.ProcAttr{
+	grp, err := r.Cgroups().New("ctx", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, exited, err := r.Start(grp, "/bin/bash", []string{"bash", "-c", fakeExecutor}, &os.ProcAttr{
 		Files: []*os.File{devnull, p.outW, p.errW, p.reqR, p.evW},
+		Sys:   &unix.SysProcAttr{Setpgid: true},
 	})
 	p.closeChild()
 	if err != nil {
@@ -61,7 +68,7 @@ func startFake(t *testing.T) *executor {
 	}
 	codes := make(chan int, 1)
 	go func() { codes <- core.ExitCode(<-exited) }()
-	e := newExecutor("fake", proc.Pid, p, codes)
+	e := newExecutor("fake", proc.Pid, grp, p, codes)
 	t.Cleanup(func() {
 		e.kill()
 		cancel()

@@ -111,7 +111,12 @@ func (ci *Interpreter) startNodeFlags(ctx context.Context, flags []string) (*exe
 	}
 	defer devnull.Close()
 	args := append(append([]string{node}, flags...), script)
-	proc, exited, err := ci.reaper.Start(node, args, &os.ProcAttr{
+	grp, err := ci.reaper.Cgroups().New("ctx", nil)
+	if err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	proc, exited, err := ci.reaper.Start(grp, node, args, &os.ProcAttr{
 		Dir:   "/",
 		Env:   os.Environ(),
 		Files: []*os.File{devnull, p.outW, p.errW, p.reqR, p.evW},
@@ -120,6 +125,7 @@ func (ci *Interpreter) startNodeFlags(ctx context.Context, flags []string) (*exe
 	p.closeChild()
 	if err != nil {
 		p.closeAll()
+		grp.Remove()
 		return nil, core.StartError(err)
 	}
 	// The pid is read first: Release sets proc.Pid to -1, and a pid of
@@ -130,7 +136,7 @@ func (ci *Interpreter) startNodeFlags(ctx context.Context, flags []string) (*exe
 		codes <- core.ExitCode(<-exited)
 		proc.Release()
 	}()
-	e := newExecutor("node", pid, p, codes)
+	e := newExecutor("node", pid, grp, p, codes)
 	if err := e.waitReady(ctx, nodeStartTimeout); err != nil {
 		e.kill()
 		return nil, fmt.Errorf("start the JavaScript executor: %w", err)

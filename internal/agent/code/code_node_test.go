@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // nodeAgent returns an agent able to start Node executors, or skips the
@@ -20,7 +21,7 @@ func nodeAgent(t *testing.T) *Interpreter {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed")
 	}
-	a := New(core.NewReaper(), "", t.TempDir(), 0, slog.New(slog.DiscardHandler))
+	a := New(core.NewReaper(testutil.Cgroups(t)), "", t.TempDir(), 0, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); a.reaper.Run(ctx) }()

@@ -31,6 +31,8 @@ const zygoteStartTimeout = 90 * time.Second
 // and reports each exit on its socket.
 type zygote struct {
 	pid  int
+	cg   *core.Cgroups
+	grp  *core.Group   // the zygote's own: its children move to theirs
 	conn *net.UnixConn // SOCK_SEQPACKET: one message per request or report
 	dead chan struct{} // closed when the socket ended
 	// forkMu serializes fork requests, so that each reply answers the
@@ -100,7 +102,13 @@ func (ci *Interpreter) startZygote(ctx context.Context) (*zygote, error) {
 		return nil, err
 	}
 	defer devnull.Close()
-	proc, exited, err := ci.reaper.Start(python, []string{python, "-u", script, "zygote"}, &os.ProcAttr{
+	cg := ci.reaper.Cgroups()
+	grp, err := cg.New("zygote", nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	proc, exited, err := ci.reaper.Start(grp, python, []string{python, "-u", script, "zygote"}, &os.ProcAttr{
 		Dir:   "/",
 		Env:   os.Environ(),
 		Files: []*os.File{devnull, devnull, os.Stderr, theirs},
@@ -108,9 +116,10 @@ func (ci *Interpreter) startZygote(ctx context.Context) (*zygote, error) {
 	})
 	if err != nil {
 		conn.Close()
+		grp.Remove()
 		return nil, core.StartError(err)
 	}
-	z := &zygote{pid: proc.Pid, conn: conn, dead: make(chan struct{}), replies: make(chan zygoteMsg, 1),
+	z := &zygote{pid: proc.Pid, cg: cg, grp: grp, conn: conn, dead: make(chan struct{}), replies: make(chan zygoteMsg, 1),
 		waits: map[int]chan int{}, early: map[int]int{}}
 	go func() {
 		<-exited
@@ -211,9 +220,10 @@ func waitGone(pid int) int {
 	}
 }
 
-// stop kills the zygote (its children live on, re-parented).
+// stop kills the zygote (its children live on, re-parented, in groups of
+// their own).
 func (z *zygote) stop() {
-	_ = unix.Kill(z.pid, unix.SIGKILL)
+	z.grp.Kill()
 	z.conn.Close()
 }
 
@@ -265,6 +275,20 @@ func (z *zygote) fork(cwd string, env map[string]string) (*executor, error) {
 		}
 		return nil, fmt.Errorf("fork a Python executor: %s", m.Error)
 	}
+	// The child waits for its first request: it has started nothing yet,
+	// and moves to a group of its own (out of the zygote's) whole.
+	grp, err := z.cg.New("ctx", nil)
+	if err == nil {
+		err = grp.Add(m.Pid)
+	}
+	if err != nil {
+		if grp != nil {
+			grp.Remove()
+		}
+		_ = unix.Kill(m.Pid, unix.SIGKILL)
+		p.closeAll()
+		return nil, fmt.Errorf("fork a Python executor: %w", err)
+	}
 	exited := make(chan int, 1)
 	z.mu.Lock()
 	select {
@@ -279,7 +303,7 @@ func (z *zygote) fork(cwd string, env map[string]string) (*executor, error) {
 		}
 	}
 	z.mu.Unlock()
-	return newExecutor(api.LanguagePython, m.Pid, p, exited), nil
+	return newExecutor(api.LanguagePython, m.Pid, grp, p, exited), nil
 }
 
 // executorFile writes an embedded executor source into the agent's run

@@ -113,7 +113,7 @@ func (svc *Service) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 
 	info := s.Info()
-	env := gitEnv(info.Env, s.Marker())
+	env := gitEnv(info.Env)
 	cloneEnv := env
 	if src.user != "" || src.password != "" {
 		cloneEnv = core.MergeEnv(env, gitCredentialEnv(env, src))
@@ -259,7 +259,7 @@ func (s gitSource) secrets() []string {
 
 // gitEnv is the environment git runs in: the agent's, the session's,
 // never a prompt (git fails instead of waiting for input no one gives).
-func gitEnv(sessionEnv map[string]string, sessionMarker string) []string {
+func gitEnv(sessionEnv map[string]string) []string {
 	env := core.MergeEnv(core.MergeEnv(os.Environ(), sessionEnv), map[string]string{
 		"GIT_TERMINAL_PROMPT": "0",
 		"GCM_INTERACTIVE":     "never",
@@ -267,7 +267,7 @@ func gitEnv(sessionEnv map[string]string, sessionMarker string) []string {
 	if _, ok := os.LookupEnv("GIT_SSH_COMMAND"); !ok && sessionEnv["GIT_SSH_COMMAND"] == "" {
 		env = append(env, "GIT_SSH_COMMAND=ssh -o BatchMode=yes")
 	}
-	return append(env, sessionMarker)
+	return env
 }
 
 // gitCredentialEnv returns the variables that give git src's credentials
@@ -390,9 +390,15 @@ func (svc *Service) runGit(ctx context.Context, dir string, env []string, args .
 	if err != nil {
 		return nil, 0, err
 	}
-	mk := core.Marker(core.ExecMarkerVar)
-	p, exited, err := svc.reaper.Start(bin, append([]string{"git"}, args...), &os.ProcAttr{
-		Dir: dir, Env: append(env[:len(env):len(env)], mk), Files: []*os.File{devnull, pw, pw},
+	grp, err := svc.reaper.Cgroups().New("git", nil)
+	if err != nil {
+		pw.Close()
+		pr.Close()
+		return nil, 0, err
+	}
+	defer grp.Kill() // whatever git left behind
+	p, exited, err := svc.reaper.Start(grp, bin, append([]string{"git"}, args...), &os.ProcAttr{
+		Dir: dir, Env: env, Files: []*os.File{devnull, pw, pw},
 		Sys: &unix.SysProcAttr{Setpgid: true},
 	})
 	pw.Close()
@@ -422,7 +428,7 @@ func (svc *Service) runGit(ctx context.Context, dir string, env []string, args .
 	case ws = <-exited:
 	case <-ctx.Done():
 		killed = ctx.Err()
-		core.KillTree([]int{p.Pid}, mk)
+		grp.Kill()
 		ws = <-exited
 	}
 	// Something git started may hold the pipe: read what is there, then stop.

@@ -49,6 +49,9 @@ type Registry struct {
 	sessions *session.Registry
 	max      int
 	dir      string
+	// killGrace is how long a kill waits for a process to exit after its
+	// signal before it kills its group (killGrace unless a test changes it).
+	killGrace time.Duration
 
 	mu sync.Mutex
 	m  map[string]*proc // by ID; guarded by mu
@@ -56,7 +59,7 @@ type Registry struct {
 
 // New returns an empty registry of cfg.
 func New(cfg Config) *Registry {
-	return &Registry{reaper: cfg.Reaper, sessions: cfg.Sessions, max: cfg.Max, dir: cfg.Dir, m: map[string]*proc{}}
+	return &Registry{reaper: cfg.Reaper, sessions: cfg.Sessions, max: cfg.Max, dir: cfg.Dir, killGrace: killGrace, m: map[string]*proc{}}
 }
 
 // proc is one background process. Its output goes to log; it lives on
@@ -65,8 +68,7 @@ type proc struct {
 	id, command, session string
 	pid                  int
 	os                   *os.Process
-	marker               string // core.ExecMarkerVar=...: carried by all it starts
-	sessionMarker        string
+	grp                  *core.Group // it and all it starts; removed when it is forgotten
 	started              time.Time
 	autoCleanup          bool
 	log                  *procLog
@@ -80,7 +82,9 @@ type proc struct {
 }
 
 func (p *proc) info() api.Process {
-	out := api.Process{ID: p.id, Pid: p.pid, Command: p.command, Status: api.ProcessRunning, StartTime: p.started, SessionID: p.session}
+	u := p.grp.Usage()
+	out := api.Process{ID: p.id, Pid: p.pid, Command: p.command, Status: api.ProcessRunning, StartTime: p.started, SessionID: p.session,
+		CPUMs: u.CPUMs, MemoryBytes: u.MemoryBytes}
 	select {
 	case <-p.done:
 	default:
@@ -149,7 +153,7 @@ func (p *Registry) handleStart(w http.ResponseWriter, r *http.Request) {
 // start starts a background process: bash -c command, in its own process
 // group, with the session's environment and directory unless the request
 // gives its own, stdin from /dev/null and its output to a log.
-func (p *Registry) start(req api.StartProcessRequest) (*proc, error) {
+func (p *Registry) start(req api.StartProcessRequest) (_ *proc, err error) {
 	if req.Command == "" {
 		return nil, fmt.Errorf("%w: command is empty", errdefs.ErrInvalidArgument)
 	}
@@ -175,7 +179,7 @@ func (p *Registry) start(req api.StartProcessRequest) (*proc, error) {
 	}
 	id := req.ProcessID
 	if id == "" {
-		id = "proc-" + strings.SplitN(core.Marker(""), "=", 2)[1][:12]
+		id = "proc-" + core.NewID(12)
 	}
 	if !core.IDPattern.MatchString(id) {
 		return nil, fmt.Errorf("%w: process id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, id)
@@ -188,10 +192,20 @@ func (p *Registry) start(req api.StartProcessRequest) (*proc, error) {
 	if max := p.max; len(p.m) >= max && !p.evictLocked() {
 		return nil, fmt.Errorf("%w: this sandbox runs at most %d background processes (the daemon's --max-processes); kill or delete one first", errdefs.ErrResourceExhausted, max)
 	}
-	log, err := newProcLog(filepath.Join(p.dir, "proc-"+id+".log"), maxProcLog)
+	grp, err := p.reaper.Cgroups().New("proc", nil)
 	if err != nil {
 		return nil, err
 	}
+	log, err := newProcLog(filepath.Join(p.dir, "proc-"+id+".log"), maxProcLog)
+	if err != nil {
+		grp.Remove()
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			grp.Remove()
+		}
+	}()
 	shell, err := exec.LookPath("bash")
 	if err != nil {
 		shell = "/bin/sh"
@@ -215,9 +229,7 @@ func (p *Registry) start(req api.StartProcessRequest) (*proc, error) {
 		return nil, err
 	}
 	env := core.MergeEnv(core.MergeEnv(s.BaseEnv(), info.Env), req.Env)
-	pmarker := core.Marker(core.ExecMarkerVar)
-	env = append(env, pmarker, s.Marker())
-	osp, exited, err := p.reaper.Start(shell, []string{shell, "-c", req.Command}, &os.ProcAttr{
+	osp, exited, err := p.reaper.Start(grp, shell, []string{shell, "-c", req.Command}, &os.ProcAttr{
 		Dir: dir, Env: env, Files: []*os.File{devnull, outW, errW}, Sys: &unix.SysProcAttr{Setpgid: true},
 	})
 	outW.Close()
@@ -228,7 +240,7 @@ func (p *Registry) start(req api.StartProcessRequest) (*proc, error) {
 		errR.Close()
 		return nil, core.StartError(err)
 	}
-	pr := &proc{id: id, command: req.Command, session: s.ID(), pid: osp.Pid, os: osp, marker: pmarker, sessionMarker: s.Marker(),
+	pr := &proc{id: id, command: req.Command, session: s.ID(), pid: osp.Pid, os: osp, grp: grp,
 		started: time.Now().UTC(), autoCleanup: req.AutoCleanup, log: log, done: make(chan struct{})}
 	p.m[id] = pr
 	go pr.supervise(exited, outR, errR, time.Duration(req.TimeoutMs)*time.Millisecond)
@@ -277,7 +289,7 @@ func (pr *proc) supervise(exited <-chan unix.WaitStatus, outR, errR *os.File, ti
 		pr.mu.Lock()
 		pr.timedOut = true
 		pr.mu.Unlock()
-		core.KillTree([]int{pr.pid}, pr.marker)
+		pr.grp.Kill()
 		ws = <-exited
 	}
 	_ = outR.SetReadDeadline(time.Now().Add(core.DrainGrace))
@@ -291,30 +303,23 @@ func (pr *proc) supervise(exited <-chan unix.WaitStatus, outR, errR *os.File, ti
 	close(pr.done)
 }
 
-// kill sends sig to the process and all it started, waits up to killGrace
-// for the process to exit, then kills whatever of its tree is left.
-func (pr *proc) kill(sig unix.Signal) {
+// kill sends sig to the process and all it started (its group), waits up
+// to grace for the process to exit, then kills its group: whatever is
+// left, late children included, and the process itself if it ignored sig.
+func (pr *proc) kill(sig unix.Signal, grace time.Duration) {
 	pr.mu.Lock()
 	pr.killed = true
 	pr.mu.Unlock()
 	select {
 	case <-pr.done:
 	default:
-		core.SignalTree(sig, []int{pr.pid}, pr.marker)
+		pr.grp.Signal(sig)
 		select {
 		case <-pr.done:
-		case <-time.After(killGrace):
+		case <-time.After(grace):
 		}
 	}
-	// Late children (started while it was dying, or left behind) go too;
-	// and the process itself, by pid, if it still runs without its marker
-	// (env -i) and ignored the signal.
-	select {
-	case <-pr.done:
-		core.KillTree(nil, pr.marker)
-	default:
-		core.KillTree([]int{pr.pid}, pr.marker)
-	}
+	pr.grp.Kill()
 	<-pr.done
 }
 
@@ -366,7 +371,7 @@ func (p *Registry) handleKill(w http.ResponseWriter, r *http.Request, pr *proc) 
 			return
 		}
 	}
-	pr.kill(sig)
+	pr.kill(sig, p.killGrace)
 	core.WriteJSON(w, http.StatusOK, pr.info())
 }
 
@@ -397,7 +402,7 @@ func (p *Registry) killWhere(match func(*proc) bool) int {
 	var wg sync.WaitGroup
 	for _, pr := range running {
 		wg.Add(1)
-		go func(pr *proc) { defer wg.Done(); pr.kill(unix.SIGTERM) }(pr)
+		go func(pr *proc) { defer wg.Done(); pr.kill(unix.SIGTERM, p.killGrace) }(pr)
 	}
 	wg.Wait()
 	return len(running)
@@ -425,6 +430,7 @@ func (p *Registry) forget(pr *proc) {
 	}
 	p.mu.Unlock()
 	pr.log.release()
+	pr.grp.Remove()
 }
 
 // evictLocked makes room for a new process by forgetting the finished one
@@ -445,6 +451,7 @@ func (p *Registry) evictLocked() bool {
 	}
 	delete(p.m, oldest.id)
 	oldest.log.release()
+	oldest.grp.Remove()
 	return true
 }
 

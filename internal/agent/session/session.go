@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -30,7 +29,6 @@ import (
 type Session struct {
 	id        string
 	createdAt time.Time
-	marker    string // core.SessionMarkerVar=...: in the environment of all it starts
 	timeout   time.Duration
 
 	q  core.Queue
@@ -39,18 +37,16 @@ type Session struct {
 	mu      sync.Mutex
 	env     map[string]string // guarded by mu
 	unset   map[string]bool   // variables unset by setEnvVars; guarded by mu
-	pid     atomic.Int64      // the running shell's pid, or 0
 	cwd     string            // the shell's last known directory; guarded by mu
 	initCwd string
 	deleted bool // guarded by mu
+	// grp holds the groups of the shell and its commands, made when the
+	// shell first starts; guarded by mu.
+	grp *core.Group
 }
 
 // ID returns the session's ID.
 func (s *Session) ID() string { return s.id }
-
-// Marker returns the environment variable ("NAME=value") carried by
-// everything started in the session.
-func (s *Session) Marker() string { return s.marker }
 
 // Config configures a Registry.
 type Config struct {
@@ -146,7 +142,7 @@ func (reg *Registry) newSession(id string, env map[string]string, cwd string, ti
 	if env == nil {
 		env = map[string]string{}
 	}
-	return &Session{id: id, createdAt: time.Now().UTC(), marker: core.Marker(core.SessionMarkerVar), timeout: timeout,
+	return &Session{id: id, createdAt: time.Now().UTC(), timeout: timeout,
 		env: env, cwd: cwd, initCwd: cwd}
 }
 
@@ -182,12 +178,15 @@ func (reg *Registry) runInSession(ctx context.Context, s *Session, c command, si
 		if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
 			return runResult{}, fmt.Errorf("%w: the session's directory %q is not a directory", errdefs.ErrInvalidArgument, cwd)
 		}
-		sh, err := reg.startShell(core.MergeEnv(base, env), cwd, s.marker)
+		grp, err := s.group(reg.reaper.Cgroups())
+		if err != nil {
+			return runResult{}, err
+		}
+		sh, err := reg.startShell(core.MergeEnv(base, env), cwd, grp)
 		if err != nil {
 			return runResult{}, err
 		}
 		s.sh = sh
-		s.pid.Store(int64(sh.pid))
 	}
 	res, err := s.sh.run(ctx, c, sink)
 	res.timeout = c.timeout
@@ -195,7 +194,6 @@ func (reg *Registry) runInSession(ctx context.Context, s *Session, c command, si
 	if errors.As(err, &exited) || res.reset {
 		s.sh.close()
 		s.sh = nil
-		s.pid.Store(0)
 	}
 	if err == nil && res.cwd != "" {
 		s.mu.Lock()
@@ -203,6 +201,20 @@ func (reg *Registry) runInSession(ctx context.Context, s *Session, c command, si
 		s.mu.Unlock()
 	}
 	return res, err
+}
+
+// group returns the session's group, made on first use.
+func (s *Session) group(cg *core.Cgroups) (*core.Group, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.grp == nil {
+		g, err := cg.New("session", nil)
+		if err != nil {
+			return nil, err
+		}
+		s.grp = g
+	}
+	return s.grp, nil
 }
 
 // BaseEnv is the agent's environment less what the session unset.
@@ -240,7 +252,7 @@ func (reg *Registry) handleCreateSession(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	if req.ID == "" {
-		req.ID = "session-" + core.Marker("")[1:13]
+		req.ID = "session-" + core.NewID(12)
 	}
 	if !core.IDPattern.MatchString(req.ID) {
 		core.WriteError(w, fmt.Errorf("%w: session id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, req.ID))
@@ -312,17 +324,17 @@ func (reg *Registry) handleDeleteSession(w http.ResponseWriter, r *http.Request)
 	reg.sessionsChanged()
 	// Kill first: a command running in the shell ends, and its call
 	// returns, so the queue frees up.
-	var roots []int
-	if pid := s.pid.Load(); pid > 0 {
-		roots = []int{int(pid)}
+	s.mu.Lock()
+	grp := s.grp
+	s.mu.Unlock()
+	if grp != nil {
+		grp.Kill()
 	}
-	core.KillTree(roots, s.marker)
 	reg.deleted(id)
 	if err := s.q.Lock(r.Context()); err == nil {
 		if s.sh != nil {
 			s.sh.close()
 			s.sh = nil
-			s.pid.Store(0)
 		}
 		s.q.Unlock()
 	}
@@ -386,7 +398,6 @@ func (reg *Registry) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &exited) || res.reset {
 			s.sh.close()
 			s.sh = nil
-			s.pid.Store(0)
 			err = nil // the next shell starts with the new settings
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,9 +59,19 @@ func commandLine(dir string) string {
 const abortGrace = 2 * time.Second
 
 // shell is one session's long-lived shell process.
+//
+// It runs in the group of its current command: a command and all it
+// starts share the shell's cgroup, below the session's (group). A command
+// that leaves processes behind (a server started with &) leaves them in
+// its group, and the next command gets a new one, the shell moving there
+// while it waits for its next line; a command that has to be aborted is
+// killed with its group once the shell has moved out of it.
 type shell struct {
 	pid    int
 	proc   *os.Process
+	cg     *core.Cgroups
+	parent *core.Group      // the session's
+	cur    *core.Group      // the one the shell is in: the last command's; guarded by the session's queue
 	dead   chan struct{}    // closed when the shell has exited
 	ws     unix.WaitStatus  // how it exited; set before dead closes
 	ctrl   *os.File         // the write end of the shell's script (its fd 0)
@@ -84,9 +93,9 @@ func (e *errShellExited) Error() string {
 	return fmt.Sprintf("the session's shell exited with code %d", e.code)
 }
 
-// startShell starts a shell for a session with env in cwd. markerEnv
-// ("NAME=value") is added to its environment.
-func (reg *Registry) startShell(env []string, cwd, markerEnv string) (*shell, error) {
+// startShell starts a shell for a session with env in cwd, in a new group
+// below parent.
+func (reg *Registry) startShell(env []string, cwd string, parent *core.Group) (*shell, error) {
 	sh, prelude := "/bin/sh", shPrelude
 	if bash, err := exec.LookPath("bash"); err == nil {
 		sh, prelude = bash, bashPrelude
@@ -111,14 +120,20 @@ func (reg *Registry) startShell(env []string, cwd, markerEnv string) (*shell, er
 		return nil, err
 	}
 	defer statW.Close()
-	fullEnv := append(env, markerEnv)
+	cg := reg.reaper.Cgroups()
+	grp, err := cg.New("cmd", parent)
+	if err != nil {
+		ctrlW.Close()
+		statR.Close()
+		return nil, err
+	}
 	args := []string{sh, "-s"}
 	if sh != "/bin/sh" {
 		args = []string{sh, "--noprofile", "--norc", "-s"}
 	}
-	proc, exited, err := reg.reaper.Start(sh, args, &os.ProcAttr{
+	proc, exited, err := reg.reaper.Start(grp, sh, args, &os.ProcAttr{
 		Dir:   cwd,
-		Env:   fullEnv,
+		Env:   env,
 		Files: []*os.File{ctrlR, devnull, devnull, devnull, statW},
 		Sys:   &unix.SysProcAttr{Setsid: true},
 	})
@@ -126,9 +141,10 @@ func (reg *Registry) startShell(env []string, cwd, markerEnv string) (*shell, er
 		ctrlW.Close()
 		statR.Close()
 		os.RemoveAll(dir)
+		grp.Remove()
 		return nil, core.StartError(err)
 	}
-	s := &shell{pid: proc.Pid, proc: proc, dead: make(chan struct{}), ctrl: ctrlW, status: make(chan shellStatus, 1), dir: dir}
+	s := &shell{pid: proc.Pid, proc: proc, cg: cg, parent: parent, cur: grp, dead: make(chan struct{}), ctrl: ctrlW, status: make(chan shellStatus, 1), dir: dir}
 	go s.readStatus(statR)
 	go func() {
 		s.ws = <-exited
@@ -201,8 +217,10 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 		return runResult{}, err
 	}
 	defer os.RemoveAll(dir)
-	cmdMarker := core.Marker(core.ExecMarkerVar)
-	if err := writeCommand(dir, c, cmdMarker); err != nil {
+	if err := writeCommand(dir, c); err != nil {
+		return runResult{}, err
+	}
+	if err := s.newGroupIfUsed(); err != nil {
 		return runResult{}, err
 	}
 	outs := make([]*fifo, 0, 2)
@@ -232,9 +250,6 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 		}
 		readers.Wait()
 	}
-	// Children the shell has already (background jobs of earlier
-	// commands) are not this command's, should it have to be aborted.
-	before := core.ChildrenOf(s.pid)
 	sink.start(s.pid)
 	if _, err := io.WriteString(s.ctrl, commandLine(dir)); err != nil {
 		for _, f := range outs {
@@ -262,10 +277,10 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 		finish()
 		return res, &errShellExited{code: s.waitExit()}
 	case <-timeout:
-		res = s.abort(cmdMarker, before)
+		res = s.abort()
 		res.timedOut = true
 	case <-ctx.Done():
-		res = s.abort(cmdMarker, before)
+		res = s.abort()
 		finish()
 		return res, ctx.Err()
 	}
@@ -273,20 +288,44 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 	return res, nil
 }
 
-// abort stops the running command: the shell's children that were not
-// there before it (subshells, pipelines, background jobs), their
-// descendants, and whatever carries cmdMarker.
-func (s *shell) abort(cmdMarker string, before []int) runResult {
+// newGroupIfUsed moves the shell, idle between commands, into a new group
+// if the last command left processes in its own, which stay there.
+func (s *shell) newGroupIfUsed() error {
+	if s.cur.Only(s.pid) {
+		return nil
+	}
+	g, err := s.cg.New("cmd", s.parent)
+	if err != nil {
+		return err
+	}
+	if err := g.Add(s.pid); err != nil {
+		g.Remove()
+		return err
+	}
+	s.cur.Remove() // once its processes are gone
+	s.cur = g
+	return nil
+}
+
+// abort stops the running command: the shell is told to unwind it
+// (SIGUSR1) and moved to a new group, and the command's group is killed,
+// whatever its processes did to leave the shell's tree. Anything the shell
+// started in the moment between (it was about to fork) is killed in the
+// rounds that follow, until the shell reports.
+func (s *shell) abort() runResult {
 	deadline := time.Now().Add(abortGrace)
+	_ = s.proc.Signal(unix.SIGUSR1)
+	cmd := s.cur
+	if g, err := s.cg.New("cmd", s.parent); err == nil && s.cg.Enabled() && g.Add(s.pid) == nil {
+		s.cur = g
+		cmd.Kill()
+	} else {
+		// Without cgroups (or a group to move to) the command cannot be
+		// told from its shell: both go.
+		s.kill()
+		return runResult{reset: true}
+	}
 	for time.Now().Before(deadline) {
-		_ = s.proc.Signal(unix.SIGUSR1)
-		var roots []int
-		for _, pid := range core.ChildrenOf(s.pid) {
-			if !slices.Contains(before, pid) {
-				roots = append(roots, pid)
-			}
-		}
-		core.KillTree(roots, cmdMarker)
 		select {
 		case st, ok := <-s.status:
 			if ok {
@@ -297,19 +336,20 @@ func (s *shell) abort(cmdMarker string, before []int) runResult {
 			return runResult{reset: true}
 		case <-time.After(100 * time.Millisecond):
 		}
+		_ = s.proc.Signal(unix.SIGUSR1)
+		for _, pid := range s.cur.Pids() {
+			if pid != s.pid {
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+		}
 	}
 	s.kill()
 	return runResult{reset: true}
 }
 
-// kill ends the shell and everything it started, unless it is gone
-// already (its pid may belong to another process by now).
+// kill ends the shell and its current command.
 func (s *shell) kill() {
-	select {
-	case <-s.dead:
-	default:
-		core.KillTree([]int{s.pid})
-	}
+	s.cur.Kill()
 	s.ctrl.Close()
 }
 
@@ -332,20 +372,18 @@ func (s *shell) close() {
 // shell sources), in (its stdin), and, for a call with its own env or cwd,
 // user (the command itself, sourced from a subshell in cmd so that the
 // call's env and cwd do not stay in the session).
-func writeCommand(dir string, c command, cmdMarker string) error {
+func writeCommand(dir string, c command) error {
 	text := c.text
 	if !strings.HasSuffix(text, "\n") {
 		text += "\n" // a here-document may end on the last line
 	}
-	// The marker goes on the command's first line, so line numbers in the
-	// shell's error messages are the user's.
-	body := "export " + cmdMarker + "; " + text
+	body := text
 	if len(c.env) > 0 || c.cwd != "" {
 		if err := os.WriteFile(filepath.Join(dir, "user"), []byte(text), 0o600); err != nil {
 			return err
 		}
 		var b strings.Builder
-		b.WriteString("export " + cmdMarker + "; (")
+		b.WriteString("(")
 		if c.cwd != "" {
 			b.WriteString(" cd -- " + shQuote(c.cwd) + " || exit 1;")
 		}

@@ -65,6 +65,22 @@ func New(reaper *core.Reaper, sessions *session.Registry) *Service {
 	return &Service{reaper: reaper, sessions: sessions, m: map[termKey]*terminal{}}
 }
 
+// KillSession ends the terminals of session sid (which is being deleted)
+// and all their shells started.
+func (ts *Service) KillSession(sid string) {
+	ts.mu.Lock()
+	var kill []*terminal
+	for k, t := range ts.m {
+		if k.session == sid {
+			kill = append(kill, t)
+		}
+	}
+	ts.mu.Unlock()
+	for _, t := range kill {
+		t.grp.Kill()
+	}
+}
+
 // Routes adds the terminal's call to mux.
 func (ts *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/terminal", ts.handleTerminal)
@@ -74,12 +90,12 @@ type termKey struct{ session, id string }
 
 // terminal is one shell on a PTY and the connections watching it.
 type terminal struct {
-	key    termKey
-	shell  string
-	pid    int
-	pty    *os.File // the master side; closed once the shell exited and output was read
-	marker string   // core.ExecMarkerVar=...: in the environment of all the shell starts
-	stall  time.Duration
+	key   termKey
+	shell string
+	pid   int
+	pty   *os.File    // the master side; closed once the shell exited and output was read
+	grp   *core.Group // the shell and all it starts
+	stall time.Duration
 	// input carries keystrokes from the connections to writeInput, the
 	// one goroutine that writes to the PTY (a write blocks while the
 	// shell takes no input; a connection that ends must not wait for it).
@@ -231,19 +247,22 @@ func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termK
 	if _, ok := info.Env["TERM"]; !ok {
 		env = core.MergeEnv(env, map[string]string{"TERM": "xterm-256color"})
 	}
-	tmarker := core.Marker(core.ExecMarkerVar)
-	env = append(env, tmarker, s.Marker())
-
+	grp, err := ts.reaper.Cgroups().New("term", nil)
+	if err != nil {
+		return nil, err
+	}
 	master, tty, err := openPTY()
 	if err != nil {
+		grp.Remove()
 		return nil, err
 	}
 	defer tty.Close() // the shell has its own copies
 	if err := pty.Setsize(tty, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err != nil {
 		master.Close()
+		grp.Remove()
 		return nil, fmt.Errorf("set the pty's size: %w", err)
 	}
-	proc, exited, err := ts.reaper.Start(shell, []string{shell}, &os.ProcAttr{
+	proc, exited, err := ts.reaper.Start(grp, shell, []string{shell}, &os.ProcAttr{
 		Dir: info.Cwd, Env: env, Files: []*os.File{tty, tty, tty},
 		// A session of its own, with the PTY as its controlling terminal
 		// (Ctty is the child's descriptor 0).
@@ -251,9 +270,10 @@ func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termK
 	})
 	if err != nil {
 		master.Close()
+		grp.Remove()
 		return nil, core.StartError(err)
 	}
-	t := &terminal{key: key, shell: shell, pid: proc.Pid, pty: master, marker: tmarker,
+	t := &terminal{key: key, shell: shell, pid: proc.Pid, pty: master, grp: grp,
 		replay: newRing(api.TerminalReplayBytes), cols: cols, rows: rows, viewers: map[*viewer]struct{}{},
 		input: make(chan []byte), closed: make(chan struct{})}
 	t.drained = sync.NewCond(&t.mu)
@@ -344,6 +364,7 @@ func (t *terminal) supervise(ts *Service, exited <-chan unix.WaitStatus, readDon
 	}
 	t.pty.Close() // also ends a write of writeInput's
 	close(t.closed)
+	t.grp.Remove() // once what the shell left running is gone
 	msg := api.TerminalMessage{Type: api.TerminalExit}
 	code := ws.ExitStatus()
 	if ws.Signaled() {
@@ -390,7 +411,7 @@ func (t *terminal) startIdleLocked(ts *Service) {
 		if abandoned {
 			// The shell and what it started; the exit is then handled
 			// as any other.
-			core.KillTree([]int{t.pid}, t.marker)
+			t.grp.Kill()
 		}
 	})
 }

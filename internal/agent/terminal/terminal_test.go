@@ -17,13 +17,14 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/agent/session"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // terminalAgent serves the terminal route of an agent running in this
 // process (its reaper included), for tests of the terminal's lifecycle.
 func terminalAgent(t testing.TB) (*Service, string) {
 	t.Helper()
-	reaper := core.NewReaper()
+	reaper := core.NewReaper(testutil.Cgroups(t))
 	a := New(reaper, session.New(session.Config{Reaper: reaper, Workdir: t.TempDir(), RunDir: t.TempDir()}))
 	ctx, cancel := context.WithCancel(context.Background())
 	reaped := make(chan struct{})
@@ -35,7 +36,7 @@ func terminalAgent(t testing.TB) (*Service, string) {
 		srv.Close()
 		a.mu.Lock()
 		for _, term := range a.m {
-			core.KillTree([]int{term.pid}, term.marker)
+			term.grp.Kill()
 		}
 		a.mu.Unlock()
 		cancel()
