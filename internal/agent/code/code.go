@@ -79,10 +79,10 @@ func (c *codeContext) info() api.CodeContext {
 
 // Routes adds the code interpreter's calls to mux.
 func (ci *Interpreter) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/contexts", ci.handleCreateContext)
-	mux.HandleFunc("GET /v1/contexts", ci.handleListContexts)
-	mux.HandleFunc("DELETE /v1/contexts/{cid}", ci.handleDeleteContext)
-	mux.HandleFunc("POST /v1/code/run", ci.handleRunCode)
+	mux.HandleFunc("POST /v1/contexts", core.JSON(http.StatusCreated, ci.handleCreateContext))
+	mux.HandleFunc("GET /v1/contexts", core.JSON(http.StatusOK, ci.handleListContexts))
+	mux.HandleFunc("DELETE /v1/contexts/{cid}", core.JSON(http.StatusNoContent, ci.handleDeleteContext))
+	mux.HandleFunc("POST /v1/code/run", core.JSON(http.StatusOK, ci.handleRunCode))
 	mux.HandleFunc("POST /v1/code/run/stream", ci.handleRunCodeStream)
 }
 
@@ -318,23 +318,17 @@ func (ci *Interpreter) runCode(ctx context.Context, c *codeContext, code, lang s
 }
 
 // codeRequest decodes a run request and finds its context.
-func (ci *Interpreter) codeRequest(w http.ResponseWriter, r *http.Request) (api.RunCodeRequest, *codeContext, string, error) {
-	var req api.RunCodeRequest
-	if err := core.DecodeBody(w, r, &req); err != nil {
-		return req, nil, "", err
-	}
+func (ci *Interpreter) codeRequest(r *http.Request, req *api.RunCodeRequest) (*codeContext, string, error) {
 	if req.TimeoutMs < 0 {
-		return req, nil, "", fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
+		return nil, "", fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
 	}
-	c, lang, err := ci.runContext(r.Context(), req)
-	return req, c, lang, err
+	return ci.runContext(r.Context(), *req)
 }
 
-func (ci *Interpreter) handleRunCode(w http.ResponseWriter, r *http.Request) {
-	req, c, lang, err := ci.codeRequest(w, r)
+func (ci *Interpreter) handleRunCode(r *http.Request, req *api.RunCodeRequest) (*api.ExecutionResult, error) {
+	c, lang, err := ci.codeRequest(r, req)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return nil, err
 	}
 	res := api.ExecutionResult{Code: req.Code, Logs: api.Logs{Stdout: []string{}, Stderr: []string{}}, Results: []api.Result{}, ContextID: c.id}
 	var kept [2]int // bytes of stdout and stderr kept
@@ -368,15 +362,14 @@ func (ci *Interpreter) handleRunCode(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return nil, err
 	}
 	if res.Error != nil && res.Error.Traceback == nil {
 		res.Error.Traceback = []string{}
 	}
 	res.Success = res.Error == nil
 	res.ExecutionCount, res.ContextReset = end.count, end.reset
-	core.WriteJSON(w, http.StatusOK, res)
+	return &res, nil
 }
 
 // maxKeptResults bounds the bytes of results a run's answer holds (past
@@ -394,7 +387,13 @@ func resultSize(r *api.Result) int {
 // as they happen, ending with complete (or, if the call failed, an error
 // event with a code).
 func (ci *Interpreter) handleRunCodeStream(w http.ResponseWriter, r *http.Request) {
-	req, c, lang, err := ci.codeRequest(w, r)
+	var req api.RunCodeRequest
+	err := core.DecodeBody(w, r, &req)
+	var c *codeContext
+	var lang string
+	if err == nil {
+		c, lang, err = ci.codeRequest(r, &req)
+	}
 	if err != nil {
 		core.WriteError(w, err)
 		return
@@ -412,21 +411,15 @@ func (ci *Interpreter) handleRunCodeStream(w http.ResponseWriter, r *http.Reques
 	_ = sse.SendEvents(api.EventComplete, api.CodeEvent{Type: api.EventComplete, ExecutionCount: &n, ContextID: c.id, ContextReset: end.reset})
 }
 
-func (ci *Interpreter) handleCreateContext(w http.ResponseWriter, r *http.Request) {
-	var req api.CreateCodeContextRequest
-	if err := core.DecodeBody(w, r, &req); err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	c, err := ci.createContext(r.Context(), req, "")
+func (ci *Interpreter) handleCreateContext(r *http.Request, req *api.CreateCodeContextRequest) (api.CodeContext, error) {
+	c, err := ci.createContext(r.Context(), *req, "")
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.CodeContext{}, err
 	}
-	core.WriteJSON(w, http.StatusCreated, c.info())
+	return c.info(), nil
 }
 
-func (ci *Interpreter) handleListContexts(w http.ResponseWriter, r *http.Request) {
+func (ci *Interpreter) handleListContexts(r *http.Request, _ *core.NoBody) (api.CodeContextList, error) {
 	ci.mu.Lock()
 	list := make([]api.CodeContext, 0, len(ci.contexts))
 	for _, c := range ci.contexts {
@@ -434,12 +427,12 @@ func (ci *Interpreter) handleListContexts(w http.ResponseWriter, r *http.Request
 	}
 	ci.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt.Before(list[j].CreatedAt) })
-	core.WriteJSON(w, http.StatusOK, api.CodeContextList{Contexts: list, Count: len(list)})
+	return api.CodeContextList{Contexts: list, Count: len(list)}, nil
 }
 
 // handleDeleteContext ends the context's executor and what its code
 // started. A run in progress ends with the executor.
-func (ci *Interpreter) handleDeleteContext(w http.ResponseWriter, r *http.Request) {
+func (ci *Interpreter) handleDeleteContext(r *http.Request, _ *core.NoBody) (core.Status, error) {
 	id := r.PathValue("cid")
 	ci.mu.Lock()
 	c := ci.contexts[id]
@@ -451,8 +444,7 @@ func (ci *Interpreter) handleDeleteContext(w http.ResponseWriter, r *http.Reques
 	}
 	ci.mu.Unlock()
 	if c == nil {
-		core.WriteError(w, contextNotFound(id))
-		return
+		return 0, contextNotFound(id)
 	}
 	c.mu.Lock()
 	c.deleted = true
@@ -466,7 +458,7 @@ func (ci *Interpreter) handleDeleteContext(w http.ResponseWriter, r *http.Reques
 		c.setExec(nil)
 		c.q.Unlock()
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return core.Status(http.StatusNoContent), nil
 }
 
 // setExec replaces c's executor, killing the old one. The caller holds

@@ -66,35 +66,31 @@ const fileEncodingUTF8 = "utf-8"
 // X-Session-Id header, else the default session.
 func (svc *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/files/write", svc.handleFileWrite)
-	mux.HandleFunc("POST /v1/files/read", svc.handleFileRead)
+	mux.HandleFunc("POST /v1/files/read", core.JSON(http.StatusOK, svc.handleFileRead))
 	mux.HandleFunc("PUT /v1/files/content", svc.handleFilePut)
 	mux.HandleFunc("GET /v1/files/content", svc.handleFileGet)
-	mux.HandleFunc("POST /v1/files/mkdir", svc.pathCall(svc.handleFileMkdir))
-	mux.HandleFunc("POST /v1/files/delete", svc.pathCall(svc.handleFileDelete))
-	mux.HandleFunc("POST /v1/files/rename", svc.handleFileRename)
-	mux.HandleFunc("POST /v1/files/move", svc.handleFileMove)
-	mux.HandleFunc("POST /v1/files/list", svc.pathCall(svc.handleFileList))
-	mux.HandleFunc("POST /v1/files/exists", svc.pathCall(svc.handleFileExists))
+	mux.HandleFunc("POST /v1/files/mkdir", pathCall(svc, svc.handleFileMkdir))
+	mux.HandleFunc("POST /v1/files/delete", pathCall(svc, svc.handleFileDelete))
+	mux.HandleFunc("POST /v1/files/rename", core.JSON(http.StatusOK, svc.handleFileRename))
+	mux.HandleFunc("POST /v1/files/move", core.JSON(http.StatusOK, svc.handleFileMove))
+	mux.HandleFunc("POST /v1/files/list", pathCall(svc, svc.handleFileList))
+	mux.HandleFunc("POST /v1/files/exists", pathCall(svc, svc.handleFileExists))
 	mux.HandleFunc("GET /v1/files/watch", svc.handleFileWatch)
-	mux.HandleFunc("POST /v1/git/checkout", svc.handleGitCheckout)
+	mux.HandleFunc("POST /v1/git/checkout", core.JSON(http.StatusOK, svc.handleGitCheckout))
 }
 
-// pathCall decodes a PathRequest body, resolves its path (see filePath) and
-// hands both to h: the shared start of mkdir, delete, list and exists.
-func (svc *Service) pathCall(h func(w http.ResponseWriter, req *api.PathRequest, p string)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var req api.PathRequest
-		if err := core.DecodeBody(w, r, &req); err != nil {
-			core.WriteError(w, err)
-			return
-		}
+// pathCall adapts h, a call on a path, to core.JSON: it resolves the
+// request's path (see filePath) and hands it to h with the request: the
+// shared start of mkdir, delete, list and exists.
+func pathCall[Resp any](svc *Service, h func(req *api.PathRequest, p string) (Resp, error)) http.HandlerFunc {
+	return core.JSON(http.StatusOK, func(r *http.Request, req *api.PathRequest) (Resp, error) {
 		p, err := svc.filePath(r, req.Path, req.SessionID)
 		if err != nil {
-			core.WriteError(w, err)
-			return
+			var zero Resp
+			return zero, err
 		}
-		h(w, &req, p)
-	}
+		return h(req, p)
+	})
 }
 
 // filePath checks a path given by a caller and makes it absolute: a
@@ -251,47 +247,36 @@ func (svc *Service) handleFileWrite(w http.ResponseWriter, r *http.Request) {
 // content as it is if it is valid UTF-8 (NUL bytes included: JSON carries
 // them), and refuses, with 400 VALIDATION_FAILED, content that is not:
 // converting it would lose bytes.
-func (svc *Service) handleFileRead(w http.ResponseWriter, r *http.Request) {
-	var req api.ReadFileRequest
-	if err := core.DecodeBody(w, r, &req); err != nil {
-		core.WriteError(w, err)
-		return
-	}
+func (svc *Service) handleFileRead(r *http.Request, req *api.ReadFileRequest) (api.ReadFileResult, error) {
 	enc := strings.ToLower(req.Encoding)
 	switch enc {
 	case "", api.EncodingBase64:
 	case fileEncodingUTF8, "utf8":
 		enc = fileEncodingUTF8
 	default:
-		core.WriteError(w, fmt.Errorf("%w: encoding %q: use %q or %q", errdefs.ErrInvalidArgument, req.Encoding, fileEncodingUTF8, api.EncodingBase64))
-		return
+		return api.ReadFileResult{}, fmt.Errorf("%w: encoding %q: use %q or %q", errdefs.ErrInvalidArgument, req.Encoding, fileEncodingUTF8, api.EncodingBase64)
 	}
 	p, err := svc.filePath(r, req.Path, req.SessionID)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.ReadFileResult{}, err
 	}
 	f, fi, err := openForRead(p)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.ReadFileResult{}, err
 	}
 	defer f.Close()
 	if fi.Size() > maxJSONFile {
-		core.WriteError(w, tooLargeForJSON(fmt.Sprintf("%s (%d bytes)", p, fi.Size())))
-		return
+		return api.ReadFileResult{}, tooLargeForJSON(fmt.Sprintf("%s (%d bytes)", p, fi.Size()))
 	}
 	// Read what is there, not what stat said: /proc files say 0.
 	var buf bytes.Buffer
 	buf.Grow(int(fi.Size()) + 1)
 	if _, err := buf.ReadFrom(io.LimitReader(f, maxJSONFile+1)); err != nil {
-		core.WriteError(w, fsError("read", p, err))
-		return
+		return api.ReadFileResult{}, fsError("read", p, err)
 	}
 	data := buf.Bytes()
 	if len(data) > maxJSONFile {
-		core.WriteError(w, tooLargeForJSON(p))
-		return
+		return api.ReadFileResult{}, tooLargeForJSON(p)
 	}
 	binary := contentIsBinary(data)
 	res := api.ReadFileResult{Path: p, IsBinary: binary, MimeType: fileMimeType(p, data, binary), Size: int64(len(data))}
@@ -299,13 +284,12 @@ func (svc *Service) handleFileRead(w http.ResponseWriter, r *http.Request) {
 	case enc == api.EncodingBase64 || (enc == "" && binary):
 		res.Content, res.Encoding = base64.StdEncoding.EncodeToString(data), api.EncodingBase64
 	case !utf8.Valid(data):
-		core.WriteError(w, fmt.Errorf("%w: %s is not valid UTF-8; read it with encoding %q (or GET /v1/files/content)",
-			errdefs.ErrInvalidArgument, p, api.EncodingBase64))
-		return
+		return api.ReadFileResult{}, fmt.Errorf("%w: %s is not valid UTF-8; read it with encoding %q (or GET /v1/files/content)",
+			errdefs.ErrInvalidArgument, p, api.EncodingBase64)
 	default:
 		res.Content, res.Encoding = string(data), fileEncodingUTF8
 	}
-	core.WriteJSON(w, http.StatusOK, res)
+	return res, nil
 }
 
 // contentIsBinary reports whether content is not text: not valid UTF-8, or with
@@ -387,58 +371,53 @@ func procTgid(tid int) int {
 // creates missing parents and succeeds on an existing directory; without
 // it an existing path gives FILE_EXISTS and a missing parent
 // FILE_NOT_FOUND. Either way a non-directory at the path is FILE_EXISTS.
-func (svc *Service) handleFileMkdir(w http.ResponseWriter, req *api.PathRequest, p string) {
+func (svc *Service) handleFileMkdir(req *api.PathRequest, p string) (api.PathResult, error) {
 	var err error
 	if req.Recursive {
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			core.WriteError(w, codedErr(api.CodeFileExists, errdefs.ErrConflict, "mkdir %s: exists and is not a directory", p))
-			return
+			return api.PathResult{}, codedErr(api.CodeFileExists, errdefs.ErrConflict, "mkdir %s: exists and is not a directory", p)
 		}
 		err = os.MkdirAll(p, 0o755)
 	} else {
 		err = os.Mkdir(p, 0o755)
 	}
 	if err != nil {
-		core.WriteError(w, fsError("mkdir", p, err))
-		return
+		return api.PathResult{}, fsError("mkdir", p, err)
 	}
 	core.SyncDir(filepath.Dir(p)) // durable once acknowledged
-	core.WriteJSON(w, http.StatusOK, api.PathResult{Path: p})
+	return api.PathResult{Path: p}, nil
 }
 
 // handleFileDelete deletes a file (or a symbolic link: the link, not its
 // target). A directory gives IS_DIRECTORY: this call never removes a tree.
-func (svc *Service) handleFileDelete(w http.ResponseWriter, req *api.PathRequest, p string) {
+func (svc *Service) handleFileDelete(req *api.PathRequest, p string) (api.PathResult, error) {
 	fi, err := os.Lstat(p)
 	if err != nil {
-		core.WriteError(w, fsError("delete", p, err))
-		return
+		return api.PathResult{}, fsError("delete", p, err)
 	}
 	if fi.IsDir() {
-		core.WriteError(w, codedErr(api.CodeIsDirectory, errdefs.ErrInvalidArgument,
-			"delete %s: is a directory; files/delete removes files only (remove a tree with exec rm -r)", p))
-		return
+		return api.PathResult{}, codedErr(api.CodeIsDirectory, errdefs.ErrInvalidArgument,
+			"delete %s: is a directory; files/delete removes files only (remove a tree with exec rm -r)", p)
 	}
 	if err := os.Remove(p); err != nil {
-		core.WriteError(w, fsError("delete", p, err))
-		return
+		return api.PathResult{}, fsError("delete", p, err)
 	}
 	core.SyncDir(filepath.Dir(p)) // durable once acknowledged
-	core.WriteJSON(w, http.StatusOK, api.PathResult{Path: p})
+	return api.PathResult{Path: p}, nil
 }
 
 // handleFileExists reports whether anything is at the path: a file, a
 // directory, or a symbolic link (even a dangling one). A path through a
 // non-directory does not exist.
-func (svc *Service) handleFileExists(w http.ResponseWriter, req *api.PathRequest, p string) {
+func (svc *Service) handleFileExists(req *api.PathRequest, p string) (api.ExistsResult, error) {
 	_, err := os.Lstat(p)
 	switch {
 	case err == nil:
-		core.WriteJSON(w, http.StatusOK, api.ExistsResult{Exists: true})
+		return api.ExistsResult{Exists: true}, nil
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, unix.ENOTDIR):
-		core.WriteJSON(w, http.StatusOK, api.ExistsResult{Exists: false})
+		return api.ExistsResult{Exists: false}, nil
 	default:
-		core.WriteError(w, fsError("exists", p, err))
+		return api.ExistsResult{}, fsError("exists", p, err)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -30,13 +28,12 @@ var errListTooLong = errors.New("listing too long")
 // with a dot (nor what is under such a directory) unless includeHidden.
 // Entries that vanish or cannot be read while listing are left out. A
 // non-directory gives NOT_DIRECTORY.
-func (svc *Service) handleFileList(w http.ResponseWriter, req *api.PathRequest, p string) {
+func (svc *Service) handleFileList(req *api.PathRequest, p string) (api.FileList, error) {
 	files, err := listFiles(p, req.Recursive, req.IncludeHidden, maxListEntries)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.FileList{}, err
 	}
-	core.WriteJSON(w, http.StatusOK, api.FileList{Files: files, Count: len(files)})
+	return api.FileList{Files: files, Count: len(files)}, nil
 }
 
 // listFiles lists dir; more than limit entries is RESOURCE_EXHAUSTED.

@@ -22,49 +22,36 @@ import (
 // handleFileRename renames a file or directory within one filesystem,
 // atomically; across filesystems it fails (VALIDATION_FAILED): files/move
 // copies. See renamePath for what the destination may be.
-func (svc *Service) handleFileRename(w http.ResponseWriter, r *http.Request) {
-	var req api.RenameRequest
-	if err := core.DecodeBody(w, r, &req); err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	svc.renameCall(w, r, req.OldPath, req.NewPath, req.SessionID, false)
+func (svc *Service) handleFileRename(r *http.Request, req *api.RenameRequest) (api.PathResult, error) {
+	return svc.renameCall(r, req.OldPath, req.NewPath, req.SessionID, false)
 }
 
 // handleFileMove moves a file or directory, across filesystems too: there
 // it copies (contents, modes, owners, times, symbolic links as links) into
 // a temporary name beside the destination, renames that into place, then
 // removes the source. See renamePath for what the destination may be.
-func (svc *Service) handleFileMove(w http.ResponseWriter, r *http.Request) {
-	var req api.MoveRequest
-	if err := core.DecodeBody(w, r, &req); err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	svc.renameCall(w, r, req.SourcePath, req.DestinationPath, req.SessionID, true)
+func (svc *Service) handleFileMove(r *http.Request, req *api.MoveRequest) (api.PathResult, error) {
+	return svc.renameCall(r, req.SourcePath, req.DestinationPath, req.SessionID, true)
 }
 
-func (svc *Service) renameCall(w http.ResponseWriter, r *http.Request, from, to, sid string, copyAcross bool) {
+func (svc *Service) renameCall(r *http.Request, from, to, sid string, copyAcross bool) (api.PathResult, error) {
 	src, err := svc.filePath(r, from, sid)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.PathResult{}, err
 	}
 	dst, err := svc.filePath(r, to, sid)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.PathResult{}, err
 	}
 	if err := renamePath(src, dst, copyAcross); err != nil {
-		core.WriteError(w, err)
-		return
+		return api.PathResult{}, err
 	}
 	// Durable once acknowledged: both directories' entries.
 	core.SyncDir(filepath.Dir(dst))
 	if filepath.Dir(src) != filepath.Dir(dst) {
 		core.SyncDir(filepath.Dir(src))
 	}
-	core.WriteJSON(w, http.StatusOK, api.PathResult{Path: dst})
+	return api.PathResult{Path: dst}, nil
 }
 
 // renamePath gives src (a symbolic link is moved as the link) the path

@@ -57,21 +57,14 @@ const gitCredentialHelper = `!f() { test "$1" = get || exit 0; h=; ` +
 // what it left is removed, and the answer is 408 TIMEOUT. Failures map
 // from git's messages to GIT_REPOSITORY_NOT_FOUND, GIT_BRANCH_NOT_FOUND,
 // GIT_AUTH_FAILED, else INTERNAL_ERROR with git's message.
-func (svc *Service) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
-	var req api.GitCheckoutRequest
-	if err := core.DecodeBody(w, r, &req); err != nil {
-		core.WriteError(w, err)
-		return
-	}
+func (svc *Service) handleGitCheckout(r *http.Request, req *api.GitCheckoutRequest) (api.GitCheckoutResult, error) {
 	s, err := svc.sessions.ForRequest(r, req.SessionID)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.GitCheckoutResult{}, err
 	}
 	src, err := parseGitSource(req.RepoURL)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.GitCheckoutResult{}, err
 	}
 	switch {
 	case req.Depth < 0:
@@ -84,26 +77,22 @@ func (svc *Service) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("%w: no repository name in repoUrl to name the directory after: give targetDir", errdefs.ErrInvalidArgument)
 	}
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.GitCheckoutResult{}, err
 	}
 	target := req.TargetDir
 	if target == "" {
 		target = filepath.Join(svc.workdir, src.name)
 	}
 	if target, err = sessionPath(s, target); err != nil {
-		core.WriteError(w, err)
-		return
+		return api.GitCheckoutResult{}, err
 	}
 	if !cloning.claim(target) {
-		core.WriteError(w, codedErr(api.CodeFileExists, errdefs.ErrConflict, "clone into %s: another clone into it is running", target))
-		return
+		return api.GitCheckoutResult{}, codedErr(api.CodeFileExists, errdefs.ErrConflict, "clone into %s: another clone into it is running", target)
 	}
 	defer cloning.release(target)
 	existed, err := checkCloneTarget(target)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.GitCheckoutResult{}, err
 	}
 	timeout := gitDefaultTimeout
 	if req.TimeoutMs > 0 {
@@ -132,15 +121,14 @@ func (svc *Service) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
 		removeCloneTarget(target, existed)
 		switch {
 		case r.Context().Err() != nil:
-			return // the caller is gone
+			return api.GitCheckoutResult{}, r.Context().Err() // the caller is gone
 		case ctx.Err() != nil:
 			err = &errdefs.CodedError{Code: api.CodeTimeout, Kind: errdefs.ErrTimeout,
 				Message: fmt.Sprintf("git clone of %s timed out after %d ms", src.url, timeout.Milliseconds())}
 		case err == nil:
 			err = gitCloneError(out, src)
 		}
-		core.WriteError(w, err)
-		return
+		return api.GitCheckoutResult{}, err
 	}
 	res := api.GitCheckoutResult{RepoURL: src.url, Branch: req.Branch, TargetDir: target}
 	ctx, cancel = context.WithTimeout(r.Context(), 30*time.Second)
@@ -154,7 +142,7 @@ func (svc *Service) handleGitCheckout(w http.ResponseWriter, r *http.Request) {
 			res.Branch = strings.TrimSpace(string(out))
 		}
 	}
-	core.WriteJSON(w, http.StatusOK, res)
+	return res, nil
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }

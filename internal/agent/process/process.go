@@ -109,45 +109,49 @@ func (p *proc) info() api.Process {
 
 // Routes adds the process calls to mux.
 func (p *Registry) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/processes", p.handleStart)
-	mux.HandleFunc("GET /v1/processes", p.handleList)
-	mux.HandleFunc("DELETE /v1/processes", p.handleKillAll)
-	mux.HandleFunc("GET /v1/processes/{pid}", p.withProc(p.handleGet))
-	mux.HandleFunc("DELETE /v1/processes/{pid}", p.withProc(p.handleKill))
-	mux.HandleFunc("GET /v1/processes/{pid}/logs", p.withProc(p.handleLogs))
-	mux.HandleFunc("GET /v1/processes/{pid}/logs/stream", p.withProc(p.handleStream))
-	mux.HandleFunc("POST /v1/processes/{pid}/wait", p.withProc(p.handleWait))
+	mux.HandleFunc("POST /v1/processes", core.JSON(http.StatusCreated, p.handleStart))
+	mux.HandleFunc("GET /v1/processes", core.JSON(http.StatusOK, p.handleList))
+	mux.HandleFunc("DELETE /v1/processes", core.JSON(http.StatusOK, p.handleKillAll))
+	mux.HandleFunc("GET /v1/processes/{pid}", core.JSON(http.StatusOK, withProc(p, p.handleGet)))
+	mux.HandleFunc("DELETE /v1/processes/{pid}", core.JSON(http.StatusOK, withProc(p, p.handleKill)))
+	mux.HandleFunc("GET /v1/processes/{pid}/logs", core.JSON(http.StatusOK, withProc(p, p.handleLogs)))
+	mux.HandleFunc("GET /v1/processes/{pid}/logs/stream", p.handleStream)
+	mux.HandleFunc("POST /v1/processes/{pid}/wait", core.JSON(http.StatusOK, withProc(p, p.handleWait)))
 }
 
-func (p *Registry) withProc(h func(http.ResponseWriter, *http.Request, *proc)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("pid")
-		p.mu.Lock()
-		pr := p.m[id]
-		p.mu.Unlock()
-		if pr == nil {
-			core.WriteError(w, &errdefs.CodedError{Code: api.CodeProcessNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("process %q not found", id)})
-			return
+// lookup finds the process the request's path names, or PROCESS_NOT_FOUND.
+func (p *Registry) lookup(r *http.Request) (*proc, error) {
+	id := r.PathValue("pid")
+	p.mu.Lock()
+	pr := p.m[id]
+	p.mu.Unlock()
+	if pr == nil {
+		return nil, &errdefs.CodedError{Code: api.CodeProcessNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("process %q not found", id)}
+	}
+	return pr, nil
+}
+
+// withProc adapts h, a call on the process the path names, to core.JSON.
+func withProc[Req, Resp any](p *Registry, h func(r *http.Request, req *Req, pr *proc) (Resp, error)) func(*http.Request, *Req) (Resp, error) {
+	return func(r *http.Request, req *Req) (Resp, error) {
+		pr, err := p.lookup(r)
+		if err != nil {
+			var zero Resp
+			return zero, err
 		}
-		h(w, r, pr)
+		return h(r, req, pr)
 	}
 }
 
-func (p *Registry) handleStart(w http.ResponseWriter, r *http.Request) {
-	var req api.StartProcessRequest
-	if err := core.DecodeBody(w, r, &req); err != nil {
-		core.WriteError(w, err)
-		return
-	}
+func (p *Registry) handleStart(r *http.Request, req *api.StartProcessRequest) (api.Process, error) {
 	if req.SessionID == "" {
 		req.SessionID = r.Header.Get(api.HeaderSessionID)
 	}
-	pr, err := p.start(req)
+	pr, err := p.start(*req)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.Process{}, err
 	}
-	core.WriteJSON(w, http.StatusCreated, pr.info())
+	return pr.info(), nil
 }
 
 // start starts a background process: bash -c command, in its own process
@@ -323,13 +327,12 @@ func (pr *proc) kill(sig unix.Signal, grace time.Duration) {
 	<-pr.done
 }
 
-func (p *Registry) handleList(w http.ResponseWriter, r *http.Request) {
+func (p *Registry) handleList(r *http.Request, _ *core.NoBody) (api.ProcessList, error) {
 	filter := r.URL.Query().Get("status")
 	switch filter {
 	case "", api.ProcessRunning, api.ProcessCompleted, api.ProcessFailed, api.ProcessKilled:
 	default:
-		core.WriteError(w, fmt.Errorf("%w: status filter %q: running, completed, failed or killed", errdefs.ErrInvalidArgument, filter))
-		return
+		return api.ProcessList{}, fmt.Errorf("%w: status filter %q: running, completed, failed or killed", errdefs.ErrInvalidArgument, filter)
 	}
 	p.mu.Lock()
 	all := make([]*proc, 0, len(p.m))
@@ -344,39 +347,37 @@ func (p *Registry) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].StartTime.Before(list[j].StartTime) })
-	core.WriteJSON(w, http.StatusOK, api.ProcessList{Processes: list, Count: len(list)})
+	return api.ProcessList{Processes: list, Count: len(list)}, nil
 }
 
-func (p *Registry) handleGet(w http.ResponseWriter, r *http.Request, pr *proc) {
-	core.WriteJSON(w, http.StatusOK, pr.info())
+func (p *Registry) handleGet(r *http.Request, _ *core.NoBody, pr *proc) (api.Process, error) {
+	return pr.info(), nil
 }
 
 // handleKill kills a running process and answers its final state. A
 // process that had already finished is forgotten (record and logs) instead:
 // DELETE of a finished process removes it.
-func (p *Registry) handleKill(w http.ResponseWriter, r *http.Request, pr *proc) {
+func (p *Registry) handleKill(r *http.Request, _ *core.NoBody, pr *proc) (api.Process, error) {
 	select {
 	case <-pr.done:
 		info := pr.info()
 		p.forget(pr)
-		core.WriteJSON(w, http.StatusOK, info)
-		return
+		return info, nil
 	default:
 	}
 	sig := unix.SIGTERM
 	if name := r.URL.Query().Get("signal"); name != "" {
 		var ok bool
 		if sig, ok = parseSignal(name); !ok {
-			core.WriteError(w, fmt.Errorf("%w: signal %q: a name like SIGTERM or TERM, or a number", errdefs.ErrInvalidArgument, name))
-			return
+			return api.Process{}, fmt.Errorf("%w: signal %q: a name like SIGTERM or TERM, or a number", errdefs.ErrInvalidArgument, name)
 		}
 	}
 	pr.kill(sig, p.killGrace)
-	core.WriteJSON(w, http.StatusOK, pr.info())
+	return pr.info(), nil
 }
 
-func (p *Registry) handleKillAll(w http.ResponseWriter, r *http.Request) {
-	core.WriteJSON(w, http.StatusOK, api.KillAllResult{KilledCount: p.killWhere(func(*proc) bool { return true })})
+func (p *Registry) handleKillAll(r *http.Request, _ *core.NoBody) (api.KillAllResult, error) {
+	return api.KillAllResult{KilledCount: p.killWhere(func(*proc) bool { return true })}, nil
 }
 
 // KillSession kills the processes started in session sid.
@@ -455,12 +456,11 @@ func (p *Registry) evictLocked() bool {
 	return true
 }
 
-func (p *Registry) handleLogs(w http.ResponseWriter, r *http.Request, pr *proc) {
+func (p *Registry) handleLogs(r *http.Request, _ *core.NoBody, pr *proc) (api.ProcessLogs, error) {
 	size, closed, truncated, _ := pr.log.state()
 	recs, err := pr.log.readFrom(0, size, maxLogsJSON)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.ProcessLogs{}, err
 	}
 	var out, errb []byte
 	read := int64(0)
@@ -475,16 +475,21 @@ func (p *Registry) handleLogs(w http.ResponseWriter, r *http.Request, pr *proc) 
 	res := api.ProcessLogs{ProcessID: pr.id, Truncated: truncated || read < size}
 	res.Stdout, res.StdoutEncoding = core.EncodeOutput(out)
 	res.Stderr, res.StderrEncoding = core.EncodeOutput(errb)
-	core.WriteJSON(w, http.StatusOK, res)
 	if closed {
 		p.cleanupIfDone(pr)
 	}
+	return res, nil
 }
 
 // handleStream replays the process's output from the start (or after the
 // event id in Last-Event-ID or ?offset=) and follows it live, ending with an
 // exit event once the process has exited.
-func (p *Registry) handleStream(w http.ResponseWriter, r *http.Request, pr *proc) {
+func (p *Registry) handleStream(w http.ResponseWriter, r *http.Request) {
+	pr, err := p.lookup(r)
+	if err != nil {
+		core.WriteError(w, err)
+		return
+	}
 	offset := int64(0)
 	from := r.Header.Get("Last-Event-ID")
 	if from == "" {

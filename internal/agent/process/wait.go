@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -21,12 +20,7 @@ import (
 const portPoll = 50 * time.Millisecond
 
 // handleWait waits for a log pattern, a port or the exit of a process.
-func (p *Registry) handleWait(w http.ResponseWriter, r *http.Request, pr *proc) {
-	var req api.WaitRequest
-	if err := core.DecodeBody(w, r, &req); err != nil {
-		core.WriteError(w, err)
-		return
-	}
+func (p *Registry) handleWait(r *http.Request, req *api.WaitRequest, pr *proc) (*api.WaitResult, error) {
 	n := 0
 	for _, set := range []bool{req.Log != "", req.Port != 0, req.Exit} {
 		if set {
@@ -34,12 +28,10 @@ func (p *Registry) handleWait(w http.ResponseWriter, r *http.Request, pr *proc) 
 		}
 	}
 	if n != 1 {
-		core.WriteError(w, fmt.Errorf("%w: give exactly one of log, port and exit", errdefs.ErrInvalidArgument))
-		return
+		return nil, fmt.Errorf("%w: give exactly one of log, port and exit", errdefs.ErrInvalidArgument)
 	}
 	if req.TimeoutMs < 0 {
-		core.WriteError(w, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument))
-		return
+		return nil, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
 	}
 	ctx := r.Context()
 	if req.TimeoutMs > 0 {
@@ -53,22 +45,21 @@ func (p *Registry) handleWait(w http.ResponseWriter, r *http.Request, pr *proc) 
 	case req.Exit:
 		res, err = waitExit(ctx, pr)
 	case req.Log != "":
-		res, err = waitLog(ctx, pr, req)
+		res, err = waitLog(ctx, pr, *req)
 	default:
-		res, err = waitPort(ctx, pr, req)
+		res, err = waitPort(ctx, pr, *req)
 	}
 	if err != nil {
 		if ctx.Err() != nil && r.Context().Err() == nil {
 			err = &errdefs.CodedError{Code: api.CodeTimeout, Kind: errdefs.ErrTimeout,
 				Message: fmt.Sprintf("process %s: not ready after %d ms", pr.id, req.TimeoutMs)}
 		}
-		core.WriteError(w, err)
-		return
+		return nil, err
 	}
-	core.WriteJSON(w, http.StatusOK, res)
 	if req.Exit {
 		p.cleanupIfDone(pr)
 	}
+	return res, nil
 }
 
 func waitExit(ctx context.Context, pr *proc) (*api.WaitResult, error) {

@@ -13,11 +13,10 @@ import (
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
-func (reg *Registry) handleExec(w http.ResponseWriter, r *http.Request) {
-	req, s, c, err := reg.execRequest(w, r)
+func (reg *Registry) handleExec(r *http.Request, req *agentapi.ExecRequest) (*api.ExecResult, error) {
+	s, c, err := reg.execRequest(r, req)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return nil, err
 	}
 	limit := req.MaxOutputBytes
 	if limit <= 0 {
@@ -27,8 +26,7 @@ func (reg *Registry) handleExec(w http.ResponseWriter, r *http.Request) {
 	began := time.Now()
 	run, err := reg.runInSession(r.Context(), s, c, sink)
 	if err != nil {
-		core.WriteError(w, sessionError(err))
-		return
+		return nil, sessionError(err)
 	}
 	res := &api.ExecResult{
 		ExitCode:   run.code,
@@ -47,14 +45,20 @@ func (reg *Registry) handleExec(w http.ResponseWriter, r *http.Request) {
 	res.Success = res.ExitCode == 0
 	res.Stdout, res.StdoutEncoding = core.EncodeOutput(sink.stdout.buf)
 	res.Stderr, res.StderrEncoding = core.EncodeOutput(sink.stderr.buf)
-	core.WriteJSON(w, http.StatusOK, res)
+	return res, nil
 }
 
 // handleExecStream runs a command like handleExec and streams its output
 // as Server-Sent Events as it is written: start, stdout/stderr chunks, then
 // complete (or error). If the caller goes away, the command is killed.
 func (reg *Registry) handleExecStream(w http.ResponseWriter, r *http.Request) {
-	req, s, c, err := reg.execRequest(w, r)
+	var req agentapi.ExecRequest
+	err := core.DecodeBody(w, r, &req)
+	var s *Session
+	var c command
+	if err == nil {
+		s, c, err = reg.execRequest(r, &req)
+	}
 	if err != nil {
 		core.WriteError(w, err)
 		return
@@ -86,32 +90,28 @@ func (reg *Registry) handleExecStream(w http.ResponseWriter, r *http.Request) {
 	_ = sse.Send(api.StreamEvent{Type: api.EventComplete, ExitCode: &code, DurationMs: time.Since(began).Milliseconds()})
 }
 
-// execRequest decodes and checks an exec request and finds its session.
-func (reg *Registry) execRequest(w http.ResponseWriter, r *http.Request) (agentapi.ExecRequest, *Session, command, error) {
-	var req agentapi.ExecRequest
-	if err := core.DecodeBody(w, r, &req); err != nil {
-		return req, nil, command{}, err
-	}
+// execRequest checks an exec request and finds its session.
+func (reg *Registry) execRequest(r *http.Request, req *agentapi.ExecRequest) (*Session, command, error) {
 	if req.Command == "" {
-		return req, nil, command{}, fmt.Errorf("%w: command is empty", errdefs.ErrInvalidArgument)
+		return nil, command{}, fmt.Errorf("%w: command is empty", errdefs.ErrInvalidArgument)
 	}
 	if req.Cwd != "" {
 		if fi, err := os.Stat(req.Cwd); err != nil || !fi.IsDir() {
-			return req, nil, command{}, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd)
+			return nil, command{}, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd)
 		}
 	}
 	for k := range req.Env {
 		if !core.EnvName.MatchString(k) {
-			return req, nil, command{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
+			return nil, command{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 	}
 	s, err := reg.ForRequest(r, req.SessionID)
 	if err != nil {
-		return req, nil, command{}, err
+		return nil, command{}, err
 	}
 	c := command{text: req.Command, env: req.Env, cwd: req.Cwd, stdin: req.Stdin,
 		timeout: time.Duration(req.TimeoutMs) * time.Millisecond}
-	return req, s, c, nil
+	return s, c, nil
 }
 
 // timeoutNote is what a timed-out command gets appended to its stderr.

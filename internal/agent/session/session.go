@@ -95,12 +95,12 @@ func New(cfg Config) *Registry {
 
 // Routes adds the session and exec calls to mux.
 func (reg *Registry) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/exec", reg.handleExec)
+	mux.HandleFunc("POST /v1/exec", core.JSON(http.StatusOK, reg.handleExec))
 	mux.HandleFunc("POST /v1/exec/stream", reg.handleExecStream)
-	mux.HandleFunc("POST /v1/sessions", reg.handleCreateSession)
-	mux.HandleFunc("GET /v1/sessions", reg.handleListSessions)
-	mux.HandleFunc("DELETE /v1/sessions/{sid}", reg.handleDeleteSession)
-	mux.HandleFunc("POST /v1/env", reg.handleSetEnv)
+	mux.HandleFunc("POST /v1/sessions", core.JSON(http.StatusCreated, reg.handleCreateSession))
+	mux.HandleFunc("GET /v1/sessions", core.JSON(http.StatusOK, reg.handleListSessions))
+	mux.HandleFunc("DELETE /v1/sessions/{sid}", core.JSON(http.StatusNoContent, reg.handleDeleteSession))
+	mux.HandleFunc("POST /v1/env", core.JSON(http.StatusOK, reg.handleSetEnv))
 }
 
 // ForRequest returns the session a call selects: sid (from its body or
@@ -245,52 +245,41 @@ func sessionError(err error) error {
 	return err
 }
 
-func (reg *Registry) handleCreateSession(w http.ResponseWriter, r *http.Request) {
-	var req api.CreateSessionRequest
-	if err := core.DecodeBody(w, r, &req); err != nil {
-		core.WriteError(w, err)
-		return
-	}
+func (reg *Registry) handleCreateSession(r *http.Request, req *api.CreateSessionRequest) (api.Session, error) {
 	if req.ID == "" {
 		req.ID = "session-" + core.NewID(12)
 	}
 	if !core.IDPattern.MatchString(req.ID) {
-		core.WriteError(w, fmt.Errorf("%w: session id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, req.ID))
-		return
+		return api.Session{}, fmt.Errorf("%w: session id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, req.ID)
 	}
 	if req.Cwd == "" {
 		req.Cwd = reg.workdir
 	}
 	if fi, err := os.Stat(req.Cwd); err != nil || !fi.IsDir() {
-		core.WriteError(w, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd))
-		return
+		return api.Session{}, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd)
 	}
 	if req.CommandTimeoutMs < 0 {
-		core.WriteError(w, fmt.Errorf("%w: commandTimeoutMs must not be negative", errdefs.ErrInvalidArgument))
-		return
+		return api.Session{}, fmt.Errorf("%w: commandTimeoutMs must not be negative", errdefs.ErrInvalidArgument)
 	}
 	reg.mu.Lock()
 	if _, ok := reg.m[req.ID]; ok || req.ID == api.DefaultSessionID {
 		reg.mu.Unlock()
-		core.WriteError(w, &errdefs.CodedError{Code: api.CodeSessionExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("session %q already exists", req.ID)})
-		return
+		return api.Session{}, &errdefs.CodedError{Code: api.CodeSessionExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("session %q already exists", req.ID)}
 	}
 	if err := reg.sessionRoomLocked(); err != nil {
 		reg.mu.Unlock()
-		core.WriteError(w, err)
-		return
+		return api.Session{}, err
 	}
 	s := reg.newSession(req.ID, req.Env, req.Cwd, time.Duration(req.CommandTimeoutMs)*time.Millisecond)
 	reg.m[req.ID] = s
 	reg.mu.Unlock()
 	reg.sessionsChanged()
-	core.WriteJSON(w, http.StatusCreated, s.Info())
+	return s.Info(), nil
 }
 
-func (reg *Registry) handleListSessions(w http.ResponseWriter, r *http.Request) {
+func (reg *Registry) handleListSessions(r *http.Request, _ *core.NoBody) (api.SessionList, error) {
 	if _, err := reg.Get(""); err != nil { // the default one always exists
-		core.WriteError(w, err)
-		return
+		return api.SessionList{}, err
 	}
 	reg.mu.Lock()
 	list := make([]api.Session, 0, len(reg.m))
@@ -299,24 +288,22 @@ func (reg *Registry) handleListSessions(w http.ResponseWriter, r *http.Request) 
 	}
 	reg.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt.Before(list[j].CreatedAt) })
-	core.WriteJSON(w, http.StatusOK, api.SessionList{Sessions: list, Count: len(list)})
+	return api.SessionList{Sessions: list, Count: len(list)}, nil
 }
 
 // handleDeleteSession kills the session's shell, what it started and the
 // background processes started in it.
-func (reg *Registry) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
+func (reg *Registry) handleDeleteSession(r *http.Request, _ *core.NoBody) (core.Status, error) {
 	id := r.PathValue("sid")
 	if id == api.DefaultSessionID {
-		core.WriteError(w, fmt.Errorf("%w: the default session cannot be deleted", errdefs.ErrInvalidArgument))
-		return
+		return 0, fmt.Errorf("%w: the default session cannot be deleted", errdefs.ErrInvalidArgument)
 	}
 	reg.mu.Lock()
 	s := reg.m[id]
 	delete(reg.m, id)
 	reg.mu.Unlock()
 	if s == nil {
-		core.WriteError(w, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q not found", id)})
-		return
+		return 0, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q not found", id)}
 	}
 	s.mu.Lock()
 	s.deleted = true
@@ -338,27 +325,20 @@ func (reg *Registry) handleDeleteSession(w http.ResponseWriter, r *http.Request)
 		}
 		s.q.Unlock()
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return core.Status(http.StatusNoContent), nil
 }
 
 // handleSetEnv sets (or, for null values, unsets) variables in a session:
 // in its settings, and in its running shell.
-func (reg *Registry) handleSetEnv(w http.ResponseWriter, r *http.Request) {
-	var req api.SetEnvRequest
-	if err := core.DecodeBody(w, r, &req); err != nil {
-		core.WriteError(w, err)
-		return
-	}
+func (reg *Registry) handleSetEnv(r *http.Request, req *api.SetEnvRequest) (api.Session, error) {
 	s, err := reg.ForRequest(r, req.SessionID)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.Session{}, err
 	}
 	var script string
 	for k, v := range req.EnvVars {
 		if !core.EnvName.MatchString(k) {
-			core.WriteError(w, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k))
-			return
+			return api.Session{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 		if v == nil {
 			script += "unset " + k + "\n"
@@ -369,8 +349,7 @@ func (reg *Registry) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.deleted {
 		s.mu.Unlock()
-		core.WriteError(w, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q was deleted", s.id)})
-		return
+		return api.Session{}, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q was deleted", s.id)}
 	}
 	if s.unset == nil {
 		s.unset = map[string]bool{}
@@ -388,8 +367,7 @@ func (reg *Registry) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 	reg.sessionsChanged()
 	// Apply to the running shell, in order with the session's commands.
 	if err := s.q.Lock(r.Context()); err != nil {
-		core.WriteError(w, err)
-		return
+		return api.Session{}, err
 	}
 	if s.sh != nil && script != "" {
 		var res runResult
@@ -403,10 +381,9 @@ func (reg *Registry) handleSetEnv(w http.ResponseWriter, r *http.Request) {
 	}
 	s.q.Unlock()
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.Session{}, err
 	}
-	core.WriteJSON(w, http.StatusOK, s.Info())
+	return s.Info(), nil
 }
 
 type discardSink struct{}
