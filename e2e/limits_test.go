@@ -236,9 +236,8 @@ EOF`
 		t.Fatalf("fork bomb: %q %q (%v); want it stopped below 64 processes with EAGAIN", res.Stdout, res.Stderr, err)
 	}
 	// The classic one, in a session of its own, cut by a timeout: the
-	// limit holds. Its subshells fork without exec and outlive the
-	// command's timeout (known gap: their environment does not carry the
-	// command's marker); deleting the session kills them all, and the
+	// limit holds, the timeout kills the command's cgroup whole (see
+	// TestKillLeavesNothing), deleting the session goes through, and the
 	// sandbox works again.
 	bombs, err := sb.CreateSession(ctx, api.CreateSessionRequest{ID: "bombs"})
 	if err != nil {
