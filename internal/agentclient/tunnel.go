@@ -194,8 +194,9 @@ func (c *Client) PortTransport() http.RoundTripper {
 	return c.ports.tr
 }
 
-// maxPortHead bounds the head of a service's response (and of the 1xx
-// answers before it, of which http.Transport takes five at most).
+// maxPortHead bounds the head of a service's response. 1xx answers count
+// towards it, unless the caller reads them as they come (ReverseProxy
+// does, and passes each on: each is bounded alone then).
 const maxPortHead = 1 << 20
 
 // close drops idle connections; a transport made afterwards (by a
