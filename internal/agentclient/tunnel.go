@@ -96,8 +96,7 @@ func (b *bufferedConn) CloseWrite() error {
 type portTransports struct {
 	mu     sync.Mutex
 	tr     *http.Transport
-	fast   *fastTransport // in front of tr (fastport.go)
-	closed bool           // Close was called: keep no idle tunnels
+	closed bool // Close was called: keep no idle connections
 
 	// dialer, once set (SetPortDialer), makes the transport's
 	// connections instead of agent tunnels; the client owns it.
@@ -164,7 +163,8 @@ func (c *Client) dialPort(ctx context.Context, port int) (net.Conn, error) {
 // on the sandbox's loopback, through the client's PortDialer if it has
 // one (SetPortDialer), else through agent tunnels (DialPort). Idle
 // connections are kept for reuse, per port; Close drops them. Upgrades
-// (WebSocket) work as with any http.Transport.
+// (WebSocket) work as with any http.Transport. A response head is bounded
+// (maxPortHead), so a service cannot make the daemon buffer without end.
 func (c *Client) PortTransport() http.RoundTripper {
 	c.ports.mu.Lock()
 	defer c.ports.mu.Unlock()
@@ -182,27 +182,31 @@ func (c *Client) PortTransport() http.RoundTripper {
 				}
 				return c.dialPort(ctx, port)
 			},
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true, // bodies pass through as the service sent them
-			DisableKeepAlives:   c.ports.closed,
-			ReadBufferSize:      64 << 10,
-			WriteBufferSize:     64 << 10,
+			MaxIdleConnsPerHost:    64,
+			IdleConnTimeout:        90 * time.Second,
+			DisableCompression:     true, // bodies pass through as the service sent them
+			DisableKeepAlives:      c.ports.closed,
+			MaxResponseHeaderBytes: maxPortHead,
+			ReadBufferSize:         64 << 10,
+			WriteBufferSize:        64 << 10,
 		}
-		c.ports.fast = &fastTransport{c: c, std: c.ports.tr, closed: c.ports.closed}
 	}
-	return c.ports.fast
+	return c.ports.tr
 }
 
-// close drops idle tunnels; a transport made afterwards (by a request
-// still holding the client) keeps none.
+// maxPortHead bounds the head of a service's response. 1xx answers count
+// towards it, unless the caller reads them as they come (ReverseProxy
+// does, and passes each on: each is bounded alone then).
+const maxPortHead = 1 << 20
+
+// close drops idle connections; a transport made afterwards (by a
+// request still holding the client) keeps none.
 func (p *portTransports) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
 	if p.tr != nil {
 		p.tr.CloseIdleConnections()
-		p.fast.close()
 	}
 	if b := p.dialer.Swap(&portDialerBox{}); b != nil && b.d != nil {
 		b.d.Close()

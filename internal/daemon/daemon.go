@@ -38,7 +38,7 @@ type Config struct {
 	PreviewDomain string // default localhost
 	// TrustedProxies are addresses or CIDRs of proxies in front of the
 	// daemon (a TLS terminator) whose X-Forwarded-* headers preview
-	// traffic and preview URLs believe (preview.go).
+	// traffic and preview URLs believe (internal/preview).
 	TrustedProxies []string
 	AgentBinary    string // default: sandbox-agent beside this executable
 	Runc           string // runc binary, default from PATH
@@ -174,8 +174,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	srv.RegisterOnShutdown(stopUpgraded)
 	errc := make(chan error, 1)
-	pl := handler.Listener(ln, srv)
-	go func() { errc <- srv.Serve(pl) }()
+	go func() { errc <- srv.Serve(ln) }()
 	addr := ln.Addr().String()
 	log.Info("sandboxd serving", "addr", addr, "data", cfg.DataDir, "images", cfg.ImagesDir)
 	if cfg.Out != nil {
@@ -197,16 +196,9 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// net/http's connections and the preview loop's (see
-	// server.Handler.Listener) drain side by side.
-	shut := make(chan error, 1)
-	go func() { shut <- pl.Shutdown(sctx) }()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown: closing open requests", "err", err)
 		srv.Close()
-	}
-	if err := <-shut; err != nil {
-		log.Warn("shutdown: closed open preview requests", "err", err)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -88,32 +87,8 @@ func invalidPort(msg string) error {
 	return &errdefs.CodedError{Code: api.CodeInvalidPort, Message: msg, Kind: errdefs.ErrInvalidArgument}
 }
 
-// exposed describes p, with its preview URL as seen by the client of r:
-// the scheme r came in with (https behind a trusted TLS-terminating
-// proxy), and the port of the host r addressed, if it named one.
+// exposed describes p, with its preview URL as seen by the client of r.
 func (s *server) exposed(r *http.Request, p store.Port) api.ExposedPort {
-	scheme := "http"
-	host := r.Host
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if s.trustedPeer(r) {
-		if v := r.Header.Get("X-Forwarded-Proto"); v == "https" || v == "http" {
-			scheme = v
-		}
-		if v := r.Header.Get("X-Forwarded-Host"); v != "" {
-			host = v
-		}
-	}
-	suffix := ""
-	if _, port, err := net.SplitHostPort(host); err == nil && port != "" {
-		suffix = ":" + port
-	}
 	return api.ExposedPort{Port: p.Port, Name: p.Name, Token: p.Token,
-		ExposedAt: scheme + "://" + previewHost(p.Port, p.SandboxID, p.Token, s.previewDomain()) + suffix + "/"}
-}
-
-// previewHost is the host name of a preview URL.
-func previewHost(port int, id, token, domain string) string {
-	return strconv.Itoa(port) + "-" + id + "-" + token + "." + domain
+		ExposedAt: s.preview.URL(r, p.Port, p.SandboxID, p.Token)}
 }

@@ -10,25 +10,19 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/manager/managertest"
 	"github.com/sandboxd/sandboxd/internal/server"
 )
 
-// newPreviewServer is newServer with a preview configuration, served as
-// the daemon serves it: from the handler's listener, so that simple
-// preview requests take the connection loop (preview_conn.go) and the
-// rest net/http. Its sandboxes' agent runs in this process, so a "port in
-// the sandbox" is a port on this host's loopback.
+// newPreviewServer is newServer with a preview configuration. Its
+// sandboxes' agent runs in this process, so a "port in the sandbox" is a
+// port on this host's loopback.
 func newPreviewServer(t testing.TB, pc server.PreviewConfig) *httptest.Server {
 	t.Helper()
 	env := managertest.New(t)
-	h := server.New(server.Config{Manager: env.Manager, Token: token, Metrics: env.Metrics, Preview: pc})
-	srv := httptest.NewUnstartedServer(h)
-	srv.Listener = h.Listener(srv.Listener, &http.Server{ReadHeaderTimeout: 10 * time.Second})
-	srv.Start()
+	srv := httptest.NewServer(server.New(server.Config{Manager: env.Manager, Token: token, Metrics: env.Metrics, Preview: pc}))
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -233,15 +233,6 @@ var (
 	smallBuffers = newBufferPool(smallBuffer)
 )
 
-// proxyBuffers gives 256 KiB copy buffers, whatever the response, to
-// proxies that do not choose per response.
-var proxyBuffers = fixedBuffers{newBufferPool(256 << 10)}
-
-type fixedBuffers struct{ p *bufferPool }
-
-func (f fixedBuffers) Get() []byte  { return f.p.get() }
-func (f fixedBuffers) Put(x []byte) { f.p.put(x) }
-
 type bufferPool struct{ p sync.Pool }
 
 func newBufferPool(size int) *bufferPool {

@@ -22,6 +22,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/manager"
 	"github.com/sandboxd/sandboxd/internal/metrics"
+	"github.com/sandboxd/sandboxd/internal/preview"
 )
 
 // Config configures the API.
@@ -36,7 +37,7 @@ type Config struct {
 	MaxOutputBytes int
 	Version        string
 	Logger         *slog.Logger
-	// Preview configures preview URLs (preview.go).
+	// Preview configures preview URLs (package preview).
 	Preview PreviewConfig
 	// Closing ends when the daemon begins to shut down. Terminal
 	// WebSockets, which http.Server.Shutdown does not track once
@@ -49,28 +50,22 @@ type Config struct {
 const maxBodyBytes = 32 << 20
 
 type server struct {
-	cfg Config
-	mgr *manager.Manager
-	log *slog.Logger
-
-	previewSuffix string // "." + the preview domain
+	cfg     Config
+	mgr     *manager.Manager
+	log     *slog.Logger
+	preview *preview.Proxy
 }
 
-// newServer returns the server of cfg (cfg.Logger set), its derived fields
-// filled in.
-func newServer(cfg Config) *server {
-	s := &server{cfg: cfg, mgr: cfg.Manager, log: cfg.Logger}
-	s.previewSuffix = "." + s.previewDomain()
-	return s
-}
-
-// New returns the API's handler. Served from the listener its Listener
-// makes, simple preview requests take a shorter way (preview_conn.go).
-func New(cfg Config) *Handler {
+// New returns the daemon's HTTP handler: preview URLs, then the API.
+func New(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := newServer(cfg)
+	s := &server{cfg: cfg, mgr: cfg.Manager, log: cfg.Logger}
+	s.preview = preview.New(preview.Config{
+		Domain: cfg.Preview.Domain, TrustedProxies: cfg.Preview.TrustedProxies,
+		Targets: cfg.Manager, Error: s.error, Logger: cfg.Logger,
+	})
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /v1/sandboxes", s.listSandboxes)
 	v1.HandleFunc("PUT /v1/sandboxes/{id}", s.withID(s.createSandbox))
@@ -100,7 +95,7 @@ func New(cfg Config) *Handler {
 	// The web terminal: a WebSocket forwarded to the agent (terminal.go).
 	v1.HandleFunc("GET /v1/sandboxes/{id}/terminal", s.withID(s.terminal))
 	// Exposed ports: the daemon's own (ports.go); their preview URLs are
-	// served before this mux (preview.go).
+	// served before this mux (package preview).
 	v1.HandleFunc("POST /v1/sandboxes/{id}/ports", s.withID(s.exposePort))
 	v1.HandleFunc("GET /v1/sandboxes/{id}/ports", s.withID(s.listPorts))
 	v1.HandleFunc("DELETE /v1/sandboxes/{id}/ports/{port}", s.withID(s.unexposePort))
@@ -116,8 +111,7 @@ func New(cfg Config) *Handler {
 		root.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
 	root.Handle("/", s.auth(v1))
-	rp := s.previewProxy()
-	return &Handler{Handler: s.previews(root, rp), s: s, rp: rp}
+	return s.preview.Handler(root)
 }
 
 // auth rejects requests without the bearer token, comparing in constant

@@ -1,4 +1,4 @@
-package server
+package preview
 
 import (
 	"regexp"
@@ -9,7 +9,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/manager"
 )
 
-func TestParsePreviewLabel(t *testing.T) {
+func TestParseLabel(t *testing.T) {
 	tests := []struct {
 		label       string
 		port        int
@@ -34,7 +34,7 @@ func TestParsePreviewLabel(t *testing.T) {
 		{label: "8080-demo-a.b", errContains: "token"},
 	}
 	for _, tc := range tests {
-		port, id, token, err := parsePreviewLabel(tc.label)
+		port, id, token, err := parseLabel(tc.label)
 		if tc.errContains != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.errContains) {
 				t.Errorf("%q: err %v, want one about %q", tc.label, err, tc.errContains)
@@ -47,14 +47,14 @@ func TestParsePreviewLabel(t *testing.T) {
 	}
 }
 
-// FuzzParsePreviewLabel: any label either fails or names exactly the host
+// FuzzParseLabel: any label either fails or names exactly the host
 // it came from (hosts are case-insensitive: the ID comes out lowercased).
-func FuzzParsePreviewLabel(f *testing.F) {
+func FuzzParseLabel(f *testing.F) {
 	for _, s := range []string{"8080-demo-abc", "1-a-b", "8080-a-b-c-d", "--", "9-\x00-x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, label string) {
-		port, id, token, err := parsePreviewLabel(label)
+		port, id, token, err := parseLabel(label)
 		if err != nil {
 			return
 		}
@@ -64,9 +64,9 @@ func FuzzParsePreviewLabel(f *testing.F) {
 	})
 }
 
-// FuzzValidPreviewID: validPreviewID agrees with manager.NormalizeID on
+// FuzzValidID: validID agrees with manager.NormalizeID on
 // lower-case IDs, and ValidToken with its rule.
-func FuzzValidPreviewID(f *testing.F) {
+func FuzzValidID(f *testing.F) {
 	for _, s := range []string{"a", "demo", "-a", "a-", "a--b", strings.Repeat("a", 63), strings.Repeat("a", 64), "A", "a_b", "é"} {
 		f.Add(s)
 	}
@@ -74,8 +74,8 @@ func FuzzValidPreviewID(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if s == strings.ToLower(s) {
 			_, err := manager.NormalizeID(s)
-			if got := validPreviewID(s); got != (err == nil) {
-				t.Errorf("validPreviewID(%q) = %v; NormalizeID: %v", s, got, err)
+			if got := validID(s); got != (err == nil) {
+				t.Errorf("validID(%q) = %v; NormalizeID: %v", s, got, err)
 			}
 		}
 		if got, want := manager.ValidToken(s), token.MatchString(s); got != want {

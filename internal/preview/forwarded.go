@@ -1,0 +1,100 @@
+package preview
+
+import (
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// forwardingHeaders are proxy information that only the daemon, or a
+// trusted proxy, may give; from anyone else they are dropped (as are the
+// daemon's own X-Sandboxd-* headers, from everyone).
+var forwardingHeaders = []string{"Forwarded", "X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Ssl"}
+
+// setForwarded sets X-Forwarded-For, -Host and -Proto on the outgoing
+// request and drops spoofable proxy and internal headers, and header
+// names with '_'. From a trusted proxy, its X-Forwarded-* are kept (For
+// is appended to).
+func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
+	trusted := p.Trusted(pr.In)
+	for k := range pr.Out.Header {
+		// Names with '_' are dropped too, as nginx and gunicorn do: a
+		// service that reads them with dashes (CGI and WSGI map both to
+		// HTTP_X_FORWARDED_FOR) would take X_Forwarded_For for the
+		// header this sets.
+		if strings.HasPrefix(k, "X-Sandboxd-") || strings.ContainsRune(k, '_') {
+			delete(pr.Out.Header, k)
+		}
+	}
+	if !trusted {
+		for _, k := range forwardingHeaders {
+			pr.Out.Header.Del(k)
+		}
+	}
+	// Rewrite starts with no Forwarded or X-Forwarded-* on Out: a trusted
+	// proxy's are put back (its X-Forwarded-For chain for SetXForwarded to
+	// append to).
+	if trusted {
+		for _, k := range []string{"Forwarded", "X-Forwarded-For"} {
+			if v := pr.In.Header.Values(k); len(v) > 0 {
+				pr.Out.Header[k] = v
+			}
+		}
+	}
+	pr.SetXForwarded()
+	if trusted {
+		if v := pr.In.Header.Get("X-Forwarded-Proto"); v == "https" || v == "http" {
+			pr.Out.Header.Set("X-Forwarded-Proto", v)
+		}
+		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
+			pr.Out.Header.Set("X-Forwarded-Host", v)
+		}
+	}
+}
+
+// Trusted reports whether r comes straight from a trusted proxy
+// (Config.TrustedProxies), whose X-Forwarded-* headers are believed.
+func (p *Proxy) Trusted(r *http.Request) bool {
+	if len(p.cfg.TrustedProxies) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	addr := ap.Addr().Unmap()
+	for _, pfx := range p.cfg.TrustedProxies {
+		if pfx.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// URL returns the preview URL of port of sandbox id with token, as the
+// client of r (an API call) sees it: the scheme r came in with (https
+// behind a trusted TLS-terminating proxy), and the port of the host r
+// addressed, if it named one.
+func (p *Proxy) URL(r *http.Request, port int, id, token string) string {
+	scheme := "http"
+	host := r.Host
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p.Trusted(r) {
+		if v := r.Header.Get("X-Forwarded-Proto"); v == "https" || v == "http" {
+			scheme = v
+		}
+		if v := r.Header.Get("X-Forwarded-Host"); v != "" {
+			host = v
+		}
+	}
+	suffix := ""
+	if _, lp, err := net.SplitHostPort(host); err == nil && lp != "" {
+		suffix = ":" + lp
+	}
+	return scheme + "://" + strconv.Itoa(port) + "-" + id + "-" + token + p.suffix + suffix + "/"
+}
