@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"sync"
@@ -29,18 +30,22 @@ import (
 )
 
 // Flow control. Output goes at the pace of the slowest viewer, as a
-// terminal over ssh would: while one has more than viewerQueueBytes queued,
-// the PTY is not read (so the shell's writes block). A viewer that makes
-// no room for viewerStall is dropped (its connection is closed; it may
-// reconnect and get the replay), so one gone quiet stops nobody for long.
-// Input goes at the pace of the shell: keys wait while the PTY's input
-// is full, and a connection's keys that wait viewerStall are dropped (the
-// client gets an error message), so the connection is read again and its
-// end noticed even when the shell never reads.
+// terminal over ssh would: the PTY's output is kept in a window of
+// outputWindow bytes (see outLog), and while a viewer is a whole window
+// behind the PTY is not read (so the shell's writes block). A viewer that
+// makes no progress for viewerStall meanwhile is dropped (its connection
+// is closed; it may reconnect and get the replay), so one gone quiet stops
+// nobody for long. Input goes at the pace of the shell: keys wait while
+// the PTY's input is full, and a connection's keys that wait viewerStall
+// are dropped (the client gets an error message), so the connection is
+// read again and its end noticed even when the shell never reads.
 const (
-	viewerQueueBytes = 1 << 20
-	viewerStall      = 10 * time.Second
+	outputWindow = 1 << 20
+	viewerStall  = 10 * time.Second
 )
+
+// maxOutputMessage bounds the output sent in one WebSocket message.
+const maxOutputMessage = 256 << 10
 
 // viewerWriteTimeout bounds one write to a connection.
 const viewerWriteTimeout = 30 * time.Second
@@ -52,17 +57,18 @@ type Service struct {
 
 	mu sync.Mutex
 	m  map[termKey]*terminal // guarded by mu
-	// detachedTimeout is how long a terminal without connections lives
-	// (api.TerminalDetachedTimeout unless a test changes it).
-	detachedTimeout time.Duration
-	// stall is how long a viewer may hold output up (viewerStall unless
-	// a test changes it).
-	stall time.Duration
+
+	// The terminals' durations, set by New; tests shorten them before
+	// the first terminal starts.
+	detachedTimeout time.Duration // how long a terminal without connections lives
+	stall           time.Duration // how long a viewer may hold output, or the shell input, up
+	exitDrain       time.Duration // how long output is still read after the shell exited
 }
 
 // New returns the terminal service.
 func New(reaper *core.Reaper, sessions *session.Registry) *Service {
-	return &Service{reaper: reaper, sessions: sessions, m: map[termKey]*terminal{}}
+	return &Service{reaper: reaper, sessions: sessions, m: map[termKey]*terminal{},
+		detachedTimeout: api.TerminalDetachedTimeout, stall: viewerStall, exitDrain: exitDrain}
 }
 
 // KillSession ends the terminals of session sid (which is being deleted)
@@ -96,6 +102,9 @@ type terminal struct {
 	pty   *os.File    // the master side; closed once the shell exited and output was read
 	grp   *core.Group // the shell and all it starts
 	stall time.Duration
+	// out is the PTY's output: readOutput appends, each connection's
+	// writer sends it from its cursor.
+	out *outLog
 	// input carries keystrokes from the connections to writeInput, the
 	// one goroutine that writes to the PTY (a write blocks while the
 	// shell takes no input; a connection that ends must not wait for it).
@@ -104,60 +113,16 @@ type terminal struct {
 	// ends and input is no longer taken.
 	closed chan struct{}
 
+	// exitMsg is the exit message: set once before out is closed, read
+	// by writers after out reported its end.
+	exitMsg []byte
+
 	mu      sync.Mutex
-	replay  *ring                // guarded by mu
-	cols    int                  // guarded by mu
-	rows    int                  // guarded by mu
-	viewers map[*viewer]struct{} // guarded by mu
-	drained *sync.Cond           // on mu: a viewer's queue shrank or a viewer left
-	idle    *time.Timer          // runs while there is no viewer; guarded by mu
-	ended   bool                 // the exit message went out; guarded by mu
-	exitMsg []byte               // the exit message, once ended; guarded by mu
-}
-
-// viewer is one connection's queue of frames. The terminal appends under
-// its mutex; the connection's writer goroutine takes them.
-type viewer struct {
-	wake     chan struct{} // signalled (cap 1) when frames were added
-	frames   []frame       // guarded by the terminal's mu
-	queued   int           // bytes in frames; guarded by the terminal's mu
-	overflow bool          // fell too far behind; guarded by the terminal's mu
-	final    bool          // the exit frame is queued: close after it; guarded by the terminal's mu
-}
-
-type frame struct {
-	text bool
-	data []byte // shared by every viewer: read-only
-}
-
-func (v *viewer) pushLocked(f frame) {
-	if v.overflow {
-		return
-	}
-	wasEmpty, before := len(v.frames) == 0, v.queued
-	v.frames = append(v.frames, f)
-	v.queued += len(f.data)
-	// The writer waits for a first frame; one that gathers bulk output
-	// (see gather) also for a text frame or gatherOutput bytes. A wake-up
-	// per PTY read would cost as much as the read.
-	if wasEmpty || f.text || (before < gatherOutput && v.queued >= gatherOutput) {
-		v.signal()
-	}
-}
-
-func (v *viewer) signal() {
-	select {
-	case v.wake <- struct{}{}:
-	default:
-	}
-}
-
-// dropLocked gives up on a viewer that takes no output: its writer closes
-// the connection.
-func (v *viewer) dropLocked() {
-	v.overflow = true
-	v.frames, v.queued = nil, 0
-	v.signal()
+	cols    int         // guarded by mu
+	rows    int         // guarded by mu
+	viewers int         // connections; guarded by mu
+	idle    *time.Timer // runs while there is no viewer; guarded by mu
+	ended   bool        // the shell exited; guarded by mu
 }
 
 func (ts *Service) handleTerminal(w http.ResponseWriter, r *http.Request) {
@@ -273,13 +238,9 @@ func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termK
 		grp.Remove()
 		return nil, core.StartError(err)
 	}
-	t := &terminal{key: key, shell: shell, pid: proc.Pid, pty: master, grp: grp,
-		replay: newRing(api.TerminalReplayBytes), cols: cols, rows: rows, viewers: map[*viewer]struct{}{},
+	t := &terminal{key: key, shell: shell, pid: proc.Pid, pty: master, grp: grp, stall: ts.stall,
+		out: newOutLog(outputWindow, ts.stall), cols: cols, rows: rows,
 		input: make(chan []byte), closed: make(chan struct{})}
-	t.drained = sync.NewCond(&t.mu)
-	if t.stall = ts.stall; t.stall <= 0 {
-		t.stall = viewerStall
-	}
 	readDone := make(chan struct{})
 	go t.readOutput(readDone)
 	go t.writeInput()
@@ -287,15 +248,15 @@ func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termK
 	return t, nil
 }
 
-// readOutput copies the PTY's output to the replay buffer and the viewers
-// until the PTY has no writer left (EIO) or its read deadline passes.
+// readOutput appends the PTY's output to t.out until the PTY has no
+// writer left (EIO) or its read deadline passes.
 func (t *terminal) readOutput(done chan<- struct{}) {
 	defer close(done)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := t.pty.Read(buf)
 		if n > 0 {
-			t.broadcast(buf[:n])
+			t.out.append(buf[:n])
 		}
 		if err != nil {
 			return
@@ -303,62 +264,18 @@ func (t *terminal) readOutput(done chan<- struct{}) {
 	}
 }
 
-func (t *terminal) broadcast(p []byte) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.replay.Write(p)
-	if len(t.viewers) == 0 {
-		return
-	}
-	data := append([]byte(nil), p...) // shared, read-only, by every viewer
-	for v := range t.viewers {
-		v.pushLocked(frame{data: data})
-	}
-	// Wait while a viewer is too far behind (see viewerQueueBytes).
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	deadline := time.Now().Add(t.stall)
-	for {
-		var behind *viewer
-		for v := range t.viewers {
-			if !v.overflow && v.queued > viewerQueueBytes {
-				behind = v
-				break
-			}
-		}
-		if behind == nil {
-			return
-		}
-		if !time.Now().Before(deadline) {
-			behind.dropLocked()
-			continue
-		}
-		if timer == nil {
-			timer = time.AfterFunc(time.Until(deadline), func() {
-				t.mu.Lock()
-				t.drained.Broadcast()
-				t.mu.Unlock()
-			})
-		}
-		t.drained.Wait()
-	}
-}
-
 // exitDrain bounds how long output is still read after the shell exited:
 // a background job that kept the PTY open must not hold the exit message.
 const exitDrain = 200 * time.Millisecond
 
-// supervise waits for the shell to exit, lets the output drain, then sends
-// the exit message to every viewer and removes the terminal.
+// supervise waits for the shell to exit, lets the output drain, then ends
+// the output (each viewer gets the exit message after it) and removes the
+// terminal.
 func (t *terminal) supervise(ts *Service, exited <-chan unix.WaitStatus, readDone <-chan struct{}) {
 	ws := <-exited
 	select {
 	case <-readDone:
-	case <-time.After(exitDrain):
+	case <-time.After(ts.exitDrain):
 		_ = t.pty.SetReadDeadline(time.Now())
 		<-readDone
 	}
@@ -378,35 +295,28 @@ func (t *terminal) supervise(ts *Service, exited <-chan unix.WaitStatus, readDon
 		delete(ts.m, t.key)
 	}
 	ts.mu.Unlock()
-	data, _ := json.Marshal(msg)
+	t.exitMsg, _ = json.Marshal(msg)
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.ended, t.exitMsg = true, data
+	t.ended = true
 	if t.idle != nil {
 		t.idle.Stop()
 	}
-	for v := range t.viewers {
-		v.pushLocked(frame{text: true, data: data})
-		v.final = true
-	}
+	t.mu.Unlock()
+	t.out.close() // the writers send what is left, then the exit message
 }
 
 // startIdleLocked starts the countdown of a terminal without viewers. The
 // caller holds t.mu.
 func (t *terminal) startIdleLocked(ts *Service) {
-	if t.ended || len(t.viewers) > 0 {
+	if t.ended || t.viewers > 0 {
 		return
 	}
 	if t.idle != nil {
 		t.idle.Stop()
 	}
-	timeout := ts.detachedTimeout
-	if timeout <= 0 {
-		timeout = api.TerminalDetachedTimeout
-	}
-	t.idle = time.AfterFunc(timeout, func() {
+	t.idle = time.AfterFunc(ts.detachedTimeout, func() {
 		t.mu.Lock()
-		abandoned := !t.ended && len(t.viewers) == 0
+		abandoned := !t.ended && t.viewers == 0
 		t.mu.Unlock()
 		if abandoned {
 			// The shell and what it started; the exit is then handled
@@ -434,193 +344,80 @@ func (t *terminal) serve(ctx context.Context, ts *Service, conn *websocket.Conn,
 		t.resize(p.cols, p.rows) // the newest connection's size wins
 	}
 
-	v := &viewer{wake: make(chan struct{}, 1)}
+	c, replay := t.out.join(api.TerminalReplayBytes)
+	defer t.out.leave(c)
 	t.mu.Lock()
-	replay := t.replay.Bytes()
 	ready := api.TerminalMessage{Type: api.TerminalReady, TerminalID: t.key.id, SessionID: t.key.session,
-		Shell: t.shell, Pid: t.pid, Cols: t.cols, Rows: t.rows, Reconnected: reconnected, ReplayBytes: len(replay)}
-	data, _ := json.Marshal(ready)
-	v.frames = append(v.frames, frame{text: true, data: data})
-	if len(replay) > 0 {
-		v.frames = append(v.frames, frame{data: replay})
-	}
-	v.wake <- struct{}{}
-	if t.ended {
-		// The shell exited between the lookup and now: this viewer
-		// gets the whole story at once.
-		v.frames = append(v.frames, frame{text: true, data: t.exitMsg})
-		v.final = true
-	} else {
-		t.viewers[v] = struct{}{}
-		if t.idle != nil {
-			t.idle.Stop()
-		}
+		Shell: t.shell, Pid: t.pid, Cols: t.cols, Rows: t.rows, Reconnected: reconnected, ReplayBytes: replay}
+	t.viewers++
+	if t.idle != nil {
+		t.idle.Stop()
 	}
 	t.mu.Unlock()
 	defer func() {
 		t.mu.Lock()
-		delete(t.viewers, v)
-		t.drained.Broadcast()
+		t.viewers--
 		t.startIdleLocked(ts)
 		t.mu.Unlock()
 	}()
 
+	readyMsg, _ := json.Marshal(ready)
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		defer cancel() // a writer that stopped ends the reader too
-		t.writeFrames(ctx, conn, v)
+		t.writeOutput(ctx, conn, c, readyMsg)
 	}()
 	t.readInput(ctx, conn)
 	cancel()
 	<-writerDone
 }
 
-// writeFrames sends v's frames to conn until the exit frame went out, the
-// viewer overflowed, or ctx ends.
-func (t *terminal) writeFrames(ctx context.Context, conn *websocket.Conn, v *viewer) {
+// msgConn is what a viewer's writer needs of its connection (a
+// *websocket.Conn).
+type msgConn interface {
+	Write(ctx context.Context, typ websocket.MessageType, p []byte) error
+	Close(code websocket.StatusCode, reason string) error
+}
+
+// writeOutput sends conn the ready message, then the output from c on,
+// then the exit message, and closes the connection. Each output message
+// holds whatever lay between c and the log's published end (up to
+// maxOutputMessage; see outLog for when output is published). It returns
+// early if c is dropped (the connection is closed with 1008), a write
+// fails, or ctx ends.
+func (t *terminal) writeOutput(ctx context.Context, conn msgConn, c *cursor, ready []byte) {
+	write := func(typ websocket.MessageType, data []byte) bool {
+		// A client that takes no data at all for this long is gone
+		// (the write's timeout closes the connection).
+		wctx, cancel := context.WithTimeout(ctx, viewerWriteTimeout)
+		defer cancel()
+		return conn.Write(wctx, typ, data) == nil
+	}
+	if !write(websocket.MessageText, ready) {
+		return
+	}
+	var buf []byte
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-v.wake:
-		}
-		frames, final, overflow := t.take(v)
-		if !final && !overflow && outputBytes(frames) >= bulkOutput {
-			// Bulk output: gather a little more before writing, so that
-			// a burst costs a few large messages rather than one per
-			// PTY read (each message is a write on every hop to the
-			// client; see bulkOutput).
-			var ok bool
-			if frames, final, overflow, ok = t.gather(ctx, v, frames); !ok {
-				return
+		data, err := t.out.next(ctx, c, buf, maxOutputMessage)
+		switch {
+		case err == io.EOF:
+			if write(websocket.MessageText, t.exitMsg) {
+				_ = conn.Close(websocket.StatusNormalClosure, "the shell exited")
 			}
-		}
-		if overflow {
+			return
+		case err == errDropped:
 			_ = conn.Close(websocket.StatusPolicyViolation, "took no output for too long; reconnect to get the replay")
 			return
-		}
-		for _, f := range coalesce(frames) {
-			typ := websocket.MessageBinary
-			if f.text {
-				typ = websocket.MessageText
-			}
-			// A client that takes no data at all for this long is gone
-			// (the write's timeout closes the connection).
-			wctx, cancel := context.WithTimeout(ctx, viewerWriteTimeout)
-			err := conn.Write(wctx, typ, f.data)
-			cancel()
-			if err != nil {
-				return
-			}
-		}
-		if final {
-			_ = conn.Close(websocket.StatusNormalClosure, "the shell exited")
+		case err != nil:
 			return
 		}
+		if !write(websocket.MessageBinary, data) {
+			return
+		}
+		t.out.sent(c, len(data))
+		buf = data
 	}
-}
-
-// take removes and returns v's queued frames, and whether the exit frame is
-// among them or v overflowed.
-func (t *terminal) take(v *viewer) (frames []frame, final, overflow bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	frames, final, overflow = v.frames, v.final, v.overflow
-	v.frames, v.queued = nil, 0
-	t.drained.Broadcast()
-	return frames, final, overflow
-}
-
-// Output batching. The kernel hands a PTY's output to its reader at most
-// 4 KiB at a time (the line discipline's read buffer), so a program that
-// prints fast gives thousands of small reads a second. Sent as they come,
-// each would be a WebSocket message, a wake-up of the writer and a write
-// on every hop to the client (agent, daemon proxy, client). A writer that
-// took at least bulkOutput bytes (a large PTY read: more is likely on its
-// way) waits up to gatherWait for more, until it holds gatherOutput bytes:
-// an 8 MiB burst goes out in ~60 messages instead of ~2,000, at half the
-// agent's CPU. The PTY itself stays the limit (one wake-up of the kernel's
-// flush worker and of the reader per 4 KiB). Typing and its echo, a few
-// bytes at a time, go out at once.
-const (
-	bulkOutput   = 2 << 10
-	gatherOutput = 128 << 10
-	gatherWait   = 2 * time.Millisecond
-)
-
-// gather adds what v is sent within gatherWait to frames (see bulkOutput),
-// or until v holds gatherOutput bytes, its exit frame, or overflowed. ok is
-// false if ctx ended.
-func (t *terminal) gather(ctx context.Context, v *viewer, frames []frame) (_ []frame, final, overflow, ok bool) {
-	timer := time.NewTimer(gatherWait)
-	defer timer.Stop()
-	held := outputBytes(frames)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, false, false, false
-		case <-timer.C:
-		case <-v.wake:
-			if !t.gathered(v, held) {
-				continue
-			}
-		}
-		more, final, overflow := t.take(v)
-		return append(frames, more...), final, overflow, true
-	}
-}
-
-// gathered tells whether a writer that gathers output, holding held bytes
-// of it, should stop waiting for more.
-func (t *terminal) gathered(v *viewer, held int) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return v.final || v.overflow || held+v.queued >= gatherOutput
-}
-
-// outputBytes counts the PTY output (binary frames) in frames.
-func outputBytes(frames []frame) int {
-	n := 0
-	for _, f := range frames {
-		if !f.text {
-			n += len(f.data)
-		}
-	}
-	return n
-}
-
-// maxOutputMessage bounds the output merged into one WebSocket message.
-const maxOutputMessage = 256 << 10
-
-// coalesce merges runs of output frames (the PTY hands out a few KiB per
-// read) into messages of up to maxOutputMessage, so a burst of output costs
-// a few messages rather than thousands. Text frames stay as they are, in
-// order. Frames' data is shared by viewers: a merged message is a new
-// buffer, allocated once at its final size.
-func coalesce(frames []frame) []frame {
-	out := frames[:0:0]
-	for i := 0; i < len(frames); {
-		j, n := i+1, len(frames[i].data)
-		if !frames[i].text {
-			for j < len(frames) && !frames[j].text && n+len(frames[j].data) <= maxOutputMessage {
-				n += len(frames[j].data)
-				j++
-			}
-		}
-		if j == i+1 {
-			out = append(out, frames[i])
-			i++
-			continue
-		}
-		data := make([]byte, 0, n)
-		for _, f := range frames[i:j] {
-			data = append(data, f.data...)
-		}
-		out = append(out, frame{data: data})
-		i = j
-	}
-	return out
 }
 
 // readInput passes the connection's binary frames to the PTY and applies

@@ -1,7 +1,6 @@
 package terminal
 
 import (
-	"bytes"
 	"errors"
 	"net/url"
 	"strings"
@@ -10,45 +9,6 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
-
-func TestRing(t *testing.T) {
-	r := newRing(8)
-	var all []byte
-	for i, w := range []string{"", "abc", "defgh", "i", "jklmnopqrstu", "vw", "xyz0123456789AB"} {
-		r.Write([]byte(w))
-		all = append(all, w...)
-		want := all
-		if len(want) > 8 {
-			want = want[len(want)-8:]
-		}
-		if got := r.Bytes(); !bytes.Equal(got, want) {
-			t.Fatalf("after write %d (%q): Bytes = %q, want %q", i, w, got, want)
-		}
-		if r.Len() != len(want) {
-			t.Fatalf("after write %d: Len = %d, want %d", i, r.Len(), len(want))
-		}
-	}
-	// Bytes is a copy: the ring's later writes do not change it.
-	got := r.Bytes()
-	r.Write([]byte("zzzzzzzz"))
-	if string(got) == "zzzzzzzz" {
-		t.Fatal("Bytes shares the ring's memory")
-	}
-}
-
-func TestRingByteAtATime(t *testing.T) {
-	r := newRing(5)
-	var all []byte
-	for i := 0; i < 23; i++ {
-		b := byte('a' + i)
-		r.Write([]byte{b})
-		all = append(all, b)
-		want := all[max(0, len(all)-5):]
-		if got := r.Bytes(); !bytes.Equal(got, want) {
-			t.Fatalf("after %d bytes: %q, want %q", i+1, got, want)
-		}
-	}
-}
 
 func TestParseClientMessage(t *testing.T) {
 	for _, tc := range []struct {
@@ -108,39 +68,5 @@ func TestParseTerminalQuery(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("query %q = %+v, %v; want %+v", tc.query, got, err, tc.want)
 		}
-	}
-}
-
-func TestCoalesce(t *testing.T) {
-	shared := append(make([]byte, 0, 64), "abc"...) // room to append into
-	big := bytes.Repeat([]byte("z"), maxOutputMessage-2)
-	in := []frame{
-		{text: true, data: []byte(`{"type":"ready"}`)},
-		{data: shared}, {data: []byte("def")}, {data: []byte("g")},
-		{text: true, data: []byte(`{"type":"exit"}`)},
-		{data: []byte("h")},
-		{data: big}, {data: []byte("ij")}, {data: []byte("k")},
-	}
-	got := coalesce(in)
-	want := []frame{
-		{text: true, data: []byte(`{"type":"ready"}`)},
-		{data: []byte("abcdefg")},
-		{text: true, data: []byte(`{"type":"exit"}`)},
-		{data: append([]byte("h"), big...)},
-		{data: []byte("ijk")},
-	}
-	if len(got) != len(want) {
-		t.Fatalf("got %d frames, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i].text != want[i].text || !bytes.Equal(got[i].data, want[i].data) {
-			t.Errorf("frame %d: %v %q, want %v %q", i, got[i].text, got[i].data[:min(20, len(got[i].data))], want[i].text, want[i].data[:min(20, len(want[i].data))])
-		}
-		if len(got[i].data) > maxOutputMessage {
-			t.Errorf("frame %d: %d bytes, over %d", i, len(got[i].data), maxOutputMessage)
-		}
-	}
-	if string(shared[:6]) != "abc\x00\x00\x00" {
-		t.Errorf("coalesce wrote into a shared buffer: %q", shared[:6])
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,7 +174,8 @@ func TestTerminalNotWebSocket(t *testing.T) {
 }
 
 // BenchmarkTerminalOutputAgent: output throughput of a terminal straight
-// from the agent (no daemon), 8 MiB per op.
+// from the agent (no daemon), 8 MiB per op, with the WebSocket messages it
+// took and this process's CPU time per op.
 func BenchmarkTerminalOutputAgent(b *testing.B) {
 	const size = 8 << 20
 	_, url := terminalAgent(b)
@@ -182,7 +184,8 @@ func BenchmarkTerminalOutputAgent(b *testing.B) {
 	conn.SetReadLimit(1 << 20)
 	ctx := context.Background()
 	b.SetBytes(size)
-	i := 0
+	cpu0 := processCPU(b)
+	i, msgs := 0, 0
 	for b.Loop() {
 		i++
 		want := fmt.Sprintf("end-%d-%d", i, i+1)
@@ -196,9 +199,22 @@ func BenchmarkTerminalOutputAgent(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			msgs++
 			tail = append(tail[max(0, len(tail)-64):], data...)
 		}
 	}
+	b.ReportMetric(float64(msgs)/float64(i), "msgs/op")
+	b.ReportMetric(float64((processCPU(b)-cpu0).Milliseconds())/float64(i), "cpu-ms/op")
+}
+
+// processCPU is the CPU time this process used so far (the terminal's
+// goroutines and the test's client; not the shell and its commands).
+func processCPU(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestTerminalStalledViewer: a viewer that reads nothing holds output up
@@ -276,4 +292,164 @@ func TestTerminalBlockedInputDetach(t *testing.T) {
 	}
 	conn.CloseNow()
 	waitTerminalGone(t, a, ready.Pid)
+}
+
+// viewerOutput reads a terminal connection from a goroutine of its own
+// until it ends.
+type viewerOutput struct {
+	mu      sync.Mutex
+	data    []byte                // binary messages; guarded by mu
+	texts   []api.TerminalMessage // text messages; guarded by mu
+	err     error                 // why reading stopped; guarded by mu
+	changed chan struct{}         // signalled (cap 1) on every message
+	done    chan struct{}         // closed when reading stopped
+}
+
+func readViewer(ctx context.Context, conn *websocket.Conn) *viewerOutput {
+	o := &viewerOutput{changed: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(o.done)
+		for {
+			typ, data, err := conn.Read(ctx)
+			o.mu.Lock()
+			if err != nil {
+				o.err = err
+			} else if typ == websocket.MessageBinary {
+				o.data = append(o.data, data...)
+			} else {
+				var m api.TerminalMessage
+				_ = json.Unmarshal(data, &m)
+				o.texts = append(o.texts, m)
+			}
+			o.mu.Unlock()
+			select {
+			case o.changed <- struct{}{}:
+			default:
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return o
+}
+
+// waitFor waits until the output holds want.
+func (o *viewerOutput) waitFor(t *testing.T, want string) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		o.mu.Lock()
+		found, err := bytes.Contains(o.data, []byte(want)), o.err
+		o.mu.Unlock()
+		if found {
+			return
+		}
+		if err != nil {
+			t.Fatalf("the connection ended (%v) before %q", err, want)
+		}
+		select {
+		case <-o.changed:
+		case <-timeout:
+			t.Fatalf("no %q in the output", want)
+		}
+	}
+}
+
+// result waits until the connection ended and returns what it read.
+func (o *viewerOutput) result(t *testing.T) ([]byte, []api.TerminalMessage, error) {
+	t.Helper()
+	select {
+	case <-o.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the connection did not end")
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.data, o.texts, o.err
+}
+
+// TestTerminalViewersSeeSameBytes: a viewer that joins a running terminal
+// gets the replay (its last api.TerminalReplayBytes of output), then the
+// same bytes as the viewer that was there all along, each once, through
+// bursts larger than the output window.
+func TestTerminalViewersSeeSameBytes(t *testing.T) {
+	_, url := terminalAgent(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, _ := dialTerminal(t, url+"?shell=/bin/sh&terminalId=same")
+	defer a.CloseNow()
+	a.SetReadLimit(1 << 20)
+	aOut := readViewer(ctx, a)
+	if err := a.Write(ctx, websocket.MessageBinary, []byte("seq 1 30000; echo mark-$((1+1))\n")); err != nil {
+		t.Fatal(err)
+	}
+	aOut.waitFor(t, "mark-2")
+	b, ready := dialTerminal(t, url+"?terminalId=same")
+	defer b.CloseNow()
+	b.SetReadLimit(1 << 20)
+	if ready.ReplayBytes != api.TerminalReplayBytes {
+		t.Errorf("replay of %d bytes, want %d", ready.ReplayBytes, api.TerminalReplayBytes)
+	}
+	bOut := readViewer(ctx, b)
+	const last = 250000 // ~1.6 MB of output: more than the window
+	if err := a.Write(ctx, websocket.MessageBinary, fmt.Appendf(nil, "seq 1 %d; exit 3\n", last)); err != nil {
+		t.Fatal(err)
+	}
+	aData, aTexts, aErr := aOut.result(t)
+	bData, bTexts, bErr := bOut.result(t)
+	var seq bytes.Buffer
+	for i := 1; i <= last; i++ {
+		fmt.Fprintf(&seq, "\r\n%d", i)
+	}
+	for _, v := range []struct {
+		name  string
+		data  []byte
+		texts []api.TerminalMessage
+		err   error
+	}{{"first", aData, aTexts, aErr}, {"second", bData, bTexts, bErr}} {
+		if websocket.CloseStatus(v.err) != websocket.StatusNormalClosure {
+			t.Errorf("%s viewer: the connection ended with %v", v.name, v.err)
+		}
+		if len(v.texts) != 1 || v.texts[0].Type != api.TerminalExit || v.texts[0].ExitCode == nil || *v.texts[0].ExitCode != 3 {
+			t.Errorf("%s viewer: text messages %+v, want the exit", v.name, v.texts)
+		}
+		if !bytes.Contains(v.data, seq.Bytes()) {
+			t.Errorf("%s viewer: the output of seq is not all there, in order, once", v.name)
+		}
+	}
+	if !bytes.HasSuffix(aData, bData) || len(bData) < api.TerminalReplayBytes {
+		t.Errorf("the second viewer's %d bytes are not the last of the first's %d", len(bData), len(aData))
+	}
+}
+
+// TestTerminalExitDrain: a background job that keeps the PTY open holds the
+// exit message up for the exit drain only.
+func TestTerminalExitDrain(t *testing.T) {
+	a, url := terminalAgent(t)
+	a.exitDrain = 50 * time.Millisecond
+	conn, _ := dialTerminal(t, url+"?shell=/bin/sh&terminalId=drain")
+	defer conn.CloseNow()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := readViewer(ctx, conn)
+	start := time.Now()
+	if err := conn.Write(ctx, websocket.MessageBinary, []byte("sleep 5 & echo bg=$!=; exit 3\n")); err != nil {
+		t.Fatal(err)
+	}
+	data, texts, _ := out.result(t)
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("the exit message came after %v: the background job held it", d)
+	}
+	var pid int
+	if i := bytes.LastIndex(data, []byte("bg=")); i >= 0 {
+		fmt.Sscanf(string(data[i:]), "bg=%d=", &pid)
+	}
+	if pid <= 0 {
+		t.Fatalf("no background pid in %q", data)
+	}
+	unix.Kill(pid, unix.SIGKILL)
+	if len(texts) != 1 || texts[0].Type != api.TerminalExit || texts[0].ExitCode == nil || *texts[0].ExitCode != 3 {
+		t.Errorf("text messages %+v, want the exit", texts)
+	}
 }
