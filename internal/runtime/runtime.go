@@ -12,6 +12,15 @@
 //	Destroy-> gone: nothing of the sandbox remains on disk or in the mount
 //	          table. Destroy is idempotent and may be called in any state.
 //
+// Inside, the container's init is in cgroup, pid, mount and user namespaces
+// of its own. Where the host has cgroup v2, its cgroup is delegated: it is
+// the root of the container's cgroup namespace, mounted read-write at
+// /sys/fs/cgroup, and root in the container may create child cgroups, move
+// its processes among them and write their cgroup.kill, but not change the
+// container's limits nor see any cgroup outside its own subtree (so the
+// agent can run each command in a cgroup of its own). The init may move
+// itself into a child cgroup; Stop and Destroy remove the whole subtree.
+//
 // A Runtime may be asked about a sandbox it started in an earlier daemon run
 // (Attach); it must not keep state that a daemon restart would lose.
 //
