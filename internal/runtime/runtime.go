@@ -142,3 +142,27 @@ type Runtime interface {
 	// Destroy stops the sandbox and removes everything it had on disk.
 	Destroy(ctx context.Context, id string) error
 }
+
+// Usage is what a running sandbox uses now.
+type Usage struct {
+	// CPU is the CPU time its processes have used since the container
+	// started.
+	CPU time.Duration
+	// MemoryBytes is the memory charged to it (page cache included).
+	MemoryBytes int64
+	// Pids is the number of its processes and threads.
+	Pids int64
+	// DiskBytes is the space used on its disk quota's file system; 0 for
+	// a sandbox without a quota (its files share the host's).
+	DiskBytes int64
+}
+
+// UsageReader is an optional capability of a Runtime: reading what a
+// running sandbox uses, from its cgroups and its disk. It must be cheap (a
+// few small file reads): the daemon calls it for every running sandbox on
+// each metrics scrape.
+type UsageReader interface {
+	// Usage returns what container id uses. A container that is not
+	// running gives an error wrapping errdefs.ErrNotFound.
+	Usage(ctx context.Context, id string) (Usage, error)
+}

@@ -46,6 +46,7 @@ func Run(t *testing.T, env Env, newRuntime Factory) {
 	t.Run("ExitedOnKill", func(t *testing.T) { testExitedOnKill(t, env, newRuntime) })
 	t.Run("Hostname", func(t *testing.T) { testHostname(t, env, newRuntime) })
 	t.Run("Cgroup", func(t *testing.T) { testCgroup(t, env, newRuntime) })
+	t.Run("Usage", func(t *testing.T) { testUsage(t, env, newRuntime) })
 }
 
 func spec(id string, env Env, slot uint32) runtime.Spec {
