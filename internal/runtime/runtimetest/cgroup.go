@@ -7,14 +7,17 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
 // testCgroup checks the delegated cgroup2 subtree (see package runtime):
 // the sandbox sees only its own cgroups, mounted read-write at
 // /sys/fs/cgroup; its root makes child cgroups, moves processes into them
 // and kills them through cgroup.kill; it cannot write its own limits nor
-// pass the number and depth of descendants it may have; and Destroy
-// leaves nothing, child cgroups included (Env.Leftovers).
+// pass the number and depth of descendants it may have; its init may move
+// into a child cgroup and still be found (Attach, SetHostname); and
+// Destroy leaves nothing, child cgroups included (Env.Leftovers).
 func testCgroup(t *testing.T, env Env, newRuntime Factory) {
 	if !hostHasCgroup2() {
 		t.Skip("the host has no cgroup2 hierarchy")
@@ -93,6 +96,12 @@ cat cgroup.max.descendants cgroup.max.depth`)
 		t.Errorf("writes to the sandbox's own cgroup limits: %q, want none and 4096, 8", out)
 	}
 
+	// The init moves itself into a leaf, as the agent may: the runtime
+	// still knows it for its container's (see Attach below).
+	if out := exec(t, inst, "mkdir /sys/fs/cgroup/agent && echo 1 > /sys/fs/cgroup/agent/cgroup.procs && grep '^0::' /proc/1/cgroup"); out != "0::/agent\n" {
+		t.Errorf("init moved to a leaf: %q", out)
+	}
+
 	// Depth: 8 levels, not 9. A process left in a nested child for
 	// Destroy to deal with.
 	out = exec(t, inst, `cd /sys/fs/cgroup
@@ -112,7 +121,16 @@ mkdir m/over 2>/dev/null || echo refused`)
 		t.Errorf("cgroup descendants: %q, want 4096 and refused", out)
 	}
 
-	if err := rt.Destroy(ctx, id); err != nil {
+	rt2 := newRuntime(t, env.Dir) // as after a daemon restart
+	if inst2, err := rt2.Attach(ctx, id); err != nil || inst2.Pid != inst.Pid {
+		t.Errorf("attach with the init in a child cgroup: %+v, %v", inst2, err)
+	}
+	if hs, ok := rt2.(runtime.HostnameSetter); ok {
+		if err := hs.SetHostname(ctx, id, "rt-cgroup-renamed"); err != nil {
+			t.Errorf("set hostname with the init in a child cgroup: %v", err)
+		}
+	}
+	if err := rt2.Destroy(ctx, id); err != nil {
 		t.Fatalf("destroy: %v", err)
 	}
 	if left := env.Leftovers(id); len(left) > 0 {
