@@ -2,6 +2,7 @@ package runtimetest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -85,15 +86,18 @@ rmdir x && echo removed`)
 		t.Errorf("child cgroup, move, cgroup.kill: %q", out)
 	}
 
-	// The limits stay the host's.
+	// The limits stay the host's, and the sandbox's cgroups are bounded
+	// in number and depth.
 	out = exec(t, inst, `cd /sys/fs/cgroup
 for f in cgroup.max.descendants cgroup.max.depth cgroup.kill cgroup.freeze cgroup.type memory.max memory.high pids.max cpu.max; do
 	[ -e $f ] || continue
 	if echo 1 > $f; then echo "wrote $f"; fi
 done 2>/dev/null
 cat cgroup.max.descendants cgroup.max.depth`)
-	if out != "4096\n8\n" {
-		t.Errorf("writes to the sandbox's own cgroup limits: %q, want none and 4096, 8", out)
+	var maxDesc, maxDepth int
+	if _, err := fmt.Sscanf(out, "%d\n%d\n", &maxDesc, &maxDepth); err != nil || strings.Contains(out, "wrote") ||
+		maxDesc < 16 || maxDesc > 10000 || maxDepth < 4 || maxDepth > 64 {
+		t.Fatalf("writes to the sandbox's own cgroup limits, then its max descendants and depth: %q (%v)", out, err)
 	}
 
 	// The init moves itself into a leaf, as the agent may: the runtime
@@ -102,23 +106,24 @@ cat cgroup.max.descendants cgroup.max.depth`)
 		t.Errorf("init moved to a leaf: %q", out)
 	}
 
-	// Depth: 8 levels, not 9. A process left in a nested child for
-	// Destroy to deal with.
-	out = exec(t, inst, `cd /sys/fs/cgroup
-mkdir -p d/2/3/4/5/6/7/8 && echo depth8
-mkdir d/2/3/4/5/6/7/8/9 2>/dev/null || echo no9
+	// Depth: maxDepth levels, no more. A process left in a nested child
+	// for Destroy to deal with.
+	deep := "d" + strings.Repeat("/d", maxDepth-1)
+	out = exec(t, inst, fmt.Sprintf(`cd /sys/fs/cgroup
+mkdir -p %[1]s && echo deepest
+mkdir %[1]s/over 2>/dev/null || echo refused
 sleep 1000 >/dev/null 2>&1 &
-echo $! > d/2/3/cgroup.procs && echo parked`)
-	if out != "depth8\nno9\nparked\n" {
-		t.Errorf("cgroup depth: %q", out)
+echo $! > d/d/cgroup.procs && echo parked`, deep))
+	if out != "deepest\nrefused\nparked\n" {
+		t.Errorf("cgroup depth %d: %q", maxDepth, out)
 	}
-	// Descendants: 4096 in all, whatever the agent made itself.
-	out = exec(t, inst, `cd /sys/fs/cgroup; mkdir m
-seq 1 5000 | sed 's,^,m/,' | xargs mkdir 2>/dev/null
+	// Descendants: maxDesc in all, whatever the agent made itself.
+	out = exec(t, inst, fmt.Sprintf(`cd /sys/fs/cgroup; mkdir m
+seq 1 %d | sed 's,^,m/,' | xargs mkdir 2>/dev/null
 find . -mindepth 1 -type d | wc -l
-mkdir m/over 2>/dev/null || echo refused`)
-	if out != "4096\nrefused\n" {
-		t.Errorf("cgroup descendants: %q, want 4096 and refused", out)
+mkdir m/over 2>/dev/null || echo refused`, maxDesc+100))
+	if want := fmt.Sprintf("%d\nrefused\n", maxDesc); out != want {
+		t.Errorf("cgroup descendants: %q, want %q", out, want)
 	}
 
 	rt2 := newRuntime(t, env.Dir) // as after a daemon restart
