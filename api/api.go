@@ -66,6 +66,24 @@ type Sandbox struct {
 	Cwd          string            `json:"cwd"`
 	Env          map[string]string `json:"env,omitempty"`
 	Labels       map[string]string `json:"labels"`
+	// Usage is what the sandbox uses now: only in GET
+	// /v1/sandboxes/{id} (and the create's answer) of a running sandbox.
+	Usage *SandboxUsage `json:"usage,omitempty"`
+}
+
+// SandboxUsage is what a running sandbox uses, read from its cgroups and
+// its disk when asked.
+type SandboxUsage struct {
+	// CPUMs is the CPU time its processes have used since it (last)
+	// started, in milliseconds.
+	CPUMs int64 `json:"cpuMs"`
+	// MemoryBytes is the memory charged to it, page cache included.
+	MemoryBytes int64 `json:"memoryBytes"`
+	// Pids is the number of its processes and threads.
+	Pids int64 `json:"pids"`
+	// DiskBytes is the space used on its disk quota (resources.diskMB);
+	// absent for a sandbox without one.
+	DiskBytes int64 `json:"diskBytes,omitempty"`
 }
 
 // SandboxList is the body of GET /v1/sandboxes.

@@ -13,13 +13,14 @@ import (
 	"github.com/sandboxd/sandboxd/internal/manager"
 )
 
-// TestSandboxesAreIsolated: two sandboxes see neither each other's files
-// nor processes, nor the host's files.
+// TestSandboxesAreIsolated: two sandboxes see neither each other's files,
+// processes or cgroups, nor the host's files.
 func TestSandboxesAreIsolated(t *testing.T) {
 	d := StartDaemon(t)
 	a, b := d.Client.Get("iso-a"), d.Client.Get("iso-b")
 	mustExec(t, a, "echo secret-a > /workspace/secret; sleep 123457 >/dev/null 2>&1 &")
 	mustExec(t, b, "true")
+	mustExec(t, a, "mkdir /sys/fs/cgroup/cg-secret-a")
 
 	// A sees its own file and process, so the checks below can fail.
 	if res := mustExec(t, a, "cat /workspace/secret; ps -eo args | grep -c '^sleep 123457'"); res.Stdout != "secret-a\n1\n" {
@@ -30,6 +31,11 @@ func TestSandboxesAreIsolated(t *testing.T) {
 	}
 	if res := mustExec(t, b, "ps -eo args"); strings.Contains(res.Stdout, "123457") {
 		t.Errorf("b sees a's process:\n%s", res.Stdout)
+	}
+	// Nor each other's cgroups: b's cgroup namespace is its own subtree.
+	if res := mustExec(t, b, "ls /sys/fs/cgroup; cat /proc/self/cgroup"); res.ExitCode != 0 || strings.Contains(res.Stdout, "cg-secret-a") ||
+		strings.Contains(res.Stdout, "..") || strings.Contains(res.Stdout, "sandboxd") || !strings.Contains(res.Stdout, "0::/") {
+		t.Errorf("b's cgroups: exit %d %q", res.ExitCode, res.Stdout)
 	}
 	// b's pid namespace holds only its agent and the command itself.
 	if res := mustExec(t, b, "ls /proc | grep -c '^[0-9]'"); atoi(t, res.Stdout) > 4 {

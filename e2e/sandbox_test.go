@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -212,6 +213,14 @@ func TestCreateOptionsAndLifecycle(t *testing.T) {
 	list, err := d.Client.List(ctx, sandbox.ListOptions{Labels: map[string]string{"team": "b"}})
 	if err != nil || len(list) != 1 || list[0].ID != "opts" {
 		t.Errorf("list by label: %v %v", list, err)
+	}
+	// Child cgroups made in the sandbox, one with a process in it: the
+	// leftovers check sees them while they exist.
+	if res := mustExec(t, sb, "mkdir -p /sys/fs/cgroup/job/a/b && { sleep 1000 >/dev/null 2>&1 & echo $! > /sys/fs/cgroup/job/a/b/cgroup.procs; }"); res.ExitCode != 0 {
+		t.Fatalf("child cgroups: %s", res.Stderr)
+	}
+	if left := runc.Leftovers(d.DataDir, "opts"); !slices.ContainsFunc(left, func(p string) bool { return strings.HasSuffix(p, cg+"/job/a/b") }) {
+		t.Errorf("leftovers of a running sandbox miss its child cgroups: %v", left)
 	}
 	// Destroy leaves nothing, and is idempotent.
 	if err := sb.Destroy(ctx); err != nil {

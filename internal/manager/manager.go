@@ -318,7 +318,11 @@ func (m *Manager) info(ctx context.Context, id string) (api.Sandbox, bool, error
 	if err != nil {
 		return api.Sandbox{}, false, err
 	}
-	return toAPI(rec), false, nil
+	sb := toAPI(rec)
+	if u, ok := m.usage(ctx, rec); ok {
+		sb.Usage = apiUsage(u)
+	}
+	return sb, false, nil
 }
 
 // createLocked validates opts, stores a new record and starts it. If the

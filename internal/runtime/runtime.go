@@ -12,6 +12,15 @@
 //	Destroy-> gone: nothing of the sandbox remains on disk or in the mount
 //	          table. Destroy is idempotent and may be called in any state.
 //
+// Inside, the container's init is in cgroup, pid, mount and user namespaces
+// of its own. Where the host has cgroup v2, its cgroup is delegated: it is
+// the root of the container's cgroup namespace, mounted read-write at
+// /sys/fs/cgroup, and root in the container may create child cgroups, move
+// its processes among them and write their cgroup.kill, but not change the
+// container's limits nor see any cgroup outside its own subtree (so the
+// agent can run each command in a cgroup of its own). The init may move
+// itself into a child cgroup; Stop and Destroy remove the whole subtree.
+//
 // A Runtime may be asked about a sandbox it started in an earlier daemon run
 // (Attach); it must not keep state that a daemon restart would lose.
 //
@@ -132,4 +141,28 @@ type Runtime interface {
 	Stop(ctx context.Context, id string) error
 	// Destroy stops the sandbox and removes everything it had on disk.
 	Destroy(ctx context.Context, id string) error
+}
+
+// Usage is what a running sandbox uses now.
+type Usage struct {
+	// CPU is the CPU time its processes have used since the container
+	// started.
+	CPU time.Duration
+	// MemoryBytes is the memory charged to it (page cache included).
+	MemoryBytes int64
+	// Pids is the number of its processes and threads.
+	Pids int64
+	// DiskBytes is the space used on its disk quota's file system; 0 for
+	// a sandbox without a quota (its files share the host's).
+	DiskBytes int64
+}
+
+// UsageReader is an optional capability of a Runtime: reading what a
+// running sandbox uses, from its cgroups and its disk. It must be cheap (a
+// few small file reads): the daemon calls it for every running sandbox on
+// each metrics scrape.
+type UsageReader interface {
+	// Usage returns what container id uses. A container that is not
+	// running gives an error wrapping errdefs.ErrNotFound.
+	Usage(ctx context.Context, id string) (Usage, error)
 }

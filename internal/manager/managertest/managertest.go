@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,7 +33,10 @@ type Runtime struct {
 	live   map[string]bool
 }
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var (
+	_ runtime.Runtime     = (*Runtime)(nil)
+	_ runtime.UsageReader = (*Runtime)(nil)
+)
 
 // NewRuntime returns a fake runtime answering with the agent on socket,
 // whose containers of the IDs live run already (left by a daemon run).
@@ -66,6 +70,17 @@ func (f *Runtime) Stop(ctx context.Context, id string) error {
 }
 
 func (f *Runtime) Destroy(ctx context.Context, id string) error { return f.Stop(ctx, id) }
+
+// FakeUsage is what every running fake container uses (Usage).
+var FakeUsage = runtime.Usage{CPU: 1500 * time.Millisecond, MemoryBytes: 32 << 20, Pids: 3, DiskBytes: 5 << 20}
+
+// Usage implements runtime.UsageReader: FakeUsage for a running container.
+func (f *Runtime) Usage(ctx context.Context, id string) (runtime.Usage, error) {
+	if !f.Running(id) {
+		return runtime.Usage{}, errdefs.ErrNotFound
+	}
+	return FakeUsage, nil
+}
 
 // Running reports whether id's fake container runs.
 func (f *Runtime) Running(id string) bool {

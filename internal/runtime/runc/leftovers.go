@@ -8,7 +8,8 @@ import (
 )
 
 // Leftovers lists what of sandbox id remains on the host for a Runtime whose
-// Config.Dir is dir: mounts, loop devices, veths, cgroups, runc state and files.
+// Config.Dir is dir: mounts, loop devices, veths, cgroups (child cgroups
+// included), runc state and files.
 // After Destroy it must be empty; tests and operators use it to check.
 func Leftovers(dir, id string) []string {
 	dir, _ = filepath.Abs(dir)
@@ -27,10 +28,11 @@ func Leftovers(dir, id string) []string {
 			out = append(out, p)
 		}
 	}
+	// The container's cgroup in every hierarchy (v1 ones, a hybrid host's
+	// unified, a v2 host's), with the child cgroups a sandbox made.
 	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*" + cg)
-	out = append(out, cgroups...)
-	if _, err := os.Stat("/sys/fs/cgroup" + cg); err == nil {
-		out = append(out, "/sys/fs/cgroup"+cg)
+	for _, p := range append(cgroups, "/sys/fs/cgroup"+cg) {
+		out = append(out, cgroupTree(p)...)
 	}
 	return out
 }

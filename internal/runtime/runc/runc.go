@@ -229,9 +229,15 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	if err != nil {
 		return nil, err
 	}
-	spec, err := buildSpec(s, r.agent, r.cgroup(s.ID))
+	cg2 := cgroup2Dir(r.cgroup(s.ID))
+	spec, err := buildSpec(s, r.agent, r.cgroup(s.ID), cg2 != "")
 	if err != nil {
 		return nil, err
+	}
+	if cg2 != "" {
+		if err := delegateCgroup(cg2, int(s.UIDBase)); err != nil {
+			return nil, err
+		}
 	}
 	setNetns(spec, netns)
 	spec.Process.Args = append(spec.Process.Args, r.agentArgs...)
@@ -342,7 +348,8 @@ func (r *Runtime) state(ctx context.Context, id string) (*runcState, error) {
 
 // Stop implements runtime.Runtime. It kills the container's init directly
 // and waits for it through a pidfd (runc delete --force would poll), then
-// lets runc remove its state and cgroups, then unmounts the rootfs.
+// lets runc remove its state and cgroups, removes what is left of its
+// cgroup2 subtree, then unmounts the rootfs.
 func (r *Runtime) Stop(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
@@ -358,6 +365,12 @@ func (r *Runtime) Stop(ctx context.Context, id string) error {
 				return fmt.Errorf("stop %s: %w", id, err)
 			}
 		}
+	}
+	// runc removes the cgroups it made, but not necessarily the child
+	// cgroups the sandbox made in its delegated subtree, nor anything of a
+	// container whose runc state is lost.
+	if err := removeCgroup(ctx, cgroup2Dir(r.cgroup(id))); err != nil {
+		return fmt.Errorf("stop %s: %w", id, err)
 	}
 	if err := unmount(filepath.Join(dir, "rootfs")); err != nil {
 		return fmt.Errorf("stop %s: %w", id, err)
@@ -394,11 +407,22 @@ func (r *Runtime) running(id string) bool {
 	return !exitedNow(fd) && inCgroup(pid, r.cgroup(id))
 }
 
-// inCgroup tells whether pid is a process in cgroup (the pid file may be
-// stale and its pid reused).
+// inCgroup tells whether pid is a process in cgroup or in a cgroup below it
+// (the pid file may be stale and its pid reused; the agent may have moved
+// itself into a child of its delegated cgroup2 subtree).
 func inCgroup(pid int, cgroup string) bool {
-	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	return err == nil && bytes.Contains(cg, []byte(":"+cgroup+"\n"))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return false
+	}
+	// Lines are hierarchy-ID:controllers:path.
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && (f[2] == cgroup || strings.HasPrefix(f[2], cgroup+"/")) {
+			return true
+		}
+	}
+	return false
 }
 
 // killAndWait sends SIGKILL to pid if it is still a process of cgroup, and

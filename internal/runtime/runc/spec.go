@@ -46,8 +46,11 @@ var deniedSyscalls = map[string]bool{
 // for more makes container start fail.
 const nofile = 16384
 
-// buildSpec returns the OCI config of a sandbox's container.
-func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string) (*specs.Spec, error) {
+// buildSpec returns the OCI config of a sandbox's container. With
+// cgroup2, the container's own cgroup2 subtree (its cgroup namespace's
+// root, delegated to it: cgroup.go) is mounted read-write at
+// /sys/fs/cgroup.
+func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string, cgroup2 bool) (*specs.Spec, error) {
 	res := s.Resources.WithDefaults()
 	cwd := s.Cwd
 	if cwd == "" {
@@ -119,6 +122,14 @@ func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string) (*specs.Spec, er
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
 		},
+	}
+	if cgroup2 {
+		// After /sys, which is read-only; the mount's root is the
+		// cgroup namespace's, which runc has entered by then.
+		spec.Mounts = append(spec.Mounts, specs.Mount{
+			Destination: "/sys/fs/cgroup", Type: "cgroup2", Source: "cgroup2",
+			Options: []string{"nosuid", "noexec", "nodev", "rw"},
+		})
 	}
 	sc, err := seccomp.GetDefaultProfile(spec)
 	if err != nil {

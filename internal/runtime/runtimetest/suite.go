@@ -1,6 +1,7 @@
 // Package runtimetest is the test suite every runtime.Runtime backend runs:
 // start, exec through the agent, stop keeping files, restart, attach from a
-// new Runtime value (a daemon restart), destroy leaving nothing behind.
+// new Runtime value (a daemon restart), destroy leaving nothing behind, the
+// delegated cgroup subtree, and the optional capabilities a backend has.
 package runtimetest
 
 import (
@@ -44,6 +45,8 @@ func Run(t *testing.T, env Env, newRuntime Factory) {
 	t.Run("DestroyIdempotent", func(t *testing.T) { testDestroyIdempotent(t, env, newRuntime) })
 	t.Run("ExitedOnKill", func(t *testing.T) { testExitedOnKill(t, env, newRuntime) })
 	t.Run("Hostname", func(t *testing.T) { testHostname(t, env, newRuntime) })
+	t.Run("Cgroup", func(t *testing.T) { testCgroup(t, env, newRuntime) })
+	t.Run("Usage", func(t *testing.T) { testUsage(t, env, newRuntime) })
 }
 
 func spec(id string, env Env, slot uint32) runtime.Spec {
