@@ -75,7 +75,7 @@ func TestKillLeavesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Second)
-		for count("sleep 73") < 4 && time.Now().Before(deadline) {
+		for count("sleep 73") < 3 && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if _, err := p.Kill(ctx, "SIGKILL"); err != nil {
