@@ -113,7 +113,7 @@ func TestAgentDeps(t *testing.T) {
 // types, so users import nothing of the daemon; on two internal packages
 // that depend on the standard library only and exist to be shared with
 // the agent and the daemon (internal/outevent, the codec of output events;
-// internal/wireio, big-piece copies of uploads); and on one library
+// internal/chunkio, big-piece copies of uploads); and on one library
 // besides, made for its job:
 //   - github.com/coder/websocket, for the web terminal (Sandbox.Terminal).
 //     The standard library has no WebSocket client, a correct one (framing,
@@ -121,7 +121,7 @@ func TestAgentDeps(t *testing.T) {
 //     hand-write, and coder/websocket is small, well kept and has no
 //     dependencies of its own.
 func TestSDKDeps(t *testing.T) {
-	stdlibOnly := []string{"github.com/sandboxd/sandboxd/internal/outevent", "github.com/sandboxd/sandboxd/internal/wireio"}
+	stdlibOnly := []string{"github.com/sandboxd/sandboxd/internal/outevent", "github.com/sandboxd/sandboxd/internal/chunkio"}
 	allowed := func(d string) bool {
 		return strings.HasPrefix(d, "std:") || d == "github.com/sandboxd/sandboxd/api" || d == "github.com/sandboxd/sandboxd/sandbox" ||
 			slices.Contains(stdlibOnly, d) ||
