@@ -35,8 +35,6 @@ run: deps build image ## build everything and run sandboxd on LISTEN, printing t
 
 test: deps build image ## the whole test suite, every tier, with the race detector
 	SANDBOXD_TEST_IMAGE=$(IMAGES_DIR)/default $(GO) test -race -count=1 -timeout 40m ./...
-	# The codecs' portable path (what arm64 runs; SSE2 assembly on amd64).
-	$(GO) test -count=1 -tags purego ./internal/wireio/ ./sandbox/
 
 test-short: ## unit tests only (no root, runc or image needed)
 	$(GO) test -race -count=1 -short ./...

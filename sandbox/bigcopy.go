@@ -3,7 +3,7 @@ package sandbox
 import (
 	"io"
 
-	"github.com/sandboxd/sandboxd/internal/wireio"
+	"github.com/sandboxd/sandboxd/internal/chunkio"
 )
 
 // copyChunk is how much a file transfer moves per write: big pieces mean
@@ -20,7 +20,7 @@ type chunkedSource struct{ r io.Reader }
 func (s chunkedSource) Read(p []byte) (int, error) { return s.r.Read(p) }
 
 func (s chunkedSource) WriteTo(w io.Writer) (int64, error) {
-	return wireio.CopyChunks(w, s.r, make([]byte, copyChunk))
+	return chunkio.CopyChunks(w, s.r, make([]byte, copyChunk))
 }
 
 // bigReadBody is a response body whose WriteTo, which io.Copy prefers,

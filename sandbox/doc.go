@@ -55,4 +55,13 @@
 //	if errors.Is(err, sandbox.ErrSandboxNotFound) { ... }
 //
 // and reach the code, message and details with [errors.As].
+//
+// Dependencies: the SDK uses the standard library, the wire types of
+// package api, and one library besides, github.com/coder/websocket, for
+// [Sandbox.Terminal] (the standard library has no WebSocket client). It
+// also compiles in two of the module's internal packages, which depend on
+// the standard library only: internal/outevent, the codec of the output
+// events that carry a command's output (shared with the agent, which
+// encodes them), and internal/chunkio, which sends uploads in big pieces.
+// A test (internal/policy) keeps it so.
 package sandbox

@@ -2,14 +2,12 @@ package sandbox
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/iotest"
-	"unicode/utf8"
 )
 
 // chunkReader returns what it reads from r in pieces of random sizes (1 to
@@ -97,28 +95,4 @@ func TestSSEReaderError(t *testing.T) {
 	if len(got) != 1 || got[0].Data != "a" || err != io.ErrClosedPipe {
 		t.Fatalf("got %q, %v", got, err)
 	}
-}
-
-// FuzzUnquoteJSON: unquoteJSON agrees with encoding/json on every string
-// encoding/json accepts, or declines it if it is not UTF-8 (which
-// encoding/json mends); it never panics on anything else.
-func FuzzUnquoteJSON(f *testing.F) {
-	f.Add([]byte(`plain text, then escapes: \n \t \" \\ \/ \u00e9 \ud83d\ude00 \ud800 x`))
-	f.Add([]byte(`0123456789abcdef\u0000\u001f`))
-	f.Add([]byte(`0123456789abcdef0123456789\"abcdef\n0123456789abcdef\"`))
-	f.Add([]byte("0123456789abcdef\\n01234567é9abcdef\\n0123456789\xff"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		in := append(append([]byte{}, b...), '"')
-		got, end, ok := unquoteJSON(in)
-		var want string
-		if err := json.Unmarshal(append([]byte{'"'}, in...), &want); err != nil {
-			return
-		}
-		if !ok && !utf8.Valid(b) {
-			return
-		}
-		if !ok || end != len(b) || string(got) != want {
-			t.Fatalf("unquoteJSON(%q) = %q, %d, %v; want %q, %d", in, got, end, ok, want, len(b))
-		}
-	})
 }

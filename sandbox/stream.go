@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -10,11 +9,9 @@ import (
 	"iter"
 	"sync"
 	"sync/atomic"
-	"unicode/utf16"
-	"unicode/utf8"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/wireio"
+	"github.com/sandboxd/sandboxd/internal/outevent"
 )
 
 // Event is one event of an [ExecStream] or a [LogStream].
@@ -194,7 +191,7 @@ func (s *stream[E]) readError(err error) error {
 // malformed, since its exit code is the one thing it must report.
 func decodeEvent(raw sseEvent, terminal string) (Event, error) {
 	if raw.Event == api.EventStdout || raw.Event == api.EventStderr {
-		if data, ok := fastOutput(raw.Data, raw.Event); ok {
+		if data, ok := outevent.Decode(raw.Data, raw.Event); ok {
 			return Event{Type: raw.Event, ID: raw.ID, Data: data}, nil
 		}
 	}
@@ -269,171 +266,3 @@ func (s *WatchStream) Event() api.WatchEvent { return s.event() }
 // [ExecStream.Events] does. The loop runs until the watch is closed (by
 // breaking out of it, say), its context ends, or it fails.
 func (s *WatchStream) Events() iter.Seq2[api.WatchEvent, error] { return s.events() }
-
-// fastOutput decodes the data of an output event of the exact shape the
-// daemon sends, {"type":T,"data":"..."} with an optional
-// ,"encoding":"base64", without a general JSON decoder: output events are
-// the bulk of a stream. It returns a new slice, never data itself.
-// Anything else reports false, for json.Unmarshal.
-func fastOutput(data []byte, typ string) ([]byte, bool) {
-	const head, mid = `{"type":"`, `","data":"`
-	n := len(head) + len(typ) + len(mid)
-	if len(data) < n || string(data[:len(head)]) != head || string(data[len(head):len(head)+len(typ)]) != typ ||
-		string(data[len(head)+len(typ):n]) != mid {
-		return nil, false
-	}
-	body := data[n:]
-	end := bytes.IndexByte(body, '"')
-	if end < 0 {
-		return nil, false
-	}
-	text := body[:end]
-	if string(body[end+1:]) == `,"encoding":"base64"}` {
-		// No escapes to look for: the decoder refuses a backslash.
-		out, err := decodeBase64(text)
-		return out, err == nil
-	}
-	escaped := bytes.IndexByte(text, '\\') >= 0
-	if escaped {
-		var ok bool
-		if text, end, ok = unquoteJSONFrom(body, end); !ok {
-			return nil, false
-		}
-	}
-	switch string(body[end+1:]) {
-	case "}":
-		if escaped {
-			return text, true // unquoteJSON's own slice
-		}
-		if !utf8.Valid(text) { // encoding/json's job: it makes U+FFFD of them
-			return nil, false
-		}
-		return append([]byte{}, text...), true
-	case `,"encoding":"base64"}`:
-		out, err := decodeBase64(text)
-		return out, err == nil
-	}
-	return nil, false
-}
-
-// unquoteJSON decodes the JSON string contents at the start of s, up to its
-// closing quote, into a new slice, and returns them with the quote's index.
-// Escapes of \u UTF-16 surrogate pairs are joined; a lone surrogate gives
-// U+FFFD, as encoding/json does.
-//
-// Output is mostly ASCII text with an escape every line or so. The end is
-// found first (a vectorized search for the first '"', moved on past each
-// escaped one), so the loop looks for '\\' and control bytes only. Plain
-// runs and `\n` go through wireio.UnescapeNewlines, blocks at a time, the
-// rest through wireio.CopyPlain and the escapes below. Only text with a
-// byte above 0x7F is checked to be UTF-8 at the end. Unescaping never lengthens, so out never
-// grows past len(s)+8.
-func unquoteJSON(s []byte) ([]byte, int, bool) {
-	return unquoteJSONFrom(s, bytes.IndexByte(s, '"'))
-}
-
-// unquoteJSONFrom is unquoteJSON given the index of the first '"' in s (or
-// -1 if it has none), which its caller has found already.
-func unquoteJSONFrom(s []byte, q int) ([]byte, int, bool) {
-	if q < 0 { // the end, unless escaped
-		return nil, 0, false
-	}
-	out := make([]byte, len(s)+8)
-	i, o := 0, 0
-	// high: no raw byte above 0x7F met yet. The first one met is noted
-	// (sawHigh) and the rest copied with the plain bytes; the whole is
-	// checked to be UTF-8 at the end.
-	high, sawHigh := true, false
-	for {
-		if q-i >= 16 {
-			n, m := wireio.UnescapeNewlines(out[o:], s[i:q], high)
-			i, o = i+n, o+m
-		}
-		n := wireio.CopyPlain(out[o:], s[i:q], high)
-		i, o = i+n, o+n
-		if i < q && s[i] >= 0x80 {
-			high, sawHigh = false, true
-			continue
-		}
-		if i == q { // the closing quote
-			if sawHigh && !utf8.Valid(out[:o]) { // encoding/json's job: it makes U+FFFD of them
-				return nil, 0, false
-			}
-			return out[:o], i, true
-		}
-		if i+1 < q && s[i] == '\\' && s[i+1] == 'n' { // the common escape, handled here
-			out[o] = '\n'
-			i, o = i+2, o+1
-			continue
-		}
-		if s[i] != '\\' || i+1 >= len(s) { // a control byte, or a cut escape
-			return nil, 0, false
-		}
-		switch e := s[i+1]; e {
-		case 'n':
-			out[o] = '\n'
-		case '"':
-			out[o] = e
-			if i+1 == q { // the quote was not the end: find the next one
-				j := bytes.IndexByte(s[q+1:], '"')
-				if j < 0 {
-					return nil, 0, false
-				}
-				q += 1 + j
-			}
-		case '\\', '/':
-			out[o] = e
-		case 'b':
-			out[o] = '\b'
-		case 'f':
-			out[o] = '\f'
-		case 'r':
-			out[o] = '\r'
-		case 't':
-			out[o] = '\t'
-		case 'u':
-			r, ok := hex4(s, i+2)
-			if !ok {
-				return nil, 0, false
-			}
-			i += 6
-			if utf16.IsSurrogate(r) {
-				if r2, ok := hex4(s, i+2); ok && i+1 < len(s) && s[i] == '\\' && s[i+1] == 'u' {
-					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-						o += utf8.EncodeRune(out[o:], dec)
-						i += 6
-						continue
-					}
-				}
-				r = utf8.RuneError
-			}
-			o += utf8.EncodeRune(out[o:], r)
-			continue
-		default:
-			return nil, 0, false
-		}
-		i, o = i+2, o+1
-	}
-}
-
-// hex4 reads four hex digits at s[i:].
-func hex4(s []byte, i int) (rune, bool) {
-	if i+4 > len(s) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range s[i : i+4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		case 'A' <= c && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
-}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -82,15 +83,11 @@ func TestAgentDeps(t *testing.T) {
 	// why.
 	modules := []string{
 		"golang.org/x/sys/", // system calls: reaping, signals, mounts, inotify
-		// The web terminal (internal/agent/terminal.go): PTY allocation
+		// The web terminal (internal/agent/terminal): PTY allocation
 		// (creack/pty, tiny, no dependencies) and the WebSocket the PTY's
 		// bytes travel on (coder/websocket, no dependencies; the standard
 		// library has no WebSocket server).
 		"github.com/creack/pty", "github.com/coder/websocket",
-		// Base64 of binary output, the hot loop of such a stream
-		// (internal/agent/base64.go): SIMD encoding, some 20 times the
-		// standard library's speed; its CPU detection uses x/sys/cpu.
-		"github.com/segmentio/asm/",
 	}
 	for _, d := range deps(t, "github.com/sandboxd/sandboxd/cmd/sandbox-agent", "CGO_ENABLED=0") {
 		p := strings.TrimPrefix(d, "std:")
@@ -113,27 +110,33 @@ func TestAgentDeps(t *testing.T) {
 }
 
 // TestSDKDeps: the public SDK depends on the standard library and the wire
-// types, so users import nothing of the daemon; and on two libraries
-// besides, each made for its job:
+// types, so users import nothing of the daemon; on two internal packages
+// that depend on the standard library only and exist to be shared with
+// the agent and the daemon (internal/outevent, the codec of output events;
+// internal/chunkio, big-piece copies of uploads); and on one library
+// besides, made for its job:
 //   - github.com/coder/websocket, for the web terminal (Sandbox.Terminal).
 //     The standard library has no WebSocket client, a correct one (framing,
 //     masking, fragmentation, the close handshake) is not code to
 //     hand-write, and coder/websocket is small, well kept and has no
 //     dependencies of its own.
-//   - github.com/segmentio/asm/base64, for output events of binary data,
-//     the bulk of such a stream: SIMD decoding, some ten times the
-//     standard library's speed. It brings golang.org/x/sys/cpu, for its
-//     CPU detection.
 func TestSDKDeps(t *testing.T) {
+	stdlibOnly := []string{"github.com/sandboxd/sandboxd/internal/outevent", "github.com/sandboxd/sandboxd/internal/chunkio"}
 	allowed := func(d string) bool {
 		return strings.HasPrefix(d, "std:") || d == "github.com/sandboxd/sandboxd/api" || d == "github.com/sandboxd/sandboxd/sandbox" ||
-			d == "github.com/sandboxd/sandboxd/internal/wireio" || // stdlib-only: the stream bytes both ends share
-			d == "github.com/coder/websocket" || strings.HasPrefix(d, "github.com/coder/websocket/internal/") ||
-			strings.HasPrefix(d, "github.com/segmentio/asm/") || d == "golang.org/x/sys/cpu"
+			slices.Contains(stdlibOnly, d) ||
+			d == "github.com/coder/websocket" || strings.HasPrefix(d, "github.com/coder/websocket/internal/")
 	}
 	for _, d := range deps(t, "github.com/sandboxd/sandboxd/sandbox") {
 		if !allowed(d) {
 			t.Errorf("the SDK imports %s", d)
+		}
+	}
+	for _, p := range stdlibOnly {
+		for _, d := range deps(t, p) {
+			if !strings.HasPrefix(d, "std:") && d != p {
+				t.Errorf("%s, which the SDK imports, imports %s", p, d)
+			}
 		}
 	}
 }

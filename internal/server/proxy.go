@@ -13,8 +13,8 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
+	"github.com/sandboxd/sandboxd/internal/chunkio"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
-	"github.com/sandboxd/sandboxd/internal/wireio"
 )
 
 // proxy forwards a request for sandbox id to its agent at agentPath (with
@@ -266,5 +266,5 @@ type bigChunkBody struct{ io.ReadCloser }
 func (b bigChunkBody) WriteTo(w io.Writer) (int64, error) {
 	buf := bigBuffers.get()
 	defer bigBuffers.put(buf)
-	return wireio.CopyChunks(w, b.ReadCloser, buf)
+	return chunkio.CopyChunks(w, b.ReadCloser, buf)
 }

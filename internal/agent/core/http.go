@@ -1,7 +1,8 @@
 // Package core is what the agent's parts share: starting and reaping
 // processes (Reaper), the arrival-order lock of sessions and code contexts
-// (Queue), event streams (SSE), JSON answers and errors, and the adapter
-// that turns a function of a decoded request into a handler (JSON).
+// (Queue), event streams (SSE), JSON answers and errors, the adapter
+// that turns a function of a decoded request into a handler (JSON), and
+// the WebSocket handshake check (IsWebSocketUpgrade).
 // It knows no domain: sessions, processes, files, the code interpreter and
 // terminals each live in a package of their own that imports it.
 package core
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
@@ -86,4 +88,22 @@ func JSON[Req, Resp any](status int, h func(r *http.Request, req *Req) (Resp, er
 		}
 		WriteJSON(w, status, resp)
 	}
+}
+
+// IsWebSocketUpgrade reports whether h asks for a WebSocket handshake:
+// Connection: upgrade and Upgrade: websocket, as tokens of any case in
+// comma-separated lists.
+func IsWebSocketUpgrade(h http.Header) bool {
+	return headerHasToken(h, "Connection", "upgrade") && headerHasToken(h, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/wireio"
+	"github.com/sandboxd/sandboxd/internal/outevent"
 )
 
 // heartbeat is how often an idle stream sends a comment line.
@@ -174,91 +173,17 @@ func (s *SSE) FlushOutput() {
 	}
 }
 
-// appendChunkEvent appends the whole SSE event of an output chunk to dst,
-// building the JSON by hand (this is the hot path of a stream): text when
-// the chunk is UTF-8 that JSON carries cheaply, else base64 (also for text
-// full of control bytes, NUL above all, whose six-byte escapes would cost
-// more than base64's 4/3), decided in one pass over the chunk.
+// appendChunkEvent appends the whole SSE event of an output chunk to dst:
+// its data as outevent.Append writes it (text or base64, whichever fits
+// the chunk), straight into dst.
 func appendChunkEvent(dst []byte, stream string, b []byte, id int64) []byte {
 	dst = append(dst, "event: "...)
 	dst = append(dst, stream...)
 	dst = append(dst, "\nid: "...)
 	dst = strconv.AppendInt(dst, id, 10)
-	dst = append(dst, "\ndata: {\"type\":\""...)
-	dst = append(dst, stream...)
-	dst = append(dst, `","data":"`...)
-	mark := len(dst)
-	if text, ok := appendJSONText(dst, b, len(b)/3); ok {
-		return append(text, "\"}\n\n"...)
-	}
-	dst = appendBase64(dst[:mark], b)
-	return append(dst, `","encoding":"base64"}`+"\n\n"...)
-}
-
-// appendJSONText appends the contents of a JSON string for text b
-// (without the quotes). It gives up, reporting false, if b is not UTF-8,
-// or as soon as the escapes have added more than budget bytes, or more
-// than a third of the bytes read so far (plus some slack): text dense with
-// escapes (a stream of NULs) is found out after a few KiB, not after a
-// third of the chunk (line ends are counted after each run of up to 1 KiB
-// of them).
-//
-// Output is mostly ASCII text with an escape every line or so: plain runs
-// and line ends go through wireio.EscapeNewlines, blocks at a time, the
-// rest through wireio.CopyPlain and the escapes below. b is checked to be UTF-8
-// only from its first byte above 0x7F on (all before it is ASCII): ASCII
-// text costs no second pass.
-func appendJSONText(dst, b []byte, budget int) ([]byte, bool) {
-	const hex = "0123456789abcdef"
-	const slack = 1 << 10
-	// Room for b, escapes up to budget and one past it: CopyPlain needs
-	// as much room as there are bytes left in b.
-	dst = slices.Grow(dst, len(b)+budget+16)
-	out := dst[:cap(dst)]
-	i, o, extra := 0, len(dst), 0
-	// high: bytes above 0x7F are not yet known to be UTF-8; once b has
-	// been checked from the first of them on, it is false.
-	high := true
-	for {
-		// Line ends are escaped inside the SIMD loop, at most up to the
-		// budget's rules (checked below, after it returns).
-		if len(b)-i >= 16 {
-			n, m := wireio.EscapeNewlines(out[o:], b[i:], high, min(budget-extra, slack))
-			i, o, extra = i+n, o+m, extra+m-n
-			if extra > budget || extra > i/3+slack {
-				return out[:o], false
-			}
-		}
-		n := wireio.CopyPlain(out[o:], b[i:], high)
-		i, o = i+n, o+n
-		if i == len(b) {
-			return out[:o], true
-		}
-		switch c := b[i]; {
-		case c == '\n':
-			out[o], out[o+1] = '\\', 'n'
-		case c >= 0x80: // the first non-ASCII byte: the rest must be UTF-8
-			if !utf8.Valid(b[i:]) {
-				return out[:o], false
-			}
-			high = false
-			continue
-		case c == '"' || c == '\\':
-			out[o], out[o+1] = '\\', c
-		case c == '\r':
-			out[o], out[o+1] = '\\', 'r'
-		case c == '\t':
-			out[o], out[o+1] = '\\', 't'
-		default:
-			copy(out[o:], []byte{'\\', 'u', '0', '0', hex[c>>4], hex[c&0xF]})
-			o += 4
-			extra += 4
-		}
-		i, o, extra = i+1, o+2, extra+1
-		if extra > budget || extra > i/3+slack {
-			return out[:o], false
-		}
-	}
+	dst = append(dst, "\ndata: "...)
+	dst = outevent.Append(dst, stream, b)
+	return append(dst, "\n\n"...)
 }
 
 // IncompleteTail returns how many bytes at the end of b begin a UTF-8

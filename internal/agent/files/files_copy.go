@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandboxd/sandboxd/internal/wireio"
+	"github.com/sandboxd/sandboxd/internal/chunkio"
 )
 
 // syncEvery is how much of an upload is written between two background
@@ -36,7 +36,7 @@ func copyToFile(f *os.File, src io.Reader) (int64, error) {
 	var n int64
 	unsynced := 0
 	for {
-		m, rerr := wireio.Fill(src, buf)
+		m, rerr := chunkio.Fill(src, buf)
 		if m > 0 {
 			if _, err := f.Write(buf[:m]); err != nil {
 				return n, &fileWriteError{err}

@@ -26,7 +26,6 @@ import (
 	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/agent/session"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
-	"github.com/sandboxd/sandboxd/internal/wireio"
 )
 
 // Flow control. Output goes at the pace of the slowest viewer, as a
@@ -126,7 +125,7 @@ type terminal struct {
 }
 
 func (ts *Service) handleTerminal(w http.ResponseWriter, r *http.Request) {
-	if !wireio.IsWebSocketUpgrade(r.Header) {
+	if !core.IsWebSocketUpgrade(r.Header) {
 		core.WriteError(w, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
 			Message: "the terminal is a WebSocket: send an Upgrade: websocket request"})
 		return
