@@ -16,12 +16,8 @@ stdout. Files are streamed, whatever their size. A file that cannot be opened
 		Example: `  sandbox cat demo /etc/os-release
   sandbox cat demo out.png > out.png`,
 		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			sb := c.Get(args[0])
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
+			sb := a.client.Get(args[0])
 			failed := false
 			for _, p := range args[1:] {
 				rc, err := sb.ReadFileStream(cmd.Context(), p, nil)
@@ -44,6 +40,6 @@ stdout. Files are streamed, whatever their size. A file that cannot be opened
 				return exitCode(1)
 			}
 			return nil
-		},
+		}),
 	}
 }

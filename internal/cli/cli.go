@@ -10,7 +10,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +36,8 @@ type app struct {
 	getenv         func(string) string
 
 	url, token, tokenFile string // global flags
+
+	client *sandbox.Client // the daemon's, set by withClient
 
 	// parsed is set once cobra has accepted the command line, so errors after
 	// it are failures rather than usage errors.
@@ -71,11 +72,10 @@ The API token comes from --token, else $SANDBOX_TOKEN, else the --token-file.`,
 	f.StringVar(&a.url, "url", "", "daemon URL (default $SANDBOX_URL or "+sandbox.DefaultURL+")")
 	f.StringVar(&a.token, "token", "", "API token (default $SANDBOX_TOKEN, else read from --token-file)")
 	f.StringVar(&a.tokenFile, "token-file", sandbox.DefaultTokenFile, "file holding the API token")
-	root.AddCommand(a.exposeCmd(), a.unexposeCmd(), a.portsCmd())
 	root.AddCommand(a.execCmd(), a.lsCmd(), a.infoCmd(), a.rmCmd(), a.createCmd(),
 		a.startCmd(), a.psCmd(), a.logsCmd(), a.killCmd(), a.sessionCmd(),
-		a.cpCmd(), a.catCmd(), a.watchCmd(), a.shellCmd())
-	root.AddCommand(a.runCodeCmd())
+		a.cpCmd(), a.catCmd(), a.watchCmd(), a.shellCmd(), a.runCodeCmd(),
+		a.exposeCmd(), a.unexposeCmd(), a.portsCmd())
 	return root
 }
 
@@ -114,6 +114,26 @@ func (a *app) printErr(err error) {
 	fmt.Fprintf(a.stderr, "sandbox: %v\n", err)
 }
 
+// forEach calls do with each of ids, printing on stdout the name each
+// success returns and reporting each failure on stderr. It returns
+// exitCode(1) if any failed.
+func (a *app) forEach(ids []string, do func(id string) (string, error)) error {
+	failed := false
+	for _, id := range ids {
+		name, err := do(id)
+		if err != nil {
+			a.printErr(err)
+			failed = true
+			continue
+		}
+		fmt.Fprintln(a.stdout, name)
+	}
+	if failed {
+		return exitCode(1)
+	}
+	return nil
+}
+
 // exitCode is returned by a command that has reported everything it had to
 // and wants the program to exit with this status.
 type exitCode int
@@ -127,12 +147,4 @@ func (u usageError) Error() string { return u.err.Error() }
 
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
-}
-
-// writeJSON writes v as indented JSON.
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
 }

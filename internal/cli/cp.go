@@ -40,7 +40,7 @@ links that point outside it, such as absolute ones. A directory copied to - is w
   sandbox cp demo:/var/log/app.log - | less
   tar -cz src | sandbox cp - demo:/tmp/src.tgz`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			src, dst := parseCpArg(args[0]), parseCpArg(args[1])
 			switch {
 			case src.remote && dst.remote:
@@ -48,15 +48,11 @@ links that point outside it, such as absolute ones. A directory copied to - is w
 			case !src.remote && !dst.remote:
 				return usagef("one of SRC and DST must be ID:PATH, a path in a sandbox")
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
 			if dst.remote {
-				return a.upload(cmd.Context(), c.Get(dst.id), src.path, dst.path)
+				return a.upload(cmd.Context(), a.client.Get(dst.id), src.path, dst.path)
 			}
-			return a.download(cmd.Context(), c.Get(src.id), src.path, dst.path)
-		},
+			return a.download(cmd.Context(), a.client.Get(src.id), src.path, dst.path)
+		}),
 	}
 }
 

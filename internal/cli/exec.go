@@ -33,7 +33,7 @@ variables and redirections in it work.`,
   sandbox exec demo -- 'echo $HOME | wc -c'
   echo hello | sandbox exec --stdin demo -- tr a-z A-Z`,
 		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			opts := &sandbox.ExecOptions{Cwd: cwd, Timeout: timeout, SessionID: session}
 			var err error
 			if opts.Env, err = keyValues("env", env); err != nil {
@@ -46,18 +46,15 @@ variables and redirections in it work.`,
 				}
 				opts.Stdin = new(string(b))
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			st, err := c.Get(args[0]).ExecStream(cmd.Context(), shellJoin(args[1:]), opts)
+			st, err := a.client.Get(args[0]).ExecStream(cmd.Context(), shellJoin(args[1:]), opts)
 			if err != nil {
 				return a.shellExit(err)
 			}
-			defer st.Close()
 			code := 0
-			for st.Next() {
-				ev := st.Event()
+			for ev, err := range st.Events() {
+				if err != nil {
+					return a.shellExit(err)
+				}
 				if ev.Type == api.EventComplete {
 					code = ev.ExitCode
 				}
@@ -65,14 +62,11 @@ variables and redirections in it work.`,
 					return err
 				}
 			}
-			if err := st.Err(); err != nil {
-				return a.shellExit(err)
-			}
 			if code != 0 {
 				return exitCode(code)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return fmt.Errorf("%w (put the command after --)", err)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,35 +23,27 @@ func (a *app) listFiles(cmd *cobra.Command, args []string, recursive, hidden, as
 	case len(args) == 2:
 		p = args[1]
 	}
-	c, err := a.client(cmd)
-	if err != nil {
-		return err
-	}
-	files, err := c.Get(id).ListFiles(cmd.Context(), cmp.Or(p, "."),
+	files, err := a.client.Get(id).ListFiles(cmd.Context(), cmp.Or(p, "."),
 		&sandbox.ListFilesOptions{Recursive: recursive, IncludeHidden: hidden})
 	if err != nil {
 		return err
 	}
-	files = append([]api.FileInfo{}, files...) // [] rather than null
 	slices.SortFunc(files, func(x, y api.FileInfo) int { return strings.Compare(fileName(x), fileName(y)) })
 	if asJSON {
-		return writeJSON(a.stdout, files)
+		return writeJSON(a.stdout, append([]api.FileInfo{}, files...)) // [] rather than null
 	}
 	return writeFileTable(a.stdout, files, time.Local)
 }
 
 // writeFileTable writes files as a table, with times in loc.
 func writeFileTable(w io.Writer, files []api.FileInfo, loc *time.Location) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tSIZE\tMODE\tMODIFIED")
-	for _, f := range files {
+	return writeList(w, false, files, "NAME\tTYPE\tSIZE\tMODE\tMODIFIED", func(f api.FileInfo) string {
 		modified := "-"
 		if !f.ModifiedAt.IsZero() {
 			modified = f.ModifiedAt.In(loc).Format("2006-01-02 15:04:05")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", fileName(f), f.Type, f.Size, cmp.Or(f.Mode, "-"), modified)
-	}
-	return tw.Flush()
+		return fmt.Sprintf("%s\t%s\t%d\t%s\t%s", fileName(f), f.Type, f.Size, cmp.Or(f.Mode, "-"), modified)
+	})
 }
 
 // fileName is how a listing names a file: by its path relative to the

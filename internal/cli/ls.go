@@ -2,8 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,7 +29,7 @@ working directory): name, type, size, permission bits and modification time.
   sandbox ls demo:/workspace -R
   sandbox ls demo src -a --json`,
 		Args: cobra.MaximumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				if len(labels) > 0 {
 					return usagef("--label filters sandboxes: it does not go with a sandbox ID")
@@ -41,49 +39,34 @@ working directory): name, type, size, permission bits and modification time.
 			if recursive || hidden {
 				return usagef("-R and -a list files: name a sandbox")
 			}
-			opts := sandbox.ListOptions{}
+			var opts sandbox.ListOptions
 			var err error
 			if opts.Labels, err = keyValues("label", labels); err != nil {
 				return err
 			}
-			c, err := a.client(cmd)
+			list, err := a.client.List(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
-			list, err := c.List(cmd.Context(), opts)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(a.stdout, append([]api.Sandbox{}, list...)) // [] rather than null
-			}
-			return writeTable(a.stdout, list, time.Now())
-		},
+			now := time.Now()
+			// SLEEPS says when an idle sandbox sleeps: after its sleepAfter, or never (keepAlive).
+			return writeList(a.stdout, asJSON, list, "ID\tSTATUS\tIMAGE\tCREATED\tLAST ACTIVE\tSLEEPS", func(s api.Sandbox) string {
+				sleeps := "after " + s.SleepAfter
+				switch {
+				case s.KeepAlive:
+					sleeps = "never"
+				case s.SleepAfter == "":
+					sleeps = "-"
+				}
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", s.ID, s.Status, s.Image, ago(s.CreatedAt, now), ago(s.LastActiveAt, now), sleeps)
+			})
+		}),
 	}
 	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "only sandboxes with this label, k=v (repeatable)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
 	cmd.Flags().BoolVarP(&recursive, "recursive", "R", false, "list files of the whole tree")
 	cmd.Flags().BoolVarP(&hidden, "all", "a", false, "list hidden files too")
 	return cmd
-}
-
-// writeTable writes list as a table with times relative to now. SLEEPS
-// says when an idle sandbox sleeps: after its sleepAfter, or never
-// (keepAlive).
-func writeTable(w io.Writer, list []api.Sandbox, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tIMAGE\tCREATED\tLAST ACTIVE\tSLEEPS")
-	for _, s := range list {
-		sleeps := "after " + s.SleepAfter
-		switch {
-		case s.KeepAlive:
-			sleeps = "never"
-		case s.SleepAfter == "":
-			sleeps = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Status, s.Image, ago(s.CreatedAt, now), ago(s.LastActiveAt, now), sleeps)
-	}
-	return tw.Flush()
 }
 
 // ago says how long before now t was, in its largest whole unit.

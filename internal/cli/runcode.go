@@ -35,7 +35,7 @@ from --language, else FILE's extension (.py, .js, .mjs, .ts), else python.`,
   echo 'import math; math.pi' | sandbox run-code demo -
   sandbox run-code --language typescript demo script.ts`,
 		Args: cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			file := "-"
 			if len(args) == 2 {
 				file = args[1]
@@ -53,10 +53,6 @@ from --language, else FILE's extension (.py, .js, .mjs, .ts), else python.`,
 			if language == "" && contextID == "" {
 				language = languageOf(file)
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
 			images := 0
 			saveImage := func(b []byte, ext string) error {
 				images++
@@ -68,7 +64,7 @@ from --language, else FILE's extension (.py, .js, .mjs, .ts), else python.`,
 				return nil
 			}
 			var saveErr error
-			res, err := c.Get(args[0]).RunCode(cmd.Context(), string(src), &sandbox.RunCodeOptions{
+			res, err := a.client.Get(args[0]).RunCode(cmd.Context(), string(src), &sandbox.RunCodeOptions{
 				ContextID: contextID, Language: language, Timeout: timeout,
 				OnStdout: func(s string) { io.WriteString(a.stdout, s) },
 				OnStderr: func(s string) { io.WriteString(a.stderr, s) },
@@ -105,7 +101,7 @@ from --language, else FILE's extension (.py, .js, .mjs, .ts), else python.`,
 				return exitCode(1)
 			}
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVarP(&language, "language", "l", "", "python, javascript or typescript (default: from FILE's extension, else python)")

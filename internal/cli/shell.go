@@ -33,13 +33,9 @@ again and first shows its latest output. Several may join one terminal.`,
   sandbox shell demo --session build --terminal logs
   echo 'ls; exit' | sandbox shell demo`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			return a.runShell(cmd.Context(), c.Get(args[0]), opts)
-		},
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
+			return a.runShell(cmd.Context(), a.client.Get(args[0]), opts)
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.SessionID, "session", "s", "", "session whose directory and environment the shell gets (default: the default session)")
