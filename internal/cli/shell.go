@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -85,20 +84,11 @@ func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.Te
 	if sizeFd >= 0 {
 		winch := make(chan os.Signal, 1)
 		signal.Notify(winch, unix.SIGWINCH)
-		defer signal.Stop(winch)
-		wctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() { // ends with wctx
-			for {
-				select {
-				case <-wctx.Done():
-					return
-				case <-winch:
-				}
+		defer func() { signal.Stop(winch); close(winch) }() // ends the goroutine
+		go func() {
+			for range winch {
 				if w, h, err := term.GetSize(sizeFd); err == nil {
-					rctx, cancel := context.WithTimeout(wctx, 10*time.Second)
-					_ = t.Resize(rctx, w, h)
-					cancel()
+					_ = t.Resize(ctx, w, h) // returns once t is closed, at the latest
 				}
 			}
 		}()
@@ -113,9 +103,6 @@ func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.Te
 
 	_, err = io.Copy(a.stdout, t)
 	if code, ok := t.ExitCode(); ok {
-		if code == 0 {
-			return nil
-		}
 		return exitCode(code)
 	}
 	if ctx.Err() != nil {
