@@ -88,7 +88,7 @@ func (a *app) exitStatus(ctx context.Context, cmd *cobra.Command, err error) int
 	case err == nil:
 		return 0
 	case errors.As(err, &code):
-		if code < 1 || code > 255 {
+		if code < 0 || code > 255 {
 			return 255
 		}
 		return int(code)
@@ -135,7 +135,7 @@ func (a *app) forEach(ids []string, do func(id string) (string, error)) error {
 }
 
 // exitCode is returned by a command that has reported everything it had to
-// and wants the program to exit with this status.
+// and wants the program to exit with this status, be it 0.
 type exitCode int
 
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }

@@ -62,10 +62,7 @@ variables and redirections in it work.`,
 					return err
 				}
 			}
-			if code != 0 {
-				return exitCode(code)
-			}
-			return nil
+			return exitCode(code)
 		}),
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
@@ -94,8 +91,5 @@ func (a *app) shellExit(err error) error {
 		return err
 	}
 	a.printErr(err)
-	if code == 0 {
-		return nil
-	}
 	return exitCode(code)
 }
