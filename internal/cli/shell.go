@@ -67,19 +67,12 @@ func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.Te
 	}
 	defer t.Close()
 
-	input := a.stdin
 	if interactive {
 		state, err := term.MakeRaw(int(in.Fd()))
 		if err != nil {
 			return fmt.Errorf("raw mode: %w", err)
 		}
 		defer term.Restore(int(in.Fd()), state)
-		// Read the terminal through a non-blocking duplicate, so that
-		// closing it ends the copy below when the shell exits.
-		if f, restore, err := pollable(in); err == nil {
-			defer restore()
-			input = f
-		}
 	}
 	if sizeFd >= 0 {
 		winch := make(chan os.Signal, 1)
@@ -95,9 +88,9 @@ func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.Te
 	}
 	// Keys to the shell. A pipe's end of input is simply the end of
 	// typing: the shell decides when to exit. This goroutine ends when
-	// input ends or (for a terminal) when it is closed on return; a plain
-	// reader's may outlive the call, blocked until the program exits.
-	go func() { _, _ = io.Copy(t, input) }()
+	// input does; else it stays blocked in a read until the program exits,
+	// which Main's caller does once it returns.
+	go func() { _, _ = io.Copy(t, a.stdin) }()
 	stop := context.AfterFunc(ctx, func() { t.Close() })
 	defer stop()
 
@@ -114,21 +107,3 @@ func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.Te
 	return err
 }
 
-// pollable returns a non-blocking duplicate of f, whose reads Close
-// interrupts, and a function that closes it and puts f's file back in
-// blocking mode (the mode is shared with the calling shell's terminal).
-func pollable(f *os.File) (*os.File, func(), error) {
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, nil, err
-	}
-	dup := os.NewFile(uintptr(fd), f.Name())
-	return dup, func() {
-		dup.Close()
-		_ = unix.SetNonblock(int(f.Fd()), false)
-	}, nil
-}
