@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,10 +13,9 @@ import (
 
 func (a *app) execCmd() *cobra.Command {
 	var (
-		env          []string
-		cwd, session string
-		timeout      time.Duration
-		stdin        bool
+		opts  sandbox.ExecOptions
+		env   []string
+		stdin bool
 	)
 	cmd := &cobra.Command{
 		Use:   "exec ID -- COMMAND [ARG...]",
@@ -34,7 +32,6 @@ variables and redirections in it work.`,
   echo hello | sandbox exec --stdin demo -- tr a-z A-Z`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
-			opts := &sandbox.ExecOptions{Cwd: cwd, Timeout: timeout, SessionID: session}
 			var err error
 			if opts.Env, err = keyValues("env", env); err != nil {
 				return err
@@ -46,7 +43,7 @@ variables and redirections in it work.`,
 				}
 				opts.Stdin = new(string(b))
 			}
-			st, err := a.client.Get(args[0]).ExecStream(cmd.Context(), shellJoin(args[1:]), opts)
+			st, err := a.client.Get(args[0]).ExecStream(cmd.Context(), shellJoin(args[1:]), &opts)
 			if err != nil {
 				return a.shellExit(err)
 			}
@@ -70,9 +67,9 @@ variables and redirections in it work.`,
 	})
 	f := cmd.Flags()
 	f.StringArrayVarP(&env, "env", "e", nil, "set an environment variable for this command, KEY=VALUE (repeatable)")
-	f.StringVarP(&cwd, "cwd", "w", "", "directory to run the command in")
-	f.DurationVar(&timeout, "timeout", 0, "kill the command after this long, e.g. 30s (exit code 124)")
-	f.StringVar(&session, "session", "", "session whose shell runs the command (default: the sandbox's default session)")
+	f.StringVarP(&opts.Cwd, "cwd", "w", "", "directory to run the command in")
+	f.DurationVar(&opts.Timeout, "timeout", 0, "kill the command after this long, e.g. 30s (exit code 124)")
+	f.StringVar(&opts.SessionID, "session", "", "session whose shell runs the command (default: the sandbox's default session)")
 	f.BoolVarP(&stdin, "stdin", "i", false, "send this program's standard input to the command")
 	return cmd
 }
