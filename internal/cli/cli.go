@@ -141,9 +141,7 @@ type exitCode int
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
 // usageError is a command line the command cannot act on.
-type usageError struct{ err error }
-
-func (u usageError) Error() string { return u.err.Error() }
+type usageError struct{ error }
 
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
