@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -41,41 +42,30 @@ links that point outside it, such as absolute ones. A directory copied to - is w
   tar -cz src | sandbox cp - demo:/tmp/src.tgz`,
 		Args: cobra.ExactArgs(2),
 		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
-			src, dst := parseCpArg(args[0]), parseCpArg(args[1])
+			srcID, src := parseCpArg(args[0])
+			dstID, dst := parseCpArg(args[1])
 			switch {
-			case src.remote && dst.remote:
+			case srcID != "" && dstID != "":
 				return usagef("copy between two sandboxes is not supported: one side must be local")
-			case !src.remote && !dst.remote:
+			case srcID == "" && dstID == "":
 				return usagef("one of SRC and DST must be ID:PATH, a path in a sandbox")
+			case dstID != "":
+				return a.upload(cmd.Context(), a.client.Get(dstID), src, dst)
 			}
-			if dst.remote {
-				return a.upload(cmd.Context(), a.client.Get(dst.id), src.path, dst.path)
-			}
-			return a.download(cmd.Context(), a.client.Get(src.id), src.path, dst.path)
+			return a.download(cmd.Context(), a.client.Get(srcID), src, dst)
 		}),
 	}
 }
 
-// cpArg is one side of a copy.
-type cpArg struct {
-	remote bool
-	id     string // the sandbox of a remote side
-	path   string
-}
-
-// parseCpArg reads ID:PATH (a colon before any slash) as a path in a
-// sandbox, anything else as a local path. An empty sandbox path means
-// the working directory.
-func parseCpArg(s string) cpArg {
+// parseCpArg reads ID:PATH (a colon before any slash) as the path p in the
+// sandbox id, anything else as the local path p (id is then ""). An empty
+// sandbox path means the working directory.
+func parseCpArg(s string) (id, p string) {
 	i := strings.IndexByte(s, ':')
 	if i <= 0 || strings.ContainsAny(s[:i], `/\`) {
-		return cpArg{path: s}
+		return "", s
 	}
-	p := s[i+1:]
-	if p == "" {
-		p = "."
-	}
-	return cpArg{remote: true, id: s[:i], path: p}
+	return s[:i], cmp.Or(s[i+1:], ".")
 }
 
 // upload copies the local file or directory src ("-": stdin) to dst in sb.
