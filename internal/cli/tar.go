@@ -182,10 +182,8 @@ func entryName(name string) (string, error) {
 	if name == "" || path.IsAbs(name) || strings.HasPrefix(name, `\`) {
 		return "", fmt.Errorf("%w: absolute or empty name %q", errUnsafeEntry, name)
 	}
-	for part := range strings.SplitSeq(strings.TrimSuffix(name, "/"), "/") {
-		if part == ".." {
-			return "", fmt.Errorf("%w: name %q has a .. component", errUnsafeEntry, name)
-		}
+	if slices.Contains(strings.Split(name, "/"), "..") {
+		return "", fmt.Errorf("%w: name %q has a .. component", errUnsafeEntry, name)
 	}
 	return path.Clean(name), nil
 }
