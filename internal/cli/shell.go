@@ -46,15 +46,9 @@ again and first shows its latest output. Several may join one terminal.`,
 // runShell connects the terminal to the app's standard streams until the
 // shell exits, and returns its status as an exitCode.
 func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.TerminalOptions) error {
-	in, _ := a.stdin.(*os.File)
-	out, _ := a.stdout.(*os.File)
-	interactive := in != nil && term.IsTerminal(int(in.Fd()))
-	sizeFd := -1
-	switch {
-	case out != nil && term.IsTerminal(int(out.Fd())):
-		sizeFd = int(out.Fd())
-	case interactive:
-		sizeFd = int(in.Fd())
+	inFd, sizeFd := termFd(a.stdin), termFd(a.stdout)
+	if sizeFd < 0 {
+		sizeFd = inFd
 	}
 	if sizeFd >= 0 {
 		if w, h, err := term.GetSize(sizeFd); err == nil {
@@ -67,12 +61,12 @@ func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.Te
 	}
 	defer t.Close()
 
-	if interactive {
-		state, err := term.MakeRaw(int(in.Fd()))
+	if inFd >= 0 {
+		state, err := term.MakeRaw(inFd)
 		if err != nil {
 			return fmt.Errorf("raw mode: %w", err)
 		}
-		defer term.Restore(int(in.Fd()), state)
+		defer term.Restore(inFd, state)
 	}
 	if sizeFd >= 0 {
 		winch := make(chan os.Signal, 1)
@@ -107,3 +101,10 @@ func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.Te
 	return err
 }
 
+// termFd returns the file descriptor of v if it is a terminal's file, else -1.
+func termFd(v any) int {
+	if f, ok := v.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return int(f.Fd())
+	}
+	return -1
+}
