@@ -193,11 +193,7 @@ func entryName(name string) (string, error) {
 // not climb out with "..".
 func linkInside(hdr *tar.Header) bool {
 	t := hdr.Linkname
-	if t == "" || path.IsAbs(t) {
-		return false
-	}
-	r := path.Join(path.Dir(hdr.Name), t)
-	return r != ".." && !strings.HasPrefix(r, "../")
+	return t != "" && !path.IsAbs(t) && filepath.IsLocal(path.Join(path.Dir(hdr.Name), t))
 }
 
 // extractFile writes the regular file hdr, its content read from r.
