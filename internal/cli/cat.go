@@ -18,7 +18,7 @@ stdout. Files are streamed, whatever their size. A file that cannot be opened
 		Args: cobra.MinimumNArgs(2),
 		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			sb := a.client.Get(args[0])
-			failed := false
+			status := 0
 			for _, p := range args[1:] {
 				rc, err := sb.ReadFileStream(cmd.Context(), p, nil)
 				if err != nil {
@@ -26,7 +26,7 @@ stdout. Files are streamed, whatever their size. A file that cannot be opened
 						return err
 					}
 					a.printErr(err)
-					failed = true
+					status = 1
 					continue
 				}
 				// A failure half-way has spoilt the output: stop.
@@ -36,10 +36,7 @@ stdout. Files are streamed, whatever their size. A file that cannot be opened
 					return err
 				}
 			}
-			if failed {
-				return exitCode(1)
-			}
-			return nil
+			return exitCode(status)
 		}),
 	}
 }

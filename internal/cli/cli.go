@@ -65,7 +65,6 @@ The API token comes from --token, else $SANDBOX_TOKEN, else the --token-file.`,
 		SilenceUsage:     true,
 		PersistentPreRun: func(*cobra.Command, []string) { a.parsed = true },
 	}
-	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	f := root.PersistentFlags()
@@ -116,22 +115,19 @@ func (a *app) printErr(err error) {
 
 // forEach calls do with each of ids, printing on stdout the name each
 // success returns and reporting each failure on stderr. It returns
-// exitCode(1) if any failed.
+// exitCode(1) if any failed, else exitCode(0).
 func (a *app) forEach(ids []string, do func(id string) (string, error)) error {
-	failed := false
+	status := 0
 	for _, id := range ids {
 		name, err := do(id)
 		if err != nil {
 			a.printErr(err)
-			failed = true
+			status = 1
 			continue
 		}
 		fmt.Fprintln(a.stdout, name)
 	}
-	if failed {
-		return exitCode(1)
-	}
-	return nil
+	return exitCode(status)
 }
 
 // exitCode is returned by a command that has reported everything it had to
