@@ -83,10 +83,9 @@ func (a *app) shellExit(err error) error {
 	if !errors.Is(err, sandbox.ErrSessionTerminated) || !errors.As(err, &e) {
 		return err
 	}
-	code, ok := e.ExitCode()
-	if !ok {
-		return err
+	if code, ok := e.ExitCode(); ok {
+		a.printErr(err)
+		return exitCode(code)
 	}
-	a.printErr(err)
-	return exitCode(code)
+	return err
 }
