@@ -86,10 +86,10 @@ func (svc *Service) handleGitCheckout(r *http.Request, req *api.GitCheckoutReque
 	if target, err = sessionPath(s, target); err != nil {
 		return api.GitCheckoutResult{}, err
 	}
-	if !cloning.claim(target) {
+	if _, busy := cloning.LoadOrStore(target, true); busy {
 		return api.GitCheckoutResult{}, codedErr(api.CodeFileExists, errdefs.ErrConflict, "clone into %s: another clone into it is running", target)
 	}
-	defer cloning.release(target)
+	defer cloning.Delete(target)
 	existed, err := checkCloneTarget(target)
 	if err != nil {
 		return api.GitCheckoutResult{}, err
@@ -150,28 +150,7 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // cloning holds the target directories of the clones running, so that a
 // second clone into one fails at once instead of failing later and
 // removing, as failed clones do, the first one's files.
-var cloning = targets{m: map[string]bool{}}
-
-type targets struct {
-	mu sync.Mutex
-	m  map[string]bool // guarded by mu
-}
-
-func (t *targets) claim(dir string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m[dir] {
-		return false
-	}
-	t.m[dir] = true
-	return true
-}
-
-func (t *targets) release(dir string) {
-	t.mu.Lock()
-	delete(t.m, dir)
-	t.mu.Unlock()
-}
+var cloning sync.Map
 
 // gitSource is a repository URL taken apart.
 type gitSource struct {
