@@ -341,30 +341,15 @@ func isAgentProcFile(f *os.File) bool {
 	if err != nil {
 		return true // cannot tell: refuse
 	}
-	self := os.Getpid()
-	for _, part := range strings.Split(target, "/") {
-		pid, err := strconv.Atoi(part)
-		if err != nil {
-			continue
+	for part := range strings.SplitSeq(target, "/") {
+		if tid, err := strconv.Atoi(part); err == nil {
+			// The process's own threads, the main one included, are in
+			// /proc/self/task.
+			_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid))
+			return err == nil
 		}
-		return pid == self || procTgid(pid) == self
 	}
 	return false // a /proc file of no process, like /proc/cpuinfo
-}
-
-// procTgid returns the process a thread id belongs to, or 0.
-func procTgid(tid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
-	}
-	return 0
 }
 
 // handleFileMkdir creates a directory (0755 less the umask). Recursive
