@@ -16,6 +16,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/chunkio"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -87,6 +88,19 @@ func (svc *Service) handleFileGet(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(bigCopyWriter{w}, r, filepath.Base(p), fi.ModTime(), f)
 }
 
+// bigCopyWriter gives a response writer a ReadFrom that copies in pieces
+// of copyBufSize: http.ServeContent copies a file with io.Copy, whose
+// buffer (32 KiB, the server's own, over a Unix socket) would cost two
+// system calls per 32 KiB.
+type bigCopyWriter struct{ http.ResponseWriter }
+
+func (w bigCopyWriter) ReadFrom(src io.Reader) (int64, error) {
+	return io.CopyBuffer(struct{ io.Writer }{w.ResponseWriter}, src, make([]byte, copyBufSize))
+}
+
+// Unwrap lets http.ResponseController find the writer underneath.
+func (w bigCopyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // writeAtomic writes what src gives to path: into a new temporary file in
 // the same directory, synced, then renamed over path, so that path never
 // shows a partial file, and a failed write (src breaking off, a full disk)
@@ -138,8 +152,10 @@ func writeAtomic(path string, src io.Reader, mode fs.FileMode, setMode bool) (in
 			os.Remove(tmp.Name())
 		}
 	}()
+	// Writes of copyBufSize, filled as far as src allows: an upload
+	// arrives in pieces of a few KiB; the file gets few big writes.
 	rs := &readSource{r: src}
-	n, err := copyToFile(tmp, rs)
+	n, err := chunkio.CopyChunks(tmp, rs, make([]byte, copyBufSize))
 	if err != nil {
 		if rs.err != nil {
 			return 0, fmt.Errorf("%w: write %s: reading the content: %v", errdefs.ErrInvalidArgument, path, rs.err)
