@@ -28,24 +28,13 @@ const copyBufSize = 1 << 20
 // session's directory: ?sessionId= or X-Session-Id), streamed to disk in
 // constant memory and atomically (see writeAtomic); ?mode= sets the mode
 // (octal). An upload that breaks off leaves the file as it was.
-func (svc *Service) handleFilePut(w http.ResponseWriter, r *http.Request) {
+func (svc *Service) handleFilePut(r *http.Request, _ *core.NoBody) (api.WriteFileResult, error) {
 	q := r.URL.Query()
 	p, err := svc.filePath(r, q.Get("path"), q.Get("sessionId"))
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.WriteFileResult{}, err
 	}
-	mode, setMode, err := parseFileMode(q.Get("mode"))
-	if err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	n, err := writeAtomic(p, r.Body, mode, setMode)
-	if err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	core.WriteJSON(w, http.StatusOK, api.WriteFileResult{Path: p, Size: n})
+	return writeFile(p, r.Body, q.Get("mode"))
 }
 
 // handleFileGet sends the raw bytes of the regular file ?path=, streamed,
