@@ -2,7 +2,6 @@ package files
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -127,7 +126,7 @@ func writeAtomic(path string, src io.Reader, mode fs.FileMode, setMode bool) (in
 		perm = mode
 	}
 	dir := filepath.Dir(target)
-	tmp, err := createTemp(dir, filepath.Base(target))
+	tmp, err := os.OpenFile(tempName(dir, filepath.Base(target)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, codedErr(api.CodeFileNotFound, errdefs.ErrNotFound, "write %s: directory %s does not exist", path, dir)
 	}
@@ -186,26 +185,14 @@ func (s *readSource) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// createTemp creates a new file for name in dir, mode 0600.
-func createTemp(dir, name string) (*os.File, error) {
-	for range 10 {
-		f, err := os.OpenFile(tempName(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if !errors.Is(err, fs.ErrExist) {
-			return f, err
-		}
-	}
-	return nil, fmt.Errorf("create a temporary file in %s: too many collisions", dir)
-}
-
 // tempName returns a random hidden name for a temporary copy of name in
-// dir: ".name.sbx-RANDOM.tmp".
+// dir: ".name.sbx-RANDOM.tmp", created with O_EXCL. With 128 random bits
+// a collision is beyond reach, so nothing retries one.
 func tempName(dir, name string) string {
 	if len(name) > 200 { // leave room for the rest within NAME_MAX
 		name = name[:200]
 	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return filepath.Join(dir, "."+name+".sbx-"+hex.EncodeToString(b)+".tmp")
+	return filepath.Join(dir, "."+name+".sbx-"+rand.Text()+".tmp")
 }
 
 // followSymlinks returns the file that path names once the symbolic links
