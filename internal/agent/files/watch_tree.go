@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,9 +97,9 @@ func (w *watcher) handle(wd int32, mask, cookie uint32, name string) bool {
 		}
 		w.pending = append(w.pending, movedFrom{cookie: cookie, rel: rel, isDir: isDir, at: time.Now()})
 	case mask&unix.IN_MOVED_TO != 0:
-		if i := w.pendingMove(cookie); i >= 0 {
+		if i := slices.IndexFunc(w.pending, func(p movedFrom) bool { return p.cookie == cookie }); i >= 0 {
 			from := w.pending[i]
-			w.pending = append(w.pending[:i], w.pending[i+1:]...)
+			w.pending = slices.Delete(w.pending, i, i+1)
 			w.emitMove(from.rel, rel, isDir)
 			if isDir && w.recursive {
 				w.moveWatches(from.rel, rel)
@@ -117,15 +118,6 @@ func (w *watcher) handle(wd int32, mask, cookie uint32, name string) bool {
 	return false
 }
 
-func (w *watcher) pendingMove(cookie uint32) int {
-	for i, p := range w.pending {
-		if p.cookie == cookie {
-			return i
-		}
-	}
-	return -1
-}
-
 // flushMoves reports the moves out that waited since before (all of them
 // for the zero time) as deletes.
 func (w *watcher) flushMoves(before time.Time) {
@@ -138,7 +130,7 @@ func (w *watcher) flushMoves(before time.Time) {
 // as a delete.
 func (w *watcher) flushMove(i int) {
 	from := w.pending[i]
-	w.pending = append(w.pending[:i], w.pending[i+1:]...)
+	w.pending = slices.Delete(w.pending, i, i+1)
 	w.emit(watchDelete, from.rel, from.isDir)
 	if from.isDir && w.recursive {
 		w.detach(from.rel)
