@@ -33,8 +33,8 @@ const (
 // gitCredentialHelper answers git's credential requests for the host
 // SANDBOXD_GIT_HOST with SANDBOXD_GIT_USERNAME and SANDBOXD_GIT_PASSWORD,
 // and nothing else (a redirect to another host gets no credentials); it
-// stores and erases nothing. It travels in the environment
-// (GIT_CONFIG_KEY_n), so that no credential is ever on a command line.
+// stores and erases nothing. It holds no credential itself: they travel
+// in git's environment, never on a command line.
 const gitCredentialHelper = `!f() { test "$1" = get || exit 0; h=; ` +
 	`while IFS= read -r l; do case "$l" in host=*) h=${l#host=};; esac; done; ` +
 	`test "$h" = "$SANDBOXD_GIT_HOST" || exit 0; ` +
@@ -103,11 +103,14 @@ func (svc *Service) handleGitCheckout(r *http.Request, req *api.GitCheckoutReque
 
 	info := s.Info()
 	env := gitEnv(info.Env)
-	cloneEnv := env
+	cloneEnv, args := env, []string{"clone"}
 	if src.user != "" || src.password != "" {
-		cloneEnv = core.MergeEnv(env, gitCredentialEnv(env, src))
+		// The configured helpers are reset first, so that none of them
+		// stores the credentials.
+		args = []string{"-c", "credential.helper=", "-c", "credential.helper=" + gitCredentialHelper, "clone"}
+		cloneEnv = core.MergeEnv(env, map[string]string{
+			"SANDBOXD_GIT_HOST": src.host, "SANDBOXD_GIT_USERNAME": src.user, "SANDBOXD_GIT_PASSWORD": src.password})
 	}
-	args := []string{"clone"}
 	if req.Depth > 0 {
 		// --no-local: a local path is cloned like a remote, so depth holds.
 		args = append(args, "--depth", strconv.Itoa(req.Depth), "--single-branch", "--no-local")
@@ -235,28 +238,6 @@ func gitEnv(sessionEnv map[string]string) []string {
 		env = append(env, "GIT_SSH_COMMAND=ssh -o BatchMode=yes")
 	}
 	return env
-}
-
-// gitCredentialEnv returns the variables that give git src's credentials
-// through gitCredentialHelper, after the configured helpers are reset (so
-// that none of them stores the credentials).
-func gitCredentialEnv(env []string, src gitSource) map[string]string {
-	n := 0
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "GIT_CONFIG_COUNT="); ok {
-			n, _ = strconv.Atoi(v)
-		}
-	}
-	return map[string]string{
-		"GIT_CONFIG_COUNT":                      strconv.Itoa(n + 2),
-		fmt.Sprintf("GIT_CONFIG_KEY_%d", n):     "credential.helper",
-		fmt.Sprintf("GIT_CONFIG_VALUE_%d", n):   "",
-		fmt.Sprintf("GIT_CONFIG_KEY_%d", n+1):   "credential.helper",
-		fmt.Sprintf("GIT_CONFIG_VALUE_%d", n+1): gitCredentialHelper,
-		"SANDBOXD_GIT_HOST":                     src.host,
-		"SANDBOXD_GIT_USERNAME":                 src.user,
-		"SANDBOXD_GIT_PASSWORD":                 src.password,
-	}
 }
 
 // checkCloneTarget reports whether dir exists (as an empty directory);
