@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -298,12 +299,7 @@ func gitCloneError(out []byte, src gitSource) error {
 	}
 	lower := strings.ToLower(msg)
 	has := func(subs ...string) bool {
-		for _, s := range subs {
-			if strings.Contains(lower, s) {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(subs, func(s string) bool { return strings.Contains(lower, s) })
 	}
 	switch {
 	case has("remote branch") && has("not found"):
