@@ -125,8 +125,9 @@ func TestActivitySavedInBatches(t *testing.T) {
 	})
 }
 
-// Calls that change nothing write nothing to the state file: activity and
-// reads. (The WAL grows with every commit.)
+// Calls that change nothing write nothing to the state file: activity,
+// reads, and exposing a port again as it is. (The WAL grows with every
+// commit.)
 func TestCallsWriteNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
@@ -155,6 +156,8 @@ func TestCallsWriteNothing(t *testing.T) {
 			{"Hold", func() error { m.Hold("a")(); return nil }},
 			{"Get", func() error { _, err := m.Get(ctx, "a"); return err }},
 			{"List", func() error { _, err := m.List(ctx, nil); return err }},
+			{"ExposePort again", func() error { _, err := m.ExposePort(ctx, "a", 8000, "", ""); return err }},
+			{"ExposePort again, same name", func() error { _, err := m.ExposePort(ctx, "a", 8000, "web", ""); return err }},
 			{"ExposedPorts", func() error { _, err := m.ExposedPorts(ctx, "a"); return err }},
 			{"UnexposePort of no port", func() error { return m.UnexposePort(ctx, "a", 8001) }},
 		}
