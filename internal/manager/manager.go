@@ -72,6 +72,11 @@ type Manager struct {
 	mu      sync.Mutex
 	entries map[string]*entry // by ID; guarded by mu
 	holds   map[string]int    // open holds by ID (activity.go); guarded by mu
+	// unsaved is the last activity of sandboxes, by ID, that the store
+	// does not have yet (activity.go); guarded by mu.
+	unsaved map[string]time.Time
+
+	saver saver // the activity saver (activity.go): started by Recover, stopped by Close
 
 	sleep sleeper   // the sleep goroutine (sleep.go): started by Recover, stopped by Close
 	pool  pool      // the warm pool and its filler (pool.go): started by Recover, stopped by Close
@@ -88,27 +93,27 @@ type Manager struct {
 type entry struct {
 	id string
 
-	mu       sync.Mutex
-	gone     bool                // destroyed: callers must look the ID up again
-	client   *agentclient.Client // nil unless running
-	inst     *runtime.Instance
-	unwatch  chan struct{} // closed to stop the watch goroutine of inst
-	lastSave time.Time     // when lastActiveAt was last written to the store
+	mu      sync.Mutex
+	gone    bool                // destroyed: callers must look the ID up again
+	client  *agentclient.Client // nil unless running
+	inst    *runtime.Instance
+	unwatch chan struct{} // closed to stop the watch goroutine of inst
 
 	// Sleep (activity.go, sleep.go); guarded by Manager.mu.
 	awake      bool          // running and not yet looked at by the sleeper since
-	lastActive time.Time     // the last call through the agent
+	lastActive time.Time     // the last call through the agent, or hold released
 	sleepAfter time.Duration // from the record; 0: DefaultSleepAfter
 	keepAlive  bool          // from the record
 }
 
-// runningLocked records a running container and starts watching it: when
-// its init exits on its own (killed from outside, out of memory), the
-// sandbox is marked stopped at once, so the next call starts it again
-// instead of failing on a dead connection.
-func (m *Manager) runningLocked(e *entry, c *agentclient.Client, inst *runtime.Instance) {
+// runningLocked records a running container, idle since active (the
+// lastActiveAt its record holds), and starts watching it: when its init
+// exits on its own (killed from outside, out of memory), the sandbox is
+// marked stopped at once, so the next call starts it again instead of
+// failing on a dead connection.
+func (m *Manager) runningLocked(e *entry, c *agentclient.Client, inst *runtime.Instance, active time.Time) {
 	e.client, e.inst, e.unwatch = c, inst, make(chan struct{})
-	m.noteActive(e, time.Now()) // idle from now on, until a call
+	m.startedActive(e, active)
 	if inst.Exited == nil {
 		return
 	}
@@ -158,7 +163,7 @@ func New(cfg Config) *Manager {
 	if cfg.MaxSandboxes <= 0 || cfg.MaxSandboxes > slots {
 		cfg.MaxSandboxes = slots
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, entries: make(map[string]*entry), holds: make(map[string]int),
+	return &Manager{cfg: cfg, log: cfg.Logger, entries: make(map[string]*entry), holds: make(map[string]int), unsaved: make(map[string]time.Time),
 		pool: pool{kickc: make(chan struct{}, 1)}, starts: make(chan struct{}, startSlots())}
 }
 
@@ -224,6 +229,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 	}
 	defer m.startSleeper()
 	defer m.startPool()
+	defer m.startSaver()
 	if err := m.recoverPool(ctx); err != nil {
 		return err
 	}
@@ -246,7 +252,8 @@ func (m *Manager) Recover(ctx context.Context) error {
 			err = c.CheckVersion(vctx)
 			cancel()
 			if err == nil {
-				m.runningLocked(e, c, inst)
+				// Idle since, as far as the record knows.
+				m.runningLocked(e, c, inst, rec.LastActiveAt)
 				log.Info("re-attached running sandbox", "pid", inst.Pid)
 			} else {
 				c.Close()
@@ -260,7 +267,6 @@ func (m *Manager) Recover(ctx context.Context) error {
 			// Running (a create whose end the daemon missed is finished).
 			status = api.StatusRunning
 			m.setSleepPolicy(e, rec.SleepAfter, rec.KeepAlive)
-			m.setLastActive(e, rec.LastActiveAt) // idle since, as far as the record knows
 		case rec.Status == api.StatusCreating:
 			// Never started: roll the create back, as a failed first
 			// start would have (it was never acknowledged).
@@ -318,7 +324,7 @@ func (m *Manager) info(ctx context.Context, id string) (api.Sandbox, bool, error
 	if err != nil {
 		return api.Sandbox{}, false, err
 	}
-	sb := toAPI(rec)
+	sb := toAPI(m.withActivity(rec)[0])
 	if u, ok := m.usage(ctx, rec); ok {
 		sb.Usage = apiUsage(u)
 	}
@@ -433,9 +439,8 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 		_ = m.cfg.Runtime.Stop(sctx, rec.RuntimeName)
 		return err
 	}
-	m.runningLocked(e, c, inst)
+	m.runningLocked(e, c, inst, now)
 	m.setSleepPolicy(e, rec.SleepAfter, rec.KeepAlive)
-	e.lastSave = now
 	took := time.Since(began)
 	if m.cfg.Metrics != nil {
 		if isNew {
@@ -469,23 +474,10 @@ func (m *Manager) Agent(ctx context.Context, id string) (*agentclient.Client, er
 			return nil, err
 		}
 	}
-	m.touchLocked(ctx, e)
+	// In memory only: the saver writes it to the store later
+	// (activity.go), so no call waits on a disk sync for it.
+	m.noteActive(e, time.Now())
 	return e.client, nil
-}
-
-// touchLocked records activity, writing it to the store at most every
-// saveEvery so that a busy sandbox does not cost a disk write per call.
-func (m *Manager) touchLocked(ctx context.Context, e *entry) {
-	const saveEvery = 15 * time.Second
-	now := time.Now().UTC()
-	m.noteActive(e, now)
-	if now.Sub(e.lastSave) < saveEvery {
-		return
-	}
-	e.lastSave = now
-	if _, err := m.cfg.Store.Update(ctx, e.id, func(r *store.Sandbox) error { r.LastActiveAt = now; return nil }); err != nil {
-		m.log.Warn("save activity", "sandbox", e.id, "err", err)
-	}
 }
 
 // CallFailed is called when a call through c failed with err, and returns
@@ -551,7 +543,7 @@ func (m *Manager) List(ctx context.Context, labels map[string]string) ([]api.San
 	}
 	out := make([]api.Sandbox, 0, len(recs))
 next:
-	for _, r := range recs {
+	for _, r := range m.withActivity(recs...) {
 		for k, v := range labels {
 			if r.Labels[k] != v {
 				continue next
@@ -600,7 +592,7 @@ func (m *Manager) Update(ctx context.Context, id string, req api.UpdateSandboxRe
 			m.setSleepPolicy(e, rec.SleepAfter, rec.KeepAlive)
 		}
 	}
-	return toAPI(rec), nil
+	return toAPI(m.withActivity(rec)[0]), nil
 }
 
 // Destroy removes id: its container, mounts, cgroups, files and record.
@@ -626,17 +618,20 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 	m.mu.Lock()
 	if m.entries[id] == e {
 		delete(m.entries, id)
+		delete(m.unsaved, id)
 	}
 	m.mu.Unlock()
 	m.log.Info("sandbox destroyed", "sandbox", id)
 	return nil
 }
 
-// Close drops agent connections. Containers keep running: a daemon started
-// later re-attaches them.
+// Close saves the activity not yet in the store and drops agent
+// connections. Containers keep running: a daemon started later re-attaches
+// them.
 func (m *Manager) Close() {
 	m.stopSleeper()
 	m.stopPool()
+	m.stopSaver()
 	m.mu.Lock()
 	entries := make([]*entry, 0, len(m.entries))
 	for _, e := range m.entries {

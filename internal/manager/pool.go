@@ -173,9 +173,8 @@ func (m *Manager) claimLocked(ctx context.Context, e *entry, rec store.Sandbox) 
 		m.discardPooled(ctx, s)
 		return false, nil
 	}
-	m.runningLocked(e, s.client, s.inst)
+	m.runningLocked(e, s.client, s.inst, now)
 	m.setSleepPolicy(e, claimed.SleepAfter, claimed.KeepAlive)
-	e.lastSave = now
 	took := time.Since(began)
 	if m.cfg.Metrics != nil {
 		m.cfg.Metrics.CreateSeconds.Observe(took.Seconds())

@@ -81,6 +81,7 @@ func (m *Manager) ExposePort(ctx context.Context, id string, port int, name, tok
 		return store.Port{}, fmt.Errorf("%w: sandbox %s stopped while its port was being exposed; try again", errdefs.ErrUnavailable, id)
 	}
 	p, err := m.cfg.Store.GetPort(ctx, id, port)
+	was := p
 	switch {
 	case errors.Is(err, errdefs.ErrNotFound):
 		p = store.Port{SandboxID: id, Port: port, Token: token, CreatedAt: time.Now().UTC()}
@@ -97,6 +98,11 @@ func (m *Manager) ExposePort(ctx context.Context, id string, port int, name, tok
 		p.Name = name
 	}
 	p.Instance = incarnation(e.inst)
+	if err == nil && p == was {
+		// Exposed again as it is: nothing to write (and to sync).
+		m.ports.put(p, e.inst)
+		return p, nil
+	}
 	if err := m.cfg.Store.PutPort(ctx, p); err != nil {
 		m.ports.drop(id, port)
 		return p, err

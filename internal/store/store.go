@@ -240,6 +240,32 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Sandbox) error) 
 	return rec, tx.Commit()
 }
 
+// SaveActivity sets the lastActiveAt of each ID in active to its time, in
+// one transaction (one disk sync for all of them), where that is later than
+// the stored one: a value that arrives late never moves a record back. IDs
+// without a record (destroyed meanwhile) are skipped.
+func (s *Store) SaveActivity(ctx context.Context, active map[string]time.Time) error {
+	if len(active) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `UPDATE sandboxes SET last_active_at = ?1 WHERE id = ?2 AND last_active_at < ?1`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for id, t := range active {
+		if _, err := stmt.ExecContext(ctx, t.UnixMilli(), id); err != nil {
+			return fmt.Errorf("save activity of %s: %w", id, err)
+		}
+	}
+	return tx.Commit()
+}
+
 // Delete removes the record of id, with its exposed ports. Deleting a
 // missing record is no error.
 func (s *Store) Delete(ctx context.Context, id string) error {
