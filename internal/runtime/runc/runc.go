@@ -66,7 +66,6 @@ type Runtime struct {
 	agentArgs           []string
 	log                 *slog.Logger
 	bridge              *bridgeState
-	disks               diskTemplates // quota.go
 
 	mu      sync.Mutex
 	tracked map[string]*tracked // running containers, by ID; guarded by mu
@@ -215,7 +214,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	}()
 	// The writable layer: on the sandbox's own quota file system (see
 	// quota.go) or, without a quota, on the host's.
-	upper, work, err := r.prepareLayers(ctx, dir, s.Hostname, int(s.UIDBase), s.Resources.DiskMB)
+	upper, work, err := prepareLayers(ctx, dir, s.Hostname, int(s.UIDBase), s.Resources.DiskMB)
 	if err != nil {
 		return nil, err
 	}
