@@ -3,7 +3,6 @@ package runc
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -209,42 +208,6 @@ func parseResolvConf(s string) ([]netip.Addr, string) {
 		}
 	}
 	return ns, search
-}
-
-// writeResolvConf writes a sandbox's /etc/resolv.conf into its upper layer
-// (the overlay is not mounted), replacing what the sandbox left there. The
-// upper layer belongs to the sandbox, so every step stays inside it
-// (os.Root): a symlink there cannot make the daemon write a host file.
-func writeResolvConf(upper, content string, uid int) error {
-	root, err := os.OpenRoot(upper)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	if err := root.Mkdir("etc", 0o755); err == nil {
-		_ = root.Chown("etc", uid, uid)
-	} else if !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	const name = "etc/resolv.conf"
-	if err := root.RemoveAll(name); err != nil {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	_, err = f.WriteString(content)
-	if err == nil {
-		err = f.Chown(uid, uid)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	return nil
 }
 
 // checkNetwork validates a Spec's network mode and returns the sandbox's

@@ -218,10 +218,10 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	if err != nil {
 		return nil, err
 	}
-	if err := writeResolvConf(upper, resolv, int(s.UIDBase)); err != nil {
-		return nil, err
+	if err := writeUpper(upper, map[string]string{"etc/resolv.conf": resolv}, int(s.UIDBase)); err != nil {
+		return nil, fmt.Errorf("resolv.conf: %w", err)
 	}
-	if err := mountRootfs(s.Image, lower, upper, work, rootfs, s.UIDBase, runtime.IDMapSize); err != nil {
+	if err := mountRootfs(s.Image, lower, upper, work, rootfs, s.UIDBase); err != nil {
 		return nil, err
 	}
 	netns, err := r.setupNetwork(s)
