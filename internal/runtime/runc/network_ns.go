@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -48,18 +47,11 @@ func (b *bridgeNet) setupNetns(nsPath, host string, bridge, mtu int, addr netip.
 		return fmt.Errorf("netns file: %w", err)
 	}
 	f.Close()
-	errc := make(chan error, 1)
-	// The namespace is made by a thread that unshares its own; that
-	// thread is never given back to the Go scheduler (no
-	// UnlockOSThread), so it ends with this goroutine.
-	go func() {
-		goruntime.LockOSThread()
-		errc <- b.setupNetnsLocked(nsPath, host, bridge, mtu, addr)
-	}()
-	return <-errc
+	// The namespace is made by a thread that unshares its own.
+	return onNewThread(func() error { return b.setupNetnsOnThread(nsPath, host, bridge, mtu, addr) })
 }
 
-func (b *bridgeNet) setupNetnsLocked(nsPath, host string, bridge, mtu int, addr netip.Addr) error {
+func (b *bridgeNet) setupNetnsOnThread(nsPath, host string, bridge, mtu int, addr netip.Addr) error {
 	hostH, err := netlink.NewHandle(unix.NETLINK_ROUTE) // in the host's namespace
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)

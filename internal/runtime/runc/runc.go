@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -393,17 +394,31 @@ func (r *Runtime) running(id string) bool {
 	if _, err := os.Stat(filepath.Join(r.path("state"), id)); err != nil {
 		return false
 	}
+	fd, err := r.initPidfd(id)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err == nil
+}
+
+// initPidfd returns a pidfd of the init of container id, or an error if it
+// has none alive: the pid file is missing, or its process has exited (a
+// zombie, dead but not yet reaped, still shows its cgroup) or is not in
+// the container's cgroup (a stale pid file whose pid was reused).
+func (r *Runtime) initPidfd(id string) (int, error) {
 	pid, err := readPid(filepath.Join(r.sandboxDir(id), "init.pid"))
 	if err != nil {
-		return false
+		return -1, err
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return false
+		return -1, err
 	}
-	defer unix.Close(fd)
-	// A zombie (dead, not yet reaped) still shows its cgroup.
-	return !exitedNow(fd) && inCgroup(pid, r.cgroup(id))
+	if exitedNow(fd) || !inCgroup(pid, r.cgroup(id)) {
+		unix.Close(fd)
+		return -1, fmt.Errorf("pid %d is not its init", pid)
+	}
+	return fd, nil
 }
 
 // inCgroup tells whether pid is a process in cgroup or in a cgroup below it
@@ -480,6 +495,18 @@ func (r *Runtime) runc(ctx context.Context, args ...string) ([]byte, error) {
 		return nil, fmt.Errorf("runc %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
 	}
 	return out, nil
+}
+
+// onNewThread runs f on a goroutine locked to its OS thread, which is
+// never given back to the scheduler (no UnlockOSThread): f may move the
+// thread into another namespace, and the thread ends with the goroutine.
+func onNewThread(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		errc <- f()
+	}()
+	return <-errc
 }
 
 func readPid(path string) (int, error) {
