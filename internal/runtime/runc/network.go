@@ -4,13 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"sync"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/runtime"
@@ -81,16 +81,22 @@ func ParseHostPorts(s string) ([]HostPort, error) {
 	return out, nil
 }
 
-// bridgeNet is a validated BridgeConfig.
+// bridgeNet is the runtime's bridge network: a validated BridgeConfig, and
+// the bridge (with its firewall), set up once per Runtime and looked up on
+// every bridge sandbox's start (network_bridge.go).
 type bridgeNet struct {
 	name        string
 	prefix      netip.Prefix // masked
 	gateway     netip.Addr
 	hostPorts   []HostPort
 	nameservers []netip.Addr
+	log         *slog.Logger
+
+	mu    sync.Mutex
+	ready bool // the bridge, its address, nftables table and ip_forward are in place; guarded by mu
 }
 
-func newBridgeNet(c BridgeConfig) (*bridgeNet, error) {
+func newBridgeNet(c BridgeConfig, log *slog.Logger) (*bridgeNet, error) {
 	if c.Name == "" {
 		c.Name = DefaultBridgeName
 	}
@@ -110,7 +116,7 @@ func newBridgeNet(c BridgeConfig) (*bridgeNet, error) {
 			return nil, fmt.Errorf("bridge nameserver %s: sandboxes have IPv4 only", ns)
 		}
 	}
-	return &bridgeNet{name: c.Name, prefix: p, gateway: p.Addr().Next(), hostPorts: c.HostPorts, nameservers: c.Nameservers}, nil
+	return &bridgeNet{name: c.Name, prefix: p, gateway: p.Addr().Next(), hostPorts: c.HostPorts, nameservers: c.Nameservers, log: log}, nil
 }
 
 // addr returns the address of the sandbox whose uid range starts at
@@ -216,13 +222,13 @@ func (r *Runtime) checkNetwork(s runtime.Spec) (string, error) {
 	switch s.Network {
 	case "", runtime.NetworkNone:
 	case runtime.NetworkBridge:
-		if _, err := r.bridge.net.addr(s.UIDBase); err != nil {
+		if _, err := r.bridge.addr(s.UIDBase); err != nil {
 			return "", err
 		}
 	default:
 		return "", fmt.Errorf("%w: network mode %q: want %q or %q", errdefs.ErrInvalidArgument, s.Network, runtime.NetworkNone, runtime.NetworkBridge)
 	}
-	return r.bridge.net.resolvConf(s.Network)
+	return r.bridge.resolvConf(s.Network)
 }
 
 // setupNetwork prepares a bridge sandbox's network namespace (and the
@@ -232,7 +238,7 @@ func (r *Runtime) setupNetwork(s runtime.Spec) (string, error) {
 	if s.Network != runtime.NetworkBridge {
 		return "", nil
 	}
-	addr, err := r.bridge.net.addr(s.UIDBase)
+	addr, err := r.bridge.addr(s.UIDBase)
 	if err != nil {
 		return "", err
 	}
@@ -241,30 +247,10 @@ func (r *Runtime) setupNetwork(s runtime.Spec) (string, error) {
 		return "", fmt.Errorf("bridge network: %w", err)
 	}
 	nsPath := r.netnsFile(s.ID)
-	if err := r.bridge.net.setupNetns(nsPath, vethName(r.dir, s.ID), index, mtu, addr); err != nil {
+	if err := r.bridge.setupNetns(nsPath, vethName(r.dir, s.ID), index, mtu, addr); err != nil {
 		return "", fmt.Errorf("sandbox %s network: %w", s.ID, err)
 	}
 	return nsPath, nil
-}
-
-// setNetns makes the container join the network namespace at path instead
-// of getting a new one, and see that namespace's sysfs (see sysfsDir) at
-// /sys, if path is not empty.
-func setNetns(spec *specs.Spec, path string) {
-	if path == "" {
-		return
-	}
-	for i, ns := range spec.Linux.Namespaces {
-		if ns.Type == specs.NetworkNamespace {
-			spec.Linux.Namespaces[i].Path = path
-		}
-	}
-	for i, m := range spec.Mounts {
-		if m.Destination == "/sys" {
-			spec.Mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: sysfsDir(path),
-				Options: []string{"rbind", "ro", "nosuid", "noexec", "nodev"}}
-		}
-	}
 }
 
 // reattachNetwork is called for a running container found after a daemon

@@ -134,24 +134,16 @@ func (b *bridgeNet) setupNetnsOnThread(nsPath, host string, bridge, mtu int, add
 // sysfs, and its veth (the peer inside goes with it). Missing pieces are
 // no error.
 func teardownNetns(nsPath, host string) error {
-	var errs []error
 	sys := sysfsDir(nsPath)
-	if err := unix.Unmount(sys, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		errs = append(errs, fmt.Errorf("unmount %s: %w", sys, err))
+	return errors.Join(unmount(sys), removeFile(sys), unmount(nsPath), removeFile(nsPath), deleteLink(host))
+}
+
+// removeFile removes the file or empty directory path, if it exists.
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
-	if err := os.Remove(sys); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	if err := unix.Unmount(nsPath, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		errs = append(errs, fmt.Errorf("unmount %s: %w", nsPath, err))
-	}
-	if err := os.Remove(nsPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	if err := deleteLink(host); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // deleteLink deletes the host's interface name, if there is one.

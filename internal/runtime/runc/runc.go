@@ -66,7 +66,7 @@ type Runtime struct {
 	dir, runcBin, agent string
 	agentArgs           []string
 	log                 *slog.Logger
-	bridge              *bridgeState
+	bridge              *bridgeNet
 
 	mu      sync.Mutex
 	tracked map[string]*tracked // running containers, by ID; guarded by mu
@@ -90,12 +90,11 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	bn, err := newBridgeNet(cfg.Bridge)
+	bridge, err := newBridgeNet(cfg.Bridge, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	r := &Runtime{dir: dir, runcBin: bin, agentArgs: cfg.AgentArgs, log: cfg.Logger, tracked: map[string]*tracked{}}
-	r.bridge = &bridgeState{net: bn, log: cfg.Logger}
+	r := &Runtime{dir: dir, runcBin: bin, agentArgs: cfg.AgentArgs, log: cfg.Logger, bridge: bridge, tracked: map[string]*tracked{}}
 	// Every sandbox's root must reach its own rootfs and the agent binary,
 	// so the directories on the way are searchable (0711) but not
 	// listable; each sandbox's own directory is then closed to all but
@@ -230,17 +229,15 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 		return nil, err
 	}
 	cg2 := cgroup2Dir(r.cgroup(s.ID))
-	spec, err := buildSpec(s, r.agent, r.cgroup(s.ID), cg2 != "")
-	if err != nil {
-		return nil, err
-	}
 	if cg2 != "" {
 		if err := delegateCgroup(cg2, int(s.UIDBase)); err != nil {
 			return nil, err
 		}
 	}
-	setNetns(spec, netns)
-	spec.Process.Args = append(spec.Process.Args, r.agentArgs...)
+	spec, err := r.buildSpec(s, netns, cg2 != "")
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err

@@ -49,8 +49,10 @@ const nofile = 16384
 // buildSpec returns the OCI config of a sandbox's container. With
 // cgroup2, the container's own cgroup2 subtree (its cgroup namespace's
 // root, delegated to it: cgroup.go) is mounted read-write at
-// /sys/fs/cgroup.
-func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string, cgroup2 bool) (*specs.Spec, error) {
+// /sys/fs/cgroup. With netns, the path of a network namespace the daemon
+// made (network_ns.go), the container joins it instead of getting a new
+// one, and sees that namespace's sysfs (see sysfsDir) at /sys.
+func (r *Runtime) buildSpec(s runtime.Spec, netns string, cgroup2 bool) (*specs.Spec, error) {
 	res := s.Resources.WithDefaults()
 	cwd := s.Cwd
 	if cwd == "" {
@@ -76,6 +78,10 @@ func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string, cgroup2 bool) (*
 	period := uint64(100000)
 	quota := int64(res.CPUs * float64(period))
 	oomAdj := 500 // under host memory pressure, sandboxes go before the daemon
+	sys := specs.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}}
+	if netns != "" {
+		sys = specs.Mount{Destination: "/sys", Type: "bind", Source: sysfsDir(netns), Options: []string{"rbind", "ro", "nosuid", "noexec", "nodev"}}
+	}
 	spec := &specs.Spec{
 		Version:  specs.Version,
 		Root:     &specs.Root{Path: "rootfs"},
@@ -83,7 +89,7 @@ func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string, cgroup2 bool) (*
 		Process: &specs.Process{
 			// The agent creates the working directory if it is missing,
 			// so a bad cwd fails a command, never the container's start.
-			Args: []string{agentPath, "--workdir", cwd},
+			Args: append([]string{agentPath, "--workdir", cwd}, r.agentArgs...),
 			Env:  envList,
 			Cwd:  "/",
 			Capabilities: &specs.LinuxCapabilities{
@@ -101,18 +107,18 @@ func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string, cgroup2 bool) (*
 			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-			{Destination: agentPath, Type: "bind", Source: agentBinary, Options: []string{"bind", "ro", "nosuid", "nodev"}},
+			sys,
+			{Destination: agentPath, Type: "bind", Source: r.agent, Options: []string{"bind", "ro", "nosuid", "nodev"}},
 		},
 		Linux: &specs.Linux{
 			UIDMappings: idmap,
 			GIDMappings: idmap,
 			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace, Path: netns}, {Type: specs.IPCNamespace},
 				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
 				{Type: specs.UserNamespace},
 			},
-			CgroupsPath: cgroupsPath,
+			CgroupsPath: r.cgroup(s.ID),
 			Resources: &specs.LinuxResources{
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 				Memory:  &specs.LinuxMemory{Limit: &memory, Swap: &memory},
