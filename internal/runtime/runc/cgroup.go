@@ -122,22 +122,10 @@ func removeCgroup(ctx context.Context, dir string) error {
 
 // removeTree removes the cgroup dir and its descendants, deepest first.
 func removeTree(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("remove cgroup %s: %w", dir, err)
-	}
-	for _, e := range ents {
-		if e.IsDir() {
-			if err := removeTree(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
+	for _, d := range cgroupTree(dir) {
+		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove cgroup %s: %w", d, err)
 		}
-	}
-	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("remove cgroup %s: %w", dir, err)
 	}
 	return nil
 }
@@ -180,11 +168,11 @@ func waitUnpopulated(ctx context.Context, dir string) error {
 // cgroupTree lists the cgroup dir and its descendants, deepest first; nil
 // if dir does not exist.
 func cgroupTree(dir string) []string {
-	var out []string
 	ents, err := os.ReadDir(dir)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	var out []string
 	for _, e := range ents {
 		if e.IsDir() {
 			out = append(out, cgroupTree(filepath.Join(dir, e.Name()))...)

@@ -516,15 +516,6 @@ func readPid(path string) (int, error) {
 
 // tail returns the end of a log file, at most 4 KiB.
 func tail(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var offset int64
-	if end, err := f.Seek(0, io.SeekEnd); err == nil && end > 4096 {
-		offset = end - 4096
-	}
-	b, _ := io.ReadAll(io.NewSectionReader(f, offset, 4096))
-	return strings.TrimSpace(string(b))
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b[max(len(b)-4096, 0):]))
 }
