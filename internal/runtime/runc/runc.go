@@ -25,7 +25,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -116,28 +115,18 @@ func New(cfg Config) (*Runtime, error) {
 
 // installAgent copies src to dst atomically, mode 0755.
 func installAgent(src, dst string) error {
-	in, err := os.Open(src)
+	b, err := os.ReadFile(src)
 	if err != nil {
 		return fmt.Errorf("agent binary: %w", err)
 	}
-	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".agent-*")
-	if err != nil {
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, in); err != nil {
-		tmp.Close()
+	if err := os.Chmod(tmp, 0o755); err != nil { // whatever the umask
 		return err
 	}
-	if err := tmp.Chmod(0o755); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return os.Rename(tmp, dst)
 }
 
 func (r *Runtime) path(elem ...string) string {
@@ -309,7 +298,15 @@ func (r *Runtime) Attach(ctx context.Context, id string) (*runtime.Instance, err
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	st, err := r.state(ctx, id)
+	var st struct {
+		Status  string    `json:"status"`
+		Pid     int       `json:"pid"`
+		Created time.Time `json:"created"`
+	}
+	out, err := r.runc(ctx, "state", id)
+	if err == nil {
+		err = json.Unmarshal(out, &st)
+	}
 	if err == nil && st.Status == "running" && st.Pid > 0 {
 		sock := filepath.Join(r.sandboxDir(id), "agent.sock")
 		if _, err := os.Stat(sock); err == nil {
@@ -323,24 +320,6 @@ func (r *Runtime) Attach(ctx context.Context, id string) (*runtime.Instance, err
 		return nil, err
 	}
 	return nil, fmt.Errorf("%w: no running container for %s", errdefs.ErrNotFound, id)
-}
-
-type runcState struct {
-	Status  string    `json:"status"`
-	Pid     int       `json:"pid"`
-	Created time.Time `json:"created"`
-}
-
-func (r *Runtime) state(ctx context.Context, id string) (*runcState, error) {
-	out, err := r.runc(ctx, "state", id)
-	if err != nil {
-		return nil, err
-	}
-	var st runcState
-	if err := json.Unmarshal(out, &st); err != nil {
-		return nil, fmt.Errorf("runc state %s: %w", id, err)
-	}
-	return &st, nil
 }
 
 // Stop implements runtime.Runtime. It kills the container's init directly

@@ -1,13 +1,13 @@
 package runc
 
 import (
-	"bufio"
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,21 +31,14 @@ func (r *Runtime) Usage(ctx context.Context, id string) (runtime.Usage, error) {
 		return runtime.Usage{}, fmt.Errorf("%w: usage of %s: not running", errdefs.ErrNotFound, id)
 	}
 	cg := r.cgroup(id)
-	var u runtime.Usage
-	var err error
-	if u.CPU, err = cpuUsage(cg); err != nil {
+	cpu, errCPU := cpuUsage(cg)
+	mem, errMem := readCgroupInt(cg, "memory.current", "memory", "memory.usage_in_bytes")
+	pids, errPids := readCgroupInt(cg, "pids.current", "pids", "pids.current")
+	disk, errDisk := diskUsed(r.sandboxDir(id))
+	if err := errors.Join(errCPU, errMem, errPids, errDisk); err != nil {
 		return runtime.Usage{}, fmt.Errorf("usage of %s: %w", id, err)
 	}
-	if u.MemoryBytes, err = readCgroupInt(cg, "memory.current", "memory", "memory.usage_in_bytes"); err != nil {
-		return runtime.Usage{}, fmt.Errorf("usage of %s: %w", id, err)
-	}
-	if u.Pids, err = readCgroupInt(cg, "pids.current", "pids", "pids.current"); err != nil {
-		return runtime.Usage{}, fmt.Errorf("usage of %s: %w", id, err)
-	}
-	if u.DiskBytes, err = diskUsed(r.sandboxDir(id)); err != nil {
-		return runtime.Usage{}, fmt.Errorf("usage of %s: %w", id, err)
-	}
-	return u, nil
+	return runtime.Usage{CPU: cpu, MemoryBytes: mem, Pids: pids, DiskBytes: disk}, nil
 }
 
 // cpuUsage is the CPU time used in cgroups path cg: cgroup2's cpu.stat
@@ -78,7 +71,7 @@ func readInt(path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 }
 
 // statField returns the value of key in a flat-keyed cgroup file
@@ -88,11 +81,9 @@ func statField(path, key string) (int64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		k, v, ok := bytes.Cut(sc.Bytes(), []byte{' '})
-		if ok && string(k) == key {
-			n, err := strconv.ParseInt(string(v), 10, 64)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+" "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
 			return n, err == nil
 		}
 	}
