@@ -2,6 +2,7 @@ package runc
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -129,10 +130,9 @@ func (b *bridgeNet) addr(uidBase uint32) (netip.Addr, error) {
 	if n < 2 || uint64(n) >= size-1 { // 0: network, 1: gateway, last: broadcast
 		return netip.Addr{}, fmt.Errorf("%w: uid base %d gives no address in %s", errdefs.ErrInvalidArgument, uidBase, b.prefix)
 	}
-	base := b.prefix.Addr().As4()
-	v := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
-	v += n
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), nil
+	a := b.prefix.Addr().As4()
+	binary.BigEndian.PutUint32(a[:], binary.BigEndian.Uint32(a[:])+n)
+	return netip.AddrFrom4(a), nil
 }
 
 // vethName is the host-side name of sandbox id's veth for a Runtime whose

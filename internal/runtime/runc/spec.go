@@ -3,6 +3,7 @@ package runc
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"sort"
 
 	"github.com/moby/profiles/seccomp"
@@ -64,9 +65,7 @@ func (r *Runtime) buildSpec(s runtime.Spec, netns string, cgroup2 bool) (*specs.
 		"LANG": "C.UTF-8",
 		"TERM": "xterm-256color",
 	}
-	for k, v := range s.Env {
-		env[k] = v
-	}
+	maps.Copy(env, s.Env)
 	envList := make([]string, 0, len(env))
 	for k, v := range env {
 		envList = append(envList, k+"="+v)
