@@ -52,13 +52,7 @@ func testCgroup(t *testing.T, env Env, newRuntime Factory) {
 	}
 	// mountinfo: ID parent dev root mountpoint options ... - type source super-options
 	mi := strings.Fields(parts[1])
-	sep := -1
-	for i, f := range mi {
-		if f == "-" {
-			sep = i
-			break
-		}
-	}
+	sep := slices.Index(mi, "-")
 	if len(mi) < 6 || sep < 0 || sep+1 >= len(mi) || mi[3] != "/" || mi[sep+1] != "cgroup2" {
 		t.Errorf("/sys/fs/cgroup mount: %q, want cgroup2 with root /", parts[1])
 	} else {
