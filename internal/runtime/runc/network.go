@@ -144,33 +144,6 @@ func vethName(dir, id string) string {
 	return "sd" + hex.EncodeToString(sum[:])[:13]
 }
 
-// resolvConf returns the /etc/resolv.conf of a sandbox in network mode
-// mode. A sandbox without a network gets a resolver that fails at once
-// (the image's copy of the host's would make lookups stall for seconds).
-func (b *bridgeNet) resolvConf(mode string) (string, error) {
-	if mode != runtime.NetworkBridge {
-		return "# written by sandboxd: network mode none, no resolver\n" +
-			"nameserver 127.0.0.1\noptions timeout:1 attempts:1\n", nil
-	}
-	ns, search := b.nameservers, ""
-	if len(ns) == 0 {
-		ns, search = hostNameservers()
-	}
-	if len(ns) == 0 {
-		return "", fmt.Errorf("%w: no nameserver for bridge sandboxes: the host's resolv.conf names none reachable from a sandbox (only loopback ones); set the daemon's --bridge-dns", errdefs.ErrUnavailable)
-	}
-	var sb strings.Builder
-	sb.WriteString("# written by sandboxd at start: network mode bridge\n")
-	for _, a := range ns {
-		sb.WriteString("nameserver " + a.String() + "\n")
-	}
-	if search != "" {
-		sb.WriteString("search " + search + "\n")
-	}
-	sb.WriteString("options timeout:2 attempts:2\n")
-	return sb.String(), nil
-}
-
 // hostResolvConfs are where the host's nameservers are looked for, in
 // order: the host's own resolv.conf, then systemd-resolved's list of its
 // upstream servers (for a host whose resolv.conf names only its local stub
@@ -217,18 +190,38 @@ func parseResolvConf(s string) ([]netip.Addr, string) {
 }
 
 // checkNetwork validates a Spec's network mode and returns the sandbox's
-// resolv.conf for it.
+// /etc/resolv.conf for it. A sandbox without a network gets a resolver that
+// fails at once (the image's copy of the host's would make lookups stall
+// for seconds).
 func (r *Runtime) checkNetwork(s runtime.Spec) (string, error) {
 	switch s.Network {
 	case "", runtime.NetworkNone:
+		return "# written by sandboxd: network mode none, no resolver\n" +
+			"nameserver 127.0.0.1\noptions timeout:1 attempts:1\n", nil
 	case runtime.NetworkBridge:
-		if _, err := r.bridge.addr(s.UIDBase); err != nil {
-			return "", err
-		}
 	default:
 		return "", fmt.Errorf("%w: network mode %q: want %q or %q", errdefs.ErrInvalidArgument, s.Network, runtime.NetworkNone, runtime.NetworkBridge)
 	}
-	return r.bridge.resolvConf(s.Network)
+	if _, err := r.bridge.addr(s.UIDBase); err != nil {
+		return "", err
+	}
+	ns, search := r.bridge.nameservers, ""
+	if len(ns) == 0 {
+		ns, search = hostNameservers()
+	}
+	if len(ns) == 0 {
+		return "", fmt.Errorf("%w: no nameserver for bridge sandboxes: the host's resolv.conf names none reachable from a sandbox (only loopback ones); set the daemon's --bridge-dns", errdefs.ErrUnavailable)
+	}
+	var sb strings.Builder
+	sb.WriteString("# written by sandboxd at start: network mode bridge\n")
+	for _, a := range ns {
+		sb.WriteString("nameserver " + a.String() + "\n")
+	}
+	if search != "" {
+		sb.WriteString("search " + search + "\n")
+	}
+	sb.WriteString("options timeout:2 attempts:2\n")
+	return sb.String(), nil
 }
 
 // setupNetwork prepares a bridge sandbox's network namespace (and the

@@ -164,9 +164,3 @@ func isLinkNotFound(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return errors.As(err, &nf)
 }
-
-// linkExists tells whether the host has an interface named name.
-func linkExists(name string) bool {
-	_, err := netlink.LinkByName(name)
-	return err == nil
-}

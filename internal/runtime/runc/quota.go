@@ -128,13 +128,8 @@ func formatDisk(ctx context.Context, path string, sizeMB int64) (err error) {
 }
 
 // mountDisk mounts the ext4 image img at target through a free loop
-// device. It does nothing if something is mounted at target already.
+// device.
 func mountDisk(img, target string) error {
-	if m, err := mountsUnder(target); err != nil {
-		return err
-	} else if len(m) > 0 && m[0] == target {
-		return nil
-	}
 	// The image's previous loop device may still be bound, its file
 	// system held by a mount namespace made meanwhile (see unmountDisk).
 	// A second device on the same image would mount a second, separate

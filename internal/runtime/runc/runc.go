@@ -9,7 +9,7 @@
 //	state/                 runc's --root
 //	bin/sandbox-agent      a copy of the agent binary, bind-mounted read-only
 //	sandboxes/<id>/        config.json, rootfs/ (the overlay), upper/, work/,
-//	                       agent.sock, agent.log, init.pid; with a disk
+//	                       agent.sock, runc.log, init.pid; with a disk
 //	                       quota, disk.img mounted at disk/ holds upper/ and
 //	                       work/ instead (quota.go); in network mode
 //	                       bridge, netns and netns.sys/ (network*.go)
@@ -325,7 +325,8 @@ func (r *Runtime) Attach(ctx context.Context, id string) (*runtime.Instance, err
 // Stop implements runtime.Runtime. It kills the container's init directly
 // and waits for it through a pidfd (runc delete --force would poll), then
 // lets runc remove its state and cgroups, removes what is left of its
-// cgroup2 subtree, then unmounts the rootfs.
+// cgroup2 subtree, then the mounts (the overlay before the disk under it)
+// and the network namespace.
 func (r *Runtime) Stop(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
@@ -345,20 +346,16 @@ func (r *Runtime) Stop(ctx context.Context, id string) error {
 	// runc removes the cgroups it made, but not necessarily the child
 	// cgroups the sandbox made in its delegated subtree, nor anything of a
 	// container whose runc state is lost.
-	if err := removeCgroup(ctx, cgroup2Dir(r.cgroup(id))); err != nil {
-		return fmt.Errorf("stop %s: %w", id, err)
-	}
-	if err := unmount(filepath.Join(dir, "rootfs")); err != nil {
-		return fmt.Errorf("stop %s: %w", id, err)
-	}
-	if err := unmount(filepath.Join(dir, "lower")); err != nil {
-		return fmt.Errorf("stop %s: %w", id, err)
-	}
-	if err := unmountDisk(dir); err != nil {
-		return fmt.Errorf("stop %s: %w", id, err)
-	}
-	if err := teardownNetns(r.netnsFile(id), vethName(r.dir, id)); err != nil {
-		return fmt.Errorf("stop %s: %w", id, err)
+	for _, undo := range []func() error{
+		func() error { return removeCgroup(ctx, cgroup2Dir(r.cgroup(id))) },
+		func() error { return unmount(filepath.Join(dir, "rootfs")) },
+		func() error { return unmount(filepath.Join(dir, "lower")) },
+		func() error { return unmountDisk(dir) },
+		func() error { return teardownNetns(r.netnsFile(id), vethName(r.dir, id)) },
+	} {
+		if err := undo(); err != nil {
+			return fmt.Errorf("stop %s: %w", id, err)
+		}
 	}
 	_ = os.Remove(filepath.Join(dir, "agent.sock"))
 	_ = os.Remove(filepath.Join(dir, "init.pid"))
