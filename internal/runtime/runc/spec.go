@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -70,7 +70,7 @@ func (r *Runtime) buildSpec(s runtime.Spec, netns string, cgroup2 bool) (*specs.
 	for k, v := range env {
 		envList = append(envList, k+"="+v)
 	}
-	sort.Strings(envList)
+	slices.Sort(envList)
 
 	idmap := []specs.LinuxIDMapping{{ContainerID: 0, HostID: s.UIDBase, Size: runtime.IDMapSize}}
 	memory := res.MemoryMB << 20
@@ -147,22 +147,13 @@ func (r *Runtime) buildSpec(s runtime.Spec, netns string, cgroup2 bool) (*specs.
 // tighten removes deniedSyscalls from every allow rule of a profile whose
 // default action is to deny.
 func tighten(sc *specs.LinuxSeccomp) *specs.LinuxSeccomp {
-	rules := sc.Syscalls[:0]
-	for _, rule := range sc.Syscalls {
+	for i, rule := range sc.Syscalls {
 		if rule.Action == specs.ActAllow {
-			names := make([]string, 0, len(rule.Names))
-			for _, n := range rule.Names {
-				if !deniedSyscalls[n] {
-					names = append(names, n)
-				}
-			}
-			if len(names) == 0 {
-				continue
-			}
-			rule.Names = names
+			sc.Syscalls[i].Names = slices.DeleteFunc(rule.Names, func(n string) bool { return deniedSyscalls[n] })
 		}
-		rules = append(rules, rule)
 	}
-	sc.Syscalls = rules
+	sc.Syscalls = slices.DeleteFunc(sc.Syscalls, func(rule specs.LinuxSyscall) bool {
+		return rule.Action == specs.ActAllow && len(rule.Names) == 0
+	})
 	return sc
 }
