@@ -41,12 +41,17 @@ func (r *Runtime) Usage(ctx context.Context, id string) (runtime.Usage, error) {
 	return runtime.Usage{CPU: cpu, MemoryBytes: mem, Pids: pids, DiskBytes: disk}, nil
 }
 
-// cpuUsage is the CPU time used in cgroups path cg: cgroup2's cpu.stat
-// (there even without the cpu controller), else v1's cpuacct.usage.
+// cpuUsage is the CPU time used in cgroups path cg: usage_usec in
+// cgroup2's cpu.stat (there even without the cpu controller), else v1's
+// cpuacct.usage.
 func cpuUsage(cg string) (time.Duration, error) {
 	if v2 := cgroup2Dir(cg); v2 != "" {
-		if usec, ok := statField(filepath.Join(v2, "cpu.stat"), "usage_usec"); ok {
-			return time.Duration(usec) * time.Microsecond, nil
+		b, _ := os.ReadFile(filepath.Join(v2, "cpu.stat"))
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+				usec, err := strconv.ParseInt(v, 10, 64)
+				return time.Duration(usec) * time.Microsecond, err
+			}
 		}
 	}
 	ns, err := readInt(filepath.Join("/sys/fs/cgroup/cpuacct", cg, "cpuacct.usage"))
@@ -72,22 +77,6 @@ func readInt(path string) (int64, error) {
 		return 0, err
 	}
 	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-}
-
-// statField returns the value of key in a flat-keyed cgroup file
-// ("key value" lines, as cpu.stat).
-func statField(path, key string) (int64, bool) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, false
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key+" "); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
 }
 
 // diskUsed is the space used on the quota file system of the sandbox whose
