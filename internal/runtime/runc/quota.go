@@ -18,21 +18,15 @@ import (
 	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
-// A sandbox with a disk quota keeps its writable layer in a file system of
-// its own: a sparse file, disk.img, formatted ext4 and loop-mounted at disk/
-// while the sandbox runs. The overlay's upper and work directories are
-// disk/upper and disk/work, so a sandbox that writes forever fills its own
-// file system (ENOSPC inside, inodes included) and never the host's. The file
-// takes host space only for the blocks the sandbox wrote; the mount's discard
-// option gives deleted files' blocks back to the host.
-//
-// The loop device is set up with LOOP_CONFIGURE and LO_FLAGS_AUTOCLEAR: it
-// detaches itself when its last user goes, which is the mount once unmount
-// runs (or the daemon's descriptor if the daemon dies between attaching and
-// mounting), so no loop device outlives the mount.
-//
-// A sandbox without a quota (created with DiskMB 0) has upper/ and work/
-// directly in its directory, on the host's file system.
+// A sandbox with a disk quota (docs/ARCHITECTURE.md, Disk quota) keeps its
+// writable layer in a file system of its own: disk.img, a sparse ext4 file
+// loop-mounted at disk/ while the sandbox runs, holding disk/upper and
+// disk/work, so a sandbox that writes forever fills its own file system
+// (ENOSPC inside, inodes included), never the host's. The loop device is
+// attached with LO_FLAGS_AUTOCLEAR: it detaches itself once the mount (or
+// the daemon's descriptor, if the daemon dies before mounting) goes. A
+// sandbox without a quota (DiskMB 0) has upper/ and work/ directly in its
+// directory, on the host's file system.
 const (
 	diskFile  = "disk.img"
 	diskMount = "disk"
@@ -180,14 +174,9 @@ func attachLoop(img string) (string, *os.File, error) {
 			return "", nil, fmt.Errorf("find a free loop device: %w", err)
 		}
 		dev := "/dev/loop" + strconv.Itoa(n)
+		// devtmpfs has made the node by the time GET_FREE returns.
 		loop, err := os.OpenFile(dev, os.O_RDWR, 0)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) && attempt < 50 {
-				// The device node may appear a moment after the
-				// device (when udev, not devtmpfs, makes it).
-				time.Sleep(time.Millisecond)
-				continue
-			}
 			return "", nil, fmt.Errorf("open %s: %w", dev, err)
 		}
 		cfg := unix.LoopConfig{Fd: uint32(back.Fd()), Size: 4096}

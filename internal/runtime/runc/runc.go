@@ -172,23 +172,20 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	}
 	dir := r.sandboxDir(s.ID)
 	rootfs, lower := filepath.Join(dir, "rootfs"), filepath.Join(dir, "lower")
-	// Only root and this sandbox's root (by its group) may enter: the
-	// upper layer below holds the sandbox's files, owned by its uids.
-	if err := os.MkdirAll(dir, 0o710); err != nil {
-		return nil, err
-	}
-	if err := os.Chown(dir, 0, int(s.UIDBase)); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(dir, 0o710); err != nil {
-		return nil, err
-	}
 	for _, d := range []string{rootfs, lower} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
 	}
 	_ = os.Chmod(rootfs, 0o755)
+	// Only root and this sandbox's root (by its group) may enter: the
+	// upper layer below holds the sandbox's files, owned by its uids.
+	if err := os.Chown(dir, 0, int(s.UIDBase)); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o710); err != nil {
+		return nil, err
+	}
 	if r.running(s.ID) {
 		return nil, fmt.Errorf("%w: sandbox %s is already running", errdefs.ErrConflict, s.ID)
 	}
