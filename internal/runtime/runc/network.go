@@ -17,15 +17,13 @@ import (
 	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
-// Network mode bridge: every bridge sandbox gets a network namespace that
-// the daemon creates (so the sandbox's root, whose user namespace does not
-// own it, cannot change its addresses, routes or firewall), bind-mounted at
-// sandboxes/<id>/netns, holding lo and eth0; eth0's peer on the host is an
-// isolated port of the daemon's bridge. The bridge holds the gateway
-// address (the prefix's first); an nftables table named after the bridge
-// masquerades the sandboxes' traffic to the host's uplink and drops what a
-// sandbox sends to another sandbox, to the host itself or to link-local
-// addresses (cloud metadata services).
+// Network mode bridge (docs/ARCHITECTURE.md, Network): the daemon makes
+// each bridge sandbox's network namespace (network_ns.go), so the sandbox's
+// root, whose user namespace does not own it, cannot change its addresses,
+// routes or firewall. Its eth0's peer is an isolated port of the daemon's
+// bridge (network_bridge.go), whose nftables table masquerades the
+// sandboxes' traffic and drops what a sandbox sends to another sandbox, to
+// the host or to link-local addresses (network_nft.go).
 
 // Defaults of BridgeConfig.
 const (

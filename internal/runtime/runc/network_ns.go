@@ -36,11 +36,11 @@ var nsSysctls = []struct{ path, value string }{
 	{"net/ipv6/conf/default/disable_ipv6", "1"},
 }
 
-// setupNetns creates sandbox id's network namespace, bind-mounted at
-// nsPath (and a sysfs of it at sysfsDir(nsPath)), with lo up and eth0 at addr, whose default route goes through
-// the bridge's gateway; eth0's peer, host, is an isolated port of the
-// bridge (index bridge, MTU mtu). On error it may leave the mount and the
-// veth behind: teardownNetns removes them.
+// setupNetns creates a sandbox's network namespace, bind-mounted at nsPath
+// (and a sysfs of it at sysfsDir(nsPath)), with lo up and eth0 at addr,
+// whose default route goes through the bridge's gateway; eth0's peer, host,
+// is an isolated port of the bridge (index bridge, MTU mtu). On error it
+// may leave the mount and the veth behind: teardownNetns removes them.
 func (b *bridgeNet) setupNetns(nsPath, host string, bridge, mtu int, addr netip.Addr) error {
 	f, err := os.OpenFile(nsPath, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
