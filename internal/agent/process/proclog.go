@@ -1,11 +1,14 @@
 package process
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"os"
 	"sort"
 	"sync"
+
+	"github.com/sandboxd/sandboxd/api"
 )
 
 // Log record streams.
@@ -13,6 +16,9 @@ const (
 	streamStdout byte = 1
 	streamStderr byte = 2
 )
+
+// streamNames are the streams' event names.
+var streamNames = [...]string{streamStdout: api.EventStdout, streamStderr: api.EventStderr}
 
 // recordHeader is a record's stream byte and its data length.
 const recordHeader = 5
@@ -125,6 +131,36 @@ func (l *procLog) readFrom(offset, limit int64, max int) ([]record, error) {
 		total += n
 	}
 	return out, nil
+}
+
+// follow passes the records from offset on to fn, in order and as they
+// come, until fn returns false (follow returns nil), the log is complete
+// and fn had all of it (io.EOF), reading fails, or ctx ends (its error).
+func (l *procLog) follow(ctx context.Context, offset int64, fn func(record) bool) error {
+	for {
+		size, closed, _, changed := l.state()
+		if offset < size {
+			recs, err := l.readFrom(offset, size, streamMaxBatch)
+			if err != nil {
+				return err
+			}
+			for _, rec := range recs {
+				if !fn(rec) {
+					return nil
+				}
+				offset = rec.end
+			}
+			continue
+		}
+		if closed {
+			return io.EOF
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // validOffset reports whether offset is a record boundary (a former event

@@ -2,8 +2,10 @@ package process
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"regexp"
@@ -72,13 +74,11 @@ func waitExit(ctx context.Context, pr *proc) (*api.WaitResult, error) {
 	}
 }
 
-// exitedFirst is the error of a wait whose process exited before it was met.
+// exitedFirst is the error of a wait whose process exited before it was
+// met (pr.done is closed).
 func exitedFirst(pr *proc, what string) error {
 	info := pr.info()
-	code := -1
-	if info.ExitCode != nil {
-		code = *info.ExitCode
-	}
+	code := *info.ExitCode
 	return &errdefs.CodedError{Code: api.CodeProcessExited, Kind: errdefs.ErrConflict,
 		Message: fmt.Sprintf("process %s exited (code %d, %s) before %s", pr.id, code, info.Status, what),
 		Details: map[string]any{"exitCode": code, "status": info.Status}}
@@ -106,34 +106,21 @@ func waitLog(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResul
 		return nil, fmt.Errorf("%w: stream %q: stdout, stderr or both", errdefs.ErrInvalidArgument, req.Stream)
 	}
 	pending := map[byte][]byte{} // per stream: the current line so far
-	offset := int64(0)
-	for {
-		size, closed, _, changed := pr.log.state()
-		if offset < size {
-			recs, err := pr.log.readFrom(offset, size, streamMaxBatch)
-			if err != nil {
-				return nil, err
-			}
-			for _, rec := range recs {
-				offset = rec.end
-				if !want[rec.stream] {
-					continue
-				}
-				if line, ok := matchChunk(pending, rec, req.Log, re); ok {
-					return &api.WaitResult{Ready: true, Line: line}, nil
-				}
-			}
-			continue
+	var line string
+	err := pr.log.follow(ctx, 0, func(rec record) bool {
+		var ok bool
+		if want[rec.stream] {
+			line, ok = matchChunk(pending, rec, req.Log, re)
 		}
-		if closed {
-			return nil, exitedFirst(pr, fmt.Sprintf("its output matched %q", req.Log))
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+		return !ok
+	})
+	switch err {
+	case nil:
+		return &api.WaitResult{Ready: true, Line: line}, nil
+	case io.EOF:
+		return nil, exitedFirst(pr, fmt.Sprintf("its output matched %q", req.Log))
 	}
+	return nil, err
 }
 
 // matchChunk adds a record to its stream's current line(s) and reports the
@@ -181,17 +168,11 @@ func waitPort(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResu
 			return nil, err
 		}
 	}
-	mode := req.PortMode
-	if mode == "" {
-		mode = "tcp"
-	}
+	mode := cmp.Or(req.PortMode, "tcp")
 	if mode != "tcp" && mode != "http" {
 		return nil, fmt.Errorf("%w: portMode %q: tcp or http", errdefs.ErrInvalidArgument, mode)
 	}
 	path := req.Path
-	if path == "" {
-		path = "/"
-	}
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
@@ -205,11 +186,8 @@ func waitPort(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResu
 	defer tick.Stop()
 	for {
 		if mode == "tcp" {
-			var d net.Dialer
-			dctx, cancel := context.WithTimeout(ctx, time.Second)
-			c, err := d.DialContext(dctx, "tcp", addr)
-			cancel()
-			if err == nil {
+			d := net.Dialer{Timeout: time.Second}
+			if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
 				c.Close()
 				return &api.WaitResult{Ready: true}, nil
 			}
