@@ -49,27 +49,21 @@ type executor struct {
 // of a run, which bytes the process wrote before it said complete.
 type outputPipe struct {
 	f        *os.File
-	rc       syscall.RawConn // nil if f is not pollable: drained gives up
-	progress chan struct{}   // signalled after each delivery
+	rc       syscall.RawConn
+	progress chan struct{} // signalled after each delivery
 	mu       sync.Mutex
 	read     int64 // bytes read; guarded by mu
 	handled  int64 // bytes delivered (or held back); guarded by mu
 }
 
 func newOutputPipe(f *os.File) *outputPipe {
-	o := &outputPipe{f: f, progress: make(chan struct{}, 1)}
-	if rc, err := f.SyscallConn(); err == nil {
-		o.rc = rc
-	}
-	return o
+	rc, _ := f.SyscallConn() // an open pipe's: in Go's poller
+	return &outputPipe{f: f, rc: rc, progress: make(chan struct{}, 1)}
 }
 
 // readSome reads what the pipe holds into buf (waiting until it holds
 // something); 0 bytes and a nil error is its end.
 func (o *outputPipe) readSome(buf []byte) (int, error) {
-	if o.rc == nil {
-		return o.f.Read(buf)
-	}
 	var n int
 	var rerr error
 	err := o.rc.Read(func(fd uintptr) bool {
@@ -106,9 +100,6 @@ func (o *outputPipe) handledBytes(n int) {
 // drained waits (until the deadline at most) until every byte the pipe
 // held when it was called has been delivered to the run.
 func (o *outputPipe) drained(deadline <-chan time.Time) {
-	if o.rc == nil {
-		return
-	}
 	o.mu.Lock()
 	var pending int
 	_ = o.rc.Control(func(fd uintptr) { pending, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }) // TIOCINQ is FIONREAD
@@ -153,17 +144,12 @@ type executorPipes struct {
 
 func newExecutorPipes() (*executorPipes, error) {
 	var p executorPipes
-	pairs := []struct{ r, w **os.File }{{&p.reqR, &p.reqW}, {&p.evR, &p.evW}, {&p.outR, &p.outW}, {&p.errR, &p.errW}}
-	for i, pair := range pairs {
-		r, w, err := os.Pipe()
-		if err != nil {
-			for _, done := range pairs[:i] {
-				(*done.r).Close()
-				(*done.w).Close()
-			}
+	for _, pair := range []struct{ r, w **os.File }{{&p.reqR, &p.reqW}, {&p.evR, &p.evW}, {&p.outR, &p.outW}, {&p.errR, &p.errW}} {
+		var err error
+		if *pair.r, *pair.w, err = os.Pipe(); err != nil {
+			p.closeAll() // those not open yet are nil: closing them is a harmless error
 			return nil, fmt.Errorf("executor pipes: %w", err)
 		}
-		*pair.r, *pair.w = r, w
 	}
 	// Big results (a plot) travel in fewer reads (eventPipeSize). Best effort.
 	if rc, err := p.evR.SyscallConn(); err == nil {
@@ -396,70 +382,59 @@ func (e *executor) run(ctx context.Context, req any, timeout time.Duration, sink
 	}()
 	var out runOutcome
 	if err := e.send(req); err != nil {
-		out.crashed, out.reset = true, true
-		out.exitCode = e.waitExit()
+		out.crashed, out.reset, out.exitCode = true, true, e.waitExit()
 		return out, nil
 	}
-	var timer <-chan time.Time
+	// Until the run is interrupted: timer, ctx; after: tick, deadline.
+	var timer, tick, deadline <-chan time.Time
 	if timeout > 0 {
 		t := time.NewTimer(timeout)
 		defer t.Stop()
 		timer = t.C
 	}
+	done := ctx.Done()
 	var cause error
-	select {
-	case out.count = <-complete:
-		e.drainOutput()
-		return out, nil
-	case <-e.gone:
-		out.crashed, out.reset = true, true
-		out.exitCode = e.waitExit()
-		return out, nil
-	case <-e.dead:
-		// A child of the code may hold the event pipe open: take what is
-		// in it, without waiting for its end.
-		select {
-		case <-e.gone:
-		case <-time.After(core.DrainGrace):
-		}
-		out.crashed, out.reset = true, true
-		out.exitCode = e.code
-		return out, nil
-	case <-timer:
-		out.timedOut = true
-		timedOut.Store(true)
-	case <-ctx.Done():
-		cause = ctx.Err()
-	}
-	// Interrupt: SIGINT, again now and then, until the run completes.
-	deadline := time.NewTimer(interruptGrace)
-	defer deadline.Stop()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	_ = unix.Kill(e.pid, unix.SIGINT)
 	for {
 		select {
 		case out.count = <-complete:
 			e.drainOutput()
 			return out, cause
 		case <-e.gone:
-			out.reset = true
-			e.waitExit()
+			out.crashed, out.reset, out.exitCode = deadline == nil, true, e.waitExit()
 			return out, cause
 		case <-e.dead:
-			out.reset = true
+			// A child of the code may hold the event pipe open: take what is
+			// in it, without waiting for its end.
+			select {
+			case <-e.gone:
+			case <-time.After(core.DrainGrace):
+			}
+			out.crashed, out.reset, out.exitCode = deadline == nil, true, e.code
 			return out, cause
-		case <-tick.C:
+		case <-timer:
+			out.timedOut = true
+			timedOut.Store(true)
+		case <-done:
+			cause = ctx.Err()
+		case <-tick:
 			// Python code may catch one KeyboardInterrupt; Node's V8
 			// would carry a second interrupt into the next run.
 			if e.lang == api.LanguagePython {
 				_ = unix.Kill(e.pid, unix.SIGINT)
 			}
-		case <-deadline.C:
+			continue
+		case <-deadline:
 			e.kill()
 			out.reset = true
 			return out, cause
 		}
+		// Interrupt: SIGINT, again now and then, until the run completes.
+		timer, done = nil, nil
+		deadline = time.After(interruptGrace)
+		ticker := time.NewTicker(200 * time.Millisecond)
+		defer ticker.Stop()
+		tick = ticker.C
+		_ = unix.Kill(e.pid, unix.SIGINT)
 	}
 }
 

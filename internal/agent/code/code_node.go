@@ -34,7 +34,7 @@ func (ci *Interpreter) nodeExecutor(ctx context.Context, lang string) (*executor
 	}
 	if e == nil {
 		var err error
-		if e, err = ci.startNode(ctx); err != nil {
+		if e, err = ci.startNode(ctx, nodeFlags); err != nil {
 			return nil, err
 		}
 	}
@@ -58,7 +58,7 @@ func (ci *Interpreter) refillNode() {
 	ci.refilling = true
 	ci.nodeMu.Unlock()
 	go func() {
-		e, err := ci.startNode(context.Background())
+		e, err := ci.startNode(context.Background(), nodeFlags)
 		ci.nodeMu.Lock()
 		defer ci.nodeMu.Unlock()
 		ci.refilling = false
@@ -74,12 +74,6 @@ func (ci *Interpreter) refillNode() {
 	}()
 }
 
-// startNode starts a Node executor (in /, with the sandbox's environment;
-// a context's own are set when it is claimed) and waits until it is ready.
-func (ci *Interpreter) startNode(ctx context.Context) (*executor, error) {
-	return ci.startNodeFlags(ctx, nodeFlags)
-}
-
 // nodeFlags are the Node executor's flags. --expose-internals lets it use
 // Node's own REPL transform for top-level await (internal/repl/await) and
 // its parser (acorn) to make top-level let/const redeclarable; should a
@@ -88,8 +82,10 @@ func (ci *Interpreter) startNode(ctx context.Context) (*executor, error) {
 // TestNodeExecutorWithoutInternals).
 var nodeFlags = []string{"--expose-internals", "--disable-warning=ExperimentalWarning"}
 
-// startNodeFlags is startNode with node's flags.
-func (ci *Interpreter) startNodeFlags(ctx context.Context, flags []string) (*executor, error) {
+// startNode starts a Node executor with node's flags (in /, with the
+// sandbox's environment; a context's own are set when it is claimed) and
+// waits until it is ready.
+func (ci *Interpreter) startNode(ctx context.Context, flags []string) (*executor, error) {
 	node, err := exec.LookPath("node")
 	if err != nil {
 		if node, err = exec.LookPath("nodejs"); err != nil {
