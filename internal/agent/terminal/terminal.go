@@ -9,6 +9,7 @@
 package terminal
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -151,7 +152,9 @@ func (ts *Service) handleTerminal(w http.ResponseWriter, r *http.Request) {
 		InsecureSkipVerify: true,
 	})
 	if err != nil {
-		t.maybeIdle(ts) // a new terminal nobody joined times out
+		t.mu.Lock()
+		t.startIdleLocked(ts) // a new terminal nobody joined times out
+		t.mu.Unlock()
 		return
 	}
 	conn.SetReadLimit(1 << 20)
@@ -163,9 +166,6 @@ func (ts *Service) getOrStart(s *session.Session, p terminalParams) (*terminal, 
 	key := termKey{session: s.ID(), id: p.terminalID}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if ts.m == nil {
-		ts.m = map[termKey]*terminal{}
-	}
 	if t := ts.m[key]; t != nil {
 		return t, true, nil
 	}
@@ -200,17 +200,8 @@ func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termK
 	if fi, err := os.Stat(info.Cwd); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: the session's directory %q is not a directory", errdefs.ErrInvalidArgument, info.Cwd)
 	}
-	cols, rows := p.cols, p.rows
-	if cols == 0 {
-		cols = 80
-	}
-	if rows == 0 {
-		rows = 24
-	}
-	env := core.MergeEnv(s.BaseEnv(), info.Env)
-	if _, ok := info.Env["TERM"]; !ok {
-		env = core.MergeEnv(env, map[string]string{"TERM": "xterm-256color"})
-	}
+	cols, rows := cmp.Or(p.cols, 80), cmp.Or(p.rows, 24)
+	env := core.MergeEnv(core.MergeEnv(s.BaseEnv(), map[string]string{"TERM": "xterm-256color"}), info.Env)
 	grp, err := ts.reaper.Cgroups().New("term", nil)
 	if err != nil {
 		return nil, err
@@ -281,13 +272,11 @@ func (t *terminal) supervise(ts *Service, exited <-chan unix.WaitStatus, readDon
 	t.pty.Close() // also ends a write of writeInput's
 	close(t.closed)
 	t.grp.Remove() // once what the shell left running is gone
-	msg := api.TerminalMessage{Type: api.TerminalExit}
-	code := ws.ExitStatus()
+	code := core.ExitCode(ws)
+	msg := api.TerminalMessage{Type: api.TerminalExit, ExitCode: &code}
 	if ws.Signaled() {
-		code = 128 + int(ws.Signal())
 		msg.Signal = unix.SignalName(ws.Signal())
 	}
-	msg.ExitCode = &code
 
 	ts.mu.Lock()
 	if ts.m[t.key] == t {
@@ -323,13 +312,6 @@ func (t *terminal) startIdleLocked(ts *Service) {
 			t.grp.Kill()
 		}
 	})
-}
-
-// maybeIdle starts the countdown if the terminal has no viewer.
-func (t *terminal) maybeIdle(ts *Service) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.startIdleLocked(ts)
 }
 
 // serve runs one connection: the ready message, the replay, then live
@@ -428,27 +410,24 @@ func (t *terminal) readInput(ctx context.Context, conn *websocket.Conn) {
 			return
 		}
 		if typ == websocket.MessageBinary {
-			if !t.sendInput(ctx, data) {
-				if ctx.Err() != nil {
-					return
-				}
-				msg := fmt.Sprintf("%d bytes of input dropped: the shell read no input for %s", len(data), t.stall)
-				b, _ := json.Marshal(api.TerminalMessage{Type: api.TerminalError, Message: msg})
-				if conn.Write(ctx, websocket.MessageText, b) != nil {
-					return
-				}
+			if !t.sendInput(ctx, data) && ctx.Err() == nil {
+				err = fmt.Errorf("%d bytes of input dropped: the shell read no input for %s", len(data), t.stall)
 			}
-			continue
+		} else {
+			var m api.TerminalMessage
+			if m, err = parseClientMessage(data); err == nil {
+				t.resize(m.Cols, m.Rows)
+			}
 		}
-		m, err := parseClientMessage(data)
+		if ctx.Err() != nil {
+			return
+		}
 		if err != nil {
 			b, _ := json.Marshal(api.TerminalMessage{Type: api.TerminalError, Message: err.Error()})
 			if conn.Write(ctx, websocket.MessageText, b) != nil {
 				return
 			}
-			continue
 		}
-		t.resize(m.Cols, m.Rows)
 	}
 }
 
@@ -456,13 +435,6 @@ func (t *terminal) readInput(ctx context.Context, conn *websocket.Conn) {
 // PTY took no input for t.stall; data is then dropped. Keys typed after
 // the shell exited are dropped silently: the exit message is on its way.
 func (t *terminal) sendInput(ctx context.Context, data []byte) bool {
-	select {
-	case t.input <- data:
-		return true
-	case <-t.closed:
-		return true
-	default:
-	}
 	timer := time.NewTimer(t.stall)
 	defer timer.Stop()
 	select {
