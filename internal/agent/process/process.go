@@ -145,59 +145,50 @@ func withProc[Req, Resp any](p *Registry, h func(r *http.Request, req *Req, pr *
 	}
 }
 
-func (p *Registry) handleStart(r *http.Request, req *api.StartProcessRequest) (api.Process, error) {
-	req.SessionID = cmp.Or(req.SessionID, r.Header.Get(api.HeaderSessionID))
-	pr, err := p.start(*req)
-	if err != nil {
-		return api.Process{}, err
-	}
-	return pr.info(), nil
-}
-
-// start starts a background process: bash -c command, in its own process
-// group, with the session's environment and directory unless the request
-// gives its own, stdin from /dev/null and its output to a log.
-func (p *Registry) start(req api.StartProcessRequest) (_ *proc, err error) {
+// handleStart starts a background process: bash -c command, in its own
+// process group, with the session's environment and directory unless the
+// request gives its own, stdin from /dev/null and its output to a log.
+func (p *Registry) handleStart(r *http.Request, req *api.StartProcessRequest) (_ api.Process, err error) {
 	if req.Command == "" {
-		return nil, fmt.Errorf("%w: command is empty", errdefs.ErrInvalidArgument)
+		return api.Process{}, fmt.Errorf("%w: command is empty", errdefs.ErrInvalidArgument)
 	}
 	if req.TimeoutMs < 0 {
-		return nil, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
+		return api.Process{}, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
 	}
 	for k := range req.Env {
 		if !core.EnvName.MatchString(k) {
-			return nil, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
+			return api.Process{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 	}
-	s, err := p.sessions.Get(req.SessionID)
+	s, err := p.sessions.ForRequest(r, req.SessionID)
 	if err != nil {
-		return nil, err
+		return api.Process{}, err
 	}
 	info := s.Info()
 	dir := cmp.Or(req.Cwd, info.Cwd)
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, dir)
+		return api.Process{}, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, dir)
 	}
 	id := cmp.Or(req.ProcessID, "proc-"+core.NewID(12))
 	if !core.IDPattern.MatchString(id) {
-		return nil, fmt.Errorf("%w: process id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, id)
+		return api.Process{}, fmt.Errorf("%w: process id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, id)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.m[id]; ok {
-		return nil, &errdefs.CodedError{Code: api.CodeProcessExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("process %q already exists", id)}
+		return api.Process{}, &errdefs.CodedError{Code: api.CodeProcessExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("process %q already exists", id)}
 	}
 	if max := p.max; len(p.m) >= max && !p.evictLocked() {
-		return nil, fmt.Errorf("%w: this sandbox runs at most %d background processes (the daemon's --max-processes); kill or delete one first", errdefs.ErrResourceExhausted, max)
+		return api.Process{}, fmt.Errorf("%w: this sandbox runs at most %d background processes (the daemon's --max-processes); kill or delete one first", errdefs.ErrResourceExhausted, max)
 	}
 	grp, err := p.reaper.Cgroups().New("proc", nil)
 	if err != nil {
-		return nil, err
+		return api.Process{}, err
 	}
 	log, err := newProcLog(filepath.Join(p.dir, "proc-"+id+".log"), maxProcLog)
 	if err != nil {
 		grp.Remove()
-		return nil, err
+		return api.Process{}, err
 	}
 	// Closing a nil *os.File is a harmless error.
 	var devnull, outR, outW, errR, errW *os.File
@@ -213,30 +204,30 @@ func (p *Registry) start(req api.StartProcessRequest) (_ *proc, err error) {
 		}
 	}()
 	if devnull, err = os.Open(os.DevNull); err != nil {
-		return nil, err
+		return api.Process{}, err
 	}
 	if outR, outW, err = os.Pipe(); err != nil {
-		return nil, err
+		return api.Process{}, err
 	}
 	if errR, errW, err = os.Pipe(); err != nil {
-		return nil, err
+		return api.Process{}, err
 	}
-	shell, err := exec.LookPath("bash")
-	if err != nil {
-		shell = "/bin/sh"
+	shell := "/bin/sh"
+	if bash, err := exec.LookPath("bash"); err == nil {
+		shell = bash
 	}
 	env := core.MergeEnv(core.MergeEnv(s.BaseEnv(), info.Env), req.Env)
 	osp, exited, err := p.reaper.Start(grp, shell, []string{shell, "-c", req.Command}, &os.ProcAttr{
 		Dir: dir, Env: env, Files: []*os.File{devnull, outW, errW}, Sys: &unix.SysProcAttr{Setpgid: true},
 	})
 	if err != nil {
-		return nil, core.StartError(err)
+		return api.Process{}, core.StartError(err)
 	}
 	pr := &proc{id: id, command: req.Command, session: s.ID(), pid: osp.Pid, grp: grp,
 		started: time.Now().UTC(), autoCleanup: req.AutoCleanup, log: log, done: make(chan struct{})}
 	p.m[id] = pr
 	go pr.supervise(osp, exited, outR, errR, time.Duration(req.TimeoutMs)*time.Millisecond)
-	return pr, nil
+	return pr.info(), nil
 }
 
 // supervise copies the process's output into its log, applies its timeout
