@@ -59,7 +59,7 @@ type Interpreter struct {
 func New(reaper *core.Reaper, workdir, runDir string, maxContexts int, log *slog.Logger) *Interpreter {
 	return &Interpreter{reaper: reaper, workdir: workdir, runDir: runDir, maxContexts: maxContexts, log: log,
 		contexts: map[string]*codeContext{},
-		defMu: map[string]*sync.Mutex{api.LanguagePython: {}, api.LanguageJavaScript: {}, api.LanguageTypeScript: {}}}
+		defMu:    map[string]*sync.Mutex{api.LanguagePython: {}, api.LanguageJavaScript: {}, api.LanguageTypeScript: {}}}
 }
 
 // codeContext is one code context. Runs take q, in arrival order.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -62,7 +61,8 @@ func newOutputPipe(f *os.File) *outputPipe {
 }
 
 // readSome reads what the pipe holds into buf (waiting until it holds
-// something); 0 bytes and a nil error is its end.
+// something); 0 bytes and a nil error is its end. It returns bytes or an
+// error, not both.
 func (o *outputPipe) readSome(buf []byte) (int, error) {
 	var n int
 	var rerr error
@@ -84,7 +84,7 @@ func (o *outputPipe) readSome(buf []byte) (int, error) {
 	if rerr != nil {
 		return 0, rerr
 	}
-	return max(n, 0), nil
+	return n, nil
 }
 
 func (o *outputPipe) handledBytes(n int) {
@@ -151,15 +151,8 @@ func newExecutorPipes() (*executorPipes, error) {
 			return nil, fmt.Errorf("executor pipes: %w", err)
 		}
 	}
-	// Big results (a plot) travel in fewer reads (eventPipeSize). Best effort.
-	if rc, err := p.evR.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, eventPipeSize) })
-	}
 	return &p, nil
 }
-
-// eventPipeSize is the capacity asked for an executor's event pipe.
-const eventPipeSize = 1 << 20
 
 // childEnds returns the executor's ends in the order it expects them.
 func (p *executorPipes) childEnds() []*os.File { return []*os.File{p.reqR, p.evW, p.outW, p.errW} }
@@ -176,6 +169,42 @@ func (p *executorPipes) closeAll() {
 	for _, f := range []*os.File{p.reqW, p.evR, p.outR, p.errR} {
 		f.Close()
 	}
+}
+
+// spawn starts an interpreter, argv, in a new group of kind: in /, with the
+// agent's environment, in a session of its own, with files as its
+// descriptors (nil ones /dev/null). Its exit code will come on the channel.
+func (ci *Interpreter) spawn(kind string, argv []string, files ...*os.File) (int, *core.Group, <-chan int, error) {
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer devnull.Close()
+	for i, f := range files {
+		if f == nil {
+			files[i] = devnull
+		}
+	}
+	grp, err := ci.reaper.Cgroups().New(kind, nil)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	proc, exited, err := ci.reaper.Start(grp, argv[0], argv, &os.ProcAttr{
+		Dir: "/", Env: os.Environ(), Files: files, Sys: &unix.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		grp.Remove()
+		return 0, nil, nil, core.StartError(err)
+	}
+	// The pid is read first: Release sets proc.Pid to -1, and a pid of -1
+	// given to kill(2) means every process.
+	pid := proc.Pid
+	codes := make(chan int, 1)
+	go func() {
+		codes <- core.ExitCode(<-exited)
+		proc.Release()
+	}()
+	return pid, grp, codes, nil
 }
 
 // maxCodeEvent bounds one event line of an executor (a large figure); a
@@ -279,24 +308,19 @@ func (e *executor) readOutput(o *outputPipe, stream string) {
 	var tail []byte // an incomplete UTF-8 sequence held back
 	for {
 		n, err := o.readSome(buf)
-		if n == 0 && err == nil {
-			err = io.EOF
-		}
-		if n > 0 {
-			b := append(tail, buf[:n]...)
-			tail = nil
-			if cut := core.IncompleteTail(b); cut > 0 {
-				tail = append([]byte(nil), b[len(b)-cut:]...)
-				b = b[:len(b)-cut]
-			}
-			if len(b) > 0 {
-				e.deliver(api.CodeEvent{Type: stream, Result: api.Result{Text: string(bytes.ToValidUTF8(b, []byte("\uFFFD")))}})
-			}
-			o.handledBytes(n)
-		}
-		if err != nil {
+		if n == 0 || err != nil {
 			return
 		}
+		b := append(tail, buf[:n]...)
+		tail = nil
+		if cut := core.IncompleteTail(b); cut > 0 {
+			tail = append([]byte(nil), b[len(b)-cut:]...)
+			b = b[:len(b)-cut]
+		}
+		if len(b) > 0 {
+			e.deliver(api.CodeEvent{Type: stream, Result: api.Result{Text: string(bytes.ToValidUTF8(b, []byte("\uFFFD")))}})
+		}
+		o.handledBytes(n)
 	}
 }
 

@@ -3,14 +3,10 @@ package code
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent/core"
 )
 
 // nodeStartTimeout bounds a Node executor's start.
@@ -47,8 +43,8 @@ func (ci *Interpreter) nodeExecutor(ctx context.Context, lang string) (*executor
 }
 
 // refillNode starts a spare Node executor in the background, unless one is
-// there or on its way. The goroutine ends once the executor is ready (or
-// failed to start).
+// there or on its way (so the spare is nil when it is ready). The goroutine
+// ends once the executor is ready (or failed to start).
 func (ci *Interpreter) refillNode() {
 	ci.nodeMu.Lock()
 	if ci.spare != nil || ci.refilling {
@@ -64,10 +60,6 @@ func (ci *Interpreter) refillNode() {
 		ci.refilling = false
 		if err != nil {
 			ci.log.Warn("start a spare node executor", "err", err)
-			return
-		}
-		if ci.spare != nil {
-			go e.kill()
 			return
 		}
 		ci.spare = e
@@ -100,38 +92,13 @@ func (ci *Interpreter) startNode(ctx context.Context, flags []string) (*executor
 	if err != nil {
 		return nil, err
 	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		p.closeAll()
-		return nil, err
-	}
-	defer devnull.Close()
 	args := append(append([]string{node}, flags...), script)
-	grp, err := ci.reaper.Cgroups().New("ctx", nil)
-	if err != nil {
-		p.closeAll()
-		return nil, err
-	}
-	proc, exited, err := ci.reaper.Start(grp, node, args, &os.ProcAttr{
-		Dir:   "/",
-		Env:   os.Environ(),
-		Files: []*os.File{devnull, p.outW, p.errW, p.reqR, p.evW},
-		Sys:   &unix.SysProcAttr{Setsid: true},
-	})
+	pid, grp, codes, err := ci.spawn("ctx", args, nil, p.outW, p.errW, p.reqR, p.evW)
 	p.closeChild()
 	if err != nil {
 		p.closeAll()
-		grp.Remove()
-		return nil, core.StartError(err)
+		return nil, err
 	}
-	// The pid is read first: Release sets proc.Pid to -1, and a pid of
-	// -1 given to kill(2) means every process.
-	pid := proc.Pid
-	codes := make(chan int, 1)
-	go func() {
-		codes <- core.ExitCode(<-exited)
-		proc.Release()
-	}()
 	e := newExecutor("node", pid, grp, p, codes)
 	if err := e.waitReady(ctx, nodeStartTimeout); err != nil {
 		e.kill()

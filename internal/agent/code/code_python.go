@@ -31,7 +31,6 @@ const zygoteStartTimeout = 90 * time.Second
 // idle sandbox does not pay for it. Its children are its own: it reaps them
 // and reports each exit on its socket.
 type zygote struct {
-	pid  int
 	cg   *core.Cgroups
 	grp  *core.Group   // the zygote's own: its children move to theirs
 	conn *net.UnixConn // SOCK_SEQPACKET: one message per request or report
@@ -103,31 +102,14 @@ func (ci *Interpreter) startZygote(ctx context.Context) (_ *zygote, err error) {
 			conn.Close()
 		}
 	}()
-	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	_, grp, exited, err := ci.spawn("zygote", []string{python, "-u", script, "zygote"}, nil, nil, os.Stderr, theirs)
 	if err != nil {
 		return nil, err
 	}
-	defer devnull.Close()
-	cg := ci.reaper.Cgroups()
-	grp, err := cg.New("zygote", nil)
-	if err != nil {
-		return nil, err
-	}
-	proc, exited, err := ci.reaper.Start(grp, python, []string{python, "-u", script, "zygote"}, &os.ProcAttr{
-		Dir:   "/",
-		Env:   os.Environ(),
-		Files: []*os.File{devnull, devnull, os.Stderr, theirs},
-		Sys:   &unix.SysProcAttr{Setsid: true},
-	})
-	if err != nil {
-		grp.Remove()
-		return nil, core.StartError(err)
-	}
-	z := &zygote{pid: proc.Pid, cg: cg, grp: grp, conn: conn, dead: make(chan struct{}), replies: make(chan zygoteMsg, 1),
+	z := &zygote{cg: ci.reaper.Cgroups(), grp: grp, conn: conn, dead: make(chan struct{}), replies: make(chan zygoteMsg, 1),
 		waits: map[int]chan int{}}
 	go func() {
 		<-exited
-		proc.Release()
 		conn.Close() // ends readLoop, should the zygote's children hold the socket
 	}()
 	first := make(chan zygoteMsg, 1)
