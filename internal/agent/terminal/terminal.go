@@ -100,6 +100,7 @@ type terminal struct {
 	shell string
 	pid   int
 	pty   *os.File    // the master side; closed once the shell exited and output was read
+	tty   *os.File    // the shell's side, kept to resize the PTY; closed once the shell exited; guarded by mu
 	grp   *core.Group // the shell and all it starts
 	stall time.Duration
 	// out is the PTY's output: readOutput appends, each connection's
@@ -211,11 +212,14 @@ func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termK
 		grp.Remove()
 		return nil, err
 	}
-	defer tty.Close() // the shell has its own copies
-	if err := pty.Setsize(tty, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err != nil {
+	fail := func(err error) (*terminal, error) {
 		master.Close()
+		tty.Close()
 		grp.Remove()
-		return nil, fmt.Errorf("set the pty's size: %w", err)
+		return nil, err
+	}
+	if err := pty.Setsize(tty, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err != nil {
+		return fail(fmt.Errorf("set the pty's size: %w", err))
 	}
 	proc, exited, err := ts.reaper.Start(grp, shell, []string{shell}, &os.ProcAttr{
 		Dir: info.Cwd, Env: env, Files: []*os.File{tty, tty, tty},
@@ -224,11 +228,9 @@ func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termK
 		Sys: &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0},
 	})
 	if err != nil {
-		master.Close()
-		grp.Remove()
-		return nil, core.StartError(err)
+		return fail(core.StartError(err))
 	}
-	t := &terminal{key: key, shell: shell, pid: proc.Pid, pty: master, grp: grp, stall: ts.stall,
+	t := &terminal{key: key, shell: shell, pid: proc.Pid, pty: master, tty: tty, grp: grp, stall: ts.stall,
 		out: newOutLog(outputWindow, ts.stall), cols: cols, rows: rows,
 		input: make(chan []byte), closed: make(chan struct{})}
 	readDone := make(chan struct{})
@@ -263,6 +265,9 @@ const exitDrain = 200 * time.Millisecond
 // terminal.
 func (t *terminal) supervise(ts *Service, exited <-chan unix.WaitStatus, readDone <-chan struct{}) {
 	ws := <-exited
+	t.mu.Lock()
+	t.tty.Close() // the PTY's output ends once what the shell left running is gone too
+	t.mu.Unlock()
 	select {
 	case <-readDone:
 	case <-time.After(ts.exitDrain):
@@ -470,7 +475,7 @@ func (t *terminal) resize(cols, rows int) {
 	if t.ended {
 		return
 	}
-	if err := setWinsize(t.pty, cols, rows); err == nil {
+	if err := pty.Setsize(t.tty, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err == nil {
 		t.cols, t.rows = cols, rows
 	}
 }
@@ -496,21 +501,4 @@ func openPTY() (master, tty *os.File, err error) {
 		return nil, nil, fmt.Errorf("open a pty: %w", err)
 	}
 	return os.NewFile(uintptr(fd), "/dev/ptmx"), tty, nil
-}
-
-// setWinsize sets a PTY's size through its raw descriptor (not Fd, which
-// would make the file blocking again).
-func setWinsize(f *os.File, cols, rows int) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ierr error
-	err = rc.Control(func(fd uintptr) {
-		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: uint16(cols), Row: uint16(rows)})
-	})
-	if err != nil {
-		return err
-	}
-	return ierr
 }
