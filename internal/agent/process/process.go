@@ -185,7 +185,7 @@ func (p *Registry) handleStart(r *http.Request, req *api.StartProcessRequest) (_
 	if err != nil {
 		return api.Process{}, err
 	}
-	log, err := newProcLog(filepath.Join(p.dir, "proc-"+id+".log"), maxProcLog)
+	log, err := newProcLog(filepath.Join(p.dir, "proc-"+id+".log"))
 	if err != nil {
 		grp.Remove()
 		return api.Process{}, err

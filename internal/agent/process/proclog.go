@@ -27,7 +27,7 @@ const recordHeader = 5
 const indexEvery = 1024
 
 // procLog is a background process's output, kept on disk in the agent's
-// run directory as framed records (stream, length, data) up to a cap, so
+// run directory as framed records (stream, length, data) up to maxProcLog, so
 // that memory stays flat however much a process prints. A record's end
 // offset is its event id: a reader resumes exactly after any event.
 type procLog struct {
@@ -37,19 +37,18 @@ type procLog struct {
 	size      int64         // bytes written; guarded by mu
 	records   int64         // records written; guarded by mu
 	index     []int64       // the end offset of every indexEvery-th record; guarded by mu
-	max       int64         // cap on size
 	truncated bool          // output was dropped at the cap; guarded by mu
 	closed    bool          // no more records; guarded by mu
 	changed   chan struct{} // closed at the next append or close; guarded by mu
 }
 
-func newProcLog(path string, max int64) (*procLog, error) {
+func newProcLog(path string) (*procLog, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	_ = os.Remove(path) // kept open; gone from the tree (and from disk with the last reader)
-	return &procLog{f: f, max: max, changed: make(chan struct{})}, nil
+	return &procLog{f: f, changed: make(chan struct{})}, nil
 }
 
 // append adds a record, unless that would pass the cap.
@@ -59,18 +58,17 @@ func (l *procLog) append(stream byte, p []byte) {
 	if l.closed || len(p) == 0 {
 		return
 	}
-	if l.size+recordHeader+int64(len(p)) > l.max {
+	if l.size+recordHeader+int64(len(p)) > maxProcLog {
 		l.truncated = true
 		return
 	}
-	var h [recordHeader]byte
-	h[0] = stream
+	h := [recordHeader]byte{stream}
 	binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
-	if _, err := l.f.WriteAt(h[:], l.size); err != nil {
-		l.truncated = true
-		return
+	_, err := l.f.WriteAt(h[:], l.size)
+	if err == nil {
+		_, err = l.f.WriteAt(p, l.size+recordHeader)
 	}
-	if _, err := l.f.WriteAt(p, l.size+recordHeader); err != nil {
+	if err != nil {
 		l.truncated = true
 		return
 	}

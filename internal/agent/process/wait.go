@@ -88,12 +88,13 @@ func exitedFirst(pr *proc, what string) error {
 // until the pattern matches: a substring anywhere in the stream, or a
 // regular expression matched against each line (and the line so far).
 func waitLog(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResult, error) {
-	var re *regexp.Regexp
+	match := func(line []byte) bool { return bytes.Contains(line, []byte(req.Log)) }
 	if req.Regex {
-		var err error
-		if re, err = regexp.Compile(req.Log); err != nil {
+		re, err := regexp.Compile(req.Log)
+		if err != nil {
 			return nil, fmt.Errorf("%w: log pattern: %v", errdefs.ErrInvalidArgument, err)
 		}
+		match = re.Match
 	}
 	want := map[byte]bool{streamStdout: true, streamStderr: true}
 	switch req.Stream {
@@ -110,7 +111,7 @@ func waitLog(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResul
 	err := pr.log.follow(ctx, 0, func(rec record) bool {
 		var ok bool
 		if want[rec.stream] {
-			line, ok = matchChunk(pending, rec, req.Log, re)
+			line, ok = matchChunk(pending, rec, match)
 		}
 		return !ok
 	})
@@ -124,35 +125,24 @@ func waitLog(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResul
 }
 
 // matchChunk adds a record to its stream's current line(s) and reports the
-// first line that matches.
-func matchChunk(pending map[byte][]byte, rec record, pattern string, re *regexp.Regexp) (string, bool) {
-	buf := append(pending[rec.stream], rec.data...)
+// first line that matches (the line so far included).
+func matchChunk(pending map[byte][]byte, rec record, match func([]byte) bool) (string, bool) {
+	rest := append(pending[rec.stream], rec.data...)
 	for {
-		i := bytes.IndexByte(buf, '\n')
-		if i < 0 {
-			break
-		}
-		line := buf[:i]
-		buf = buf[i+1:]
-		if lineMatches(line, pattern, re) {
+		line, after, found := bytes.Cut(rest, []byte("\n"))
+		if match(line) {
 			return string(line), true
 		}
+		if !found {
+			break
+		}
+		rest = after
 	}
-	if lineMatches(buf, pattern, re) {
-		return string(buf), true
+	if len(rest) > 1<<20 { // a line without end: keep its tail only
+		rest = rest[len(rest)-(1<<20):]
 	}
-	if len(buf) > 1<<20 { // a line without end: keep its tail only
-		buf = buf[len(buf)-(1<<20):]
-	}
-	pending[rec.stream] = append([]byte(nil), buf...)
+	pending[rec.stream] = append([]byte(nil), rest...)
 	return "", false
-}
-
-func lineMatches(line []byte, pattern string, re *regexp.Regexp) bool {
-	if re != nil {
-		return re.Match(line)
-	}
-	return bytes.Contains(line, []byte(pattern))
 }
 
 // waitPort waits until the port accepts a connection inside the sandbox
