@@ -122,7 +122,7 @@ type terminal struct {
 	cols    int         // guarded by mu
 	rows    int         // guarded by mu
 	viewers int         // connections; guarded by mu
-	idle    *time.Timer // runs while there is no viewer; guarded by mu
+	idle    *time.Timer // kills the shell when it fires; runs while there is no viewer; guarded by mu
 	ended   bool        // the shell exited; guarded by mu
 }
 
@@ -153,10 +153,7 @@ func (ts *Service) handleTerminal(w http.ResponseWriter, r *http.Request) {
 		InsecureSkipVerify: true,
 	})
 	if err != nil {
-		t.mu.Lock()
-		t.startIdleLocked(ts) // a new terminal nobody joined times out
-		t.mu.Unlock()
-		return
+		return // without viewers, t's idle countdown runs
 	}
 	conn.SetReadLimit(1 << 20)
 	t.serve(r.Context(), ts, conn, p, reconnected)
@@ -178,9 +175,6 @@ func (ts *Service) getOrStart(s *session.Session, p terminalParams) (*terminal, 
 		return nil, false, err
 	}
 	ts.m[key] = t
-	t.mu.Lock()
-	t.startIdleLocked(ts)
-	t.mu.Unlock()
 	return t, false, nil
 }
 
@@ -233,6 +227,14 @@ func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termK
 	t := &terminal{key: key, shell: shell, pid: proc.Pid, pty: master, tty: tty, grp: grp, stall: ts.stall,
 		out: newOutLog(outputWindow, ts.stall), cols: cols, rows: rows,
 		input: make(chan []byte), closed: make(chan struct{})}
+	t.idle = time.AfterFunc(ts.detachedTimeout, func() {
+		t.mu.Lock()
+		abandoned := !t.ended && t.viewers == 0
+		t.mu.Unlock()
+		if abandoned {
+			t.grp.Kill() // the shell and what it started; its exit is then handled as any other
+		}
+	})
 	readDone := make(chan struct{})
 	go t.readOutput(readDone)
 	go t.writeInput()
@@ -291,32 +293,9 @@ func (t *terminal) supervise(ts *Service, exited <-chan unix.WaitStatus, readDon
 	t.exitMsg, _ = json.Marshal(msg)
 	t.mu.Lock()
 	t.ended = true
-	if t.idle != nil {
-		t.idle.Stop()
-	}
+	t.idle.Stop()
 	t.mu.Unlock()
 	t.out.close() // the writers send what is left, then the exit message
-}
-
-// startIdleLocked starts the countdown of a terminal without viewers. The
-// caller holds t.mu.
-func (t *terminal) startIdleLocked(ts *Service) {
-	if t.ended || t.viewers > 0 {
-		return
-	}
-	if t.idle != nil {
-		t.idle.Stop()
-	}
-	t.idle = time.AfterFunc(ts.detachedTimeout, func() {
-		t.mu.Lock()
-		abandoned := !t.ended && t.viewers == 0
-		t.mu.Unlock()
-		if abandoned {
-			// The shell and what it started; the exit is then handled
-			// as any other.
-			t.grp.Kill()
-		}
-	})
 }
 
 // serve runs one connection: the ready message, the replay, then live
@@ -336,27 +315,25 @@ func (t *terminal) serve(ctx context.Context, ts *Service, conn *websocket.Conn,
 	ready := api.TerminalMessage{Type: api.TerminalReady, TerminalID: t.key.id, SessionID: t.key.session,
 		Shell: t.shell, Pid: t.pid, Cols: t.cols, Rows: t.rows, Reconnected: reconnected, ReplayBytes: replay}
 	t.viewers++
-	if t.idle != nil {
-		t.idle.Stop()
-	}
+	t.idle.Stop()
 	t.mu.Unlock()
 	defer func() {
 		t.mu.Lock()
-		t.viewers--
-		t.startIdleLocked(ts)
+		if t.viewers--; t.viewers == 0 && !t.ended {
+			t.idle.Reset(ts.detachedTimeout)
+		}
 		t.mu.Unlock()
 	}()
 
 	readyMsg, _ := json.Marshal(ready)
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
+	var writer sync.WaitGroup
+	writer.Go(func() {
 		defer cancel() // a writer that stopped ends the reader too
 		t.writeOutput(ctx, conn, c, readyMsg)
-	}()
+	})
 	t.readInput(ctx, conn)
 	cancel()
-	<-writerDone
+	writer.Wait()
 }
 
 // msgConn is what a viewer's writer needs of its connection (a

@@ -78,26 +78,18 @@ func (l *outLog) append(p []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	bulk := len(p) >= bulkOutput
-	var stall *time.Timer // runs while append waits on the same cursors
-	defer func() {
-		if stall != nil {
-			stall.Stop()
-		}
-	}()
+	var stall <-chan time.Time // runs while append waits on the same cursors
 	for len(p) > 0 {
 		if room := l.roomLocked(); room > 0 {
 			n := min(room, len(p))
 			l.writeLocked(p[:n])
 			p = p[n:]
-			if stall != nil {
-				stall.Stop()
-				stall = nil
-			}
+			stall = nil
 			continue
 		}
 		l.publishLocked() // what the cursors need to move on
 		if stall == nil {
-			stall = time.NewTimer(l.stall)
+			stall = time.After(l.stall)
 		}
 		moved := make(chan struct{})
 		l.moved = moved
@@ -105,7 +97,7 @@ func (l *outLog) append(p []byte) {
 		select {
 		case <-moved:
 			l.mu.Lock()
-		case <-stall.C:
+		case <-stall:
 			stall = nil
 			l.mu.Lock()
 			l.dropBlockersLocked()
