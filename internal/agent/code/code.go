@@ -68,9 +68,10 @@ type codeContext struct {
 	env           map[string]string // the context's envVars
 	createdAt     time.Time
 
-	q    core.Queue
-	exec *executor                  // nil after a reset, until the next run; guarded by q
-	grp  atomic.Pointer[core.Group] // the executor's group, or nil, for deleting without q
+	q core.Queue
+	// exec is nil after a reset, until the next run. It changes under q;
+	// a delete loads it without q, to kill it.
+	exec atomic.Pointer[executor]
 
 	mu       sync.Mutex
 	lastUsed time.Time // guarded by mu
@@ -251,7 +252,7 @@ func (ci *Interpreter) runCode(ctx context.Context, c *codeContext, code, lang s
 	if deleted {
 		return runOutcome{}, contextNotFound(c.id)
 	}
-	if c.exec == nil {
+	if c.exec.Load() == nil {
 		e, err := ci.startExecutor(ctx, c)
 		if err != nil {
 			return runOutcome{}, err
@@ -259,7 +260,7 @@ func (ci *Interpreter) runCode(ctx context.Context, c *codeContext, code, lang s
 		c.setExec(e)
 	}
 	sawError := false // run passes events one at a time, and none after it returned
-	out, err := c.exec.run(ctx, map[string]string{"code": code, "language": lang}, timeout, func(ev api.CodeEvent) {
+	out, err := c.exec.Load().run(ctx, map[string]string{"code": code, "language": lang}, timeout, func(ev api.CodeEvent) {
 		sawError = sawError || ev.Type == api.EventError
 		emit(ev)
 	})
@@ -405,8 +406,8 @@ func (ci *Interpreter) handleDeleteContext(r *http.Request, _ *core.NoBody) (cor
 	c.mu.Unlock()
 	// Kill first: a run in progress ends with its executor, and its call
 	// returns, so the queue frees up.
-	if g := c.grp.Load(); g != nil {
-		g.Kill()
+	if e := c.exec.Load(); e != nil {
+		e.grp.Kill()
 	}
 	_ = c.q.Lock(context.Background()) // cannot fail: its context never ends
 	c.setExec(nil)
@@ -417,13 +418,7 @@ func (ci *Interpreter) handleDeleteContext(r *http.Request, _ *core.NoBody) (cor
 // setExec replaces c's executor, killing the old one. The caller holds
 // c.q.
 func (c *codeContext) setExec(e *executor) {
-	if old := c.exec; old != nil && old != e {
+	if old := c.exec.Swap(e); old != nil && old != e {
 		old.kill()
-	}
-	c.exec = e
-	if e == nil {
-		c.grp.Store(nil)
-	} else {
-		c.grp.Store(e.grp)
 	}
 }

@@ -36,7 +36,7 @@ type zygote struct {
 	conn *net.UnixConn // SOCK_SEQPACKET: one message per request or report
 	dead chan struct{} // closed when the socket ended
 	// forkMu serializes fork requests, so that each reply answers the
-	// request before it.
+	// request before it (the first reply says the zygote is ready).
 	forkMu  sync.Mutex
 	replies chan zygoteMsg
 
@@ -112,8 +112,7 @@ func (ci *Interpreter) startZygote(ctx context.Context) (_ *zygote, err error) {
 		<-exited
 		conn.Close() // ends readLoop, should the zygote's children hold the socket
 	}()
-	first := make(chan zygoteMsg, 1)
-	go z.readLoop(first)
+	go z.readLoop()
 	defer func() {
 		if err != nil {
 			z.stop()
@@ -122,7 +121,7 @@ func (ci *Interpreter) startZygote(ctx context.Context) (_ *zygote, err error) {
 	t := time.NewTimer(zygoteStartTimeout)
 	defer t.Stop()
 	select {
-	case m := <-first:
+	case m := <-z.replies:
 		switch {
 		case m.Ready:
 			return z, nil
@@ -139,10 +138,10 @@ func (ci *Interpreter) startZygote(ctx context.Context) (_ *zygote, err error) {
 	}
 }
 
-// readLoop reads the zygote's messages until its socket ends: the first to
-// first, exit reports to their waiters, replies to z.replies. A reply's
-// child is waited for from then on, so that no exit report comes too soon.
-func (z *zygote) readLoop(first chan<- zygoteMsg) {
+// readLoop reads the zygote's messages until its socket ends: exit reports
+// to their waiters, replies to z.replies. A reply's child is waited for
+// from then on, so that no exit report comes too soon.
+func (z *zygote) readLoop() {
 	defer func() {
 		z.mu.Lock()
 		close(z.dead)
@@ -156,7 +155,6 @@ func (z *zygote) readLoop(first chan<- zygoteMsg) {
 		z.mu.Unlock()
 	}()
 	buf := make([]byte, 64<<10)
-	isFirst := true
 	for {
 		n, _, _, _, err := z.conn.ReadMsgUnix(buf, nil)
 		if err != nil || n == 0 {
@@ -167,9 +165,6 @@ func (z *zygote) readLoop(first chan<- zygoteMsg) {
 			continue
 		}
 		switch {
-		case isFirst:
-			isFirst = false
-			first <- m
 		case m.Exited > 0:
 			z.mu.Lock()
 			if ch := z.waits[m.Exited]; ch != nil {

@@ -127,22 +127,7 @@ type terminal struct {
 }
 
 func (ts *Service) handleTerminal(w http.ResponseWriter, r *http.Request) {
-	if !core.IsWebSocketUpgrade(r.Header) {
-		core.WriteError(w, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
-			Message: "the terminal is a WebSocket: send an Upgrade: websocket request"})
-		return
-	}
-	p, err := parseTerminalQuery(r.URL.Query())
-	if err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	s, err := ts.sessions.ForRequest(r, p.sessionID)
-	if err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	t, reconnected, err := ts.getOrStart(s, p)
+	t, p, reconnected, err := ts.getOrStart(r)
 	if err != nil {
 		core.WriteError(w, err)
 		return
@@ -159,23 +144,35 @@ func (ts *Service) handleTerminal(w http.ResponseWriter, r *http.Request) {
 	t.serve(r.Context(), ts, conn, p, reconnected)
 }
 
-// getOrStart returns the running terminal p names, or starts it.
-func (ts *Service) getOrStart(s *session.Session, p terminalParams) (*terminal, bool, error) {
+// getOrStart checks a terminal request and returns the running terminal
+// it names (and true), or starts it.
+func (ts *Service) getOrStart(r *http.Request) (*terminal, terminalParams, bool, error) {
+	if !core.IsWebSocketUpgrade(r.Header) {
+		return nil, terminalParams{}, false, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
+			Message: "the terminal is a WebSocket: send an Upgrade: websocket request"}
+	}
+	p, err := parseTerminalQuery(r.URL.Query())
+	if err != nil {
+		return nil, p, false, err
+	}
+	s, err := ts.sessions.ForRequest(r, p.sessionID)
+	if err != nil {
+		return nil, p, false, err
+	}
 	key := termKey{session: s.ID(), id: p.terminalID}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if t := ts.m[key]; t != nil {
-		return t, true, nil
+		return t, p, true, nil
 	}
 	if len(ts.m) >= api.MaxTerminals {
-		return nil, false, fmt.Errorf("%w: %d terminals run at most in a sandbox; close one (exit its shell)", errdefs.ErrResourceExhausted, api.MaxTerminals)
+		return nil, p, false, fmt.Errorf("%w: %d terminals run at most in a sandbox; close one (exit its shell)", errdefs.ErrResourceExhausted, api.MaxTerminals)
 	}
 	t, err := ts.startTerminal(s, p, key)
-	if err != nil {
-		return nil, false, err
+	if err == nil {
+		ts.m[key] = t
 	}
-	ts.m[key] = t
-	return t, false, nil
+	return t, p, false, err
 }
 
 // startTerminal starts the shell of a new terminal on a new PTY, in the
