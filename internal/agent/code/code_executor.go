@@ -5,11 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -44,79 +44,27 @@ type executor struct {
 }
 
 // outputPipe is the agent's end of an executor's stdout or stderr, read by
-// readOutput. Reads happen under mu, so that drained can tell, at the end
-// of a run, which bytes the process wrote before it said complete.
+// readOutput.
 type outputPipe struct {
-	f        *os.File
-	rc       syscall.RawConn
-	progress chan struct{} // signalled after each delivery
-	mu       sync.Mutex
-	read     int64 // bytes read; guarded by mu
-	handled  int64 // bytes delivered (or held back); guarded by mu
-}
-
-func newOutputPipe(f *os.File) *outputPipe {
-	rc, _ := f.SyscallConn() // an open pipe's: in Go's poller
-	return &outputPipe{f: f, rc: rc, progress: make(chan struct{}, 1)}
-}
-
-// readSome reads what the pipe holds into buf (waiting until it holds
-// something); 0 bytes and a nil error is its end. It returns bytes or an
-// error, not both.
-func (o *outputPipe) readSome(buf []byte) (int, error) {
-	var n int
-	var rerr error
-	err := o.rc.Read(func(fd uintptr) bool {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		n, rerr = unix.Read(int(fd), buf)
-		if rerr == unix.EAGAIN || rerr == unix.EINTR {
-			return false
-		}
-		if n > 0 {
-			o.read += int64(n)
-		}
-		return true
-	})
-	if err != nil {
-		return 0, err
-	}
-	if rerr != nil {
-		return 0, rerr
-	}
-	return n, nil
-}
-
-func (o *outputPipe) handledBytes(n int) {
-	o.mu.Lock()
-	o.handled += int64(n)
-	o.mu.Unlock()
-	select {
-	case o.progress <- struct{}{}:
-	default:
-	}
+	f       *os.File
+	flushed chan struct{} // signalled when readOutput has delivered all the pipe held at a flush
+	ended   chan struct{} // closed when readOutput ends
 }
 
 // drained waits (until the deadline at most) until every byte the pipe
-// held when it was called has been delivered to the run.
+// held when it was called has been delivered to the run. The read deadline
+// it sets is the flush: readOutput, woken or not reading, takes all the
+// pipe holds, delivers it, then signals.
 func (o *outputPipe) drained(deadline <-chan time.Time) {
-	o.mu.Lock()
-	var pending int
-	_ = o.rc.Control(func(fd uintptr) { pending, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }) // TIOCINQ is FIONREAD
-	target := o.read + int64(pending)
-	o.mu.Unlock()
-	for {
-		o.mu.Lock()
-		done := o.handled >= target
-		o.mu.Unlock()
-		if done {
-			return
-		}
-		select {
-		case <-o.progress:
-		case <-deadline:
-			return
-		}
+	select {
+	case <-o.flushed: // the late signal of a flush that timed out
+	default:
+	}
+	_ = o.f.SetReadDeadline(time.Now())
+	select {
+	case <-o.flushed:
+	case <-o.ended:
+	case <-deadline:
 	}
 }
 
@@ -128,10 +76,9 @@ const outputDrainTimeout = time.Second
 // (by the executor or a child, to its stdout or stderr) has been
 // delivered to the run, not to the next one.
 func (e *executor) drainOutput() {
-	t := time.NewTimer(outputDrainTimeout)
-	defer t.Stop()
+	deadline := time.After(outputDrainTimeout)
 	for _, o := range e.outs {
-		o.drained(t.C)
+		o.drained(deadline)
 	}
 }
 
@@ -223,8 +170,9 @@ func newExecutor(lang string, pid int, grp *core.Group, p *executorPipes, exited
 		close(e.dead)
 	}()
 	go e.readEvents(p.evR)
-	e.outs[0] = newOutputPipe(p.outR)
-	e.outs[1] = newOutputPipe(p.errR)
+	for i, f := range []*os.File{p.outR, p.errR} {
+		e.outs[i] = &outputPipe{f: f, flushed: make(chan struct{}, 1), ended: make(chan struct{})}
+	}
 	go e.readOutput(e.outs[0], api.EventStdout)
 	go e.readOutput(e.outs[1], api.EventStderr)
 	return e
@@ -301,17 +249,14 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 }
 
 // readOutput turns what the process writes to its stdout or stderr into
-// events of the run in progress (dropped between runs).
+// events of the run in progress (dropped between runs). At a flush
+// (drained) it takes what the pipe holds without waiting.
 func (e *executor) readOutput(o *outputPipe, stream string) {
+	defer close(o.ended)
 	defer o.f.Close()
-	buf := make([]byte, 32<<10)
 	var tail []byte // an incomplete UTF-8 sequence held back
-	for {
-		n, err := o.readSome(buf)
-		if n == 0 || err != nil {
-			return
-		}
-		b := append(tail, buf[:n]...)
+	deliver := func(p []byte) {
+		b := append(tail, p...)
 		tail = nil
 		if cut := core.IncompleteTail(b); cut > 0 {
 			tail = append([]byte(nil), b[len(b)-cut:]...)
@@ -320,7 +265,20 @@ func (e *executor) readOutput(o *outputPipe, stream string) {
 		if len(b) > 0 {
 			e.deliver(api.CodeEvent{Type: stream, Result: api.Result{Text: string(bytes.ToValidUTF8(b, []byte("\uFFFD")))}})
 		}
-		o.handledBytes(n)
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := o.f.Read(buf)
+		deliver(buf[:n])
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			core.ReadNow(o.f, deliver) // and clears the deadline
+			select {
+			case o.flushed <- struct{}{}:
+			default:
+			}
+		} else if err != nil {
+			return
+		}
 	}
 }
 
@@ -334,14 +292,12 @@ func (e *executor) deliver(ev api.CodeEvent) {
 
 // waitReady waits for the executor's first event.
 func (e *executor) waitReady(ctx context.Context, timeout time.Duration) error {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
 	select {
 	case err := <-e.ready:
 		return err
 	case <-e.dead:
 		return fmt.Errorf("the %s executor %s while starting", e.lang, exitDescription(e.code))
-	case <-t.C:
+	case <-time.After(timeout):
 		return fmt.Errorf("the %s executor did not start within %s", e.lang, timeout)
 	case <-ctx.Done():
 		return ctx.Err()
@@ -412,9 +368,7 @@ func (e *executor) run(ctx context.Context, req any, timeout time.Duration, sink
 	// Until the run is interrupted: timer, ctx; after: tick, deadline.
 	var timer, tick, deadline <-chan time.Time
 	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
+		timer = time.After(timeout)
 	}
 	done := ctx.Done()
 	var cause error

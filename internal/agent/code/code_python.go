@@ -118,8 +118,6 @@ func (ci *Interpreter) startZygote(ctx context.Context) (_ *zygote, err error) {
 			z.stop()
 		}
 	}()
-	t := time.NewTimer(zygoteStartTimeout)
-	defer t.Stop()
 	select {
 	case m := <-z.replies:
 		switch {
@@ -131,7 +129,7 @@ func (ci *Interpreter) startZygote(ctx context.Context) (_ *zygote, err error) {
 		return nil, fmt.Errorf("start the Python executor: %s", m.Error)
 	case <-z.dead:
 		return nil, fmt.Errorf("start the Python executor: python3 exited while starting")
-	case <-t.C:
+	case <-time.After(zygoteStartTimeout):
 		return nil, fmt.Errorf("start the Python executor: not ready after %s", zygoteStartTimeout)
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -241,14 +239,12 @@ func (z *zygote) fork(cwd string, env map[string]string) (_ *executor, err error
 	if err != nil {
 		return nil, fmt.Errorf("fork a Python executor: %w", err)
 	}
-	t := time.NewTimer(10 * time.Second)
-	defer t.Stop()
 	var m zygoteMsg
 	select {
 	case m = <-z.replies:
 	case <-z.dead:
 		return nil, errZygoteExited
-	case <-t.C:
+	case <-time.After(10 * time.Second):
 		// Its late answer would be taken for the next request's: start
 		// afresh instead.
 		z.stop()

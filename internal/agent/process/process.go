@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -255,9 +256,7 @@ func (pr *proc) supervise(osp *os.Process, exited <-chan unix.WaitStatus, outR, 
 	}
 	var timer <-chan time.Time
 	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
+		timer = time.After(timeout)
 	}
 	select {
 	case pr.ws = <-exited:
@@ -297,10 +296,7 @@ func (p *Registry) handleList(r *http.Request, _ *core.NoBody) (api.ProcessList,
 		return api.ProcessList{}, fmt.Errorf("%w: status filter %q: running, completed, failed or killed", errdefs.ErrInvalidArgument, filter)
 	}
 	p.mu.Lock()
-	all := make([]*proc, 0, len(p.m))
-	for _, pr := range p.m {
-		all = append(all, pr)
-	}
+	all := slices.Collect(maps.Values(p.m))
 	p.mu.Unlock()
 	list := make([]api.Process, 0, len(all))
 	for _, pr := range all {

@@ -414,8 +414,6 @@ func (t *terminal) readInput(ctx context.Context, conn *websocket.Conn) {
 // PTY took no input for t.stall; data is then dropped. Keys typed after
 // the shell exited are dropped silently: the exit message is on its way.
 func (t *terminal) sendInput(ctx context.Context, data []byte) bool {
-	timer := time.NewTimer(t.stall)
-	defer timer.Stop()
 	select {
 	case t.input <- data:
 		return true
@@ -423,7 +421,7 @@ func (t *terminal) sendInput(ctx context.Context, data []byte) bool {
 		return true
 	case <-ctx.Done():
 		return false
-	case <-timer.C:
+	case <-time.After(t.stall):
 		return false
 	}
 }
