@@ -30,15 +30,12 @@ import (
 )
 
 // Flow control. Output goes at the pace of the slowest viewer, as a
-// terminal over ssh would: the PTY's output is kept in a window of
-// outputWindow bytes (see outLog), and while a viewer is a whole window
-// behind the PTY is not read (so the shell's writes block). A viewer that
-// makes no progress for viewerStall meanwhile is dropped (its connection
-// is closed; it may reconnect and get the replay), so one gone quiet stops
-// nobody for long. Input goes at the pace of the shell: keys wait while
-// the PTY's input is full, and a connection's keys that wait viewerStall
-// are dropped (the client gets an error message), so the connection is
-// read again and its end noticed even when the shell never reads.
+// terminal over ssh would, in a window of outputWindow bytes; a viewer
+// that holds it up for viewerStall is dropped (it may reconnect and get the
+// replay). See outLog. Input goes at the pace of the shell: a connection's
+// keys that wait viewerStall for the PTY are dropped (the client gets an
+// error message), so the connection is read again and its end noticed even
+// when the shell never reads.
 const (
 	outputWindow = 1 << 20
 	viewerStall  = 10 * time.Second
