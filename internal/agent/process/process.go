@@ -240,9 +240,7 @@ func (pr *proc) supervise(osp *os.Process, exited <-chan unix.WaitStatus, outR, 
 			buf := make([]byte, 64<<10)
 			for {
 				n, err := f.Read(buf)
-				if n > 0 {
-					pr.log.append(stream, buf[:n])
-				}
+				pr.log.append(stream, buf[:n])
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					core.ReadNow(f, func(b []byte) { pr.log.append(stream, b) })
 					go core.Discard(f) // children that outlive it keep their pipe
