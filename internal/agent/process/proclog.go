@@ -164,7 +164,7 @@ func (l *procLog) follow(ctx context.Context, offset int64, fn func(record) bool
 // validOffset reports whether offset is a record boundary (a former event
 // id) of a log of size bytes.
 func (l *procLog) validOffset(offset, size int64) bool {
-	if offset == 0 || offset == size {
+	if offset == size {
 		return true
 	}
 	// Scan from the nearest indexed record end at or before offset.
@@ -174,20 +174,14 @@ func (l *procLog) validOffset(offset, size int64) bool {
 		at = l.index[i-1]
 	}
 	l.mu.Unlock()
-	if at == offset {
-		return true
-	}
 	for at < offset {
 		var h [recordHeader]byte
 		if _, err := l.f.ReadAt(h[:], at); err != nil {
 			return false
 		}
 		at += recordHeader + int64(binary.BigEndian.Uint32(h[1:]))
-		if at == offset {
-			return true
-		}
 	}
-	return false
+	return at == offset
 }
 
 func (l *procLog) release() { l.f.Close() }

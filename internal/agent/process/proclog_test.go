@@ -43,3 +43,28 @@ func TestProcLogFollow(t *testing.T) {
 		t.Errorf("follow from %d: %v after %d records", got[0].end, err, n)
 	}
 }
+
+// TestProcLogValidOffsetIndexed: offsets past the index's first entries
+// are checked from the nearest indexed record on.
+func TestProcLogValidOffsetIndexed(t *testing.T) {
+	l, err := newProcLog(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.release()
+	var ends []int64
+	for i := range 3*indexEvery + 7 {
+		l.append(streamStdout, make([]byte, 1+i%13))
+		size, _, _, _ := l.state()
+		ends = append(ends, size)
+	}
+	size := ends[len(ends)-1]
+	for _, i := range []int{0, indexEvery - 1, indexEvery, indexEvery + 1, 2*indexEvery + 5, len(ends) - 2} {
+		if !l.validOffset(ends[i], size) {
+			t.Errorf("the end of record %d (%d) is not valid", i, ends[i])
+		}
+		if l.validOffset(ends[i]+1, size) {
+			t.Errorf("the end of record %d plus one (%d) is valid", i, ends[i]+1)
+		}
+	}
+}

@@ -23,13 +23,15 @@ const portPoll = 50 * time.Millisecond
 
 // handleWait waits for a log pattern, a port or the exit of a process.
 func (p *Registry) handleWait(r *http.Request, req *api.WaitRequest, pr *proc) (*api.WaitResult, error) {
-	n := 0
-	for _, set := range []bool{req.Log != "", req.Port != 0, req.Exit} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
+	var wait func(context.Context, *proc, api.WaitRequest) (*api.WaitResult, error)
+	switch log, port := req.Log != "", req.Port != 0; {
+	case req.Exit && !log && !port:
+		wait = waitExit
+	case log && !req.Exit && !port:
+		wait = waitLog
+	case port && !req.Exit && !log:
+		wait = waitPort
+	default:
 		return nil, fmt.Errorf("%w: give exactly one of log, port and exit", errdefs.ErrInvalidArgument)
 	}
 	if req.TimeoutMs < 0 {
@@ -41,16 +43,7 @@ func (p *Registry) handleWait(r *http.Request, req *api.WaitRequest, pr *proc) (
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond)
 		defer cancel()
 	}
-	var res *api.WaitResult
-	var err error
-	switch {
-	case req.Exit:
-		res, err = waitExit(ctx, pr)
-	case req.Log != "":
-		res, err = waitLog(ctx, pr, *req)
-	default:
-		res, err = waitPort(ctx, pr, *req)
-	}
+	res, err := wait(ctx, pr, *req)
 	if err != nil {
 		if ctx.Err() != nil && r.Context().Err() == nil {
 			err = &errdefs.CodedError{Code: api.CodeTimeout, Kind: errdefs.ErrTimeout,
@@ -64,7 +57,7 @@ func (p *Registry) handleWait(r *http.Request, req *api.WaitRequest, pr *proc) (
 	return res, nil
 }
 
-func waitExit(ctx context.Context, pr *proc) (*api.WaitResult, error) {
+func waitExit(ctx context.Context, pr *proc, _ api.WaitRequest) (*api.WaitResult, error) {
 	select {
 	case <-pr.done:
 		info := pr.info()
