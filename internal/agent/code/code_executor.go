@@ -235,16 +235,15 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 		if over = over || len(line)+len(chunk) > max+1; !over {
 			line = append(line, chunk...)
 		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err != nil {
+		switch {
+		case err == bufio.ErrBufferFull: // more of the line to come
+		case err != nil:
 			return nil, err
-		}
-		if over {
+		case over:
 			return nil, nil
+		default:
+			return bytes.TrimSuffix(line, []byte("\n")), nil
 		}
-		return bytes.TrimSuffix(line, []byte("\n")), nil
 	}
 }
 
@@ -440,8 +439,7 @@ func exitDescription(code int) string {
 	case code < 0:
 		return "exited"
 	case code > 128 && code < 128+65:
-		sig := unix.Signal(code - 128)
-		return fmt.Sprintf("was killed by signal %d (%s)", code-128, unix.SignalName(sig))
+		return fmt.Sprintf("was killed by signal %d (%s)", code-128, unix.SignalName(unix.Signal(code-128)))
 	default:
 		return fmt.Sprintf("exited with code %d", code)
 	}

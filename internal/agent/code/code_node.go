@@ -15,10 +15,9 @@ const nodeStartTimeout = 30 * time.Second
 // nodeExecutor returns a ready Node executor for a new context: the spare
 // one if there is one (and starts the next spare), else a new one. No spare
 // exists before JavaScript or TypeScript is first used in the sandbox.
-func (ci *Interpreter) nodeExecutor(ctx context.Context, lang string) (*executor, error) {
+func (ci *Interpreter) nodeExecutor(ctx context.Context, lang string) (e *executor, err error) {
 	ci.nodeMu.Lock()
-	e := ci.spare
-	ci.spare = nil
+	e, ci.spare = ci.spare, nil
 	ci.nodeMu.Unlock()
 	if e != nil {
 		select {
@@ -29,7 +28,6 @@ func (ci *Interpreter) nodeExecutor(ctx context.Context, lang string) (*executor
 		}
 	}
 	if e == nil {
-		var err error
 		if e, err = ci.startNode(ctx, nodeFlags); err != nil {
 			return nil, err
 		}
@@ -47,22 +45,19 @@ func (ci *Interpreter) nodeExecutor(ctx context.Context, lang string) (*executor
 // ends once the executor is ready (or failed to start).
 func (ci *Interpreter) refillNode() {
 	ci.nodeMu.Lock()
+	defer ci.nodeMu.Unlock()
 	if ci.spare != nil || ci.refilling {
-		ci.nodeMu.Unlock()
 		return
 	}
 	ci.refilling = true
-	ci.nodeMu.Unlock()
 	go func() {
 		e, err := ci.startNode(context.Background(), nodeFlags)
-		ci.nodeMu.Lock()
-		defer ci.nodeMu.Unlock()
-		ci.refilling = false
 		if err != nil {
 			ci.log.Warn("start a spare node executor", "err", err)
-			return
 		}
-		ci.spare = e
+		ci.nodeMu.Lock()
+		defer ci.nodeMu.Unlock()
+		ci.spare, ci.refilling = e, false // nil if it failed
 	}()
 }
 

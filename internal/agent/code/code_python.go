@@ -69,11 +69,10 @@ func (ci *Interpreter) pythonZygote(ctx context.Context) (*zygote, error) {
 		}
 	}
 	z, err := ci.startZygote(ctx)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		ci.zygote = z
 	}
-	ci.zygote = z
-	return z, nil
+	return z, err
 }
 
 func (ci *Interpreter) startZygote(ctx context.Context) (_ *zygote, err error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"time"
 )
@@ -240,10 +241,7 @@ func (l *outLog) next(ctx context.Context, c *cursor, buf []byte, limit int) ([]
 		}
 		if c.off < l.published {
 			n := int(min(l.published-c.off, int64(limit)))
-			if cap(buf) < n {
-				buf = make([]byte, n)
-			}
-			buf = buf[:n]
+			buf = slices.Grow(buf[:0], n)[:n]
 			k := copy(buf, l.buf[c.off%int64(len(l.buf)):])
 			copy(buf[k:], l.buf)
 			l.mu.Unlock()
