@@ -51,34 +51,30 @@ type outputPipe struct {
 	ended   chan struct{} // closed when readOutput ends
 }
 
-// drained waits (until the deadline at most) until every byte the pipe
-// held when it was called has been delivered to the run. The read deadline
-// it sets is the flush: readOutput, woken or not reading, takes all the
-// pipe holds, delivers it, then signals.
-func (o *outputPipe) drained(deadline <-chan time.Time) {
-	select {
-	case <-o.flushed: // the late signal of a flush that timed out
-	default:
-	}
-	_ = o.f.SetReadDeadline(time.Now())
-	select {
-	case <-o.flushed:
-	case <-o.ended:
-	case <-deadline:
-	}
-}
-
 // outputDrainTimeout bounds how long a run's end waits for the output its
 // process wrote to its stdout and stderr before it completed.
 const outputDrainTimeout = time.Second
 
 // drainOutput waits until the output written before the run completed
 // (by the executor or a child, to its stdout or stderr) has been
-// delivered to the run, not to the next one.
+// delivered to the run, not to the next one. A read deadline in the past
+// is the flush: readOutput, woken or not reading, takes all the pipe
+// holds, delivers it, then signals.
 func (e *executor) drainOutput() {
+	for _, o := range e.outs {
+		select {
+		case <-o.flushed: // the late signal of a flush that timed out
+		default:
+		}
+		_ = o.f.SetReadDeadline(time.Now())
+	}
 	deadline := time.After(outputDrainTimeout)
 	for _, o := range e.outs {
-		o.drained(deadline)
+		select {
+		case <-o.flushed:
+		case <-o.ended:
+		case <-deadline:
+		}
 	}
 }
 

@@ -319,12 +319,10 @@ func (p *Registry) handleKill(r *http.Request, _ *core.NoBody, pr *proc) (api.Pr
 		p.forget(pr)
 		return info, nil
 	}
-	sig := unix.SIGTERM
-	if name := r.URL.Query().Get("signal"); name != "" {
-		var ok bool
-		if sig, ok = parseSignal(name); !ok {
-			return api.Process{}, fmt.Errorf("%w: signal %q: a name like SIGTERM or TERM, or a number", errdefs.ErrInvalidArgument, name)
-		}
+	name := r.URL.Query().Get("signal")
+	sig, ok := parseSignal(cmp.Or(name, "SIGTERM"))
+	if !ok {
+		return api.Process{}, fmt.Errorf("%w: signal %q: a name like SIGTERM or TERM, or a number", errdefs.ErrInvalidArgument, name)
 	}
 	pr.kill(sig)
 	return pr.info(), nil
