@@ -348,12 +348,11 @@ func resultSize(r *api.Result) int {
 // event with a code).
 func (ci *Interpreter) handleRunCodeStream(w http.ResponseWriter, r *http.Request) {
 	var req api.RunCodeRequest
-	err := core.DecodeBody(w, r, &req)
-	var c *codeContext
-	var lang string
-	if err == nil {
-		c, lang, err = ci.runContext(r.Context(), &req)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
+		return
 	}
+	c, lang, err := ci.runContext(r.Context(), &req)
 	if err != nil {
 		core.WriteError(w, err)
 		return

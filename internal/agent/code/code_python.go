@@ -96,13 +96,9 @@ func (ci *Interpreter) startZygote(ctx context.Context) (_ *zygote, err error) {
 		return nil, fmt.Errorf("zygote socket: %w", err)
 	}
 	conn := fc.(*net.UnixConn)
-	defer func() {
-		if err != nil {
-			conn.Close()
-		}
-	}()
 	_, grp, exited, err := ci.spawn("zygote", []string{python, "-u", script, "zygote"}, nil, nil, os.Stderr, theirs)
 	if err != nil {
+		conn.Close()
 		return nil, err
 	}
 	z := &zygote{cg: ci.reaper.Cgroups(), grp: grp, conn: conn, dead: make(chan struct{}), replies: make(chan zygoteMsg, 1),

@@ -18,3 +18,16 @@ func TestParseSignal(t *testing.T) {
 		}
 	}
 }
+
+func TestParseStatusRange(t *testing.T) {
+	for in, want := range map[string][2]int{"200": {200, 200}, "200-399": {200, 399}, " 204 - 204 ": {204, 204}} {
+		if lo, hi, err := parseStatusRange(in); err != nil || lo != want[0] || hi != want[1] {
+			t.Errorf("parseStatusRange(%q) = %d, %d, %v; want %v", in, lo, hi, err, want)
+		}
+	}
+	for _, in := range []string{"", "200-", "-200", "99", "600", "300-200", "abc"} {
+		if _, _, err := parseStatusRange(in); err == nil {
+			t.Errorf("parseStatusRange(%q) accepted", in)
+		}
+	}
+}

@@ -144,12 +144,9 @@ func waitPort(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResu
 	if req.Port < 1 || req.Port > 65535 {
 		return nil, fmt.Errorf("%w: port %d", errdefs.ErrInvalidArgument, req.Port)
 	}
-	lo, hi := 200, 399
-	if req.Status != "" {
-		var err error
-		if lo, hi, err = parseStatusRange(req.Status); err != nil {
-			return nil, err
-		}
+	lo, hi, err := parseStatusRange(cmp.Or(req.Status, "200-399"))
+	if err != nil {
+		return nil, err
 	}
 	mode := cmp.Or(req.PortMode, "tcp")
 	if mode != "tcp" && mode != "http" {
@@ -196,12 +193,11 @@ func waitPort(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResu
 // parseStatusRange reads "200" or "200-399".
 func parseStatusRange(s string) (int, int, error) {
 	a, b, ok := strings.Cut(s, "-")
-	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
-	hi := lo
-	var err2 error
-	if ok {
-		hi, err2 = strconv.Atoi(strings.TrimSpace(b))
+	if !ok {
+		b = a
 	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
 	if err1 != nil || err2 != nil || lo < 100 || hi > 599 || lo > hi {
 		return 0, 0, fmt.Errorf("%w: status %q: like 200 or 200-399", errdefs.ErrInvalidArgument, s)
 	}
