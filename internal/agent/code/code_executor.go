@@ -108,8 +108,7 @@ func (p *executorPipes) closeChild() {
 }
 
 func (p *executorPipes) closeAll() {
-	p.closeChild()
-	for _, f := range []*os.File{p.reqW, p.evR, p.outR, p.errR} {
+	for _, f := range []*os.File{p.reqW, p.evR, p.outR, p.errR, p.reqR, p.evW, p.outW, p.errW} {
 		f.Close()
 	}
 }
@@ -299,15 +298,8 @@ func (e *executor) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// send writes one request.
-func (e *executor) send(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = e.req.Write(append(b, '\n'))
-	return err
-}
+// send writes one request, a JSON line (in one write).
+func (e *executor) send(v any) error { return json.NewEncoder(e.req).Encode(v) }
 
 // interruptGrace is how long an interrupted run may take to stop before its
 // executor is killed (and the context reset).

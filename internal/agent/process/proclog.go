@@ -81,14 +81,12 @@ func (l *procLog) append(stream byte, p []byte) {
 	l.changed = make(chan struct{})
 }
 
-// close marks the end of the output.
+// close marks the end of the output. It is called once.
 func (l *procLog) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.closed {
-		l.closed = true
-		close(l.changed)
-	}
+	l.closed = true
+	close(l.changed)
 }
 
 // state returns the log's size, whether it is complete, and a channel

@@ -111,7 +111,11 @@ func (l *outLog) append(p []byte) {
 	case !l.gathering:
 		l.gathering = true
 		if l.gather == nil {
-			l.gather = time.AfterFunc(gatherWait, l.publish)
+			l.gather = time.AfterFunc(gatherWait, func() {
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				l.publishLocked()
+			})
 		} else {
 			l.gather.Reset(gatherWait)
 		}
@@ -149,13 +153,7 @@ func (l *outLog) writeLocked(p []byte) {
 	l.start = max(l.start, l.end-int64(len(l.buf)))
 }
 
-// publish lets the writers send all the output appended so far.
-func (l *outLog) publish() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.publishLocked()
-}
-
+// publishLocked lets the writers send all the output appended so far.
 func (l *outLog) publishLocked() {
 	if l.gathering {
 		l.gather.Stop()
