@@ -244,7 +244,7 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 
 // readOutput turns what the process writes to its stdout or stderr into
 // events of the run in progress (dropped between runs). At a flush
-// (drained) it takes what the pipe holds without waiting.
+// (drainOutput) it takes what the pipe holds without waiting.
 func (e *executor) readOutput(o *outputPipe, stream string) {
 	defer close(o.ended)
 	defer o.f.Close()
