@@ -78,9 +78,8 @@ type Manager struct {
 
 	saver saver // the activity saver (activity.go): started by Recover, stopped by Close
 
-	sleep sleeper   // the sleep goroutine (sleep.go): started by Recover, stopped by Close
-	pool  pool      // the warm pool and its filler (pool.go): started by Recover, stopped by Close
-	ports portCache // exposed ports of running sandboxes, for preview requests (ports.go)
+	sleep sleeper // the sleep goroutine (sleep.go): started by Recover, stopped by Close
+	pool  pool    // the warm pool and its filler (pool.go): started by Recover, stopped by Close
 	// starting counts container starts in progress (startLocked); the
 	// pool's filler waits for none.
 	starting atomic.Int64
@@ -98,6 +97,9 @@ type entry struct {
 	client  *agentclient.Client // nil unless running
 	inst    *runtime.Instance
 	unwatch chan struct{} // closed to stop the watch goroutine of inst
+	// ports caches exposed ports checked against inst, for preview
+	// requests (ports.go); dropped with inst.
+	ports map[int]store.Port
 
 	// Sleep (activity.go, sleep.go); guarded by Manager.mu.
 	awake      bool          // running and not yet looked at by the sleeper since
@@ -142,7 +144,7 @@ func (e *entry) forgetLocked() {
 	if e.unwatch != nil {
 		close(e.unwatch)
 	}
-	e.client, e.inst, e.unwatch = nil, nil, nil
+	e.client, e.inst, e.unwatch, e.ports = nil, nil, nil, nil
 }
 
 // New returns a Manager. Call Recover before serving.
