@@ -14,13 +14,11 @@ import (
 // keepAlive. Calls record it without a disk write, and the sleeper reads it
 // without touching the store.
 //
-// The store's lastActiveAt (for clients, and for the sleeper after a daemon
-// restart) follows in batches: activity marks the ID in Manager.unsaved,
-// and one goroutine, the saver, owned by the Manager (started by Recover,
-// stopped by Close, which saves once more), writes all of them in one
-// transaction every activitySaveEvery. No call waits on that disk sync;
-// Get and List show the in-memory value where it is later. A daemon that
-// dies without Close loses at most activitySaveEvery of lastActiveAt.
+// The store's lastActiveAt follows in batches: activity marks the ID in
+// Manager.unsaved, and the saver (saveLoop) writes all of them in one
+// transaction every activitySaveEvery, and Close once more. Get and List
+// show the in-memory value where it is later. A daemon that dies without
+// Close loses at most activitySaveEvery of lastActiveAt.
 
 // activitySaveEvery is how often the saver writes the activity noted since
 // its last write.
@@ -62,7 +60,7 @@ func (m *Manager) unhold(id string) {
 	if awake {
 		// Its deadline starts now: the sleeper may be waiting on
 		// nothing but kicks.
-		m.sleep.kick()
+		kick(m.sleepKick)
 	}
 }
 
@@ -75,7 +73,7 @@ func (m *Manager) noteActive(e *entry, now time.Time) {
 	m.activeLocked(e, now)
 	m.mu.Unlock()
 	if !was {
-		m.sleep.kick() // a new deadline
+		kick(m.sleepKick) // a new deadline
 	}
 }
 
@@ -88,19 +86,19 @@ func (m *Manager) activeLocked(e *entry, t time.Time) {
 	}
 }
 
-// startedActive records that e's container runs, awake and idle since
-// stored, the lastActiveAt its record holds (earlier than now for a
-// sandbox re-attached after a daemon restart: it has been idle since
-// then, not since the restart).
-func (m *Manager) startedActive(e *entry, stored time.Time) {
+// startedActive records that e's container runs, with rec's sleepAfter
+// and keepAlive, awake and idle since stored, the lastActiveAt its record
+// holds (earlier than now for a sandbox re-attached after a daemon
+// restart: it has been idle since then, not since the restart).
+func (m *Manager) startedActive(e *entry, rec store.Sandbox, stored time.Time) {
 	m.mu.Lock()
-	e.awake = true
-	e.lastActive = stored
+	e.awake, e.lastActive = true, stored
+	e.sleepAfter, e.keepAlive = rec.SleepAfter, rec.KeepAlive
 	if t, ok := m.unsaved[e.id]; ok && !t.After(stored) {
 		delete(m.unsaved, e.id)
 	}
 	m.mu.Unlock()
-	m.sleep.kick() // a new deadline
+	kick(m.sleepKick) // a new deadline
 }
 
 // setSleepPolicy records e's sleepAfter and keepAlive, from its record.
@@ -108,7 +106,7 @@ func (m *Manager) setSleepPolicy(e *entry, sleepAfter time.Duration, keepAlive b
 	m.mu.Lock()
 	e.sleepAfter, e.keepAlive = sleepAfter, keepAlive
 	m.mu.Unlock()
-	m.sleep.kick() // the deadline may be sooner now
+	kick(m.sleepKick) // the deadline may be sooner now
 }
 
 // sleepDeadlineLocked returns when e falls asleep if nothing happens
@@ -164,54 +162,14 @@ func (m *Manager) saveActivity(ctx context.Context) error {
 	return err
 }
 
-// saver is the Manager's activity-saving goroutine's control.
-type saver struct {
-	mu      sync.Mutex
-	started bool          // guarded by mu
-	stopped bool          // guarded by mu
-	stopc   chan struct{} // closed by stopSaver
-	done    chan struct{} // closed when the goroutine returns
-}
-
-// startSaver starts the saver, once; after stopSaver, never again.
-func (m *Manager) startSaver() {
-	s := &m.saver
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.started || s.stopped {
-		return
-	}
-	s.started = true
-	s.stopc, s.done = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(s.done)
-		m.saveLoop(s.stopc)
-	}()
-}
-
-// stopSaver stops the saver, waits for it, and then saves what activity is
-// left.
-func (m *Manager) stopSaver() {
-	s := &m.saver
-	s.mu.Lock()
-	started := s.started && !s.stopped
-	if started {
-		close(s.stopc)
-	}
-	s.stopped = true
-	s.mu.Unlock()
-	if started {
-		<-s.done
-	}
-	m.saveNow()
-}
-
-func (m *Manager) saveLoop(stop <-chan struct{}) {
+// saveLoop is the saver: it writes the activity noted every
+// activitySaveEvery until ctx ends.
+func (m *Manager) saveLoop(ctx context.Context) {
 	tick := time.NewTicker(activitySaveEvery)
 	defer tick.Stop()
 	for {
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-tick.C:
 			m.saveNow()

@@ -235,7 +235,7 @@ func TestActivityWhileSaving(t *testing.T) {
 }
 
 // newActivityManager returns a Manager over a new state file at path with
-// running records of ids, active at active, and its saver started.
+// running records of ids, active at active, and its goroutines (the saver) started.
 func newActivityManager(t *testing.T, active time.Time, ids ...string) (m *Manager, st *store.Store, path string) {
 	t.Helper()
 	path = filepath.Join(t.TempDir(), "state.db")
@@ -252,7 +252,7 @@ func newActivityManager(t *testing.T, active time.Time, ids ...string) (m *Manag
 		}
 	}
 	m = New(Config{Store: st, Runtime: nopRuntime{}})
-	m.startSaver()
+	m.startLoops()
 	return m, st, path
 }
 
