@@ -55,6 +55,9 @@ type Config struct {
 	// Limits bound the processes, sessions and code contexts kept at
 	// once; zero fields get the defaults.
 	Limits agentapi.Limits
+	// KillGrace is how long a process's kill waits between its signal and
+	// the kill of all it started; zero: the API's 5 s.
+	KillGrace time.Duration
 	// CgroupRoot is the cgroup v2 directory the agent makes its groups
 	// in (core.Cgroups), after moving itself into a leaf of its own.
 	// Default: /sys/fs/cgroup when the agent is PID 1; else none, and
@@ -141,7 +144,7 @@ func Run(ctx context.Context, cfg Config) error {
 			procs.KillSession(id)
 			terms.KillSession(id)
 		}})
-	procs = process.New(process.Config{Reaper: reaper, Sessions: sessions, Dir: runDir, Max: limits.Processes})
+	procs = process.New(process.Config{Reaper: reaper, Sessions: sessions, Dir: runDir, Max: limits.Processes, KillGrace: cfg.KillGrace})
 	terms = terminal.New(reaper, sessions)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {

@@ -33,10 +33,11 @@ const (
 	maxProcLog     = 64 << 20 // bytes of output kept per process
 	maxLogsJSON    = 32 << 20 // bytes of output in one getProcessLogs answer
 	streamMaxBatch = 256 << 10
-	// killGrace is how long a kill waits for a process to exit after its
-	// signal before it kills its group.
-	killGrace = 5 * time.Second
 )
+
+// DefaultKillGrace is how long a kill waits for a process to exit after
+// its signal before it kills its group (the API's 5 s).
+const DefaultKillGrace = 5 * time.Second
 
 // Config configures a Registry.
 type Config struct {
@@ -46,6 +47,9 @@ type Config struct {
 	Dir string
 	// Max bounds the processes kept at once.
 	Max int
+	// KillGrace is a kill's wait between the signal and the group's
+	// kill; zero: DefaultKillGrace.
+	KillGrace time.Duration
 }
 
 // Registry is the agent's background processes.
@@ -54,6 +58,7 @@ type Registry struct {
 	sessions *session.Registry
 	max      int
 	dir      string
+	grace    time.Duration // see Config.KillGrace
 
 	mu sync.Mutex
 	m  map[string]*proc // by ID; guarded by mu
@@ -61,7 +66,8 @@ type Registry struct {
 
 // New returns an empty registry of cfg.
 func New(cfg Config) *Registry {
-	return &Registry{reaper: cfg.Reaper, sessions: cfg.Sessions, max: cfg.Max, dir: cfg.Dir, m: map[string]*proc{}}
+	return &Registry{reaper: cfg.Reaper, sessions: cfg.Sessions, max: cfg.Max, dir: cfg.Dir,
+		grace: cmp.Or(cfg.KillGrace, DefaultKillGrace), m: map[string]*proc{}}
 }
 
 // proc is one background process. Its output goes to log; it lives on
@@ -272,14 +278,14 @@ func (pr *proc) supervise(osp *os.Process, exited <-chan unix.WaitStatus, outR, 
 }
 
 // kill sends sig to the process and all it started (its group), waits up
-// to killGrace for the process to exit, then kills its group: whatever is
+// to grace for the process to exit, then kills its group: whatever is
 // left, late children included, and the process itself if it ignored sig.
-func (pr *proc) kill(sig unix.Signal) {
+func (pr *proc) kill(sig unix.Signal, grace time.Duration) {
 	if !pr.exited() {
 		pr.grp.Signal(sig)
 		select {
 		case <-pr.done:
-		case <-time.After(killGrace):
+		case <-time.After(grace):
 		}
 	}
 	pr.grp.Kill()
@@ -324,7 +330,7 @@ func (p *Registry) handleKill(r *http.Request, _ *core.NoBody, pr *proc) (api.Pr
 	if !ok {
 		return api.Process{}, fmt.Errorf("%w: signal %q: a name like SIGTERM or TERM, or a number", errdefs.ErrInvalidArgument, name)
 	}
-	pr.kill(sig)
+	pr.kill(sig, p.grace)
 	return pr.info(), nil
 }
 
@@ -350,7 +356,7 @@ func (p *Registry) killWhere(match func(*proc) bool) int {
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, pr := range running {
-		wg.Go(func() { pr.kill(unix.SIGTERM) })
+		wg.Go(func() { pr.kill(unix.SIGTERM, p.grace) })
 	}
 	wg.Wait()
 	return len(running)
