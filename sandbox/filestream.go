@@ -142,12 +142,13 @@ func uploadBody(r io.Reader) io.Reader {
 		return r
 	case *os.File:
 		fi, err := v.Stat()
-		if err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
-			if off, err := v.Seek(0, io.SeekCurrent); err == nil && off >= fi.Size() {
-				return nil
-			} else if err == nil {
-				return sizedBody{v, fi.Size() - off}
-			}
+		off, serr := v.Seek(0, io.SeekCurrent)
+		switch {
+		case err != nil || serr != nil || !fi.Mode().IsRegular() || fi.Size() == 0:
+		case off >= fi.Size():
+			return http.NoBody
+		default:
+			return sizedBody{v, fi.Size() - off}
 		}
 	}
 	return chunkedSource{r}

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -176,15 +175,14 @@ type LogStream struct {
 // resumed with the ID of the last event read.
 func (t *target) StreamProcessLogs(ctx context.Context, id, fromEventID string) (*LogStream, error) {
 	op := fmt.Sprintf("stream logs of process %s in %s", id, t.describe())
+	if err := checkSegment("process", id); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	var h http.Header
 	if fromEventID != "" {
 		h = http.Header{"Last-Event-ID": {fromEventID}}
 	}
-	err := checkSegment("process", id)
-	var body io.ReadCloser
-	if err == nil {
-		body, err = t.openStream(ctx, http.MethodGet, "/processes/"+url.PathEscape(id)+"/logs/stream", nil, h, nil)
-	}
+	body, err := t.openStream(ctx, http.MethodGet, "/processes/"+url.PathEscape(id)+"/logs/stream", nil, h, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
