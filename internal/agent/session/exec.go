@@ -26,7 +26,7 @@ func (reg *Registry) handleExec(r *http.Request, req *agentapi.ExecRequest) (*ap
 	began := time.Now()
 	run, err := reg.runInSession(r.Context(), s, c, sink)
 	if err != nil {
-		return nil, sessionError(err)
+		return nil, err
 	}
 	res := &api.ExecResult{
 		ExitCode:   run.code,
@@ -70,7 +70,6 @@ func (reg *Registry) handleExecStream(w http.ResponseWriter, r *http.Request) {
 	run, err := reg.runInSession(r.Context(), s, c, sink)
 	sse.FlushOutput()
 	if err != nil {
-		err = sessionError(err)
 		ev := api.StreamEvent{Type: api.EventError, Code: errdefs.Code(err), Message: err.Error()}
 		var ce *errdefs.CodedError
 		if errors.As(err, &ce) && ce.Details != nil {
@@ -135,9 +134,9 @@ func (b *bufferSink) start(int) {}
 
 func (b *bufferSink) write(stream string, p []byte) {
 	if stream == api.EventStdout {
-		_, _ = b.stdout.Write(p)
+		b.stdout.add(p)
 	} else {
-		_, _ = b.stderr.Write(p)
+		b.stderr.add(p)
 	}
 }
 
@@ -153,8 +152,8 @@ func (s *sseSink) start(pid int) {
 
 func (s *sseSink) write(stream string, p []byte) { _ = s.sse.Output(stream, p) }
 
-// cappedBuffer keeps the first max bytes written to it and remembers whether
-// it dropped any. Writes never fail, so the command is never blocked on a
+// cappedBuffer keeps the first max bytes added to it and remembers whether
+// it dropped any. Adding never fails, so the command is never blocked on a
 // full pipe.
 type cappedBuffer struct {
 	buf       []byte
@@ -162,17 +161,10 @@ type cappedBuffer struct {
 	truncated bool
 }
 
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	room := b.max - len(b.buf)
-	if room < len(p) {
-		b.truncated = true
-		if room > 0 {
-			b.buf = append(b.buf, p[:room]...)
-		}
-		return len(p), nil
-	}
-	b.buf = append(b.buf, p...)
-	return len(p), nil
+func (b *cappedBuffer) add(p []byte) {
+	n := min(len(p), max(b.max-len(b.buf), 0))
+	b.truncated = b.truncated || n < len(p)
+	b.buf = append(b.buf, p[:n]...)
 }
 
 // force appends s even past the cap (for the agent's own notes).

@@ -9,7 +9,7 @@ import (
 )
 
 func TestSessionRoom(t *testing.T) {
-	reg := &Registry{maxSessions: 1, m: map[string]*Session{}}
+	reg := &Registry{cfg: Config{MaxSessions: 1}, m: map[string]*Session{}}
 	reg.m[api.DefaultSessionID] = &Session{}
 	if err := reg.sessionRoomLocked(); err != nil {
 		t.Fatalf("room for the first session besides the default: %v", err)
