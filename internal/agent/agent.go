@@ -12,6 +12,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -112,21 +113,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer os.RemoveAll(runDir)
-	stateDir := cfg.StateDir
-	if stateDir == "" && os.Getpid() == 1 {
-		stateDir = session.DefaultStateDir
+	stateDir, cgRoot := cfg.StateDir, cfg.CgroupRoot
+	if os.Getpid() == 1 {
+		stateDir = cmp.Or(stateDir, session.DefaultStateDir)
+		cgRoot = cmp.Or(cgRoot, "/sys/fs/cgroup")
 	}
-	cgRoot := cfg.CgroupRoot
-	if cgRoot == "" && os.Getpid() == 1 {
-		cgRoot = "/sys/fs/cgroup"
-	}
-	var cg *core.Cgroups
+	cg := &core.Cgroups{}
 	if cgRoot != "" {
 		if cg, err = core.OpenCgroups(cgRoot, true); err != nil {
 			log.Warn("no cgroups: a kill reaches a process's process group only", "err", err)
 		}
-	} else {
-		cg = &core.Cgroups{}
 	}
 	reaper := core.NewReaper(cg)
 	reapDone := make(chan struct{})
