@@ -1,7 +1,6 @@
 package core
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -142,35 +141,21 @@ func (g *Group) Pids() []int {
 	return out
 }
 
-// Only reports whether pid is the only process in g (or g is empty).
-func (g *Group) Only(pid int) bool {
-	for _, p := range g.Pids() {
-		if p != pid {
-			return false
-		}
-	}
-	return true
-}
-
-// Signal sends sig to every process in g, and returns how many it reached.
-func (g *Group) Signal(sig unix.Signal) int {
-	n := 0
+// Signal sends sig to every process in g.
+func (g *Group) Signal(sig unix.Signal) {
 	if g.dir == "" {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		for _, pg := range g.pgids {
-			if unix.Kill(-pg, sig) == nil {
-				n++
-			}
+			_ = unix.Kill(-pg, sig)
 		}
-		return n
+		return
 	}
 	for _, pid := range g.Pids() {
-		if pid > 1 && unix.Kill(pid, sig) == nil {
-			n++
+		if pid > 1 {
+			_ = unix.Kill(pid, sig)
 		}
 	}
-	return n
 }
 
 // killWait bounds how long Kill waits for the killed processes to be gone.
@@ -254,13 +239,11 @@ func (g *Group) Usage() Usage {
 	if g.dir == "" {
 		return u
 	}
-	if b, err := os.ReadFile(filepath.Join(g.dir, "cpu.stat")); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "usage_usec "); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				u.CPUMs = n / 1000
-			}
+	cpu, _ := os.ReadFile(filepath.Join(g.dir, "cpu.stat"))
+	for line := range strings.Lines(string(cpu)) {
+		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			u.CPUMs = n / 1000
 		}
 	}
 	if b, err := os.ReadFile(filepath.Join(g.dir, "memory.current")); err == nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -260,7 +261,7 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 // newGroupIfUsed moves the shell, idle between commands, into a new group
 // if the last command left processes in its own, which stay there.
 func (s *shell) newGroupIfUsed() error {
-	if s.cur.Only(s.proc.Pid) {
+	if !slices.ContainsFunc(s.cur.Pids(), func(pid int) bool { return pid != s.proc.Pid }) {
 		return nil
 	}
 	old, err := s.moveOut()
