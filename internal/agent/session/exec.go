@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,10 +19,7 @@ func (reg *Registry) handleExec(r *http.Request, req *agentapi.ExecRequest) (*ap
 	if err != nil {
 		return nil, err
 	}
-	limit := req.MaxOutputBytes
-	if limit <= 0 {
-		limit = agentapi.DefaultMaxOutputBytes
-	}
+	limit := cmp.Or(max(req.MaxOutputBytes, 0), agentapi.DefaultMaxOutputBytes)
 	sink := &bufferSink{stdout: cappedBuffer{max: limit}, stderr: cappedBuffer{max: limit}}
 	began := time.Now()
 	run, err := reg.runInSession(r.Context(), s, c, sink)
@@ -36,7 +34,6 @@ func (reg *Registry) handleExec(r *http.Request, req *agentapi.ExecRequest) (*ap
 		Truncated:  sink.stdout.truncated || sink.stderr.truncated,
 	}
 	if note := timeoutNote(run); note != "" {
-		res.ExitCode = 124
 		if n := len(sink.stderr.buf); n > 0 && sink.stderr.buf[n-1] != '\n' {
 			sink.stderr.force("\n")
 		}
@@ -80,13 +77,11 @@ func (reg *Registry) handleExecStream(w http.ResponseWriter, r *http.Request) {
 		_ = sse.Send(ev)
 		return
 	}
-	code := run.code
 	if note := timeoutNote(run); note != "" {
-		code = 124
 		_ = sse.Output(api.EventStderr, []byte(note))
 		sse.FlushOutput()
 	}
-	_ = sse.Send(api.StreamEvent{Type: api.EventComplete, ExitCode: &code, DurationMs: time.Since(began).Milliseconds()})
+	_ = sse.Send(api.StreamEvent{Type: api.EventComplete, ExitCode: &run.code, DurationMs: time.Since(began).Milliseconds()})
 }
 
 // execRequest checks an exec request and finds its session.

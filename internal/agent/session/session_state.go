@@ -29,14 +29,11 @@ const DefaultStateDir = "/var/lib/sandbox-agent"
 
 const sessionStateFile = "sessions.json"
 
-// savedSession is one session's settings in the state file.
+// savedSession is one session's settings in the state file; its Cwd is
+// the session's first directory, not its shell's last.
 type savedSession struct {
-	ID               string            `json:"id"`
-	Env              map[string]string `json:"env,omitempty"`
-	Unset            []string          `json:"unset,omitempty"`
-	Cwd              string            `json:"cwd"`
-	CommandTimeoutMs int64             `json:"commandTimeoutMs,omitempty"`
-	CreatedAt        time.Time         `json:"createdAt"`
+	api.Session
+	Unset []string `json:"unset,omitempty"`
 }
 
 type sessionStateDoc struct {
@@ -118,8 +115,8 @@ func (reg *Registry) sessionsChanged() {
 	reg.mu.Lock()
 	for _, s := range reg.m {
 		s.mu.Lock()
-		ss := savedSession{ID: s.id, Env: maps.Clone(s.env), Cwd: s.initCwd, CommandTimeoutMs: s.timeout.Milliseconds(),
-			CreatedAt: s.createdAt, Unset: slices.Sorted(maps.Keys(s.unset))}
+		ss := savedSession{Session: api.Session{ID: s.id, Env: maps.Clone(s.env), Cwd: s.initCwd, CommandTimeoutMs: s.timeout.Milliseconds(),
+			CreatedAt: s.createdAt}, Unset: slices.Sorted(maps.Keys(s.unset))}
 		deleted := s.deleted
 		s.mu.Unlock()
 		if !deleted {

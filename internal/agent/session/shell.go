@@ -184,7 +184,7 @@ type outputSink interface {
 
 // runResult is how a command ended.
 type runResult struct {
-	code     int
+	code     int // 124 if timed out
 	cwd      string
 	timeout  time.Duration // the timeout that applied (the call's or the session's)
 	timedOut bool
@@ -250,7 +250,7 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 	case <-s.dead:
 	case <-timeout:
 		res := s.abort()
-		res.timedOut = true
+		res.code, res.timedOut = 124, true
 		return res, nil
 	case <-ctx.Done():
 		return s.abort(), ctx.Err()
