@@ -192,36 +192,24 @@ func (g *Group) Remove() {
 }
 
 // waitEmpty waits until g holds no process, or for timeout. The kernel
-// says when with a change of cgroup.events ("populated 0"), seen through
-// inotify.
+// says when with a change of cgroup.events ("populated 0"), which wakes a
+// poll(2) on the file (POLLPRI) once it has been read.
 func (g *Group) waitEmpty(timeout time.Duration) {
-	events := filepath.Join(g.dir, "cgroup.events")
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err == nil {
-		defer unix.Close(fd)
-		_, err = unix.InotifyAddWatch(fd, events, unix.IN_MODIFY)
+	fd, err := unix.Open(filepath.Join(g.dir, "cgroup.events"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return // a group that is gone holds nothing
 	}
+	defer unix.Close(fd)
 	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 4096)
+	buf := make([]byte, 256)
 	for {
-		if !populated(events) {
-			return
-		}
+		n, err := unix.Pread(fd, buf, 0)
 		left := time.Until(deadline)
-		if left <= 0 {
+		if err != nil || !bytes.Contains(buf[:max(n, 0)], []byte("populated 1")) || left <= 0 {
 			return
 		}
-		if err != nil { // no inotify: a short sleep will do
-			time.Sleep(min(left, 5*time.Millisecond))
-			continue
-		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
 		_, _ = unix.Poll(pfd, int(min(left, 100*time.Millisecond)/time.Millisecond)+1)
-		for {
-			if n, rerr := unix.Read(fd, buf); n <= 0 || rerr != nil {
-				break
-			}
-		}
 	}
 }
 
@@ -259,13 +247,6 @@ func (g *Group) Usage() Usage {
 		}
 	}
 	return u
-}
-
-// populated reports whether the group whose cgroup.events is events holds
-// a process (itself or below it). A group that is gone holds none.
-func populated(events string) bool {
-	b, err := os.ReadFile(events)
-	return err == nil && bytes.Contains(b, []byte("populated 1"))
 }
 
 // readPids reads the cgroup.procs of dir.
