@@ -14,7 +14,6 @@ package agent
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -125,9 +124,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	reaper := core.NewReaper(cg)
-	reapDone := make(chan struct{})
 	reapCtx, stopReaping := context.WithCancel(context.Background())
-	go func() { defer close(reapDone); reaper.Run(reapCtx) }()
+	var reaping sync.WaitGroup
+	reaping.Go(func() { reaper.Run(reapCtx) })
 
 	limits := cfg.Limits.WithDefaults()
 	var procs *process.Registry
@@ -157,17 +156,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 	select {
 	case <-ctx.Done():
-	case err = <-srvErr:
+	case err = <-srvErr: // never http.ErrServerClosed: Shutdown comes after
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
 	reaper.TerminateAll(3 * time.Second)
 	stopReaping()
-	<-reapDone
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
+	reaping.Wait()
 	return err
 }
 

@@ -59,10 +59,7 @@ func handleTunnel(w http.ResponseWriter, r *http.Request) {
 	}
 	defer down.Close()
 	_ = down.SetDeadline(time.Time{}) // the server's read deadlines do not apply to the tunnel
-	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + agentapi.TunnelProtocol + "\r\n\r\n"); err != nil {
-		return
-	}
-	if err := brw.Flush(); err != nil {
+	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + agentapi.TunnelProtocol + "\r\n\r\n"); err != nil || brw.Flush() != nil {
 		return
 	}
 	// Bytes the daemon sent after its request, already buffered, go
