@@ -27,9 +27,7 @@ const MaxBody = 64 << 20
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
+	_, _ = w.Write(append(marshalNoEscape(v), '\n'))
 }
 
 // WriteError sends err as an api.Error, with its code's status.
