@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,13 +96,7 @@ func (c *Cgroups) New(kind string, parent *Group) (*Group, error) {
 func (c *Cgroups) sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	kept := c.abandoned[:0]
-	for _, dir := range c.abandoned {
-		if removeTree(dir) != nil {
-			kept = append(kept, dir)
-		}
-	}
-	c.abandoned = kept
+	c.abandoned = slices.DeleteFunc(c.abandoned, func(dir string) bool { return removeTree(dir) == nil })
 }
 
 // Group is one cgroup of the agent's subtree (or, without cgroups, the
@@ -180,10 +175,7 @@ func (g *Group) Kill() {
 // Remove removes g once it is empty: at once if it is, else after its last
 // process is gone. Its processes keep running.
 func (g *Group) Remove() {
-	if g.dir == "" {
-		return
-	}
-	if removeTree(g.dir) == nil {
+	if g.dir == "" || removeTree(g.dir) == nil {
 		return
 	}
 	g.cg.mu.Lock()

@@ -28,6 +28,7 @@ func (reg *Registry) handleExec(r *http.Request, req *agentapi.ExecRequest) (*ap
 	}
 	res := &api.ExecResult{
 		ExitCode:   run.code,
+		Success:    run.code == 0,
 		Command:    req.Command,
 		DurationMs: time.Since(began).Milliseconds(),
 		SessionID:  s.id,
@@ -39,7 +40,6 @@ func (reg *Registry) handleExec(r *http.Request, req *agentapi.ExecRequest) (*ap
 		}
 		sink.stderr.force(note)
 	}
-	res.Success = res.ExitCode == 0
 	res.Stdout, res.StdoutEncoding = core.EncodeOutput(sink.stdout.buf)
 	res.Stderr, res.StderrEncoding = core.EncodeOutput(sink.stderr.buf)
 	return res, nil

@@ -327,17 +327,12 @@ func (reg *Registry) handleSetEnv(r *http.Request, req *api.SetEnvRequest) (api.
 	if err != nil {
 		return api.Session{}, err
 	}
-	var script string
-	for k, v := range req.EnvVars {
+	for k := range req.EnvVars {
 		if !core.EnvName.MatchString(k) {
 			return api.Session{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
-		if v == nil {
-			script += "unset " + k + "\n"
-		} else {
-			script += "export " + shQuote(k+"="+*v) + "\n"
-		}
 	}
+	var script string
 	s.mu.Lock()
 	if s.deleted {
 		s.mu.Unlock()
@@ -350,9 +345,11 @@ func (reg *Registry) handleSetEnv(r *http.Request, req *api.SetEnvRequest) (api.
 		if v == nil {
 			delete(s.env, k)
 			s.unset[k] = true
+			script += "unset " + k + "\n"
 		} else {
 			s.env[k] = *v
 			delete(s.unset, k)
+			script += "export " + shQuote(k+"="+*v) + "\n"
 		}
 	}
 	s.mu.Unlock()

@@ -153,12 +153,9 @@ func (s *shell) readStatus(f *os.File) {
 	defer close(s.status)
 	r := bufio.NewReader(f)
 	for {
-		code, err := r.ReadString(0)
-		if err != nil {
-			return
-		}
-		cwd, err := r.ReadString(0)
-		if err != nil {
+		code, err1 := r.ReadString(0)
+		cwd, err2 := r.ReadString(0) // at once, after an error
+		if err1 != nil || err2 != nil {
 			return
 		}
 		n, _ := strconv.Atoi(strings.TrimSuffix(code, "\x00"))
