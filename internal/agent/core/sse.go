@@ -73,11 +73,9 @@ func (s *SSE) writeLocked(b []byte) {
 		return
 	}
 	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := s.w.Write(b); err != nil {
-		s.err = err
-		return
+	if _, s.err = s.w.Write(b); s.err == nil {
+		s.err = s.rc.Flush()
 	}
-	s.err = s.rc.Flush()
 }
 
 // Send writes one event with the next sequence number as its id.
@@ -90,16 +88,13 @@ func (s *SSE) SendEvents(name string, vs ...any) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b []byte
-	for _, v := range vs {
+	for i, v := range vs {
 		s.seq++
 		b = appendEvent(b, name, s.seq, marshalNoEscape(v))
-		if len(b) >= 64<<10 {
+		if len(b) >= 64<<10 || i == len(vs)-1 {
 			s.writeLocked(b)
 			b = b[:0]
 		}
-	}
-	if len(b) > 0 {
-		s.writeLocked(b)
 	}
 	return s.err
 }

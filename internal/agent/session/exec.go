@@ -35,10 +35,10 @@ func (reg *Registry) handleExec(r *http.Request, req *agentapi.ExecRequest) (*ap
 		Truncated:  sink.stdout.truncated || sink.stderr.truncated,
 	}
 	if note := timeoutNote(run); note != "" {
-		if n := len(sink.stderr.buf); n > 0 && sink.stderr.buf[n-1] != '\n' {
-			sink.stderr.force("\n")
+		if errOut := sink.stderr.buf; len(errOut) > 0 && errOut[len(errOut)-1] != '\n' {
+			note = "\n" + note
 		}
-		sink.stderr.force(note)
+		sink.stderr.buf = append(sink.stderr.buf, note...) // past the cap: the agent's own note
 	}
 	res.Stdout, res.StdoutEncoding = core.EncodeOutput(sink.stdout.buf)
 	res.Stderr, res.StderrEncoding = core.EncodeOutput(sink.stderr.buf)
@@ -120,7 +120,8 @@ func timeoutNote(run runResult) string {
 	return note
 }
 
-// bufferSink keeps a command's output in memory, capped.
+// bufferSink keeps a command's output in memory, capped (the zero value
+// keeps nothing).
 type bufferSink struct {
 	stdout, stderr cappedBuffer
 }
@@ -161,6 +162,3 @@ func (b *cappedBuffer) add(p []byte) {
 	b.truncated = b.truncated || n < len(p)
 	b.buf = append(b.buf, p[:n]...)
 }
-
-// force appends s even past the cap (for the agent's own notes).
-func (b *cappedBuffer) force(s string) { b.buf = append(b.buf, s...) }

@@ -360,7 +360,7 @@ func (reg *Registry) handleSetEnv(r *http.Request, req *api.SetEnvRequest) (api.
 	}
 	defer s.q.Unlock()
 	if s.sh != nil && script != "" {
-		if res, err := s.sh.run(r.Context(), command{text: script}, discardSink{}); res.reset {
+		if res, err := s.sh.run(r.Context(), command{text: script}, &bufferSink{}); res.reset {
 			s.closeShell() // the next shell starts with the new settings
 		} else if err != nil {
 			return api.Session{}, err
@@ -368,8 +368,3 @@ func (reg *Registry) handleSetEnv(r *http.Request, req *api.SetEnvRequest) (api.
 	}
 	return s.Info(), nil
 }
-
-type discardSink struct{}
-
-func (discardSink) start(int)            {}
-func (discardSink) write(string, []byte) {}
