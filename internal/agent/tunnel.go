@@ -107,12 +107,9 @@ func splice(down, up net.Conn, fromDown io.Reader) {
 
 // tunnelDialCause shortens a dial error to its cause ("connection refused").
 func tunnelDialCause(err error) error {
-	var oe *net.OpError
+	var oe *net.OpError // every dial error is one; a timeout's is "i/o timeout"
 	if errors.As(err, &oe) && oe.Err != nil {
 		return oe.Err
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("no answer in %s", tunnelDialTimeout)
 	}
 	return err
 }

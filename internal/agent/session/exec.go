@@ -50,12 +50,11 @@ func (reg *Registry) handleExec(r *http.Request, req *agentapi.ExecRequest) (*ap
 // complete (or error). If the caller goes away, the command is killed.
 func (reg *Registry) handleExecStream(w http.ResponseWriter, r *http.Request) {
 	var req agentapi.ExecRequest
-	err := core.DecodeBody(w, r, &req)
-	var s *Session
-	var c command
-	if err == nil {
-		s, c, err = reg.execRequest(r, &req)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
+		return
 	}
+	s, c, err := reg.execRequest(r, &req)
 	if err != nil {
 		core.WriteError(w, err)
 		return
@@ -100,12 +99,8 @@ func (reg *Registry) execRequest(r *http.Request, req *agentapi.ExecRequest) (*S
 		}
 	}
 	s, err := reg.ForRequest(r, req.SessionID)
-	if err != nil {
-		return nil, command{}, err
-	}
-	c := command{text: req.Command, env: req.Env, cwd: req.Cwd, stdin: req.Stdin,
-		timeout: time.Duration(req.TimeoutMs) * time.Millisecond}
-	return s, c, nil
+	return s, command{text: req.Command, env: req.Env, cwd: req.Cwd, stdin: req.Stdin,
+		timeout: time.Duration(req.TimeoutMs) * time.Millisecond}, err
 }
 
 // timeoutNote is what a timed-out command gets appended to its stderr.
