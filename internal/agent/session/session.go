@@ -242,33 +242,31 @@ func (reg *Registry) handleCreateSession(r *http.Request, req *api.CreateSession
 	if req.CommandTimeoutMs < 0 {
 		return api.Session{}, fmt.Errorf("%w: commandTimeoutMs must not be negative", errdefs.ErrInvalidArgument)
 	}
-	reg.mu.Lock()
-	if _, ok := reg.m[req.ID]; ok || req.ID == api.DefaultSessionID {
-		reg.mu.Unlock()
-		return api.Session{}, &errdefs.CodedError{Code: api.CodeSessionExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("session %q already exists", req.ID)}
-	}
-	if err := reg.sessionRoomLocked(); err != nil {
-		reg.mu.Unlock()
+	s := newSession(req.ID, req.Env, req.Cwd, time.Duration(req.CommandTimeoutMs)*time.Millisecond)
+	if err := reg.add(s); err != nil {
 		return api.Session{}, err
 	}
-	s := newSession(req.ID, req.Env, req.Cwd, time.Duration(req.CommandTimeoutMs)*time.Millisecond)
-	reg.m[req.ID] = s
-	reg.mu.Unlock()
 	reg.sessionsChanged()
 	return s.Info(), nil
 }
 
-// sessionRoomLocked tells whether one more session may be created: an
-// error wrapping errdefs.ErrResourceExhausted if not. The caller holds
-// reg.mu.
-func (reg *Registry) sessionRoomLocked() error {
+// add adds a new session: SESSION_ALREADY_EXISTS if its ID is taken, an
+// error wrapping errdefs.ErrResourceExhausted if there is no room for one
+// more.
+func (reg *Registry) add(s *Session) error {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
 	n := len(reg.m)
 	if _, ok := reg.m[api.DefaultSessionID]; ok {
 		n--
 	}
-	if max := reg.cfg.MaxSessions; n >= max {
+	switch max := reg.cfg.MaxSessions; {
+	case reg.m[s.id] != nil || s.id == api.DefaultSessionID:
+		return &errdefs.CodedError{Code: api.CodeSessionExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("session %q already exists", s.id)}
+	case n >= max:
 		return fmt.Errorf("%w: this sandbox has at most %d sessions besides the default one (the daemon's --max-sessions); delete one first", errdefs.ErrResourceExhausted, max)
 	}
+	reg.m[s.id] = s
 	return nil
 }
 

@@ -113,15 +113,11 @@ func (reg *Registry) sessionsChanged() {
 	defer reg.saveMu.Unlock()
 	doc := sessionStateDoc{Version: 1}
 	reg.mu.Lock()
-	for _, s := range reg.m {
+	for _, s := range reg.m { // a deleted session has left reg.m
 		s.mu.Lock()
-		ss := savedSession{Session: api.Session{ID: s.id, Env: maps.Clone(s.env), Cwd: s.initCwd, CommandTimeoutMs: s.timeout.Milliseconds(),
-			CreatedAt: s.createdAt}, Unset: slices.Sorted(maps.Keys(s.unset))}
-		deleted := s.deleted
+		doc.Sessions = append(doc.Sessions, savedSession{Session: api.Session{ID: s.id, Env: maps.Clone(s.env), Cwd: s.initCwd,
+			CommandTimeoutMs: s.timeout.Milliseconds(), CreatedAt: s.createdAt}, Unset: slices.Sorted(maps.Keys(s.unset))})
 		s.mu.Unlock()
-		if !deleted {
-			doc.Sessions = append(doc.Sessions, ss)
-		}
 	}
 	reg.mu.Unlock()
 	slices.SortFunc(doc.Sessions, func(a, b savedSession) int { return strings.Compare(a.ID, b.ID) })
