@@ -243,10 +243,7 @@ func (g *Group) Usage() Usage {
 
 // readPids reads the cgroup.procs of dir.
 func readPids(dir string) []int {
-	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-	if err != nil {
-		return nil
-	}
+	b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs")) // a group gone holds none
 	var out []int
 	for _, f := range strings.Fields(string(b)) {
 		if n, err := strconv.Atoi(f); err == nil {

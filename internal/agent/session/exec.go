@@ -67,8 +67,7 @@ func (reg *Registry) handleExecStream(w http.ResponseWriter, r *http.Request) {
 	sse.FlushOutput()
 	if err != nil {
 		ev := api.StreamEvent{Type: api.EventError, Code: errdefs.Code(err), Message: err.Error()}
-		var ce *errdefs.CodedError
-		if errors.As(err, &ce) && ce.Details != nil {
+		if ce := (*errdefs.CodedError)(nil); errors.As(err, &ce) {
 			if code, ok := ce.Details["exitCode"].(int); ok {
 				ev.ExitCode = &code
 			}
@@ -77,8 +76,7 @@ func (reg *Registry) handleExecStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if note := timeoutNote(run); note != "" {
-		_ = sse.Output(api.EventStderr, []byte(note))
-		sse.FlushOutput()
+		_ = sse.Output(api.EventStderr, []byte(note)) // ASCII: nothing held back
 	}
 	_ = sse.Send(api.StreamEvent{Type: api.EventComplete, ExitCode: &run.code, DurationMs: time.Since(began).Milliseconds()})
 }
