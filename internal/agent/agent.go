@@ -12,8 +12,8 @@
 package agent
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -115,26 +115,21 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer os.RemoveAll(runDir)
-	stateDir := cfg.StateDir
-	if stateDir == "" && os.Getpid() == 1 {
-		stateDir = session.DefaultStateDir
+	stateDir, cgRoot := cfg.StateDir, cfg.CgroupRoot
+	if os.Getpid() == 1 {
+		stateDir = cmp.Or(stateDir, session.DefaultStateDir)
+		cgRoot = cmp.Or(cgRoot, "/sys/fs/cgroup")
 	}
-	cgRoot := cfg.CgroupRoot
-	if cgRoot == "" && os.Getpid() == 1 {
-		cgRoot = "/sys/fs/cgroup"
-	}
-	var cg *core.Cgroups
+	cg := &core.Cgroups{}
 	if cgRoot != "" {
 		if cg, err = core.OpenCgroups(cgRoot, true); err != nil {
 			log.Warn("no cgroups: a kill reaches a process's process group only", "err", err)
 		}
-	} else {
-		cg = &core.Cgroups{}
 	}
 	reaper := core.NewReaper(cg)
-	reapDone := make(chan struct{})
 	reapCtx, stopReaping := context.WithCancel(context.Background())
-	go func() { defer close(reapDone); reaper.Run(reapCtx) }()
+	var reaping sync.WaitGroup
+	reaping.Go(func() { reaper.Run(reapCtx) })
 
 	limits := cfg.Limits.WithDefaults()
 	var procs *process.Registry
@@ -164,17 +159,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 	select {
 	case <-ctx.Done():
-	case err = <-srvErr:
+	case err = <-srvErr: // never http.ErrServerClosed: Shutdown comes after
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
 	reaper.TerminateAll(3 * time.Second)
 	stopReaping()
-	<-reapDone
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
+	reaping.Wait()
 	return err
 }
 
