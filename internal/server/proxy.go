@@ -20,7 +20,8 @@ import (
 // proxy forwards a request for sandbox id to its agent at agentPath (with
 // the request's query), through net/http/httputil.ReverseProxy: the agent
 // speaks the sandbox-scoped part of the public API. body, if not nil,
-// replaces the request's body (the daemon decoded and checked it).
+// replaces the request's body (the daemon decoded and checked it). It
+// returns the status of the agent's answer, or 0 if there was none.
 //
 // Error answers of the agent pass through as they are (they are API
 // errors already). If the agent cannot be reached, or the connection
@@ -28,14 +29,14 @@ import (
 // that ends without its terminal event, because the agent or its sandbox
 // went away, gets an error event appended, so a client never waits for, or
 // imagines, a completion.
-func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath string, body []byte) {
+func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath string, body []byte) (status int) {
 	// Held (never put to sleep) from before the agent is found until the
 	// answer, or the stream, ends.
 	defer s.mgr.Hold(id)()
 	c, err := s.mgr.Agent(r.Context(), id)
 	if err != nil {
 		s.error(w, r, err)
-		return
+		return 0
 	}
 	if body != nil {
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -55,6 +56,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 			pr.Out.Header.Del("Authorization") // the agent needs no token, and gets none
 		},
 		ModifyResponse: func(resp *http.Response) error {
+			status = resp.StatusCode
 			bufs.choose(resp)
 			s.observe(r, resp)
 			// A 101 (the terminal's WebSocket) is never guarded: the
@@ -79,6 +81,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 	// agent connection mid-answer ("use of closed network connection").
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	rp.ServeHTTP(w, r)
+	return status
 }
 
 // terminalGuard passes an event stream through untouched (reads go
