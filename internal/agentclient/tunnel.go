@@ -84,12 +84,7 @@ type bufferedConn struct {
 func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // CloseWrite ends writing, keeping reading open.
-func (b *bufferedConn) CloseWrite() error {
-	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
+func (b *bufferedConn) CloseWrite() error { return b.Conn.(*net.UnixConn).CloseWrite() }
 
 // portTransports holds a client's HTTP transport to ports in its sandbox,
 // made on first use.
