@@ -20,9 +20,6 @@ func (p *Proxy) label(host string) (string, bool) {
 
 // hostOnly strips the port from a Host header value.
 func hostOnly(hostport string) string {
-	if strings.IndexByte(hostport, ':') < 0 {
-		return hostport // no port (SplitHostPort would allocate an error to say so)
-	}
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		return h
 	}
