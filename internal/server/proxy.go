@@ -63,7 +63,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 			// proxy needs its body as it is (an io.ReadWriteCloser) to
 			// copy the upgraded connection both ways.
 			if resp.StatusCode != http.StatusSwitchingProtocols && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-				resp.Body = &terminalGuard{r: resp.Body, c: resp.Body, code: agentPath == codeStreamPath, onFail: func(err error) error {
+				resp.Body = &terminalGuard{r: resp.Body, code: agentPath == codeStreamPath, onFail: func(err error) error {
 					return s.mgr.CallFailed(r.Context(), id, c, agentclient.Classify(r.Context(), err))
 				}}
 			}
@@ -95,8 +95,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 // that the agent's answer ended cleanly after (a call that failed, with a
 // code).
 type terminalGuard struct {
-	r         io.Reader
-	c         io.Closer
+	r         io.ReadCloser
 	onFail    func(error) error
 	code      bool // a code interpreter stream
 	lastID    int64
@@ -125,17 +124,13 @@ func (g *terminalGuard) Read(p []byte) (int, error) {
 	}
 	n, err := g.r.Read(p)
 	g.scan(p[:n])
-	if err == nil {
-		return n, nil
+	if err != nil {
+		g.pending = g.finish(err)
+		if n == 0 {
+			return g.Read(p) // the pending error event, or io.EOF
+		}
 	}
-	g.pending = g.finish(err)
-	if n > 0 {
-		return n, nil
-	}
-	if len(g.pending) == 0 {
-		return 0, io.EOF
-	}
-	return g.Read(p)
+	return n, nil
 }
 
 // scan follows line boundaries in b, keeping each line's start for note.
@@ -196,7 +191,7 @@ func (g *terminalGuard) finish(err error) []byte {
 	return []byte("\n\nevent: error\nid: " + strconv.FormatInt(g.lastID+1, 10) + "\ndata: " + string(data) + "\n\n")
 }
 
-func (g *terminalGuard) Close() error { return g.c.Close() }
+func (g *terminalGuard) Close() error { return g.r.Close() }
 
 // responseBuffers is the proxy's BufferPool for one response: big
 // buffers (1 MiB, not the proxy's default 32 KiB) for event streams and
@@ -213,16 +208,16 @@ func (b *responseBuffers) choose(resp *http.Response) {
 
 func (b *responseBuffers) Get() []byte {
 	if b.big {
-		return bigBuffers.get()
+		return *bigBuffers.Get().(*[]byte)
 	}
-	return smallBuffers.get()
+	return *smallBuffers.Get().(*[]byte)
 }
 
 func (b *responseBuffers) Put(x []byte) {
 	if len(x) == bigBuffer {
-		bigBuffers.put(x)
+		bigBuffers.Put(&x)
 	} else {
-		smallBuffers.put(x)
+		smallBuffers.Put(&x)
 	}
 }
 
@@ -232,18 +227,9 @@ const (
 )
 
 var (
-	bigBuffers   = newBufferPool(bigBuffer)
-	smallBuffers = newBufferPool(smallBuffer)
+	bigBuffers   = sync.Pool{New: func() any { b := make([]byte, bigBuffer); return &b }}
+	smallBuffers = sync.Pool{New: func() any { b := make([]byte, smallBuffer); return &b }}
 )
-
-type bufferPool struct{ p sync.Pool }
-
-func newBufferPool(size int) *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, size); return &b }}}
-}
-
-func (b *bufferPool) get() []byte  { return *b.p.Get().(*[]byte) }
-func (b *bufferPool) put(x []byte) { b.p.Put(&x) }
 
 // bigUploads is the proxy's transport: it gives the body of an upload of
 // unknown length (chunked) a WriteTo. The transport copies a request body
@@ -267,7 +253,7 @@ func (t bigUploads) RoundTrip(req *http.Request) (*http.Response, error) {
 type bigChunkBody struct{ io.ReadCloser }
 
 func (b bigChunkBody) WriteTo(w io.Writer) (int64, error) {
-	buf := bigBuffers.get()
-	defer bigBuffers.put(buf)
-	return chunkio.CopyChunks(w, b.ReadCloser, buf)
+	buf := bigBuffers.Get().(*[]byte)
+	defer bigBuffers.Put(buf)
+	return chunkio.CopyChunks(w, b.ReadCloser, *buf)
 }
