@@ -30,30 +30,21 @@ import (
 // ErrClosed is returned by a Dialer's DialPort after Close.
 var ErrClosed = errors.New("netns: dialer closed")
 
-// host is the daemon's own network namespace, where every thread not
-// locked by a Dialer lives: opened once, from such a thread, and never
-// closed.
-var host struct {
-	once sync.Once
-	fd   int
-	err  error
-}
-
-func hostNS() (int, error) {
-	host.once.Do(func() {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			// A thread of the scheduler's pool: in the host's namespace
-			// (every Dialer thread goes back before being unlocked).
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			host.fd, host.err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		}()
-		<-done
-	})
-	return host.fd, host.err
-}
+// hostNS opens the daemon's own network namespace, where every thread not
+// locked by a Dialer lives: once, from such a thread; it is never closed.
+var hostNS = sync.OnceValues(func() (fd int, err error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// A thread of the scheduler's pool: in the host's namespace
+		// (every Dialer thread goes back before being unlocked).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		fd, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}()
+	<-done
+	return fd, err
+})
 
 // Dialer connects to ports on the loopback of one process's network
 // namespace. It is safe for concurrent use.
@@ -106,19 +97,16 @@ func (d *Dialer) inNamespace(f func() error) error {
 	go func() {
 		runtime.LockOSThread()
 		var ferr error
-		entered, back := false, false
+		back := true
 		cerr := rc.Control(func(pidfd uintptr) {
 			if err := unix.Setns(int(pidfd), unix.CLONE_NEWNET); err != nil {
 				ferr = fmt.Errorf("netns: enter: %w", err)
-				back = true // never left
-				return
+				return // never left
 			}
-			entered = true
 			ferr = f()
 			back = unix.Setns(hostFd, unix.CLONE_NEWNET) == nil
 		})
 		if cerr != nil { // closed: Control did not run f
-			back = !entered
 			ferr = ErrClosed
 		}
 		if !back {
