@@ -68,8 +68,7 @@ type Config struct {
 // Proxy serves preview traffic. It is safe for concurrent use.
 type Proxy struct {
 	cfg    Config
-	domain string // cfg.Domain, lower case, without dots at its ends
-	suffix string // "." + domain
+	suffix string // "." + cfg.Domain, lower case, without dots at its ends
 	rp     *httputil.ReverseProxy
 }
 
@@ -78,11 +77,11 @@ func New(cfg Config) *Proxy {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	p := &Proxy{cfg: cfg, domain: strings.ToLower(strings.Trim(cfg.Domain, "."))}
-	if p.domain == "" {
-		p.domain = "localhost"
+	domain := strings.ToLower(strings.Trim(cfg.Domain, "."))
+	if domain == "" {
+		domain = "localhost"
 	}
-	p.suffix = "." + p.domain
+	p := &Proxy{cfg: cfg, suffix: "." + domain}
 	p.rp = &httputil.ReverseProxy{
 		// FlushInterval is 0: a body of known length goes out in big
 		// writes; event streams and bodies of unknown length are flushed

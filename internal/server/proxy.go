@@ -40,8 +40,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 	}
 	if body != nil {
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		r.ContentLength = int64(len(body)) // the transport writes Content-Length from it
 	}
 	bufs := &responseBuffers{}
 	rp := &httputil.ReverseProxy{

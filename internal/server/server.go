@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,18 @@ type Config struct {
 	// WebSockets, which http.Server.Shutdown does not track once
 	// upgraded, are closed then (terminal.go). Nil: never.
 	Closing context.Context
+}
+
+// PreviewConfig configures preview URLs:
+// http(s)://{port}-{sandboxId}-{token}.{Domain}[:listenPort]/... (served
+// by package preview, in front of the API).
+type PreviewConfig struct {
+	// Domain and TrustedProxies: see preview.Config.
+	Domain         string
+	TrustedProxies []netip.Prefix
+	// ReservedPorts may not be exposed: the ports the system itself uses
+	// (the daemon's own listen port).
+	ReservedPorts []int
 }
 
 // maxBodyBytes bounds JSON request bodies (a command of 1 MiB and its stdin
