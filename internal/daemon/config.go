@@ -12,9 +12,9 @@ import (
 	"strings"
 
 	"github.com/sandboxd/sandboxd/internal/agentapi"
+	"github.com/sandboxd/sandboxd/internal/preview"
 	"github.com/sandboxd/sandboxd/internal/runtime"
 	"github.com/sandboxd/sandboxd/internal/runtime/runc"
-	"github.com/sandboxd/sandboxd/internal/server"
 )
 
 // Config is sandboxd's configuration (its flags).
@@ -160,8 +160,8 @@ func (c BridgeConfig) runc() (runc.BridgeConfig, error) {
 // previewConfig turns the preview flags into the API's configuration:
 // the domain, the trusted proxies (each an address or a CIDR), and the
 // ports that may not be exposed (the daemon's own listen port).
-func (c *Config) previewConfig() (server.PreviewConfig, error) {
-	pc := server.PreviewConfig{Domain: c.PreviewDomain}
+func (c *Config) previewConfig() (pc preview.Config, reserved []int, err error) {
+	pc.Domain = c.PreviewDomain
 	for _, s := range c.TrustedProxies {
 		for _, f := range strings.Split(s, ",") {
 			f = strings.TrimSpace(f)
@@ -172,7 +172,7 @@ func (c *Config) previewConfig() (server.PreviewConfig, error) {
 			if err != nil {
 				a, aerr := netip.ParseAddr(f)
 				if aerr != nil {
-					return pc, fmt.Errorf("trusted proxy %q: want an address or a CIDR", f)
+					return pc, nil, fmt.Errorf("trusted proxy %q: want an address or a CIDR", f)
 				}
 				p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
 			}
@@ -181,8 +181,8 @@ func (c *Config) previewConfig() (server.PreviewConfig, error) {
 	}
 	if _, port, err := net.SplitHostPort(c.Listen); err == nil {
 		if n, err := strconv.Atoi(port); err == nil && n > 0 {
-			pc.ReservedPorts = append(pc.ReservedPorts, n)
+			reserved = append(reserved, n)
 		}
 	}
-	return pc, nil
+	return pc, reserved, nil
 }

@@ -74,7 +74,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("recover sandboxes: %w", err)
 	}
 
-	preview, err := cfg.previewConfig()
+	preview, reserved, err := cfg.previewConfig()
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func Run(ctx context.Context, cfg Config) error {
 	handler := server.New(server.Config{
 		Manager: mgr, Token: token, Gatherer: reg, Metrics: m,
 		MaxOutputBytes: cfg.MaxOutputBytes, Version: agentapi.Version, Logger: log,
-		Preview: preview, Closing: closing,
+		Preview: preview, ReservedPorts: reserved, Closing: closing,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -59,13 +59,13 @@ func (s *server) unexposePort(w http.ResponseWriter, r *http.Request, id string)
 }
 
 // checkExpose refuses ports outside 1024-65535 and the ports the system
-// itself uses (Preview.ReservedPorts), tokens that are not [a-z0-9_]{1,16}
+// itself uses (Config.ReservedPorts), tokens that are not [a-z0-9_]{1,16}
 // and names over maxPortName bytes.
 func (s *server) checkExpose(req api.ExposePortRequest) error {
 	switch {
 	case req.Port < 1024 || req.Port > 65535:
 		return invalidPort(fmt.Sprintf("port %d: want 1024-65535", req.Port))
-	case slices.Contains(s.cfg.Preview.ReservedPorts, req.Port):
+	case slices.Contains(s.cfg.ReservedPorts, req.Port):
 		return invalidPort(fmt.Sprintf("port %d is reserved: the daemon itself serves on it", req.Port))
 	case req.Token != "" && !manager.ValidToken(req.Token):
 		return fmt.Errorf("%w: token %q: want 1-16 characters of [a-z0-9_]", errdefs.ErrInvalidArgument, req.Token)

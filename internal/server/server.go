@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,24 +37,16 @@ type Config struct {
 	MaxOutputBytes int
 	Version        string
 	Logger         *slog.Logger
-	// Preview configures preview URLs (package preview).
-	Preview PreviewConfig
+	// Preview configures preview URLs (package preview); New fills in its
+	// Targets, Error and Logger.
+	Preview preview.Config
+	// ReservedPorts may not be exposed: the ports the system itself uses
+	// (the daemon's own listen port).
+	ReservedPorts []int
 	// Closing ends when the daemon begins to shut down. Terminal
 	// WebSockets, which http.Server.Shutdown does not track once
 	// upgraded, are closed then (terminal.go). Nil: never.
 	Closing context.Context
-}
-
-// PreviewConfig configures preview URLs:
-// http(s)://{port}-{sandboxId}-{token}.{Domain}[:listenPort]/... (served
-// by package preview, in front of the API).
-type PreviewConfig struct {
-	// Domain and TrustedProxies: see preview.Config.
-	Domain         string
-	TrustedProxies []netip.Prefix
-	// ReservedPorts may not be exposed: the ports the system itself uses
-	// (the daemon's own listen port).
-	ReservedPorts []int
 }
 
 // maxBodyBytes bounds JSON request bodies (a command of 1 MiB and its stdin
@@ -75,10 +66,9 @@ func New(cfg Config) http.Handler {
 		cfg.Logger = slog.Default()
 	}
 	s := &server{cfg: cfg, mgr: cfg.Manager, log: cfg.Logger}
-	s.preview = preview.New(preview.Config{
-		Domain: cfg.Preview.Domain, TrustedProxies: cfg.Preview.TrustedProxies,
-		Targets: cfg.Manager, Error: s.error, Logger: cfg.Logger,
-	})
+	pc := cfg.Preview
+	pc.Targets, pc.Error, pc.Logger = cfg.Manager, s.error, cfg.Logger
+	s.preview = preview.New(pc)
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /v1/sandboxes", s.listSandboxes)
 	v1.HandleFunc("PUT /v1/sandboxes/{id}", s.withID(s.createSandbox))
