@@ -58,9 +58,6 @@ type Dialer struct {
 // time); if not, Open fails. Open also fails if this process may not enter
 // the namespace. Close the Dialer when done.
 func Open(pid int, verify func() bool) (*Dialer, error) {
-	if pid <= 0 {
-		return nil, fmt.Errorf("netns: pid %d", pid)
-	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return nil, fmt.Errorf("netns: pidfd of %d: %w", pid, err)
@@ -126,9 +123,6 @@ func (d *Dialer) inNamespace(f func() error) error {
 // picked ::1 alone, as Node does). A refused connection gives an error
 // wrapping syscall.ECONNREFUSED.
 func (d *Dialer) DialPort(ctx context.Context, port int) (net.Conn, error) {
-	if port < 1 || port > 65535 {
-		return nil, fmt.Errorf("netns: port %d", port)
-	}
 	c, err := d.dial(ctx, "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
 		if c6, err6 := d.dial(ctx, "[::1]:"+strconv.Itoa(port)); err6 == nil {

@@ -56,7 +56,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			status = resp.StatusCode
-			bufs.choose(resp)
+			bufs.big = resp.ContentLength < 0 || resp.ContentLength > smallBuffer // before the proxy asks for one
 			s.observe(r, resp)
 			// A 101 (the terminal's WebSocket) is never guarded: the
 			// proxy needs its body as it is (an io.ReadWriteCloser) to
@@ -198,12 +198,6 @@ func (g *terminalGuard) Close() error { return g.r.Close() }
 // costs a few system calls per MiB, and small ones for the rest, so that
 // many small calls at once do not hold a MiB each.
 type responseBuffers struct{ big bool }
-
-// choose picks the buffer size for resp; it runs (in ModifyResponse)
-// before the proxy asks for a buffer.
-func (b *responseBuffers) choose(resp *http.Response) {
-	b.big = resp.ContentLength < 0 || resp.ContentLength > smallBuffer
-}
 
 func (b *responseBuffers) Get() []byte {
 	if b.big {
