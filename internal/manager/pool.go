@@ -20,7 +20,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/store"
 )
 
-// The warm pool (see "Warm pool and runtime names" in ARCHITECTURE.md):
+// The warm pool (docs/OPERATIONS.md, Warm pool; docs/ARCHITECTURE.md):
 // Config.WarmPool sandboxes of the default image, with default options,
 // started ahead of need, so that the first use of a new ID takes over a
 // running container instead of starting one.

@@ -15,7 +15,7 @@ import (
 )
 
 // Each sandbox gets a delegated cgroup v2 subtree (see the runtime package
-// and docs/ARCHITECTURE.md, Cgroups): the daemon makes its container's
+// and docs/ARCHITECTURE.md, Isolation): the daemon makes its container's
 // cgroup2 directory before runc runs, and chowns it and the files the kernel
 // lists as delegatable to the sandbox's root; the limits stay host root's.
 // On a hybrid host (cgroup2 at /sys/fs/cgroup/unified, the controllers on

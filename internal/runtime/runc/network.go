@@ -17,7 +17,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
-// Network mode bridge (docs/ARCHITECTURE.md, Network): the daemon makes
+// Network mode bridge (docs/OPERATIONS.md, Network): the daemon makes
 // each bridge sandbox's network namespace (network_ns.go), so the sandbox's
 // root, whose user namespace does not own it, cannot change its addresses,
 // routes or firewall. Its eth0's peer is an isolated port of the daemon's

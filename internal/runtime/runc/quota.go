@@ -18,7 +18,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
-// A sandbox with a disk quota (docs/ARCHITECTURE.md, Disk quota) keeps its
+// A sandbox with a disk quota (docs/OPERATIONS.md, Disk quotas) keeps its
 // writable layer in a file system of its own: disk.img, a sparse ext4 file
 // loop-mounted at disk/ while the sandbox runs, holding disk/upper and
 // disk/work, so a sandbox that writes forever fills its own file system
