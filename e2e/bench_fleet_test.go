@@ -4,9 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,30 +81,136 @@ func BenchmarkExecRoundTrip300(b *testing.B) {
 		fleet[i] = d.Client.Get(ids[i])
 	}
 	one := d.Client.Get(ids[fleetSize])
-	order := rand.Perm(fleetSize)
 	time.Sleep(fleetIdle)
 	if err := execTrue(ctx, one); err != nil { // awake again, as it is in the loop
 		b.Fatal(err)
 	}
 
+	measureFleet(b, func(i int) error {
+		if err := execTrue(ctx, fleet[i]); err != nil {
+			return fmt.Errorf("%s: %w", fleet[i].ID(), err)
+		}
+		return nil
+	}, func() error { return execTrue(ctx, one) })
+}
+
+// trueServerEnv, set, makes this test binary a server of the machine's
+// reference for BenchmarkExecRoundTrip300 (serveTrue) in place of the
+// tests.
+const trueServerEnv = "SANDBOXD_E2E_TRUE_SERVER"
+
+// BenchmarkBaselineRoundTrip300 is ExecRoundTrip300's reference on this
+// machine, without sandboxd: 301 small HTTP servers (this test binary run
+// again, serveTrue) on Unix sockets, each answering a request by running
+// /bin/true, called the same way as the sandboxes are there. Its ratio is
+// what a call to one of 300 idle processes costs beside a call to one kept
+// busy, whatever they are (caches, TLB, scheduling): the part of the
+// fleet's ratio no daemon or agent change can remove.
+func BenchmarkBaselineRoundTrip300(b *testing.B) {
+	dir := b.TempDir()
+	clients := make([]*http.Client, fleetSize+1)
+	for i := range clients {
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, strconv.Itoa(i)), Net: "unix"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, err := ln.File()
+		ln.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), trueServerEnv+"=1")
+		cmd.ExtraFiles = []*os.File{f} // fd 3
+		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		err = cmd.Start()
+		f.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+		sock := ln.Addr().String()
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}
+		b.Cleanup(tr.CloseIdleConnections)
+		clients[i] = &http.Client{Transport: tr}
+	}
+	call := func(i int) error {
+		resp, err := clients[i].Post("http://server/true", "", nil)
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("server %d: %s: %s", i, resp.Status, body)
+		}
+		return err
+	}
+	for i := range clients {
+		for range 3 { // as the fleet's sandboxes are warmed up
+			if err := call(i); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(fleetIdle)
+	if err := call(fleetSize); err != nil {
+		b.Fatal(err)
+	}
+	measureFleet(b, call, func() error { return call(fleetSize) })
+}
+
+// serveTrue serves HTTP on the listener at fd 3, answering each request by
+// running /bin/true, until it is killed.
+func serveTrue() {
+	ln, err := net.FileListener(os.NewFile(3, "listener"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	err = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if err := exec.Command("/bin/true").Run(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	}))
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
+}
+
+// measureFleet times b.N iterations of two calls each, untimed between
+// them: callFleet(i) to the next member i of a shuffled order of a fleet of
+// fleetSize, and callOne to a single member called at every iteration, in
+// alternating order so that both see the same noise. It reports p50/p99 of
+// each and their ratios (fleet over single).
+func measureFleet(b *testing.B, callFleet func(i int) error, callOne func() error) {
+	b.Helper()
+	order := rand.Perm(fleetSize)
 	var many, single []time.Duration
-	call := func(sb *sandbox.Sandbox, into *[]time.Duration) {
+	call := func(f func() error, into *[]time.Duration) {
 		start := time.Now()
-		err := execTrue(ctx, sb)
+		err := f()
 		*into = append(*into, time.Since(start))
 		if err != nil {
-			b.Fatalf("%s: %v", sb.ID(), err)
+			b.Fatal(err)
 		}
 	}
 	i := 0
 	for b.Loop() {
-		sb := fleet[order[i%fleetSize]]
+		member := order[i%fleetSize]
+		fleetCall := func() error { return callFleet(member) }
 		if i%2 == 0 {
-			call(sb, &many)
-			call(one, &single)
+			call(fleetCall, &many)
+			call(callOne, &single)
 		} else {
-			call(one, &single)
-			call(sb, &many)
+			call(callOne, &single)
+			call(fleetCall, &many)
 		}
 		i++
 	}

@@ -20,6 +20,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(trueServerEnv) != "" {
+		serveTrue()
+	}
 	code := m.Run()
 	testutil.RemoveFixtures()
 	removeDaemonBinary()
