@@ -47,6 +47,12 @@ type Config struct {
 	// MaxSandboxes bounds the number of sandboxes; past it, creating one
 	// is 429 RESOURCE_EXHAUSTED. Zero: as many as the uid space holds.
 	MaxSandboxes int
+	// UIDBase is the first host uid of the sandboxes' uid ranges (65536
+	// each, from here up; manager.Config.UIDBase). Records keep slots, not
+	// uids, so it must stay the same for the life of a data directory; two
+	// daemons on one host need ranges of their own. Zero:
+	// manager.DefaultUIDBase.
+	UIDBase uint32
 	// DiskMB is the disk quota of a sandbox created without one
 	// (resources.diskMB): its files live in a sparse ext4 file of this
 	// size. Zero: DefaultDiskMB; negative: no quota unless the sandbox
@@ -136,7 +142,7 @@ func Run(ctx context.Context, cfg Config) error {
 	m := metrics.New(reg)
 	mgr := manager.New(manager.Config{
 		Store: st, Runtime: rt, ImagesDir: cfg.ImagesDir, MaxOutputBytes: cfg.MaxOutputBytes,
-		MaxSandboxes: cfg.MaxSandboxes, DiskMB: cfg.DiskMB, WarmPool: cfg.WarmPool, Metrics: m, Logger: log,
+		UIDBase: cfg.UIDBase, MaxSandboxes: cfg.MaxSandboxes, DiskMB: cfg.DiskMB, WarmPool: cfg.WarmPool, Metrics: m, Logger: log,
 	})
 	defer mgr.Close()
 	reg.MustRegister(manager.NewCollector(mgr))

@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 
+	"github.com/sandboxd/sandboxd/internal/manager"
 	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
@@ -29,6 +30,11 @@ func (c *Config) validateLimits() error {
 		c.DiskMB = 0 // the manager's "none"
 	case c.DiskMB < runtime.MinDiskMB || c.DiskMB > maxDiskMB:
 		return fmt.Errorf("--disk-mb %d: want %d to %d (0: no quota)", c.DiskMB, runtime.MinDiskMB, maxDiskMB)
+	}
+	// Room for one range at least, above host users (as the runtime
+	// wants); zero is the manager's default.
+	if c.UIDBase != 0 && (c.UIDBase < runtime.IDMapSize || uint64(c.UIDBase)+2*runtime.IDMapSize > 1<<32-1) {
+		return fmt.Errorf("--uid-base %d: want %d to %d (0: %d)", c.UIDBase, runtime.IDMapSize, uint64(1)<<32-1-2*runtime.IDMapSize, manager.DefaultUIDBase)
 	}
 	if c.MaxSandboxes < 0 {
 		return fmt.Errorf("--max-sandboxes %d: must not be negative", c.MaxSandboxes)
