@@ -31,9 +31,8 @@ type testRepo struct {
 // run before startAgent: the agent reaps every child of its process.
 func gitRepo(t *testing.T) testRepo {
 	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("needs git")
-	}
+	_, err := exec.LookPath("git")
+	testutil.Requires(t, err == nil, "needs git")
 	dir := t.TempDir()
 	git := func(args ...string) string {
 		t.Helper()
