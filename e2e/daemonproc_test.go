@@ -26,6 +26,7 @@ type DaemonProc struct {
 	Images  string
 	URL     string
 	Token   string
+	UIDBase uint32 // as Daemon's
 	Client  *sandbox.Client
 	bin     string
 	agent   string
@@ -80,7 +81,7 @@ func StartDaemonProc(t testing.TB) *DaemonProc {
 	t.Helper()
 	testutil.RequiresRoot(t)
 	image := testutil.DefaultImage(t)
-	d := &DaemonProc{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", bin: daemonBinary(t), agent: testutil.AgentBinary(t)}
+	d := &DaemonProc{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", UIDBase: takeUIDRange(t), bin: daemonBinary(t), agent: testutil.AgentBinary(t)}
 	d.Images = imagesDir(t, d.DataDir, image)
 	d.Start()
 	t.Cleanup(func() {
@@ -114,7 +115,7 @@ func (d *DaemonProc) Start() {
 	t := d.t
 	t.Helper()
 	cmd := exec.Command(d.bin, "--listen", "127.0.0.1:0", "--data-dir", d.DataDir, "--images-dir", d.Images,
-		"--token", d.Token, "--agent", d.agent)
+		"--token", d.Token, "--agent", d.agent, "--uid-base", strconv.FormatUint(uint64(d.UIDBase), 10))
 	cmd.Args = append(cmd.Args, d.args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

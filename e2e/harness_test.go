@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/daemon"
+	"github.com/sandboxd/sandboxd/internal/runtime"
 	"github.com/sandboxd/sandboxd/internal/testutil"
 	"github.com/sandboxd/sandboxd/sandbox"
 )
@@ -33,6 +35,7 @@ type Daemon struct {
 	Images  string
 	URL     string
 	Token   string
+	UIDBase uint32 // its sandboxes' uids: uidRangeSlots ranges from here
 	Client  *sandbox.Client
 	agent   string
 	logs    testWriter
@@ -42,14 +45,15 @@ type Daemon struct {
 }
 
 // StartDaemon starts sandboxd on a free loopback port with a fresh data
-// directory and the default image. Each opt may change the daemon's
-// configuration before it starts (and again on every Restart). The daemon,
-// and every sandbox left in it, is gone when the test ends.
+// directory, the default image and a uid range of its own (so that tests
+// run in parallel). Each opt may change the daemon's configuration before
+// it starts (and again on every Restart). The daemon, and every sandbox
+// left in it, is gone when the test ends.
 func StartDaemon(t testing.TB, opts ...func(*daemon.Config)) *Daemon {
 	t.Helper()
 	testutil.RequiresRoot(t)
 	image := testutil.DefaultImage(t)
-	d := &Daemon{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", agent: testutil.AgentBinary(t), opts: opts}
+	d := &Daemon{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", UIDBase: takeUIDRange(t), agent: testutil.AgentBinary(t), opts: opts}
 	// Registered before the cleanup that stops the daemon, so it runs after.
 	d.logs = newTestWriter(t)
 	d.Images = imagesDir(t, d.DataDir, image)
@@ -70,7 +74,7 @@ func (d *Daemon) start() {
 	d.done = make(chan error, 1)
 	d.cancel = cancel
 	cfg := daemon.Config{
-		Listen: "127.0.0.1:0", DataDir: d.DataDir, ImagesDir: d.Images, Token: d.Token,
+		Listen: "127.0.0.1:0", DataDir: d.DataDir, ImagesDir: d.Images, Token: d.Token, UIDBase: d.UIDBase,
 		AgentBinary: d.agent, Ready: func(addr string) { ready <- addr },
 		Logger: slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
@@ -152,6 +156,45 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = testWriter{}
+
+// Test daemons' uid ranges: every daemon of this test binary that runs at
+// a time gets uidRangeSlots sandbox slots of its own, above the ranges of
+// a default daemon (manager.DefaultUIDBase) and of the runtime's tests
+// (1e9 up), so that no two sandboxes running at once, of any daemon, share
+// host uids (or bridge addresses, which follow them). A range is free
+// again once its daemon stopped.
+const (
+	uidRangeFirst = 20000 * runtime.IDMapSize // slot 20000 of the uid space
+	uidRangeSlots = 1024                      // more than any test creates
+	uidRanges     = 36                        // up to slot 56864 of 65535
+)
+
+var uidRangesUsed struct {
+	sync.Mutex
+	used [uidRanges]bool
+}
+
+// takeUIDRange returns the first uid of a free range, free again when t
+// ends (after the cleanups registered later, which stop the daemon).
+func takeUIDRange(t testing.TB) uint32 {
+	t.Helper()
+	u := &uidRangesUsed
+	u.Lock()
+	defer u.Unlock()
+	for i := range u.used {
+		if !u.used[i] {
+			u.used[i] = true
+			t.Cleanup(func() {
+				u.Lock()
+				u.used[i] = false
+				u.Unlock()
+			})
+			return uint32(uidRangeFirst + i*uidRangeSlots*runtime.IDMapSize)
+		}
+	}
+	t.Fatalf("all %d uid ranges of test daemons are in use", uidRanges)
+	return 0
+}
 
 func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/manager"
+	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
 // TestSandboxesAreIsolated: two sandboxes see neither each other's files,
@@ -77,8 +77,8 @@ func TestUserNamespaceAndPrivileges(t *testing.T) {
 	if len(f) != 7 || f[0] != "0" || f[2] != "65536" || f[3] != "0" || f[4] != "root:root" || f[5] != "root:root" || f[6] != "root:root" {
 		t.Fatalf("uid map / ownership: %q", res.Stdout)
 	}
-	if hostUID := atoi(t, f[1]); hostUID < manager.DefaultUIDBase {
-		t.Errorf("container root is host uid %d, below the sandbox range", hostUID)
+	if hostUID := uint64(atoi(t, f[1])); hostUID < uint64(d.UIDBase) || hostUID >= uint64(d.UIDBase)+uidRangeSlots*runtime.IDMapSize {
+		t.Errorf("container root is host uid %d, outside the daemon's range (%d up)", hostUID, d.UIDBase)
 	}
 	// The agent's host process runs as that uid.
 	pid, _ := os.ReadFile(filepath.Join(d.DataDir, "sandboxes", "priv", "init.pid"))
