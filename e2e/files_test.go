@@ -22,6 +22,7 @@ import (
 )
 
 func TestFilesRoundTrip(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("files")
 	ctx := ctxT(t, 2*time.Minute)
@@ -92,6 +93,7 @@ func TestFilesRoundTrip(t *testing.T) {
 }
 
 func TestFilesEscapesStayInside(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("escape")
 	ctx := ctxT(t, time.Minute)
@@ -123,6 +125,11 @@ func TestFilesEscapesStayInside(t *testing.T) {
 	}
 }
 
+// TestFilesStreamLarge streams 1 GiB up and down; this process (daemon
+// and SDK) and the agent stay within a few MiB.
+//
+// Not parallel: it measures this process's peak memory, which other tests'
+// daemons (in this process too) would raise.
 func TestFilesStreamLarge(t *testing.T) {
 	d := StartDaemon(t)
 	sb := d.Client.Get("stream")
@@ -188,6 +195,7 @@ func (p *pattern) Read(b []byte) (int, error) {
 }
 
 func TestFilesOps(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("ops")
 	ctx := ctxT(t, time.Minute)
@@ -242,6 +250,7 @@ func TestFilesOps(t *testing.T) {
 }
 
 func TestGitCheckout(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("git")
 	ctx := ctxT(t, 2*time.Minute)
@@ -273,6 +282,7 @@ mkdir -p /workspace/src && git clone -q --bare /tmp/w `+repo)
 }
 
 func TestWatch(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("watch")
 	ctx := ctxT(t, 2*time.Minute)

@@ -25,6 +25,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	testutil.RemoveFixtures()
 	removeDaemonBinary()
+	removeCLI()
 	os.Exit(code)
 }
 

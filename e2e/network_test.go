@@ -209,6 +209,7 @@ func curl(t *testing.T, sb *sandbox.Sandbox, url string) (string, int) {
 // bridge sandbox keeps its network across a daemon restart and a container
 // restart; destroy leaves no veth behind.
 func TestBridgeNetwork(t *testing.T) {
+	t.Parallel()
 	inet := startFakeInternet(t)
 	blocked := hostServer(t, "host service")
 	allowed := hostServer(t, "allowed host service")

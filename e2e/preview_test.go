@@ -204,6 +204,7 @@ func withLabel(t *testing.T, u, label string) string {
 // is reached through its preview URL (no published port, no resolver);
 // the port and token rules; API calls are never served on a preview host.
 func TestPreviewURL(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 3*time.Minute)
 	sb := d.Client.Get("pv-http")
@@ -308,6 +309,7 @@ func TestPreviewURL(t *testing.T) {
 // TestPreviewProxy: bodies both ways, WebSocket, live SSE, redirects and
 // forwarding headers through a preview URL.
 func TestPreviewProxy(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 3*time.Minute)
 	sb := d.Client.Get("pv-proxy")
@@ -505,6 +507,7 @@ func hostPidOf(t testing.TB, marker string) int {
 // exposed again, same token), across a daemon restart (still works), and
 // after destroy (404, the sandbox is not recreated).
 func TestPreviewLifecycle(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 4*time.Minute)
 	sb := d.Client.Get("pv-life")
@@ -590,6 +593,9 @@ func waitSandboxStatus(t *testing.T, sb *sandbox.Sandbox, status string) {
 
 // TestPreviewLargeBodies streams 1 GiB down and 1 GiB up through a preview
 // URL; the daemon (in this process) stays within a few MiB.
+//
+// Not parallel: it measures this process's peak memory, which other tests'
+// daemons (in this process too) would raise.
 func TestPreviewLargeBodies(t *testing.T) {
 	const size = int64(1 << 30)
 	d := StartDaemon(t)
@@ -635,6 +641,7 @@ func TestPreviewLargeBodies(t *testing.T) {
 // TestPreviewCLI: sandbox expose, ports and unexpose against a real
 // daemon.
 func TestPreviewCLI(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("pv-cli")
 	startPreviewServer(t, sb, 8080)
@@ -676,6 +683,7 @@ func TestPreviewCLI(t *testing.T) {
 // does not sleep under it); once asleep, preview traffic gets 410 and does
 // not wake it.
 func TestPreviewSleep(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 2*time.Minute)
 	sb, err := d.Client.Create(ctx, "pv-sleep", &api.CreateSandboxRequest{SleepAfter: "2s"})

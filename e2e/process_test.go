@@ -15,6 +15,7 @@ import (
 // TestExecStreamIsLive: chunks arrive as they are written (a progress bar
 // without newlines), the stream ends with one complete event.
 func TestExecStreamIsLive(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("live")
 	ctx := ctxT(t, time.Minute)
@@ -58,6 +59,7 @@ func TestExecStreamIsLive(t *testing.T) {
 // TestExecStreamEndsWhenSandboxDies: the stream ends promptly with an error
 // event, never a completion.
 func TestExecStreamEndsWhenSandboxDies(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("dies")
 	st, err := sb.ExecStream(ctxT(t, time.Minute), `echo running; sleep 60; echo never`, nil)
@@ -85,6 +87,7 @@ func TestExecStreamEndsWhenSandboxDies(t *testing.T) {
 }
 
 func TestBackgroundProcesses(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("procs")
 	ctx := ctxT(t, 2*time.Minute)
@@ -204,6 +207,7 @@ func TestBackgroundProcesses(t *testing.T) {
 // grandchild started while the kill was under way; a process that ignores
 // SIGTERM dies by SIGKILL after the grace period.
 func TestKillProcessTree(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("tree")
 	ctx := ctxT(t, 2*time.Minute)
@@ -242,6 +246,7 @@ wait`, nil)
 }
 
 func TestDeleteSessionKillsItsProcesses(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("sesskill")
 	ctx := ctxT(t, time.Minute)
@@ -273,6 +278,7 @@ func TestDeleteSessionKillsItsProcesses(t *testing.T) {
 }
 
 func TestProcessAutoCleanup(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("cleanup")
 	ctx := ctxT(t, time.Minute)
