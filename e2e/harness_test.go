@@ -197,6 +197,19 @@ func takeUIDRange(t testing.TB) uint32 {
 	return 0
 }
 
+// waitFor polls cond every 20 ms until it holds, failing the test after d:
+// a test waits for the event it needs, never for a guessed time.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)

@@ -357,15 +357,3 @@ func TestBridgeNetwork(t *testing.T) {
 		t.Errorf("veths after destroy: %d, before the sandboxes %d", got, vethsBefore)
 	}
 }
-
-// waitFor polls cond every 50 ms until it holds, failing the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}

@@ -532,7 +532,10 @@ func TestPoolDaemonKilled(t *testing.T) {
 	t.Parallel()
 	d := StartDaemonProc(t) // the binary's default --warm-pool 2
 	ctx := ctxT(t, 5*time.Minute)
-	time.Sleep(150 * time.Millisecond) // the pool is filling
+	waitFor(t, 30*time.Second, "the pool filling", func() bool {
+		m, _ := filepath.Glob(filepath.Join(d.DataDir, "sandboxes", "pool.*"))
+		return len(m) > 0
+	})
 	d.Signal(syscall.SIGKILL)
 	d.Start()
 	assertNoOrphans(t, d.DataDir)
@@ -541,7 +544,11 @@ func TestPoolDaemonKilled(t *testing.T) {
 	for i := range 4 {
 		wg.Go(func() { _, _ = d.Client.Get(fmt.Sprintf("killed-%d", i)).Exec(ctx, "true", nil) })
 	}
-	time.Sleep(40 * time.Millisecond) // some claims and starts are under way
+	// Some claims and starts are under way: their records are written.
+	waitFor(t, 30*time.Second, "a claim under way", func() bool {
+		list, err := d.Client.List(ctx, sandbox.ListOptions{})
+		return err == nil && len(list) > 0
+	})
 	d.Signal(syscall.SIGKILL)
 	wg.Wait()
 	d.Start()

@@ -218,23 +218,33 @@ wait`, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
-	if res := mustExec(t, sb, "ps -eo args | grep -c '^sleep 100[123]'"); res.Stdout != "3\n" {
-		t.Fatalf("tree not up: %q", res.Stdout)
-	}
+	waitFor(t, 30*time.Second, "the tree up", func() bool {
+		return mustExec(t, sb, "ps -eo args | grep -c '^sleep 100[123]'").Stdout == "3\n"
+	})
 	if _, err := p.Kill(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond)
-	if res := mustExec(t, sb, "ps -eo args | grep '^sleep' ; ls /tmp/escaped 2>&1"); !strings.Contains(res.Stdout, "No such file") || strings.Contains(res.Stdout, "sleep 100") {
-		t.Errorf("survivors: %q", res.Stdout)
+	// The whole tree goes, the trap's subshell (a fork of the process's
+	// "bash -c", so its arguments name /tmp/escaped) and its "sleep 2"
+	// too: once none is left, nothing can touch /tmp/escaped any more.
+	var survivors string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		survivors = mustExec(t, sb, "ps -eo args | grep -e '^sleep' -e '[e]scaped'").Stdout
+		if survivors == "" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if res := mustExec(t, sb, "ls /tmp/escaped 2>&1"); survivors != "" || !strings.Contains(res.Stdout, "No such file") {
+		t.Errorf("survivors: %q %q", survivors, res.Stdout)
 	}
 
-	stubborn, err := sb.StartProcess(ctx, `trap '' TERM; sleep 1000`, nil)
+	stubborn, err := sb.StartProcess(ctx, `trap '' TERM; echo trapped; sleep 1000`, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	if _, err := stubborn.WaitForLog(ctx, "trapped", &sandbox.LogWaitOptions{Timeout: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
 	began := time.Now()
 	info, err := stubborn.Kill(ctx, "SIGTERM")
 	if err != nil || info.Status != api.ProcessKilled || *info.ExitCode != 137 {

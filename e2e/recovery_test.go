@@ -390,7 +390,11 @@ func TestDaemonKilledDuringCreates(t *testing.T) {
 		defer wg.Done()
 		_ = doomed.Destroy(ctx)
 	}()
-	time.Sleep(120 * time.Millisecond) // some are starting, some are not yet
+	// Some are starting (their directories are there), some not yet.
+	waitFor(t, 30*time.Second, "a create under way", func() bool {
+		m, _ := filepath.Glob(filepath.Join(d.DataDir, "sandboxes", "half-*"))
+		return len(m) > 0
+	})
 	d.Signal(syscall.SIGKILL)
 	wg.Wait()
 	d.Start()

@@ -387,11 +387,21 @@ func TestDestroyDuringExec(t *testing.T) {
 	sb := d.Client.Get("doomed")
 	mustExec(t, sb, "true")
 	errc := make(chan error, 1)
+	running := make(chan struct{})
+	var once sync.Once
 	go func() {
-		_, err := sb.Exec(ctxT(t, time.Minute), "sleep 30", nil)
+		_, err := sb.Exec(ctxT(t, time.Minute), "echo running; sleep 30", &sandbox.ExecOptions{
+			OnStdout: func([]byte) { once.Do(func() { close(running) }) },
+		})
 		errc <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-running:
+	case err := <-errc:
+		t.Fatalf("exec ended before the destroy: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("exec did not start in a minute")
+	}
 	if err := sb.Destroy(ctxT(t, time.Minute)); err != nil {
 		t.Fatal(err)
 	}

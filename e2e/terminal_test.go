@@ -386,7 +386,9 @@ func TestShellCLI(t *testing.T) {
 		// sleep there), not to the CLI.
 		typ("echo sl''eeping; sleep 100\n")
 		o.waitFor(t, "sleeping")
-		time.Sleep(100 * time.Millisecond) // sleep has started
+		waitFor(t, 30*time.Second, "sleep 100 running", func() bool {
+			return mustExec(t, d.Client.Get("demo"), "pgrep -fx 'sleep 100' || true").Stdout != ""
+		})
 		typ("\x03")
 		typ("echo c-$((2+2))\n")
 		o.waitFor(t, "c-4")
