@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -88,17 +87,7 @@ func StartDaemonProc(t testing.TB) *DaemonProc {
 		if d.cmd == nil {
 			d.Start()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if list, err := d.Client.List(ctx, sandbox.ListOptions{}); err != nil {
-			t.Errorf("cleanup: list: %v", err)
-		} else {
-			for _, sb := range list {
-				if err := d.Client.Get(sb.ID).Destroy(ctx); err != nil {
-					t.Errorf("cleanup: destroy %s: %v", sb.ID, err)
-				}
-			}
-		}
+		destroyAll(t, d.Client)
 		d.Signal(syscall.SIGTERM)
 		// Warm-pool sandboxes are not listed: a start without a pool
 		// destroys them (pool_test.go).
