@@ -44,8 +44,8 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-bench: deps build image ## benchmarks: p50/p99 of create, exec, code interpreter and a bare runc baseline
-	SANDBOXD_TEST_IMAGE=$(IMAGES_DIR)/default $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./e2e/
+bench: deps build image ## benchmarks (docs/BENCHMARKS.md): p50/p99 of create, exec, streams, previews, time to interactive, beside bare baselines
+	SANDBOXD_TEST_IMAGE=$(IMAGES_DIR)/default $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 90m ./e2e/
 
 clean: ## remove build outputs (not the image)
 	rm -rf bin/

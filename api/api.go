@@ -72,18 +72,15 @@ type Sandbox struct {
 }
 
 // SandboxUsage is what a running sandbox uses, read from its cgroups and
-// its disk when asked.
+// its disk when asked: the CPU time its processes have used since it
+// (last) started, the memory charged to it (page cache included), its
+// processes and threads, and the space used on its disk quota
+// (resources.diskMB; absent for a sandbox without one).
 type SandboxUsage struct {
-	// CPUMs is the CPU time its processes have used since it (last)
-	// started, in milliseconds.
-	CPUMs int64 `json:"cpuMs"`
-	// MemoryBytes is the memory charged to it, page cache included.
+	CPUMs       int64 `json:"cpuMs"`
 	MemoryBytes int64 `json:"memoryBytes"`
-	// Pids is the number of its processes and threads.
-	Pids int64 `json:"pids"`
-	// DiskBytes is the space used on its disk quota (resources.diskMB);
-	// absent for a sandbox without one.
-	DiskBytes int64 `json:"diskBytes,omitempty"`
+	Pids        int64 `json:"pids"`
+	DiskBytes   int64 `json:"diskBytes,omitempty"`
 }
 
 // SandboxList is the body of GET /v1/sandboxes.

@@ -103,11 +103,10 @@ type ExecutionResult struct {
 	Truncated bool `json:"truncated,omitempty"`
 }
 
-// Event types of POST /v1/sandboxes/{id}/code/run/stream, besides stdout,
-// stderr, error and complete (EventStdout...).
-const (
-	EventResult = "result"
-)
+// EventResult is the event type of a result of POST
+// /v1/sandboxes/{id}/code/run/stream, besides stdout, stderr, error and
+// complete (EventStdout...).
+const EventResult = "result"
 
 // CodeEvent is the data of one Server-Sent Event of
 // POST /v1/sandboxes/{id}/code/run/stream. Type repeats the event's name;

@@ -22,29 +22,27 @@ const (
 )
 
 // TerminalMessage is one text frame of the terminal WebSocket. Type says
-// which fields are set.
+// which fields are set:
+//
+//	resize  Cols, Rows
+//	ready   TerminalID, SessionID, Shell, Pid, Cols, Rows; Reconnected (the
+//	        connection joined a terminal already running); ReplayBytes
+//	        (earlier output that follows in binary frames, before live output)
+//	exit    ExitCode (the shell's status), Signal (the signal that ended it)
+//	error   Message
 type TerminalMessage struct {
-	Type string `json:"type"`
-	// Cols and Rows: the size (resize, ready).
-	Cols int `json:"cols,omitempty"`
-	Rows int `json:"rows,omitempty"`
-	// TerminalID, SessionID, Shell, Pid: which terminal this is (ready).
-	TerminalID string `json:"terminalId,omitempty"`
-	SessionID  string `json:"sessionId,omitempty"`
-	Shell      string `json:"shell,omitempty"`
-	Pid        int    `json:"pid,omitempty"`
-	// Reconnected is true when the connection joined a terminal that was
-	// already running (ready).
-	Reconnected bool `json:"reconnected,omitempty"`
-	// ReplayBytes is how many bytes of earlier output follow in binary
-	// frames before live output (ready).
-	ReplayBytes int `json:"replayBytes,omitempty"`
-	// ExitCode is the shell's exit status (exit).
-	ExitCode *int `json:"exitCode,omitempty"`
-	// Signal names the signal that ended the shell, if one did (exit).
-	Signal string `json:"signal,omitempty"`
-	// Message explains an error.
-	Message string `json:"message,omitempty"`
+	Type        string `json:"type"`
+	Cols        int    `json:"cols,omitempty"`
+	Rows        int    `json:"rows,omitempty"`
+	TerminalID  string `json:"terminalId,omitempty"`
+	SessionID   string `json:"sessionId,omitempty"`
+	Shell       string `json:"shell,omitempty"`
+	Pid         int    `json:"pid,omitempty"`
+	Reconnected bool   `json:"reconnected,omitempty"`
+	ReplayBytes int    `json:"replayBytes,omitempty"`
+	ExitCode    *int   `json:"exitCode,omitempty"`
+	Signal      string `json:"signal,omitempty"`
+	Message     string `json:"message,omitempty"`
 }
 
 // Terminal limits.

@@ -11,7 +11,7 @@ import (
 // BenchmarkColdCreateDiskQuota: what the disk quota adds to a cold create
 // (the first Exec("true") on a new ID, as in BenchmarkColdCreate). Two
 // daemons run side by side, one with the default quota (a 10 GiB sparse
-// ext4 file copied from a template and loop-mounted per sandbox) and one
+// ext4 file formatted and loop-mounted per sandbox) and one
 // without (the writable layer on the host's disk); each iteration creates
 // one sandbox in each, in alternating order, so that both see the same
 // load on a noisy machine. Reports the p50/p99 of each ("quota-p50-ms",
@@ -34,8 +34,7 @@ func BenchmarkColdCreateDiskQuota(b *testing.B) {
 		}
 		return took
 	}
-	// The first quota sandbox of a size makes its template (mkfs.ext4):
-	// once per daemon, so not timed.
+	// A first quota sandbox, not timed, warms the caches (mkfs.ext4).
 	create(quota, benchID("quota-warm", 0))
 	destroySandboxes(b, quota, benchID("quota-warm", 0))
 	var withQ, withoutQ, added []time.Duration

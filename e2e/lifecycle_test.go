@@ -239,3 +239,32 @@ func TestOpenStreamsKeepAwake(t *testing.T) {
 	}
 	waitStatus(t, sb, api.StatusSleeping, 10*time.Second)
 }
+
+// TestLastActiveAt: a call shows in lastActiveAt at once (from memory; the
+// store follows within seconds), and a graceful restart keeps it (the
+// daemon saves what it has not yet on its way out).
+func TestLastActiveAt(t *testing.T) {
+	d := StartDaemon(t)
+	ctx := ctxT(t, 2*time.Minute)
+	sb := d.Client.Get("active")
+	mustExec(t, sb, "true")
+	time.Sleep(1100 * time.Millisecond) // the next call's time is news
+	before := time.Now().Truncate(time.Millisecond)
+	mustExec(t, sb, "true")
+	time.Sleep(100 * time.Millisecond) // the call's hold is released too
+	info, err := sb.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.LastActiveAt.Before(before) || info.LastActiveAt.After(time.Now()) {
+		t.Errorf("lastActiveAt %v right after a call made at %v", info.LastActiveAt, before)
+	}
+	d.Restart()
+	again, err := d.Client.Get("active").Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.LastActiveAt.Equal(info.LastActiveAt) {
+		t.Errorf("lastActiveAt %v after a graceful restart, was %v", again.LastActiveAt, info.LastActiveAt)
+	}
+}

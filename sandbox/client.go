@@ -104,8 +104,8 @@ func (c *Client) Create(ctx context.Context, id string, req *api.CreateSandboxRe
 	if req == nil {
 		req = &api.CreateSandboxRequest{}
 	}
-	if err := sb.do(ctx, http.MethodPut, "", nil, req, nil); err != nil {
-		return nil, fmt.Errorf("create sandbox %s: %w", sb.sandboxID, err)
+	if _, err := call[none](ctx, &sb.target, "create sandbox "+sb.sandboxID, once, http.MethodPut, "", nil, req); err != nil {
+		return nil, err
 	}
 	return sb, nil
 }
@@ -123,7 +123,7 @@ func (c *Client) List(ctx context.Context, opts ListOptions) ([]api.Sandbox, err
 		q.Add("label", k+"="+opts.Labels[k])
 	}
 	var list api.SandboxList
-	if err := c.do(ctx, http.MethodGet, "/v1/sandboxes", q, nil, &list); err != nil {
+	if err := c.do(ctx, http.MethodGet, "/v1/sandboxes", q, nil, nil, &list); err != nil {
 		return nil, fmt.Errorf("list sandboxes: %w", err)
 	}
 	return list.Sandboxes, nil
@@ -132,7 +132,7 @@ func (c *Client) List(ctx context.Context, opts ListOptions) ([]api.Sandbox, err
 // Health asks the daemon whether it is serving.
 func (c *Client) Health(ctx context.Context) (*api.Health, error) {
 	var h api.Health
-	if err := c.do(ctx, http.MethodGet, "/healthz", nil, nil, &h); err != nil {
+	if err := c.do(ctx, http.MethodGet, "/healthz", nil, nil, nil, &h); err != nil {
 		return nil, fmt.Errorf("health check: %w", err)
 	}
 	return &h, nil

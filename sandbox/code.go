@@ -1,12 +1,12 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
 	"net/http"
 	"net/url"
 	"time"
@@ -37,21 +37,17 @@ func (s *Sandbox) CreateCodeContext(ctx context.Context, opts *CodeContextOption
 	if opts != nil {
 		req = api.CreateCodeContextRequest{Language: opts.Language, Cwd: opts.Cwd, EnvVars: opts.EnvVars}
 	}
-	var out api.CodeContext
-	if err := s.do(ctx, http.MethodPost, "/contexts", nil, req, &out); err != nil {
-		return nil, fmt.Errorf("create code context in sandbox %s: %w", s.sandboxID, err)
-	}
-	return &out, nil
+	return call[api.CodeContext](ctx, &s.target, "create code context in sandbox "+s.sandboxID, once, http.MethodPost, "/contexts", nil, req)
 }
 
 // ListCodeContexts returns the sandbox's code contexts, oldest first,
 // including the default ones RunCode made.
 func (s *Sandbox) ListCodeContexts(ctx context.Context) ([]api.CodeContext, error) {
-	var out api.CodeContextList
-	if err := s.doRetry(ctx, http.MethodGet, "/contexts", nil, nil, &out); err != nil {
-		return nil, fmt.Errorf("list code contexts of sandbox %s: %w", s.sandboxID, err)
+	list, err := call[api.CodeContextList](ctx, &s.target, "list code contexts of sandbox "+s.sandboxID, retried, http.MethodGet, "/contexts", nil, nil)
+	if err != nil {
+		return nil, err
 	}
-	return out.Contexts, nil
+	return list.Contexts, nil
 }
 
 // DeleteCodeContext ends a code context's interpreter and everything its
@@ -61,10 +57,8 @@ func (s *Sandbox) DeleteCodeContext(ctx context.Context, id string) error {
 	if err := checkSegment("context", id); err != nil {
 		return err
 	}
-	if err := s.do(ctx, http.MethodDelete, "/contexts/"+url.PathEscape(id), nil, nil, nil); err != nil {
-		return fmt.Errorf("delete code context %s of sandbox %s: %w", id, s.sandboxID, err)
-	}
-	return nil
+	_, err := call[none](ctx, &s.target, fmt.Sprintf("delete code context %s of sandbox %s", id, s.sandboxID), once, http.MethodDelete, "/contexts/"+url.PathEscape(id), nil, nil)
+	return err
 }
 
 // RunCodeOptions adjust one [Sandbox.RunCode] or [Sandbox.RunCodeStream].
@@ -191,11 +185,11 @@ func (s *Sandbox) RunCode(ctx context.Context, code string, opts *RunCodeOptions
 		}
 		return st.collect(opts)
 	}
-	var res api.ExecutionResult
-	if err := s.do(ctx, http.MethodPost, "/code/run", nil, runCodeRequest(code, opts), &res); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+	res, err := call[api.ExecutionResult](ctx, &s.target, op, once, http.MethodPost, "/code/run", nil, runCodeRequest(code, opts))
+	if err != nil {
+		return nil, err
 	}
-	return fromWireResult(&res), nil
+	return fromWireResult(res), nil
 }
 
 func runCodeRequest(code string, opts *RunCodeOptions) api.RunCodeRequest {
@@ -239,28 +233,22 @@ func (s *Sandbox) RunCodeStream(ctx context.Context, code string, opts *RunCodeO
 }
 
 func (s *Sandbox) runCodeStream(ctx context.Context, op, code string, opts *RunCodeOptions) (*CodeStream, error) {
-	resp, err := s.openStream(ctx, http.MethodPost, "/code/run/stream", nil, nil, runCodeRequest(code, opts))
+	body, err := s.openStream(ctx, http.MethodPost, "/code/run/stream", nil, nil, runCodeRequest(code, opts))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	return &CodeStream{code: code, stream: stream[CodeEvent]{
-		body: resp.Body, sse: newSSEReader(resp.Body), terminal: api.EventComplete, op: op,
-		decode: decodeCodeEvent,
-	}}, nil
+	return &CodeStream{stream[CodeEvent]{body: body, sse: newSSEReader(body), terminal: api.EventComplete, op: op, decode: decodeCodeEvent}, code}, nil
 }
 
 // decodeCodeEvent decodes one event of a code stream. An "error" event
 // with a code (the call failed) gives an *Error; one with a name (the code
 // raised) is an event.
-func decodeCodeEvent(raw sseEvent) (ev CodeEvent, skip, terminal bool, err error) {
+func decodeCodeEvent(raw sseEvent) (CodeEvent, bool, bool, error) {
 	var w api.CodeEvent
-	if err := json.Unmarshal([]byte(raw.Data), &w); err != nil {
-		return ev, false, false, fmt.Errorf("decode %q event %q: %w", raw.Event, raw.ID, err)
+	if err := json.Unmarshal(raw.Data, &w); err != nil {
+		return CodeEvent{}, false, false, fmt.Errorf("decode %q event %q: %w", raw.Event, raw.ID, err)
 	}
-	ev = CodeEvent{Type: raw.Event, ID: raw.ID}
-	if ev.Type == "" {
-		ev.Type = w.Type
-	}
+	ev := CodeEvent{Type: cmp.Or(raw.Event, w.Type), ID: raw.ID}
 	switch ev.Type {
 	case api.EventStdout, api.EventStderr:
 		ev.Text = w.Text
@@ -276,17 +264,9 @@ func decodeCodeEvent(raw sseEvent) (ev CodeEvent, skip, terminal bool, err error
 			ev.ExecutionCount = *w.ExecutionCount
 		}
 		ev.ContextID, ev.ContextReset = w.ContextID, w.ContextReset
-		return ev, false, true, nil
 	}
-	return ev, false, false, nil
+	return ev, false, ev.Type == api.EventComplete, nil
 }
-
-// Event returns the event read by the last call to Next that returned true.
-func (s *CodeStream) Event() CodeEvent { return s.event() }
-
-// Events returns the stream's events as an iterator for a range loop, as
-// [ExecStream.Events] does.
-func (s *CodeStream) Events() iter.Seq2[CodeEvent, error] { return s.events() }
 
 // Wait reads the rest of the stream and returns the run's result, as
 // [Sandbox.RunCode] would (from the events not read yet). It closes the
@@ -318,8 +298,7 @@ func (s *CodeStream) collect(opts *RunCodeOptions) (*ExecutionResult, error) {
 		*logs = append(*logs, text)
 	}
 	for s.Next() {
-		ev := s.Event()
-		switch ev.Type {
+		switch ev := s.ev; ev.Type {
 		case api.EventStdout:
 			keep(&res.Logs.Stdout, &kept[0], ev.Text)
 			if opts.OnStdout != nil {

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -142,23 +143,15 @@ func errorFromResponse(resp *http.Response) *Error {
 	if json.Unmarshal(body, &wire) == nil && wire.Code != "" {
 		e.Code, e.Message, e.Details = wire.Code, wire.Message, wire.Details
 	} else {
-		e.Code, e.Message = statusCodes[resp.StatusCode], strings.TrimSpace(string(body))
-		if e.Code == "" {
-			e.Code = api.CodeInternal
-		}
+		e.Code, e.Message = cmp.Or(statusCodes[resp.StatusCode], api.CodeInternal), strings.TrimSpace(string(body))
 	}
-	if e.Message == "" {
-		e.Message = http.StatusText(resp.StatusCode)
-	}
+	e.Message = cmp.Or(e.Message, http.StatusText(resp.StatusCode))
 	return e
 }
 
 // parseRetryAfter reads a Retry-After header, in seconds or as an HTTP date.
 // It returns 0 for an absent, malformed or past value.
 func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
 	if s, err := strconv.Atoi(v); err == nil {
 		return max(time.Duration(s)*time.Second, 0)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -71,17 +72,14 @@ func (t *target) Exec(ctx context.Context, command string, opts *ExecOptions) (*
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	var res api.ExecResult
-	err = retryUnavailable(ctx, func() error {
-		return t.do(ctx, http.MethodPost, "/exec", nil, req, &res)
-	})
+	res, err := call[api.ExecResult](ctx, t, op, retried, http.MethodPost, "/exec", nil, req)
 	if err != nil {
+		return nil, err
+	}
+	if err := decodeOutput(&res.Stdout, &res.StdoutEncoding, &res.Stderr, &res.StderrEncoding); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	if err := decodeOutput(&res); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	return &res, nil
+	return res, nil
 }
 
 // ExecStream is the live output of one command, from [Sandbox.ExecStream]:
@@ -109,18 +107,14 @@ func (t *target) ExecStream(ctx context.Context, command string, opts *ExecOptio
 // execStream opens an exec stream whose errors are prefixed with op.
 func (t *target) execStream(ctx context.Context, op, command string, opts *ExecOptions) (*ExecStream, error) {
 	req, err := t.execRequest(command, opts)
+	var body io.ReadCloser
+	if err == nil {
+		body, err = t.openStream(ctx, http.MethodPost, "/exec/stream", nil, nil, req)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	resp, err := t.openStream(ctx, http.MethodPost, "/exec/stream", nil, nil, req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	return &ExecStream{
-		stream:    newStream(resp.Body, api.EventComplete, op),
-		command:   command,
-		sessionID: cmp.Or(req.SessionID, api.DefaultSessionID),
-	}, nil
+	return &ExecStream{newEventStream(body, op, api.EventComplete), command, cmp.Or(req.SessionID, api.DefaultSessionID)}, nil
 }
 
 // Wait reads the rest of the stream and returns the command's result, as
@@ -140,8 +134,7 @@ func (s *ExecStream) collect(onStdout, onStderr func([]byte)) (*api.ExecResult, 
 	var stdout, stderr keptOutput
 	complete := false
 	for s.Next() {
-		ev := s.Event()
-		switch ev.Type {
+		switch ev := s.ev; ev.Type {
 		case api.EventStart:
 			res.Command, res.SessionID = cmp.Or(ev.Command, res.Command), cmp.Or(ev.SessionID, res.SessionID)
 		case api.EventStdout:
@@ -187,15 +180,11 @@ func (k *keptOutput) add(p []byte) {
 	k.truncated = k.truncated || n < len(p)
 }
 
-// decodeOutput turns base64-encoded output (sent for bytes that are not
-// UTF-8, or NUL) back into raw bytes, so Stdout and Stderr always hold
-// exactly what the command wrote, and clears the encodings.
-func decodeOutput(res *api.ExecResult) error {
-	return decodeFields(&res.Stdout, &res.StdoutEncoding, &res.Stderr, &res.StderrEncoding)
-}
-
-// decodeFields decodes pairs of output and encoding fields in place.
-func decodeFields(stdout, stdoutEnc, stderr, stderrEnc *string) error {
+// decodeOutput decodes pairs of output and encoding fields in place:
+// base64-encoded output (sent for bytes that are not UTF-8, or NUL) is
+// turned back into raw bytes, so that the output fields hold exactly what
+// the command wrote, and the encodings are cleared.
+func decodeOutput(stdout, stdoutEnc, stderr, stderrEnc *string) error {
 	for _, o := range []struct{ s, enc *string }{{stdout, stdoutEnc}, {stderr, stderrEnc}} {
 		b, err := api.Output(*o.s, *o.enc)
 		if err != nil {

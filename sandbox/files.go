@@ -81,11 +81,7 @@ func (t *target) WriteFile(ctx context.Context, path string, data []byte, opts *
 	if opts != nil {
 		req.Mode = octalMode(opts.Mode)
 	}
-	var res api.WriteFileResult
-	if err := t.do(ctx, http.MethodPost, "/files/write", nil, req, &res); err != nil {
-		return nil, fmt.Errorf("write file %s in %s: %w", path, t.describe(), err)
-	}
-	return &res, nil
+	return call[api.WriteFileResult](ctx, t, fmt.Sprintf("write file %s in %s", path, t.describe()), once, http.MethodPost, "/files/write", nil, req)
 }
 
 // ReadFile reads the whole file at path in the sandbox, in one JSON
@@ -99,14 +95,14 @@ func (t *target) ReadFile(ctx context.Context, path string, opts *ReadOptions) (
 	if opts != nil {
 		req.Encoding = opts.Encoding
 	}
-	var res api.ReadFileResult
-	err := t.doRetry(ctx, http.MethodPost, "/files/read", nil, req, &res)
-	var data []byte
-	if err == nil {
-		data, err = api.Output(res.Content, res.Encoding)
-	}
+	op := fmt.Sprintf("read file %s in %s", path, t.describe())
+	res, err := call[api.ReadFileResult](ctx, t, op, retried, http.MethodPost, "/files/read", nil, req)
 	if err != nil {
-		return nil, fmt.Errorf("read file %s in %s: %w", path, t.describe(), err)
+		return nil, err
+	}
+	data, err := api.Output(res.Content, res.Encoding)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return &File{Path: res.Path, Data: data, MimeType: res.MimeType, IsBinary: res.IsBinary, Size: res.Size}, nil
 }
@@ -116,7 +112,9 @@ func (t *target) ReadFile(ctx context.Context, path string, opts *ReadOptions) (
 // without, it returns ErrFileExists if path exists and ErrFileNotFound if
 // its parent does not. It is not retried.
 func (t *target) Mkdir(ctx context.Context, path string, recursive bool) error {
-	return t.pathCall(ctx, "/files/mkdir", "mkdir", api.PathRequest{Path: path, Recursive: recursive})
+	req := api.PathRequest{Path: path, Recursive: recursive, SessionID: t.sessionID}
+	_, err := call[none](ctx, t, fmt.Sprintf("mkdir %s in %s", path, t.describe()), once, http.MethodPost, "/files/mkdir", nil, req)
+	return err
 }
 
 // DeleteFile deletes the file at path in the sandbox (of a symbolic link,
@@ -124,7 +122,9 @@ func (t *target) Mkdir(ctx context.Context, path string, recursive bool) error {
 // and ErrIsDirectory for a directory, which it leaves alone (remove a tree
 // with Exec("rm -r ...")). It is not retried.
 func (t *target) DeleteFile(ctx context.Context, path string) error {
-	return t.pathCall(ctx, "/files/delete", "delete file", api.PathRequest{Path: path})
+	req := api.PathRequest{Path: path, SessionID: t.sessionID}
+	_, err := call[none](ctx, t, fmt.Sprintf("delete file %s in %s", path, t.describe()), once, http.MethodPost, "/files/delete", nil, req)
+	return err
 }
 
 // RenameFile renames the file or directory oldPath to newPath, replacing a
@@ -132,10 +132,8 @@ func (t *target) DeleteFile(ctx context.Context, path string) error {
 // is not retried.
 func (t *target) RenameFile(ctx context.Context, oldPath, newPath string) error {
 	req := api.RenameRequest{OldPath: oldPath, NewPath: newPath, SessionID: t.sessionID}
-	if err := t.do(ctx, http.MethodPost, "/files/rename", nil, req, &api.PathResult{}); err != nil {
-		return fmt.Errorf("rename %s to %s in %s: %w", oldPath, newPath, t.describe(), err)
-	}
-	return nil
+	_, err := call[none](ctx, t, fmt.Sprintf("rename %s to %s in %s", oldPath, newPath, t.describe()), once, http.MethodPost, "/files/rename", nil, req)
+	return err
 }
 
 // MoveFile moves the file or directory sourcePath to destinationPath, which
@@ -143,10 +141,8 @@ func (t *target) RenameFile(ctx context.Context, oldPath, newPath string) error 
 // sourcePath does not exist. It is not retried.
 func (t *target) MoveFile(ctx context.Context, sourcePath, destinationPath string) error {
 	req := api.MoveRequest{SourcePath: sourcePath, DestinationPath: destinationPath, SessionID: t.sessionID}
-	if err := t.do(ctx, http.MethodPost, "/files/move", nil, req, &api.PathResult{}); err != nil {
-		return fmt.Errorf("move %s to %s in %s: %w", sourcePath, destinationPath, t.describe(), err)
-	}
-	return nil
+	_, err := call[none](ctx, t, fmt.Sprintf("move %s to %s in %s", sourcePath, destinationPath, t.describe()), once, http.MethodPost, "/files/move", nil, req)
+	return err
 }
 
 // ListFiles lists the directory path in the sandbox: its entries, or with
@@ -159,9 +155,9 @@ func (t *target) ListFiles(ctx context.Context, path string, opts *ListFilesOpti
 	if opts != nil {
 		req.Recursive, req.IncludeHidden = opts.Recursive, opts.IncludeHidden
 	}
-	var list api.FileList
-	if err := t.doRetry(ctx, http.MethodPost, "/files/list", nil, req, &list); err != nil {
-		return nil, fmt.Errorf("list files %s in %s: %w", path, t.describe(), err)
+	list, err := call[api.FileList](ctx, t, fmt.Sprintf("list files %s in %s", path, t.describe()), retried, http.MethodPost, "/files/list", nil, req)
+	if err != nil {
+		return nil, err
 	}
 	return list.Files, nil
 }
@@ -170,21 +166,11 @@ func (t *target) ListFiles(ctx context.Context, path string, opts *ListFilesOpti
 // in the sandbox. It is retried while the sandbox is unavailable.
 func (t *target) Exists(ctx context.Context, path string) (bool, error) {
 	req := api.PathRequest{Path: path, SessionID: t.sessionID}
-	var res api.ExistsResult
-	if err := t.doRetry(ctx, http.MethodPost, "/files/exists", nil, req, &res); err != nil {
-		return false, fmt.Errorf("exists %s in %s: %w", path, t.describe(), err)
+	res, err := call[api.ExistsResult](ctx, t, fmt.Sprintf("exists %s in %s", path, t.describe()), retried, http.MethodPost, "/files/exists", nil, req)
+	if err != nil {
+		return false, err
 	}
 	return res.Exists, nil
-}
-
-// pathCall sends req, naming the target's session, to suffix; op names
-// the call in errors.
-func (t *target) pathCall(ctx context.Context, suffix, op string, req api.PathRequest) error {
-	req.SessionID = t.sessionID
-	if err := t.do(ctx, http.MethodPost, suffix, nil, req, &api.PathResult{}); err != nil {
-		return fmt.Errorf("%s %s in %s: %w", op, req.Path, t.describe(), err)
-	}
-	return nil
 }
 
 // octalMode writes m as the wire's octal mode ("0644", "4755"), or "" for

@@ -500,6 +500,14 @@ func TestWriteFileStreamLength(t *testing.T) {
 	if _, err := f.Seek(4, io.SeekStart); err != nil {
 		t.Fatal(err)
 	}
+	atEnd, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer atEnd.Close()
+	if _, err := atEnd.Seek(0, io.SeekEnd); err != nil {
+		t.Fatal(err)
+	}
 	br := bytes.NewReader([]byte("abcdef"))
 	br.Seek(2, io.SeekStart)
 	pr, pw := io.Pipe()
@@ -511,6 +519,7 @@ func TestWriteFileStreamLength(t *testing.T) {
 		wantBody   string
 	}{
 		{"file from its offset", f, 6, "456789"},
+		{"file at its end", atEnd, 0, ""},
 		{"bytes reader from its offset", br, 4, "cdef"},
 		{"bytes buffer", bytes.NewBufferString("buf"), 3, "buf"},
 		{"empty string", strings.NewReader(""), 0, ""},

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/chunkio"
 )
 
 // RangeOptions select part of a file for [Sandbox.ReadFileStream]. The
@@ -37,36 +37,19 @@ type RangeOptions struct {
 // reading r aborts the upload and is returned (wrapped). It is not
 // retried. opts may be nil.
 func (t *target) WriteFileStream(ctx context.Context, path string, r io.Reader, opts *WriteOptions) (*api.WriteFileResult, error) {
-	res, err := t.writeFileStream(ctx, path, r, opts)
-	if err != nil {
-		return nil, fmt.Errorf("write file stream %s in %s: %w", path, t.describe(), err)
-	}
-	return res, nil
-}
-
-func (t *target) writeFileStream(ctx context.Context, path string, r io.Reader, opts *WriteOptions) (*api.WriteFileResult, error) {
-	p, err := t.path("/files/content")
-	if err != nil {
-		return nil, err
-	}
 	q := url.Values{"path": {path}}
 	if opts != nil && opts.Mode != 0 {
 		q.Set("mode", octalMode(opts.Mode))
 	}
 	h := t.sessionHeader()
 	h.Set("Content-Type", "application/octet-stream")
-	body := &rawBody{r: r, size: bodySize(r)}
-	if r == nil {
-		body = &rawBody{r: http.NoBody}
-	}
-	resp, err := t.c.sendBody(ctx, http.MethodPut, p, q, h, body)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var res api.WriteFileResult
-	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
-		return nil, fmt.Errorf("decode response: %w", err)
+	p, err := t.path("/files/content")
+	if err == nil {
+		err = t.c.do(ctx, http.MethodPut, p, q, h, uploadBody(r), &res)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write file stream %s in %s: %w", path, t.describe(), err)
 	}
 	return &res, nil
 }
@@ -105,9 +88,8 @@ func (t *target) readFileStream(ctx context.Context, path string, rng *RangeOpti
 		h.Set("Range", v)
 	}
 	var resp *http.Response
-	err = retryUnavailable(ctx, func() error {
-		var err error
-		resp, err = t.c.sendBody(ctx, http.MethodGet, p, url.Values{"path": {path}}, h, nil)
+	err = retryUnavailable(ctx, func() (err error) {
+		resp, err = t.c.send(ctx, http.MethodGet, p, url.Values{"path": {path}}, h, nil)
 		return err
 	})
 	var e *Error
@@ -148,37 +130,60 @@ type readCloser struct {
 	io.Closer
 }
 
-// sessionHeader returns request headers naming the target's session, for
-// calls without a JSON body to carry it.
-func (t *target) sessionHeader() http.Header {
-	h := http.Header{}
-	if t.sessionID != "" {
-		h.Set(api.HeaderSessionID, t.sessionID)
-	}
-	return h
-}
-
-// bodySize returns how many bytes r has left to read, if r can tell
-// without being read, else -1. An empty regular file says -1 too: files
-// under /proc claim to be empty and are not.
-func bodySize(r io.Reader) int64 {
+// uploadBody returns r as a request body for [Client.send], with its
+// length where it can be known without reading r: net/http finds that of
+// in-memory readers, sizedBody carries that of a regular file. Other
+// readers are sent chunked, in big pieces (chunkedSource). An empty regular
+// file is sent chunked too: files under /proc claim to be empty and are
+// not.
+func uploadBody(r io.Reader) io.Reader {
 	switch v := r.(type) {
-	case *bytes.Reader:
-		return int64(v.Len())
-	case *strings.Reader:
-		return int64(v.Len())
-	case *bytes.Buffer:
-		return int64(v.Len())
+	case nil, *bytes.Reader, *strings.Reader, *bytes.Buffer:
+		return r
 	case *os.File:
 		fi, err := v.Stat()
-		if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
-			return -1
+		off, serr := v.Seek(0, io.SeekCurrent)
+		switch {
+		case err != nil || serr != nil || !fi.Mode().IsRegular() || fi.Size() == 0:
+		case off >= fi.Size():
+			return http.NoBody
+		default:
+			return sizedBody{v, fi.Size() - off}
 		}
-		off, err := v.Seek(0, io.SeekCurrent)
-		if err != nil {
-			return -1
-		}
-		return max(fi.Size()-off, 0)
 	}
-	return -1
+	return chunkedSource{r}
+}
+
+// sizedBody is a request body of a known size.
+type sizedBody struct {
+	io.Reader
+	size int64
+}
+
+// copyChunk is how much a file transfer moves per write: big pieces mean
+// few system calls and, for an upload, few chunks of the chunked encoding
+// on every hop to the sandbox (net/http's own copies use 32 KiB).
+const copyChunk = 1 << 20
+
+// chunkedSource is the body of an upload of unknown size. Its WriteTo,
+// which net/http's transport uses to send a chunked body, sends pieces of
+// copyChunk, each as full as the reader allows, so that every chunk is
+// big however the caller's reader returns its bytes.
+type chunkedSource struct{ r io.Reader }
+
+func (s chunkedSource) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+func (s chunkedSource) WriteTo(w io.Writer) (int64, error) {
+	return chunkio.CopyChunks(w, s.r, make([]byte, copyChunk))
+}
+
+// bigReadBody is a response body whose WriteTo, which io.Copy prefers,
+// copies in pieces of copyChunk: a download read with io.Copy is then read
+// from the connection and written out in big pieces, not in io.Copy's 32
+// KiB (or io.Discard's 8 KiB).
+type bigReadBody struct{ io.ReadCloser }
+
+func (b bigReadBody) WriteTo(w io.Writer) (int64, error) {
+	// Hide w's ReadFrom, so that the copy uses this buffer.
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{b.ReadCloser}, make([]byte, copyChunk))
 }

@@ -43,11 +43,7 @@ func (t *target) GitCheckout(ctx context.Context, repoURL string, opts *GitCheck
 	if opts != nil {
 		req.Branch, req.TargetDir, req.Depth, req.TimeoutMs = opts.Branch, opts.TargetDir, opts.Depth, millis(opts.Timeout)
 	}
-	var res api.GitCheckoutResult
-	if err := t.do(ctx, http.MethodPost, "/git/checkout", nil, req, &res); err != nil {
-		return nil, fmt.Errorf("git checkout %s in %s: %w", redactURL(repoURL), t.describe(), err)
-	}
-	return &res, nil
+	return call[api.GitCheckoutResult](ctx, t, fmt.Sprintf("git checkout %s in %s", redactURL(repoURL), t.describe()), once, http.MethodPost, "/git/checkout", nil, req)
 }
 
 // redactURL returns a repository URL without the credentials it may hold

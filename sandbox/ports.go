@@ -36,28 +36,22 @@ func (s *Sandbox) ExposePort(ctx context.Context, port int, opts *ExposePortOpti
 	if opts != nil {
 		req.Name, req.Token = opts.Name, opts.Token
 	}
-	var out api.ExposedPort
-	if err := s.do(ctx, http.MethodPost, "/ports", nil, req, &out); err != nil {
-		return nil, fmt.Errorf("expose port %d of sandbox %s: %w", port, s.sandboxID, err)
-	}
-	return &out, nil
+	return call[api.ExposedPort](ctx, &s.target, fmt.Sprintf("expose port %d of sandbox %s", port, s.sandboxID), once, http.MethodPost, "/ports", nil, req)
 }
 
 // UnexposePort removes port's preview URL: it answers 404 from then on.
 // Unexposing a port that is not exposed succeeds.
 func (s *Sandbox) UnexposePort(ctx context.Context, port int) error {
-	if err := s.do(ctx, http.MethodDelete, "/ports/"+strconv.Itoa(port), nil, nil, nil); err != nil {
-		return fmt.Errorf("unexpose port %d of sandbox %s: %w", port, s.sandboxID, err)
-	}
-	return nil
+	_, err := call[none](ctx, &s.target, fmt.Sprintf("unexpose port %d of sandbox %s", port, s.sandboxID), once, http.MethodDelete, "/ports/"+strconv.Itoa(port), nil, nil)
+	return err
 }
 
 // GetExposedPorts returns the sandbox's exposed ports with their preview
 // URLs, by port number.
 func (s *Sandbox) GetExposedPorts(ctx context.Context) ([]api.ExposedPort, error) {
-	var out api.ExposedPortList
-	if err := s.doRetry(ctx, http.MethodGet, "/ports", nil, nil, &out); err != nil {
-		return nil, fmt.Errorf("exposed ports of sandbox %s: %w", s.sandboxID, err)
+	list, err := call[api.ExposedPortList](ctx, &s.target, "exposed ports of sandbox "+s.sandboxID, retried, http.MethodGet, "/ports", nil, nil)
+	if err != nil {
+		return nil, err
 	}
-	return out.Ports, nil
+	return list.Ports, nil
 }

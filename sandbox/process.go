@@ -75,19 +75,19 @@ func (p *Process) StreamLogs(ctx context.Context, fromEventID string) (*LogStrea
 // ErrProcessExists if opts name an ID that is taken, and ErrResourceExhausted
 // past the daemon's limit on processes. It is never retried.
 func (t *target) StartProcess(ctx context.Context, command string, opts *ProcessOptions) (*Process, error) {
+	op := "start process in " + t.describe()
 	req := api.StartProcessRequest{Command: command}
 	if opts != nil {
 		req.ProcessID, req.Env, req.Cwd, req.AutoCleanup = opts.ID, opts.Env, opts.Cwd, opts.AutoCleanup
 		req.SessionID, req.TimeoutMs = opts.SessionID, millis(opts.Timeout)
 	}
-	var info api.Process
-	sid, err := t.session(req.SessionID)
-	if err == nil {
-		req.SessionID = sid
-		err = t.do(ctx, http.MethodPost, "/processes", nil, req, &info)
+	var err error
+	if req.SessionID, err = t.session(req.SessionID); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	info, err := call[api.Process](ctx, t, op, once, http.MethodPost, "/processes", nil, req)
 	if err != nil {
-		return nil, fmt.Errorf("start process in %s: %w", t.describe(), err)
+		return nil, err
 	}
 	return t.Process(info.ID), nil
 }
@@ -106,20 +106,16 @@ func (t *target) ListProcesses(ctx context.Context, status string) ([]api.Proces
 	if status != "" {
 		q = url.Values{"status": {status}}
 	}
-	var list api.ProcessList
-	if err := t.doRetry(ctx, http.MethodGet, "/processes", q, nil, &list); err != nil {
-		return nil, fmt.Errorf("list processes of %s: %w", t.describe(), err)
+	list, err := call[api.ProcessList](ctx, t, "list processes of "+t.describe(), retried, http.MethodGet, "/processes", q, nil)
+	if err != nil {
+		return nil, err
 	}
 	return list.Processes, nil
 }
 
 // GetProcess returns the description of the process id.
 func (t *target) GetProcess(ctx context.Context, id string) (*api.Process, error) {
-	var info api.Process
-	if err := t.processDo(ctx, true, http.MethodGet, id, "", nil, nil, &info); err != nil {
-		return nil, fmt.Errorf("get process %s in %s: %w", id, t.describe(), err)
-	}
-	return &info, nil
+	return processCall[api.Process](ctx, t, fmt.Sprintf("get process %s in %s", id, t.describe()), retried, http.MethodGet, id, "", nil, nil)
 }
 
 // KillProcess sends signal ("SIGKILL", "SIGINT"...; empty means SIGTERM)
@@ -131,19 +127,15 @@ func (t *target) KillProcess(ctx context.Context, id, signal string) (*api.Proce
 	if signal != "" {
 		q = url.Values{"signal": {signal}}
 	}
-	var info api.Process
-	if err := t.processDo(ctx, false, http.MethodDelete, id, "", q, nil, &info); err != nil {
-		return nil, fmt.Errorf("kill process %s in %s: %w", id, t.describe(), err)
-	}
-	return &info, nil
+	return processCall[api.Process](ctx, t, fmt.Sprintf("kill process %s in %s", id, t.describe()), once, http.MethodDelete, id, "", q, nil)
 }
 
 // KillAllProcesses kills every process of the sandbox, as KillProcess does
 // with SIGTERM, and returns how many it killed.
 func (t *target) KillAllProcesses(ctx context.Context) (int, error) {
-	var res api.KillAllResult
-	if err := t.do(ctx, http.MethodDelete, "/processes", nil, nil, &res); err != nil {
-		return 0, fmt.Errorf("kill processes of %s: %w", t.describe(), err)
+	res, err := call[api.KillAllResult](ctx, t, "kill processes of "+t.describe(), once, http.MethodDelete, "/processes", nil, nil)
+	if err != nil {
+		return 0, err
 	}
 	return res.KilledCount, nil
 }
@@ -153,15 +145,15 @@ func (t *target) KillAllProcesses(ctx context.Context) (int, error) {
 // (the encoding fields are cleared). Truncated is set if the process wrote
 // more than the daemon keeps.
 func (t *target) GetProcessLogs(ctx context.Context, id string) (*api.ProcessLogs, error) {
-	var logs api.ProcessLogs
-	err := t.processDo(ctx, true, http.MethodGet, id, "/logs", nil, nil, &logs)
-	if err == nil {
-		err = decodeFields(&logs.Stdout, &logs.StdoutEncoding, &logs.Stderr, &logs.StderrEncoding)
-	}
+	op := fmt.Sprintf("get logs of process %s in %s", id, t.describe())
+	logs, err := processCall[api.ProcessLogs](ctx, t, op, retried, http.MethodGet, id, "/logs", nil, nil)
 	if err != nil {
-		return nil, fmt.Errorf("get logs of process %s in %s: %w", id, t.describe(), err)
+		return nil, err
 	}
-	return &logs, nil
+	if err := decodeOutput(&logs.Stdout, &logs.StdoutEncoding, &logs.Stderr, &logs.StderrEncoding); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return logs, nil
 }
 
 // LogStream is the output of a background process, from
@@ -183,19 +175,18 @@ type LogStream struct {
 // resumed with the ID of the last event read.
 func (t *target) StreamProcessLogs(ctx context.Context, id, fromEventID string) (*LogStream, error) {
 	op := fmt.Sprintf("stream logs of process %s in %s", id, t.describe())
-	err := checkSegment("process", id)
-	if err != nil {
+	if err := checkSegment("process", id); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	var h http.Header
 	if fromEventID != "" {
 		h = http.Header{"Last-Event-ID": {fromEventID}}
 	}
-	resp, err := t.openStream(ctx, http.MethodGet, "/processes/"+url.PathEscape(id)+"/logs/stream", nil, h, nil)
+	body, err := t.openStream(ctx, http.MethodGet, "/processes/"+url.PathEscape(id)+"/logs/stream", nil, h, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	return &LogStream{newStream(resp.Body, api.EventExit, op)}, nil
+	return &LogStream{newEventStream(body, op, api.EventExit)}, nil
 }
 
 // Wait reads the rest of the stream, discarding output, and returns its
@@ -206,7 +197,7 @@ func (s *LogStream) Wait() (Event, error) {
 	defer s.Close()
 	var last Event
 	for s.Next() {
-		last = s.Event()
+		last = s.ev
 	}
 	if err := s.Err(); err != nil {
 		return Event{}, err
@@ -215,17 +206,4 @@ func (s *LogStream) Wait() (Event, error) {
 		return Event{}, fmt.Errorf("%s: stream closed before the process exited", s.op)
 	}
 	return last, nil
-}
-
-// processDo sends a request to the path of the process id followed by
-// suffix, retrying it while the sandbox is unavailable if retry is set.
-func (t *target) processDo(ctx context.Context, retry bool, method, id, suffix string, q url.Values, in, out any) error {
-	if err := checkSegment("process", id); err != nil {
-		return err
-	}
-	suffix = "/processes/" + url.PathEscape(id) + suffix
-	if retry {
-		return t.doRetry(ctx, method, suffix, q, in, out)
-	}
-	return t.do(ctx, method, suffix, q, in, out)
 }

@@ -4,91 +4,55 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
-	"strings"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
 )
 
-// maxDrain bounds how much of an unread response body is drained so that its
-// connection can be reused.
-const maxDrain = 4 << 10
-
-// do sends one API request. in, if not nil, is sent as the JSON body; out, if
-// not nil, receives the JSON body of a 2xx response. A non-2xx response gives
-// an *Error.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
-	resp, err := c.send(ctx, method, path, query, nil, in)
-	if err != nil {
-		return err
+// send sends one request to the daemon and returns its response if the
+// status is 2xx, for the caller to close; a non-2xx response gives an
+// *Error. body, if not nil, is the request's body: an io.Reader is sent as
+// it is (see uploadBody), anything else as JSON. header adds to the
+// default headers, which ask for JSON.
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, header http.Header, body any) (*http.Response, error) {
+	h := http.Header{"Accept": {"application/json"}}
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case io.Reader:
+		r = b
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		r = bytes.NewReader(data)
+		h.Set("Content-Type", "application/json")
 	}
-	defer resp.Body.Close()
-	if out == nil || resp.StatusCode == http.StatusNoContent {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
-		return nil
+	maps.Copy(h, header)
+	if c.token != "" {
+		h.Set("Authorization", "Bearer "+c.token)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode %s response: %w", path, err)
-	}
-	return nil
-}
-
-// send sends one API request and returns its response if the status is 2xx;
-// the caller closes the body. in, if not nil, is sent as the JSON body.
-// header adds to (or replaces) the default headers, which ask for JSON. A
-// non-2xx response gives an *Error, its body read and closed.
-func (c *Client) send(ctx context.Context, method, path string, query url.Values, header http.Header, in any) (*http.Response, error) {
-	if in == nil {
-		return c.sendBody(ctx, method, path, query, header, nil)
-	}
-	b, err := json.Marshal(in)
-	if err != nil {
-		return nil, fmt.Errorf("encode request: %w", err)
-	}
-	h := http.Header{"Content-Type": {"application/json"}}
-	for k, v := range header {
-		h[k] = v
-	}
-	return c.sendBody(ctx, method, path, query, h, &rawBody{r: bytes.NewReader(b), size: int64(len(b))})
-}
-
-// rawBody is a request body sent as it is.
-type rawBody struct {
-	r    io.Reader
-	size int64 // -1 if unknown: the body is then sent chunked
-}
-
-// sendBody is send with a body sent as it is (none if body is nil). The
-// body's reader is not closed.
-func (c *Client) sendBody(ctx context.Context, method, path string, query url.Values, header http.Header, body *rawBody) (*http.Response, error) {
-	target := c.baseURL + path
+	u := c.baseURL + path
 	if len(query) > 0 {
-		target += "?" + query.Encode()
+		u += "?" + query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, nil)
+	req, err := http.NewRequestWithContext(ctx, method, u, r)
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
+	req.Header = h
+	if s, ok := r.(sizedBody); ok {
 		// NopCloser keeps the transport from closing the caller's reader;
-		// the transport unwraps it again, so an *os.File can still go out
+		// the transport unwraps it again, so that an *os.File can go out
 		// with sendfile.
-		req.Body, req.ContentLength = io.NopCloser(body.r), body.size
-		if body.size < 0 {
-			req.Body = io.NopCloser(chunkedSource{body.r}) // big chunks
-		}
-		req.GetBody = rewinder(body.r)
-		if body.size == 0 {
-			req.Body, req.GetBody = http.NoBody, nil
-		}
-	}
-	req.Header.Set("Accept", "application/json")
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+		req.Body, req.ContentLength = io.NopCloser(s.Reader), s.size
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -101,18 +65,53 @@ func (c *Client) sendBody(ctx context.Context, method, path string, query url.Va
 	return resp, nil
 }
 
-// rewinder returns a GetBody function for r if r can be read again from
-// where it is now, as http.NewRequest does for in-memory readers, so that
-// the transport may resend a request whose connection went stale; nil
-// otherwise.
-func rewinder(r io.Reader) func() (io.ReadCloser, error) {
-	switch v := r.(type) {
-	case *bytes.Reader:
-		snapshot := *v
-		return func() (io.ReadCloser, error) { r := snapshot; return io.NopCloser(&r), nil }
-	case *strings.Reader:
-		snapshot := *v
-		return func() (io.ReadCloser, error) { r := snapshot; return io.NopCloser(&r), nil }
+// none is the type of a response that is not wanted: do drains it.
+type none struct{}
+
+// do sends one request, as send does, and decodes the JSON body of its
+// response into out, unless out is a *none or the response has no content.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, header http.Header, in, out any) error {
+	resp, err := c.send(ctx, method, path, query, header, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, skip := out.(*none); skip || resp.StatusCode == http.StatusNoContent {
+		// Drain a little, so that the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode %s response: %w", path, err)
 	}
 	return nil
+}
+
+// Bounds on retrying calls that found the sandbox unavailable.
+const (
+	maxRetries   = 3                      // retries after the first attempt
+	minRetryWait = 100 * time.Millisecond // doubled on each retry
+	maxRetryWait = 10 * time.Second       // cap on a daemon-requested wait
+)
+
+// retryUnavailable calls call, and calls it again, up to maxRetries times,
+// while it fails with SANDBOX_UNAVAILABLE. Before each retry it waits for the
+// longer of the daemon's Retry-After and a short doubling backoff, capped at
+// maxRetryWait. If ctx ends while waiting, the last error is returned joined
+// with ctx's error.
+func retryUnavailable(ctx context.Context, call func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := call()
+		var e *Error
+		if attempt == maxRetries || !errors.As(err, &e) || e.Code != api.CodeSandboxUnavailable {
+			return err
+		}
+		t := time.NewTimer(min(max(e.RetryAfter, minRetryWait<<attempt), maxRetryWait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w: %w", err, ctx.Err())
+		case <-t.C:
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/sandboxd/sandboxd/api"
 )
@@ -27,21 +28,13 @@ func (s *Sandbox) ID() string { return s.sandboxID }
 // Info returns the sandbox's description. It returns ErrSandboxNotFound if
 // the sandbox does not exist; it does not create it.
 func (s *Sandbox) Info(ctx context.Context) (*api.Sandbox, error) {
-	var info api.Sandbox
-	if err := s.do(ctx, http.MethodGet, "", nil, nil, &info); err != nil {
-		return nil, fmt.Errorf("get sandbox %s: %w", s.sandboxID, err)
-	}
-	return &info, nil
+	return call[api.Sandbox](ctx, &s.target, "get sandbox "+s.sandboxID, once, http.MethodGet, "", nil, nil)
 }
 
 // Update changes the sandbox's settings; nil fields of req are left as they
 // are. It returns the sandbox's new description.
 func (s *Sandbox) Update(ctx context.Context, req api.UpdateSandboxRequest) (*api.Sandbox, error) {
-	var info api.Sandbox
-	if err := s.do(ctx, http.MethodPatch, "", nil, req, &info); err != nil {
-		return nil, fmt.Errorf("update sandbox %s: %w", s.sandboxID, err)
-	}
-	return &info, nil
+	return call[api.Sandbox](ctx, &s.target, "update sandbox "+s.sandboxID, once, http.MethodPatch, "", nil, req)
 }
 
 // Destroy deletes the sandbox with everything in it: processes, files,
@@ -49,8 +42,30 @@ func (s *Sandbox) Update(ctx context.Context, req api.UpdateSandboxRequest) (*ap
 // already destroyed succeeds. The handle stays usable: its next call that acts
 // inside the sandbox creates a fresh one.
 func (s *Sandbox) Destroy(ctx context.Context) error {
-	if err := s.do(ctx, http.MethodDelete, "", nil, nil, nil); err != nil {
-		return fmt.Errorf("destroy sandbox %s: %w", s.sandboxID, err)
+	_, err := call[none](ctx, &s.target, "destroy sandbox "+s.sandboxID, once, http.MethodDelete, "", nil, nil)
+	return err
+}
+
+// SetKeepAlive turns sleeping off (true) or on again (false) for the
+// sandbox: a sandbox kept alive never sleeps, however long it is idle. It
+// returns ErrSandboxNotFound if the sandbox does not exist; it does not
+// create it. Sandbox.Info shows the settings.
+func (s *Sandbox) SetKeepAlive(ctx context.Context, keepAlive bool) error {
+	if _, err := s.Update(ctx, api.UpdateSandboxRequest{KeepAlive: &keepAlive}); err != nil {
+		return fmt.Errorf("set keepAlive: %w", err)
+	}
+	return nil
+}
+
+// SetSleepAfter sets how long the sandbox may be idle (no call, no open
+// stream or terminal) before it sleeps: its container stops, its files
+// stay, and the next call wakes it. d is at least a second; the daemon's
+// default is 10 minutes. It returns ErrSandboxNotFound if the sandbox does
+// not exist; it does not create it.
+func (s *Sandbox) SetSleepAfter(ctx context.Context, d time.Duration) error {
+	v := d.String()
+	if _, err := s.Update(ctx, api.UpdateSandboxRequest{SleepAfter: &v}); err != nil {
+		return fmt.Errorf("set sleepAfter: %w", err)
 	}
 	return nil
 }

@@ -39,9 +39,9 @@ func (s *Session) Sandbox() *Sandbox {
 // ErrSessionExists if the sandbox has a session with that ID already. It is
 // not retried.
 func (s *Sandbox) CreateSession(ctx context.Context, req api.CreateSessionRequest) (*Session, error) {
-	var info api.Session
-	if err := s.do(ctx, http.MethodPost, "/sessions", nil, req, &info); err != nil {
-		return nil, fmt.Errorf("create session in %s: %w", s.describe(), err)
+	info, err := call[api.Session](ctx, &s.target, "create session in "+s.describe(), once, http.MethodPost, "/sessions", nil, req)
+	if err != nil {
+		return nil, err
 	}
 	return s.GetSession(cmp.Or(info.ID, req.ID)), nil
 }
@@ -56,9 +56,9 @@ func (s *Sandbox) GetSession(id string) *Session {
 
 // ListSessions returns the sandbox's sessions, the default one included.
 func (s *Sandbox) ListSessions(ctx context.Context) ([]api.Session, error) {
-	var list api.SessionList
-	if err := s.doRetry(ctx, http.MethodGet, "/sessions", nil, nil, &list); err != nil {
-		return nil, fmt.Errorf("list sessions of %s: %w", s.describe(), err)
+	list, err := call[api.SessionList](ctx, &s.target, "list sessions of "+s.describe(), retried, http.MethodGet, "/sessions", nil, nil)
+	if err != nil {
+		return nil, err
 	}
 	return list.Sessions, nil
 }
@@ -67,14 +67,12 @@ func (s *Sandbox) ListSessions(ctx context.Context) ([]api.Session, error) {
 // started in it. It returns ErrSessionNotFound if there is no such session,
 // and ErrValidation for the default session, which cannot be deleted.
 func (s *Sandbox) DeleteSession(ctx context.Context, id string) error {
-	err := checkSegment("session", id)
-	if err == nil {
-		err = s.do(ctx, http.MethodDelete, "/sessions/"+url.PathEscape(id), nil, nil, nil)
+	op := fmt.Sprintf("delete session %s of %s", id, s.describe())
+	if err := checkSegment("session", id); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
 	}
-	if err != nil {
-		return fmt.Errorf("delete session %s of %s: %w", id, s.describe(), err)
-	}
-	return nil
+	_, err := call[none](ctx, &s.target, op, once, http.MethodDelete, "/sessions/"+url.PathEscape(id), nil, nil)
+	return err
 }
 
 // SetEnvVars sets environment variables for the session's later commands
@@ -85,8 +83,6 @@ func (t *target) SetEnvVars(ctx context.Context, vars map[string]*string) error 
 	if req.EnvVars == nil {
 		req.EnvVars = map[string]*string{}
 	}
-	if err := t.do(ctx, http.MethodPost, "/env", nil, req, nil); err != nil {
-		return fmt.Errorf("set env of %s: %w", t.describe(), err)
-	}
-	return nil
+	_, err := call[none](ctx, t, "set env of "+t.describe(), once, http.MethodPost, "/env", nil, req)
+	return err
 }

@@ -2,12 +2,15 @@ package sandbox
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
-	"sync"
+	"maps"
+	"net/http"
+	"net/url"
 	"sync/atomic"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -43,9 +46,8 @@ type Event struct {
 }
 
 // stream reads the events of one Server-Sent Events response, decoded to
-// E. It is the iterator [ExecStream], [LogStream] (of [Event]s) and
-// [WatchStream] (of api.WatchEvents) are made of: they embed it, so Next,
-// Err and Close are theirs, and each types its Event and Events.
+// E. [ExecStream], [LogStream], [CodeStream] and [WatchStream] embed one,
+// so Next, Err and Close are theirs, and each types its Event and Events.
 //
 // Next, Event and Err are for one goroutine; Close may be called from any
 // goroutine, at any time, to end the stream.
@@ -53,30 +55,46 @@ type stream[E any] struct {
 	body io.ReadCloser
 	sse  *sseReader
 	// decode turns a raw event into the stream's event. skip drops it
-	// (a heartbeat-like event the caller need not see); terminal says it
-	// ends the stream.
-	decode   func(sseEvent) (ev E, skip, terminal bool, err error)
+	// (an event the caller need not see); end says it ends the stream.
+	decode   func(sseEvent) (ev E, skip, end bool, err error)
 	terminal string // names the event that ends the stream, for errors; "" if none does
 	op       string // prefixes errors: "exec sandbox demo"
 	// quietEnd, if set, reports whether a stream that breaks off ended as
 	// expected (a watch whose context ended), so Err reports nothing.
 	quietEnd func() bool
-	// pending, if set, is an event read ahead, returned by the next Next.
-	pending *sseEvent
+	pending  *sseEvent // an event read ahead, returned by the next Next
 
-	ev    E
-	err   error
-	ended bool // the terminal event was returned
-	done  bool // Next returns false from now on
-
-	closeOnce sync.Once
-	closeErr  error
-	closed    atomic.Bool // Close was called
+	ev     E
+	err    error
+	done   bool        // Next returns false from now on
+	closed atomic.Bool // Close was called
 }
 
-// newStream returns a stream of exec or log events that ends with the event
-// named terminal.
-func newStream(body io.ReadCloser, terminal, op string) stream[Event] {
+// openStream sends a request for a Server-Sent Events stream to the
+// sandbox's path followed by suffix and returns the response's body,
+// checked to be one. It is never retried: a stream that started has had
+// effects. header adds to the request's headers (such as Last-Event-ID).
+func (t *target) openStream(ctx context.Context, method, suffix string, query url.Values, header http.Header, in any) (io.ReadCloser, error) {
+	p, err := t.path(suffix)
+	if err != nil {
+		return nil, err
+	}
+	h := http.Header{"Accept": {"text/event-stream"}}
+	maps.Copy(h, header)
+	resp, err := t.c.send(ctx, method, p, query, h, in)
+	if err != nil {
+		return nil, err
+	}
+	if ct := resp.Header.Get("Content-Type"); !isEventStream(ct) {
+		resp.Body.Close()
+		return nil, fmt.Errorf("want an event stream, got Content-Type %q", ct)
+	}
+	return resp.Body, nil
+}
+
+// newEventStream returns a stream of exec or log events that ends with the
+// event named terminal.
+func newEventStream(body io.ReadCloser, op, terminal string) stream[Event] {
 	return stream[Event]{body: body, sse: newSSEReader(body), terminal: terminal, op: op,
 		decode: func(raw sseEvent) (Event, bool, bool, error) {
 			ev, err := decodeEvent(raw, terminal)
@@ -89,33 +107,30 @@ func newStream(body io.ReadCloser, terminal, op string) stream[Event] {
 // was returned, or on an error, which Err then reports, or after Close.
 // Heartbeats are skipped. The stream is closed when Next returns false.
 func (s *stream[E]) Next() bool {
-	for {
-		if s.done {
-			return false
-		}
-		if s.ended || s.closed.Load() {
+	for !s.done {
+		if s.closed.Load() {
 			s.finish(nil)
-			return false
+			break
 		}
 		raw, err := s.read()
 		if err != nil {
 			s.finish(s.readError(err))
-			return false
+			break
 		}
-		ev, skip, terminal, err := s.decode(raw)
+		ev, skip, end, err := s.decode(raw)
 		if err != nil {
 			s.finish(fmt.Errorf("%s: %w", s.op, err))
-			return false
+			break
 		}
-		if skip {
-			continue
+		if !skip {
+			s.ev = ev
+			if end {
+				s.finish(nil) // nothing may follow the terminal event
+			}
+			return true
 		}
-		s.ev, s.ended = ev, terminal
-		if s.ended {
-			s.Close() // nothing may follow the terminal event
-		}
-		return true
 	}
+	return false
 }
 
 // read returns the event read ahead, if any, else the next one.
@@ -127,9 +142,6 @@ func (s *stream[E]) read() (sseEvent, error) {
 	return s.sse.next()
 }
 
-// event returns the event read by the last call to Next that returned true.
-func (s *stream[E]) event() E { return s.ev }
-
 // Err returns the error that ended the stream, or nil if it ended with its
 // terminal event, was closed by Close, or has not ended. A stream that ends
 // without a terminal event gives an error wrapping io.ErrUnexpectedEOF; an
@@ -140,11 +152,10 @@ func (s *stream[E]) Err() error { return s.err }
 // than once, and concurrently with Next, which then returns false. Closing
 // a stream before its terminal event does not stop the command or process.
 func (s *stream[E]) Close() error {
-	s.closeOnce.Do(func() {
-		s.closed.Store(true)
-		s.closeErr = s.body.Close()
-	})
-	return s.closeErr
+	if s.closed.CompareAndSwap(false, true) {
+		return s.body.Close()
+	}
+	return nil
 }
 
 // events returns the stream's events as an iterator for a range loop, as
@@ -174,16 +185,16 @@ func (s *stream[E]) finish(err error) {
 // if Close was called or the end was expected (quietEnd), an
 // io.ErrUnexpectedEOF if the stream ended without its terminal event.
 func (s *stream[E]) readError(err error) error {
+	eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 	switch {
 	case s.closed.Load() || (s.quietEnd != nil && s.quietEnd()):
 		return nil
-	case (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && s.terminal == "":
+	case eof && s.terminal == "":
 		return fmt.Errorf("%s: stream ended by the daemon: %w", s.op, io.ErrUnexpectedEOF)
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+	case eof:
 		return fmt.Errorf("%s: stream ended before its %s event: %w", s.op, s.terminal, io.ErrUnexpectedEOF)
-	default:
-		return fmt.Errorf("%s: read stream: %w", s.op, err)
 	}
+	return fmt.Errorf("%s: read stream: %w", s.op, err)
 }
 
 // decodeEvent turns a raw event into an Event. An "error" event gives an
@@ -233,10 +244,11 @@ func streamError(w api.StreamEvent) *Error {
 	return e
 }
 
-// The stream types' own Event and Events, typed by their events.
+// The stream types' own Event and Events, typed by their events (the
+// methods of an embedded generic type are documented untyped).
 
 // Event returns the event read by the last call to Next that returned true.
-func (s *ExecStream) Event() Event { return s.event() }
+func (s *ExecStream) Event() Event { return s.ev }
 
 // Events returns the stream's events as an iterator for a range loop. An
 // error ends the iteration: it is yielded once, with a zero event, and Err
@@ -252,7 +264,7 @@ func (s *ExecStream) Event() Event { return s.event() }
 func (s *ExecStream) Events() iter.Seq2[Event, error] { return s.events() }
 
 // Event returns the event read by the last call to Next that returned true.
-func (s *LogStream) Event() Event { return s.event() }
+func (s *LogStream) Event() Event { return s.ev }
 
 // Events returns the stream's events as an iterator for a range loop, as
 // [ExecStream.Events] does.
@@ -260,9 +272,16 @@ func (s *LogStream) Events() iter.Seq2[Event, error] { return s.events() }
 
 // Event returns the change read by the last call to Next that returned
 // true.
-func (s *WatchStream) Event() api.WatchEvent { return s.event() }
+func (s *WatchStream) Event() api.WatchEvent { return s.ev }
 
 // Events returns the stream's changes as an iterator for a range loop, as
 // [ExecStream.Events] does. The loop runs until the watch is closed (by
 // breaking out of it, say), its context ends, or it fails.
 func (s *WatchStream) Events() iter.Seq2[api.WatchEvent, error] { return s.events() }
+
+// Event returns the event read by the last call to Next that returned true.
+func (s *CodeStream) Event() CodeEvent { return s.ev }
+
+// Events returns the stream's events as an iterator for a range loop, as
+// [ExecStream.Events] does.
+func (s *CodeStream) Events() iter.Seq2[CodeEvent, error] { return s.events() }

@@ -44,6 +44,16 @@ func (t *target) session(option string) (string, error) {
 	return option, nil
 }
 
+// sessionHeader returns request headers naming the target's session, for
+// calls without a JSON body to carry it.
+func (t *target) sessionHeader() http.Header {
+	h := http.Header{}
+	if t.sessionID != "" {
+		h.Set(api.HeaderSessionID, t.sessionID)
+	}
+	return h
+}
+
 // path returns the API path of the sandbox followed by suffix. IDs that
 // cannot stand as one URL path segment are refused with ErrValidation; the
 // daemon checks the rest of the ID rules.
@@ -54,44 +64,41 @@ func (t *target) path(suffix string) (string, error) {
 	return "/v1/sandboxes/" + url.PathEscape(t.sandboxID) + suffix, nil
 }
 
-// do sends a request to the sandbox's path followed by suffix, as
-// [Client.do] does.
-func (t *target) do(ctx context.Context, method, suffix string, query url.Values, in, out any) error {
+// Whether [call] retries a call while the sandbox is unavailable: calls
+// that change nothing (reads, waits) are retried, and Exec, which the
+// daemon refuses before it runs anything; the others are sent once.
+const (
+	once    = false
+	retried = true
+)
+
+// call sends one request to the target's path followed by suffix, as
+// [Client.do] does, and returns the response decoded into a new Out (use
+// [none] to drop it). Errors are wrapped with op.
+func call[Out any](ctx context.Context, t *target, op string, retry bool, method, suffix string, query url.Values, in any) (*Out, error) {
+	out := new(Out)
 	p, err := t.path(suffix)
-	if err != nil {
-		return err
+	send := func() error { return t.c.do(ctx, method, p, query, nil, in, out) }
+	switch {
+	case err != nil:
+	case retry:
+		err = retryUnavailable(ctx, send)
+	default:
+		err = send()
 	}
-	return t.c.do(ctx, method, p, query, in, out)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return out, nil
 }
 
-// doRetry is do for calls that change nothing (GETs, waits): it retries them
-// while the sandbox is unavailable, as Exec does.
-func (t *target) doRetry(ctx context.Context, method, suffix string, query url.Values, in, out any) error {
-	return retryUnavailable(ctx, func() error { return t.do(ctx, method, suffix, query, in, out) })
-}
-
-// openStream sends a request for a Server-Sent Events stream and returns the
-// open response, checked to be one. It is never retried: a stream that
-// started has had effects. header adds to the request's headers (such as
-// Last-Event-ID); query, if not empty, is its query.
-func (t *target) openStream(ctx context.Context, method, suffix string, query url.Values, header http.Header, in any) (*http.Response, error) {
-	p, err := t.path(suffix)
-	if err != nil {
-		return nil, err
+// processCall is call for the process id: suffix follows the process's
+// path.
+func processCall[Out any](ctx context.Context, t *target, op string, retry bool, method, id, suffix string, query url.Values, in any) (*Out, error) {
+	if err := checkSegment("process", id); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	h := http.Header{"Accept": {"text/event-stream"}}
-	for k, v := range header {
-		h[k] = v
-	}
-	resp, err := t.c.send(ctx, method, p, query, h, in)
-	if err != nil {
-		return nil, err
-	}
-	if ct := resp.Header.Get("Content-Type"); !isEventStream(ct) {
-		resp.Body.Close()
-		return nil, fmt.Errorf("want an event stream, got Content-Type %q", ct)
-	}
-	return resp, nil
+	return call[Out](ctx, t, op, retry, method, "/processes/"+url.PathEscape(id)+suffix, query, in)
 }
 
 // checkSegment refuses IDs that cannot stand as one URL path segment: empty,

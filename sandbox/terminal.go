@@ -49,14 +49,12 @@ type Terminal struct {
 	ctx    context.Context // ends when Close is called
 	cancel context.CancelFunc
 	ready  api.TerminalMessage
-	closed atomic.Bool // Close was called
+	closed atomic.Bool         // Close was called
+	exit   atomic.Pointer[int] // the shell's exit code, once the exit message came
 
-	rmu     sync.Mutex // serializes Read
-	pending []byte     // output not yet returned by Read; guarded by rmu
-
-	mu       sync.Mutex
-	exitCode *int  // set when the exit message arrives; guarded by mu
-	readErr  error // what ended the stream; guarded by mu
+	rmu     sync.Mutex // serializes Read; guards pending and readErr
+	pending []byte     // output not yet returned by Read
+	readErr error      // what ended the stream
 }
 
 // Terminal opens a WebSocket to a terminal of the target's session (see
@@ -74,20 +72,15 @@ func (t *target) Terminal(ctx context.Context, opts TerminalOptions) (*Terminal,
 		return nil, err
 	}
 	q := url.Values{}
-	if sid != "" {
-		q.Set("sessionId", sid)
+	for k, v := range map[string]string{"sessionId": sid, "terminalId": opts.TerminalID, "shell": opts.Shell} {
+		if v != "" {
+			q.Set(k, v)
+		}
 	}
-	if opts.TerminalID != "" {
-		q.Set("terminalId", opts.TerminalID)
-	}
-	if opts.Cols > 0 {
-		q.Set("cols", strconv.Itoa(opts.Cols))
-	}
-	if opts.Rows > 0 {
-		q.Set("rows", strconv.Itoa(opts.Rows))
-	}
-	if opts.Shell != "" {
-		q.Set("shell", opts.Shell)
+	for k, v := range map[string]int{"cols": opts.Cols, "rows": opts.Rows} {
+		if v > 0 {
+			q.Set(k, strconv.Itoa(v))
+		}
 	}
 	u := t.c.baseURL + p
 	if len(q) > 0 {
@@ -97,12 +90,13 @@ func (t *target) Terminal(ctx context.Context, opts TerminalOptions) (*Terminal,
 	if t.c.token != "" {
 		h.Set("Authorization", "Bearer "+t.c.token)
 	}
+	op := "open terminal in " + t.describe()
 	conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: t.c.http, HTTPHeader: h})
+	if err != nil && resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		err = errorFromResponse(resp)
+	}
 	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, fmt.Errorf("open terminal in %s: %w", t.describe(), errorFromResponse(resp))
-		}
-		return nil, fmt.Errorf("open terminal in %s: %w", t.describe(), err)
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	conn.SetReadLimit(4 << 20)
 	tctx, cancel := context.WithCancel(context.Background())
@@ -123,7 +117,7 @@ func (t *target) Terminal(ctx context.Context, opts TerminalOptions) (*Terminal,
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("open terminal in %s: %w", t.describe(), err)
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return term, nil
 }
@@ -139,28 +133,20 @@ func (t *Terminal) Ready() api.TerminalMessage { return t.ready }
 func (t *Terminal) Read(p []byte) (int, error) {
 	t.rmu.Lock()
 	defer t.rmu.Unlock()
-	for len(t.pending) == 0 {
-		if err := t.err(); err != nil {
-			return 0, err
-		}
+	for len(t.pending) == 0 && t.readErr == nil {
 		typ, data, err := t.conn.Read(t.ctx)
-		if err != nil {
-			t.setErr(t.streamEnd(err))
-			continue
-		}
-		if typ == websocket.MessageBinary {
-			t.pending = data
-			continue
-		}
 		var m api.TerminalMessage
-		if json.Unmarshal(data, &m) != nil {
-			continue
+		switch {
+		case err != nil:
+			t.readErr = t.streamEnd(err)
+		case typ == websocket.MessageBinary:
+			t.pending = data
+		case json.Unmarshal(data, &m) == nil && m.Type == api.TerminalExit && m.ExitCode != nil:
+			t.exit.Store(m.ExitCode)
 		}
-		if m.Type == api.TerminalExit && m.ExitCode != nil {
-			t.mu.Lock()
-			t.exitCode = m.ExitCode
-			t.mu.Unlock()
-		}
+	}
+	if len(t.pending) == 0 {
+		return 0, t.readErr
 	}
 	n := copy(p, t.pending)
 	t.pending = t.pending[n:]
@@ -180,20 +166,6 @@ func (t *Terminal) streamEnd(err error) error {
 		return fmt.Errorf("terminal connection closed before the shell exited: %w", err)
 	}
 	return fmt.Errorf("terminal connection lost: %w", err)
-}
-
-func (t *Terminal) err() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.readErr
-}
-
-func (t *Terminal) setErr(err error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.readErr == nil {
-		t.readErr = err
-	}
 }
 
 // ErrTerminalClosed is returned by a Terminal's methods after Close.
@@ -238,12 +210,10 @@ func (t *Terminal) Resize(ctx context.Context, cols, rows int) error {
 // ExitCode returns the shell's exit status (128+N if signal N ended it),
 // once Read has returned io.EOF. ok is false before the shell exited.
 func (t *Terminal) ExitCode() (code int, ok bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.exitCode == nil {
-		return 0, false
+	if p := t.exit.Load(); p != nil {
+		return *p, true
 	}
-	return *t.exitCode, true
+	return 0, false
 }
 
 // Close closes the connection. The shell keeps running unless it exited,

@@ -50,11 +50,7 @@ func (p *Process) WaitForLog(ctx context.Context, pattern string, opts *LogWaitO
 	if opts != nil {
 		req.Regex, req.Stream, timeout = opts.Regex, opts.Stream, opts.Timeout
 	}
-	res, err := p.wait(ctx, req, timeout)
-	if err != nil {
-		return nil, fmt.Errorf("wait for log %q of process %s in %s: %w", pattern, p.id, p.t.describe(), err)
-	}
-	return res, nil
+	return p.wait(ctx, fmt.Sprintf("wait for log %q", pattern), req, timeout)
 }
 
 // WaitForPort waits until the process's service is ready on port, inside
@@ -66,17 +62,16 @@ func (p *Process) WaitForPort(ctx context.Context, port int, opts *PortWaitOptio
 	if opts != nil {
 		req.PortMode, req.Path, req.Status, timeout = opts.Mode, opts.Path, opts.Status, opts.Timeout
 	}
-	if _, err := p.wait(ctx, req, timeout); err != nil {
-		return fmt.Errorf("wait for port %d of process %s in %s: %w", port, p.id, p.t.describe(), err)
-	}
-	return nil
+	_, err := p.wait(ctx, fmt.Sprintf("wait for port %d", port), req, timeout)
+	return err
 }
 
 // WaitForExit waits until the process exits and returns its exit code (128+N
 // for a process killed by signal N). timeout bounds the wait as in
 // LogWaitOptions; past it WaitForExit returns ErrTimeout.
 func (p *Process) WaitForExit(ctx context.Context, timeout time.Duration) (int, error) {
-	res, err := p.wait(ctx, api.WaitRequest{Exit: true}, timeout)
+	const op = "wait for exit"
+	res, err := p.wait(ctx, op, api.WaitRequest{Exit: true}, timeout)
 	var e *Error
 	switch {
 	case errors.As(err, &e) && e.HTTPStatus == http.StatusConflict:
@@ -85,26 +80,21 @@ func (p *Process) WaitForExit(ctx context.Context, timeout time.Duration) (int, 
 			return code, nil
 		}
 	case err == nil && res.ExitCode == nil:
-		err = errors.New("daemon reported no exit code")
+		err = fmt.Errorf("%s of process %s in %s: daemon reported no exit code", op, p.id, p.t.describe())
 	case err == nil:
 		return *res.ExitCode, nil
 	}
-	return 0, fmt.Errorf("wait for exit of process %s in %s: %w", p.id, p.t.describe(), err)
+	return 0, err
 }
 
 // wait asks the daemon to wait for req, bounded by timeout or else by ctx's
 // deadline. Waiting changes nothing, so it is retried while the sandbox is
-// unavailable.
-func (p *Process) wait(ctx context.Context, req api.WaitRequest, timeout time.Duration) (*api.WaitResult, error) {
-	if timeout <= 0 {
-		if deadline, ok := ctx.Deadline(); ok {
-			timeout = time.Until(deadline)
-		}
+// unavailable. Errors are prefixed with what, followed by the process.
+func (p *Process) wait(ctx context.Context, what string, req api.WaitRequest, timeout time.Duration) (*api.WaitResult, error) {
+	if deadline, ok := ctx.Deadline(); ok && timeout <= 0 {
+		timeout = time.Until(deadline)
 	}
 	req.TimeoutMs = millis(timeout)
-	var res api.WaitResult
-	if err := p.t.processDo(ctx, true, http.MethodPost, p.id, "/wait", nil, req, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	op := fmt.Sprintf("%s of process %s in %s", what, p.id, p.t.describe())
+	return processCall[api.WaitResult](ctx, &p.t, op, retried, http.MethodPost, p.id, "/wait", nil, req)
 }

@@ -56,37 +56,22 @@ type WatchStream struct {
 // nil.
 func (t *target) Watch(ctx context.Context, path string, opts *WatchOptions) (*WatchStream, error) {
 	op := fmt.Sprintf("watch %s in %s", path, t.describe())
-	st, err := t.watch(ctx, op, path, opts)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	return st, nil
-}
-
-func (t *target) watch(ctx context.Context, op, path string, opts *WatchOptions) (*WatchStream, error) {
 	q := url.Values{"path": {path}}
 	if opts != nil {
 		if opts.Recursive {
 			q.Set("recursive", "true")
 		}
-		for _, p := range opts.Include {
-			q.Add("include", p)
-		}
-		for _, p := range opts.Exclude {
-			q.Add("exclude", p)
-		}
+		q["include"], q["exclude"] = opts.Include, opts.Exclude
 	}
-	var resp *http.Response
-	err := retryUnavailable(ctx, func() error {
-		var err error
-		resp, err = t.openStream(ctx, http.MethodGet, "/files/watch", q, t.sessionHeader(), nil)
+	var body io.ReadCloser
+	err := retryUnavailable(ctx, func() (err error) {
+		body, err = t.openStream(ctx, http.MethodGet, "/files/watch", q, t.sessionHeader(), nil)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	st := &WatchStream{stream[api.WatchEvent]{
-		body: resp.Body, sse: newSSEReader(resp.Body), decode: decodeWatchEvent, op: op,
+	st := &WatchStream{stream[api.WatchEvent]{body: body, sse: newSSEReader(body), decode: decodeWatchEvent, op: op,
 		// The stream lives no longer than the request ctx belongs to: its
 		// end, like Close, ends the watch quietly.
 		quietEnd: func() bool { return ctx.Err() != nil },
@@ -94,32 +79,29 @@ func (t *target) watch(ctx context.Context, op, path string, opts *WatchOptions)
 	// Wait for the watch to be in place. An event before it (from a
 	// daemon that does not announce its watches) is kept for Next.
 	raw, err := st.sse.next()
-	if err != nil {
-		st.Close()
-		switch {
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			return nil, fmt.Errorf("stream ended before its %s event: %w", watchingEvent, io.ErrUnexpectedEOF)
-		default:
-			return nil, fmt.Errorf("read stream: %w", err)
-		}
-	}
-	if rawType(raw) == api.EventError {
-		st.Close()
-		_, _, _, err := decodeWatchEvent(raw)
-		return nil, err
-	}
-	if rawType(raw) != watchingEvent {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		err = ctx.Err()
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		err = fmt.Errorf("stream ended before its %s event: %w", watchingEvent, io.ErrUnexpectedEOF)
+	case err != nil:
+		err = fmt.Errorf("read stream: %w", err)
+	case rawType(raw) == api.EventError:
+		_, _, _, err = decodeWatchEvent(raw)
+	case rawType(raw) != watchingEvent:
 		raw.Data = bytes.Clone(raw.Data) // kept past the reader's next call
 		st.pending = &raw
+	}
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return st, nil
 }
 
 // decodeWatchEvent decodes one event of a watch stream: a change, or an
 // "error" event as an *Error. Events of other types are skipped.
-func decodeWatchEvent(raw sseEvent) (ev api.WatchEvent, skip, terminal bool, err error) {
+func decodeWatchEvent(raw sseEvent) (ev api.WatchEvent, skip, end bool, err error) {
 	switch rawType(raw) {
 	case changeEvent:
 		if err := json.Unmarshal(raw.Data, &ev); err != nil {

@@ -12,8 +12,8 @@
 package agent
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -55,6 +55,9 @@ type Config struct {
 	// Limits bound the processes, sessions and code contexts kept at
 	// once; zero fields get the defaults.
 	Limits agentapi.Limits
+	// KillGrace is how long a process's kill waits between its signal and
+	// the kill of all it started; zero: the API's 5 s.
+	KillGrace time.Duration
 	// CgroupRoot is the cgroup v2 directory the agent makes its groups
 	// in (core.Cgroups), after moving itself into a leaf of its own.
 	// Default: /sys/fs/cgroup when the agent is PID 1; else none, and
@@ -112,26 +115,21 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer os.RemoveAll(runDir)
-	stateDir := cfg.StateDir
-	if stateDir == "" && os.Getpid() == 1 {
-		stateDir = session.DefaultStateDir
+	stateDir, cgRoot := cfg.StateDir, cfg.CgroupRoot
+	if os.Getpid() == 1 {
+		stateDir = cmp.Or(stateDir, session.DefaultStateDir)
+		cgRoot = cmp.Or(cgRoot, "/sys/fs/cgroup")
 	}
-	cgRoot := cfg.CgroupRoot
-	if cgRoot == "" && os.Getpid() == 1 {
-		cgRoot = "/sys/fs/cgroup"
-	}
-	var cg *core.Cgroups
+	cg := &core.Cgroups{}
 	if cgRoot != "" {
 		if cg, err = core.OpenCgroups(cgRoot, true); err != nil {
 			log.Warn("no cgroups: a kill reaches a process's process group only", "err", err)
 		}
-	} else {
-		cg = &core.Cgroups{}
 	}
 	reaper := core.NewReaper(cg)
-	reapDone := make(chan struct{})
 	reapCtx, stopReaping := context.WithCancel(context.Background())
-	go func() { defer close(reapDone); reaper.Run(reapCtx) }()
+	var reaping sync.WaitGroup
+	reaping.Go(func() { reaper.Run(reapCtx) })
 
 	limits := cfg.Limits.WithDefaults()
 	var procs *process.Registry
@@ -141,7 +139,7 @@ func Run(ctx context.Context, cfg Config) error {
 			procs.KillSession(id)
 			terms.KillSession(id)
 		}})
-	procs = process.New(process.Config{Reaper: reaper, Sessions: sessions, Dir: runDir, Max: limits.Processes})
+	procs = process.New(process.Config{Reaper: reaper, Sessions: sessions, Dir: runDir, Max: limits.Processes, KillGrace: cfg.KillGrace})
 	terms = terminal.New(reaper, sessions)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
@@ -161,17 +159,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 	select {
 	case <-ctx.Done():
-	case err = <-srvErr:
+	case err = <-srvErr: // never http.ErrServerClosed: Shutdown comes after
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
 	reaper.TerminateAll(3 * time.Second)
 	stopReaping()
-	<-reapDone
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
+	reaping.Wait()
 	return err
 }
 

@@ -3,9 +3,11 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,33 +17,62 @@ import (
 	"github.com/sandboxd/sandboxd/internal/agentclient"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // startAgent runs the agent in this process on a socket in a temp dir, as
-// the daemon would talk to it, and stops it when the test ends.
-func startAgent(t *testing.T) *agentclient.Client {
+// the daemon would talk to it, and stops it when the test ends. opts may
+// change its configuration.
+func startAgent(t *testing.T, opts ...func(*agent.Config)) *agentclient.Client {
+	t.Helper()
+	c, _ := runAgent(t, opts...)
+	return c
+}
+
+// runAgent is startAgent, and a function that stops the agent before the
+// test ends. The socket is made first, so the first call simply waits for
+// the agent to accept, as the daemon's does.
+func runAgent(t *testing.T, opts ...func(*agent.Config)) (c *agentclient.Client, stop func()) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.File() // a copy of the listening socket, for the agent
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Dup(int(f.Fd())) // the agent's own, which it closes
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := agent.Config{ListenFD: fd, CgroupRoot: testutil.CgroupRoot(t)}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- agent.Run(ctx, agent.Config{Socket: sock, CgroupRoot: testutil.CgroupRoot(t)}) }()
-	c := agentclient.New(sock)
-	t.Cleanup(func() {
-		c.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if err := c.CheckVersion(context.Background()); err == nil {
-			return c
-		} else if time.Now().After(deadline) {
-			t.Fatalf("agent did not come up: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
+	go func() { done <- agent.Run(ctx, cfg) }()
+	c = agentclient.New(sock)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			c.Close()
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("agent: %v", err)
+			}
+		})
 	}
+	t.Cleanup(stop)
+	if err := c.CheckVersion(context.Background()); err != nil {
+		t.Fatalf("agent did not come up: %v", err)
+	}
+	return c, stop
 }
 
 func run(t *testing.T, c *agentclient.Client, req agentapi.ExecRequest) *api.ExecResult {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -269,9 +270,21 @@ func TestFileErrors(t *testing.T) {
 	if b, _ := os.ReadFile(file); string(b) != "x" {
 		t.Errorf("file changed: %q", b)
 	}
-	// Reading /proc is fine, just not the agent's own entries.
+	// Reading /proc is fine, just not the agent's own entries, those of
+	// its threads included (the agent runs in this process).
 	if res, _ := readFile(t, c, "/proc/self/../cpuinfo", ""); res.Size == 0 || res.MimeType != "text/plain" {
 		t.Errorf("/proc/cpuinfo: %+v", res)
+	}
+	tids, _ := os.ReadDir("/proc/self/task")
+	for _, e := range tids {
+		if e.Name() == strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		for _, p := range []string{"/proc/" + e.Name() + "/environ", fmt.Sprintf("/proc/%d/task/%s/environ", os.Getpid(), e.Name())} {
+			err := filesCall(t, c, "/v1/files/read", api.ReadFileRequest{Path: p}, nil)
+			wantCode(t, "read "+p+" (an agent thread's)", err, api.CodePermissionDenied)
+		}
+		break
 	}
 }
 

@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
-	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // testRepo is a repository made for a test: branch main with two commits,
@@ -266,25 +264,7 @@ func TestGitCheckoutTimeout(t *testing.T) {
 func TestGitCheckoutDefaultTarget(t *testing.T) {
 	repo := gitRepo(t)
 	workdir := t.TempDir()
-	sock := filepath.Join(t.TempDir(), "agent.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Run(ctx, agent.Config{Socket: sock, Workdir: workdir, CgroupRoot: testutil.CgroupRoot(t)})
-	}()
-	c := agentclient.New(sock)
-	t.Cleanup(func() {
-		c.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
-	for deadline := time.Now().Add(5 * time.Second); c.CheckVersion(context.Background()) != nil; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("agent did not come up")
-		}
-	}
+	c := startAgent(t, func(cfg *agent.Config) { cfg.Workdir = workdir })
 	run(t, c, cmd("cd /")) // the session's directory does not matter
 	res, err := checkout(t, c, api.GitCheckoutRequest{RepoURL: "file://" + repo.bare + "/"})
 	if err != nil || res.TargetDir != workdir+"/repo" || res.Commit != repo.mainHead {

@@ -2,53 +2,23 @@ package agent_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent"
 	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
-	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // runAgentWithState runs an agent keeping its state in stateDir until stop
 // is called.
 func runAgentWithState(t *testing.T, stateDir, workdir string) (c *agentclient.Client, stop func()) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "agent.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Run(ctx, agent.Config{Socket: sock, StateDir: stateDir, Workdir: workdir, CgroupRoot: testutil.CgroupRoot(t)})
-	}()
-	c = agentclient.New(sock)
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		c.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	deadline := time.Now().Add(5 * time.Second)
-	for c.CheckVersion(context.Background()) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("agent did not come up")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return c, stop
+	return runAgent(t, func(cfg *agent.Config) { cfg.StateDir, cfg.Workdir = stateDir, workdir })
 }
 
 func stateCall(t *testing.T, c *agentclient.Client, method, path string, in, out any) int {

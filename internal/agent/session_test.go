@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agent"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
 )
 
@@ -112,16 +113,24 @@ func TestDeleteSessionEndsRunningCommand(t *testing.T) {
 	}
 }
 
-// A process that dropped its marker and ignores SIGTERM is still killed.
+// A process that dropped its environment and ignores SIGTERM is still
+// killed, once the kill's grace has passed (and not before).
 func TestKillProcessWithoutMarker(t *testing.T) {
-	c := startAgent(t)
-	if code, body := call(t, c, "POST", "/v1/processes", `{"command":"exec env -i /bin/bash -c 'trap \"\" TERM; sleep 60'","processId":"hidden"}`); code != 201 {
+	const grace = 300 * time.Millisecond
+	c := startAgent(t, func(cfg *agent.Config) { cfg.KillGrace = grace })
+	if code, body := call(t, c, "POST", "/v1/processes", `{"command":"exec env -i /bin/bash -c 'trap \"\" TERM; echo ready; sleep 60'","processId":"hidden"}`); code != 201 {
 		t.Fatalf("%d %s", code, body)
 	}
-	time.Sleep(200 * time.Millisecond)
+	if code, body := call(t, c, "POST", "/v1/processes/hidden/wait", `{"log":"ready","timeoutMs":10000}`); code != 200 {
+		t.Fatalf("wait for its trap: %d %s", code, body)
+	}
+	began := time.Now()
 	code, body := call(t, c, "DELETE", "/v1/processes/hidden", "")
 	if code != 200 || !strings.Contains(body, `"status":"killed"`) || !strings.Contains(body, `"exitCode":137`) {
 		t.Errorf("kill: %d %s", code, body)
+	}
+	if took := time.Since(began); took < grace {
+		t.Errorf("killed after %v, before the grace of %v", took, grace)
 	}
 	// DELETE of a finished process forgets it.
 	if code, _ := call(t, c, "DELETE", "/v1/processes/hidden", ""); code != 200 {

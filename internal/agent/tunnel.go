@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -39,7 +38,7 @@ func handleTunnel(w http.ResponseWriter, r *http.Request) {
 		core.WriteError(w, &errdefs.CodedError{Code: api.CodeInvalidPort, Message: fmt.Sprintf("tunnel: port %q: want 1-65535", r.URL.Query().Get("port")), Kind: errdefs.ErrInvalidArgument})
 		return
 	}
-	if !isTunnelUpgrade(r) {
+	if !core.IsUpgrade(r.Header, agentapi.TunnelProtocol) {
 		w.Header().Set("Upgrade", agentapi.TunnelProtocol)
 		w.Header().Set("Connection", "Upgrade")
 		core.WriteJSON(w, http.StatusUpgradeRequired, api.Error{Code: api.CodeValidationFailed,
@@ -60,10 +59,7 @@ func handleTunnel(w http.ResponseWriter, r *http.Request) {
 	}
 	defer down.Close()
 	_ = down.SetDeadline(time.Time{}) // the server's read deadlines do not apply to the tunnel
-	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + agentapi.TunnelProtocol + "\r\n\r\n"); err != nil {
-		return
-	}
-	if err := brw.Flush(); err != nil {
+	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + agentapi.TunnelProtocol + "\r\n\r\n"); err != nil || brw.Flush() != nil {
 		return
 	}
 	// Bytes the daemon sent after its request, already buffered, go
@@ -95,56 +91,25 @@ func dialLoopback(ctx context.Context, port int) (net.Conn, error) {
 // (half-close). It returns when both directions are done; if one
 // direction fails, both connections are closed so the other ends too.
 func splice(down, up net.Conn, fromDown io.Reader) {
-	var wg sync.WaitGroup
 	var once sync.Once
-	abort := func() {
-		once.Do(func() { down.Close(); up.Close() })
-	}
 	pipe := func(dst net.Conn, src io.Reader) {
-		defer wg.Done()
-		buf := make([]byte, 64<<10)
-		if _, err := io.CopyBuffer(dst, src, buf); err != nil && !errors.Is(err, net.ErrClosed) {
-			abort()
-			return
+		_, err := io.CopyBuffer(dst, src, make([]byte, 64<<10))
+		cw, ok := dst.(interface{ CloseWrite() error })
+		if err != nil && !errors.Is(err, net.ErrClosed) || !ok || cw.CloseWrite() != nil {
+			once.Do(func() { down.Close(); up.Close() })
 		}
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			if cw.CloseWrite() != nil {
-				abort()
-			}
-			return
-		}
-		abort()
 	}
-	wg.Add(2)
-	go pipe(up, fromDown)
-	go pipe(down, up)
+	var wg sync.WaitGroup
+	wg.Go(func() { pipe(up, fromDown) })
+	wg.Go(func() { pipe(down, up) })
 	wg.Wait()
-}
-
-// isTunnelUpgrade reports whether r asks to upgrade to a tunnel:
-// "Upgrade: tcp" and a Connection header naming "upgrade".
-func isTunnelUpgrade(r *http.Request) bool {
-	if !strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), agentapi.TunnelProtocol) {
-		return false
-	}
-	for _, v := range r.Header.Values("Connection") {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), "upgrade") {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // tunnelDialCause shortens a dial error to its cause ("connection refused").
 func tunnelDialCause(err error) error {
-	var oe *net.OpError
+	var oe *net.OpError // every dial error is one; a timeout's is "i/o timeout"
 	if errors.As(err, &oe) && oe.Err != nil {
 		return oe.Err
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("no answer in %s", tunnelDialTimeout)
 	}
 	return err
 }

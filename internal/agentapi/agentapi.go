@@ -6,6 +6,7 @@
 package agentapi
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 
@@ -76,15 +77,9 @@ const maxLimit = 1 << 16
 
 // WithDefaults returns l with zero limits replaced by the defaults.
 func (l Limits) WithDefaults() Limits {
-	if l.Processes == 0 {
-		l.Processes = DefaultMaxProcesses
-	}
-	if l.Sessions == 0 {
-		l.Sessions = DefaultMaxSessions
-	}
-	if l.Contexts == 0 {
-		l.Contexts = DefaultMaxContexts
-	}
+	l.Processes = cmp.Or(l.Processes, DefaultMaxProcesses)
+	l.Sessions = cmp.Or(l.Sessions, DefaultMaxSessions)
+	l.Contexts = cmp.Or(l.Contexts, DefaultMaxContexts)
 	return l
 }
 

@@ -64,17 +64,10 @@ func (c *Client) Close() {
 	c.ports.close()
 }
 
-// Version asks the agent for its protocol version.
-func (c *Client) Version(ctx context.Context) (agentapi.VersionResponse, error) {
-	var v agentapi.VersionResponse
-	err := c.do(ctx, http.MethodGet, "/v1/version", nil, &v)
-	return v, err
-}
-
 // CheckVersion returns an error unless the agent speaks ProtocolVersion.
 func (c *Client) CheckVersion(ctx context.Context) error {
-	v, err := c.Version(ctx)
-	if err != nil {
+	var v agentapi.VersionResponse
+	if err := c.do(ctx, http.MethodGet, "/v1/version", nil, &v); err != nil {
 		return err
 	}
 	if v.Protocol != agentapi.ProtocolVersion {

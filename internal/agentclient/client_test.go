@@ -50,7 +50,7 @@ func TestCheckVersionRefusesOtherProtocols(t *testing.T) {
 
 func TestUnreachableAgentIsUnavailable(t *testing.T) {
 	c := New(filepath.Join(t.TempDir(), "nothing.sock"))
-	if _, err := c.Version(context.Background()); !errors.Is(err, errdefs.ErrUnavailable) {
+	if err := c.CheckVersion(context.Background()); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Errorf("no agent: %v, want ErrUnavailable", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -84,12 +85,7 @@ type bufferedConn struct {
 func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // CloseWrite ends writing, keeping reading open.
-func (b *bufferedConn) CloseWrite() error {
-	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
+func (b *bufferedConn) CloseWrite() error { return b.Conn.(*net.UnixConn).CloseWrite() }
 
 // portTransports holds a client's HTTP transport to ports in its sandbox,
 // made on first use.
@@ -170,17 +166,12 @@ func (c *Client) PortTransport() http.RoundTripper {
 	defer c.ports.mu.Unlock()
 	if c.ports.tr == nil {
 		c.ports.tr = &http.Transport{
-			Proxy: nil,
 			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-				_, p, err := net.SplitHostPort(addr)
+				ap, err := netip.ParseAddrPort(addr)
 				if err != nil {
-					return nil, err
+					return nil, fmt.Errorf("port address %q: %w", addr, err)
 				}
-				port, err := strconv.Atoi(p)
-				if err != nil {
-					return nil, fmt.Errorf("tunnel address %q: %w", addr, err)
-				}
-				return c.dialPort(ctx, port)
+				return c.dialPort(ctx, int(ap.Port()))
 			},
 			MaxIdleConnsPerHost:    64,
 			IdleConnTimeout:        90 * time.Second,

@@ -16,13 +16,9 @@ stdout. Files are streamed, whatever their size. A file that cannot be opened
 		Example: `  sandbox cat demo /etc/os-release
   sandbox cat demo out.png > out.png`,
 		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			sb := c.Get(args[0])
-			failed := false
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
+			sb := a.client.Get(args[0])
+			status := 0
 			for _, p := range args[1:] {
 				rc, err := sb.ReadFileStream(cmd.Context(), p, nil)
 				if err != nil {
@@ -30,7 +26,7 @@ stdout. Files are streamed, whatever their size. A file that cannot be opened
 						return err
 					}
 					a.printErr(err)
-					failed = true
+					status = 1
 					continue
 				}
 				// A failure half-way has spoilt the output: stop.
@@ -40,10 +36,7 @@ stdout. Files are streamed, whatever their size. A file that cannot be opened
 					return err
 				}
 			}
-			if failed {
-				return exitCode(1)
-			}
-			return nil
-		},
+			return exitCode(status)
+		}),
 	}
 }

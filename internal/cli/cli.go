@@ -10,7 +10,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +37,8 @@ type app struct {
 
 	url, token, tokenFile string // global flags
 
+	client *sandbox.Client // the daemon's, set by withClient
+
 	// parsed is set once cobra has accepted the command line, so errors after
 	// it are failures rather than usage errors.
 	parsed bool
@@ -64,18 +65,16 @@ The API token comes from --token, else $SANDBOX_TOKEN, else the --token-file.`,
 		SilenceUsage:     true,
 		PersistentPreRun: func(*cobra.Command, []string) { a.parsed = true },
 	}
-	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	f := root.PersistentFlags()
 	f.StringVar(&a.url, "url", "", "daemon URL (default $SANDBOX_URL or "+sandbox.DefaultURL+")")
 	f.StringVar(&a.token, "token", "", "API token (default $SANDBOX_TOKEN, else read from --token-file)")
 	f.StringVar(&a.tokenFile, "token-file", sandbox.DefaultTokenFile, "file holding the API token")
-	root.AddCommand(a.exposeCmd(), a.unexposeCmd(), a.portsCmd())
 	root.AddCommand(a.execCmd(), a.lsCmd(), a.infoCmd(), a.rmCmd(), a.createCmd(),
 		a.startCmd(), a.psCmd(), a.logsCmd(), a.killCmd(), a.sessionCmd(),
-		a.cpCmd(), a.catCmd(), a.watchCmd(), a.shellCmd())
-	root.AddCommand(a.runCodeCmd())
+		a.cpCmd(), a.catCmd(), a.watchCmd(), a.shellCmd(), a.runCodeCmd(),
+		a.exposeCmd(), a.unexposeCmd(), a.portsCmd())
 	return root
 }
 
@@ -88,7 +87,7 @@ func (a *app) exitStatus(ctx context.Context, cmd *cobra.Command, err error) int
 	case err == nil:
 		return 0
 	case errors.As(err, &code):
-		if code < 1 || code > 255 {
+		if code < 0 || code > 255 {
 			return 255
 		}
 		return int(code)
@@ -114,25 +113,32 @@ func (a *app) printErr(err error) {
 	fmt.Fprintf(a.stderr, "sandbox: %v\n", err)
 }
 
+// forEach calls do with each of ids, printing on stdout the name each
+// success returns and reporting each failure on stderr. It returns
+// exitCode(1) if any failed, else exitCode(0).
+func (a *app) forEach(ids []string, do func(id string) (string, error)) error {
+	status := 0
+	for _, id := range ids {
+		name, err := do(id)
+		if err != nil {
+			a.printErr(err)
+			status = 1
+			continue
+		}
+		fmt.Fprintln(a.stdout, name)
+	}
+	return exitCode(status)
+}
+
 // exitCode is returned by a command that has reported everything it had to
-// and wants the program to exit with this status.
+// and wants the program to exit with this status, be it 0.
 type exitCode int
 
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
 // usageError is a command line the command cannot act on.
-type usageError struct{ err error }
-
-func (u usageError) Error() string { return u.err.Error() }
+type usageError struct{ error }
 
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
-}
-
-// writeJSON writes v as indented JSON.
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
 }

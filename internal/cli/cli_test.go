@@ -382,6 +382,12 @@ func TestCommands(t *testing.T) {
 		env:        map[string]string{},
 		wantStdout: "[]\n",
 	}, {
+		name:       "an unreadable token file named on the command line is an error",
+		args:       []string{"--token-file", tokenFile + ".missing", "info", "demo"},
+		env:        map[string]string{},
+		wantStatus: 1,
+		wantStderr: "sandbox: read token: open " + tokenFile + ".missing: no such file or directory\n",
+	}, {
 		name:       "token flag beats env",
 		args:       []string{"--token", "nope", "ls"},
 		wantStatus: 1,

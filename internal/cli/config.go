@@ -11,13 +11,19 @@ import (
 	"github.com/sandboxd/sandboxd/sandbox"
 )
 
-// client returns an SDK client for the daemon named by the global flags.
-func (a *app) client(cmd *cobra.Command) (*sandbox.Client, error) {
-	opts, err := a.options(cmd.Flag("token-file").Changed)
-	if err != nil {
-		return nil, err
+// withClient returns a RunE that sets a.client to a client of the daemon named
+// by the global flags, then calls run.
+func (a *app) withClient(run func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		opts, err := a.options(cmd.Flag("token-file").Changed)
+		if err == nil {
+			a.client, err = sandbox.NewClient(opts)
+		}
+		if err != nil {
+			return err
+		}
+		return run(cmd, args)
 	}
-	return sandbox.NewClient(opts)
 }
 
 // options resolves the daemon's URL and token. For each, a flag beats the

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -40,46 +41,31 @@ links that point outside it, such as absolute ones. A directory copied to - is w
   sandbox cp demo:/var/log/app.log - | less
   tar -cz src | sandbox cp - demo:/tmp/src.tgz`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			src, dst := parseCpArg(args[0]), parseCpArg(args[1])
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
+			srcID, src := parseCpArg(args[0])
+			dstID, dst := parseCpArg(args[1])
 			switch {
-			case src.remote && dst.remote:
+			case srcID != "" && dstID != "":
 				return usagef("copy between two sandboxes is not supported: one side must be local")
-			case !src.remote && !dst.remote:
+			case srcID == "" && dstID == "":
 				return usagef("one of SRC and DST must be ID:PATH, a path in a sandbox")
+			case dstID != "":
+				return a.upload(cmd.Context(), a.client.Get(dstID), src, dst)
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			if dst.remote {
-				return a.upload(cmd.Context(), c.Get(dst.id), src.path, dst.path)
-			}
-			return a.download(cmd.Context(), c.Get(src.id), src.path, dst.path)
-		},
+			return a.download(cmd.Context(), a.client.Get(srcID), src, dst)
+		}),
 	}
 }
 
-// cpArg is one side of a copy.
-type cpArg struct {
-	remote bool
-	id     string // the sandbox of a remote side
-	path   string
-}
-
-// parseCpArg reads ID:PATH (a colon before any slash) as a path in a
-// sandbox, anything else as a local path. An empty sandbox path means
-// the working directory.
-func parseCpArg(s string) cpArg {
+// parseCpArg reads ID:PATH (a colon before any slash) as the path p in the
+// sandbox id, anything else as the local path p (id is then ""). An empty
+// sandbox path means the working directory.
+func parseCpArg(s string) (id, p string) {
 	i := strings.IndexByte(s, ':')
 	if i <= 0 || strings.ContainsAny(s[:i], `/\`) {
-		return cpArg{path: s}
+		return "", s
 	}
-	p := s[i+1:]
-	if p == "" {
-		p = "."
-	}
-	return cpArg{remote: true, id: s[:i], path: p}
+	return s[:i], cmp.Or(s[i+1:], ".")
 }
 
 // upload copies the local file or directory src ("-": stdin) to dst in sb.
@@ -92,43 +78,34 @@ func (a *app) upload(ctx context.Context, sb *sandbox.Sandbox, src, dst string) 
 	if err != nil {
 		return err
 	}
+	if !fi.IsDir() && !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file or a directory", src)
+	}
+	into := !fi.IsDir() && strings.HasSuffix(dst, "/")
+	if !into && !(fi.IsDir() && contentOnly(src)) {
+		if into, err = remoteIsDir(ctx, sb, dst); err != nil {
+			return err
+		}
+	}
+	if into {
+		dst = path.Join(dst, filepath.Base(filepath.Clean(src)))
+	}
 	if fi.IsDir() {
 		return a.uploadDir(ctx, sb, src, dst)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file or a directory", src)
 	}
 	f, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	into := strings.HasSuffix(dst, "/")
-	if !into {
-		if into, err = remoteIsDir(ctx, sb, dst); err != nil {
-			return err
-		}
-	}
-	if into {
-		dst = path.Join(dst, filepath.Base(src))
-	}
 	_, err = sb.WriteFileStream(ctx, dst, f, &sandbox.WriteOptions{Mode: fi.Mode().Perm()})
 	return err
 }
 
-// uploadDir copies the local directory src to dst in sb: it streams a tar
-// of it to a temporary file in the sandbox and has the sandbox's tar
-// extract it.
+// uploadDir copies the local directory src to the directory dst in sb: it
+// streams a tar of it to a temporary file in the sandbox and has the
+// sandbox's tar extract it.
 func (a *app) uploadDir(ctx context.Context, sb *sandbox.Sandbox, src, dst string) error {
-	if !contentOnly(src) {
-		into, err := remoteIsDir(ctx, sb, dst)
-		if err != nil {
-			return err
-		}
-		if into {
-			dst = path.Join(dst, filepath.Base(filepath.Clean(src)))
-		}
-	}
 	tmp := remoteTemp()
 	pr, pw := io.Pipe()
 	tarred := make(chan error, 1)
@@ -148,31 +125,38 @@ func (a *app) uploadDir(ctx context.Context, sb *sandbox.Sandbox, src, dst strin
 	// A subshell: exit must not end the session's shell, nor s linger in it.
 	script := fmt.Sprintf("(mkdir -p %s && tar -xf %s -C %s; s=$?; rm -f %s; exit $s)",
 		shellQuote(dst), shellQuote(tmp), shellQuote(dst), shellQuote(tmp))
-	res, err := sb.Exec(ctx, script, nil)
-	if err != nil {
+	if err := remoteRun(ctx, sb, "extract into "+dst, script); err != nil {
 		cleanup(ctx, sb, tmp)
 		return err
-	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("extract into %s in the sandbox: exit status %d: %s", dst, res.ExitCode, strings.TrimSpace(res.Stderr))
 	}
 	return nil
 }
 
 // download copies the file or directory src in sb to the local dst ("-":
-// stdout).
+// stdout, a directory as a tar stream). A directory is archived by the
+// sandbox's tar to a temporary file, which is streamed down and extracted
+// here.
 func (a *app) download(ctx context.Context, sb *sandbox.Sandbox, src, dst string) error {
 	rc, err := sb.ReadFileStream(ctx, src, nil)
-	if errors.Is(err, sandbox.ErrIsDirectory) {
-		return a.downloadDir(ctx, sb, src, dst)
+	isDir := errors.Is(err, sandbox.ErrIsDirectory)
+	if isDir {
+		tmp := remoteTemp()
+		defer cleanup(ctx, sb, tmp)
+		err = remoteRun(ctx, sb, "archive "+src, fmt.Sprintf("tar -cf %s -C %s .", shellQuote(tmp), shellQuote(src)))
+		if err == nil {
+			rc, err = sb.ReadFileStream(ctx, tmp, nil)
+		}
 	}
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	if dst == "-" {
-		_, err := io.Copy(a.stdout, rc)
+	switch {
+	case dst == "-":
+		_, err = io.Copy(a.stdout, rc)
 		return err
+	case isDir:
+		return a.extract(rc, src, dst)
 	}
 	if fi, err := os.Stat(dst); (err == nil && fi.IsDir()) || strings.HasSuffix(dst, string(filepath.Separator)) {
 		dst = filepath.Join(dst, path.Base(src))
@@ -191,28 +175,9 @@ func (a *app) download(ctx context.Context, sb *sandbox.Sandbox, src, dst string
 	return nil
 }
 
-// downloadDir copies the directory src in sb to the local dst ("-":
-// stdout, as a tar stream): the sandbox's tar archives it to a temporary
-// file, which is streamed down and extracted here.
-func (a *app) downloadDir(ctx context.Context, sb *sandbox.Sandbox, src, dst string) error {
-	tmp := remoteTemp()
-	res, err := sb.Exec(ctx, fmt.Sprintf("tar -cf %s -C %s .", shellQuote(tmp), shellQuote(src)), nil)
-	defer cleanup(ctx, sb, tmp)
-	if err != nil {
-		return err
-	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("archive %s in the sandbox: exit status %d: %s", src, res.ExitCode, strings.TrimSpace(res.Stderr))
-	}
-	rc, err := sb.ReadFileStream(ctx, tmp, nil)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	if dst == "-" {
-		_, err := io.Copy(a.stdout, rc)
-		return err
-	}
+// extract extracts the tar stream r of the sandbox's directory src to the
+// local dst, reporting each entry skipped.
+func (a *app) extract(r io.Reader, src, dst string) error {
 	if fi, err := os.Stat(dst); err == nil && fi.IsDir() && !contentOnly(src) {
 		dst = filepath.Join(dst, path.Base(path.Clean(src)))
 	}
@@ -220,7 +185,7 @@ func (a *app) downloadDir(ctx context.Context, sb *sandbox.Sandbox, src, dst str
 		return err
 	}
 	skipped := 0
-	err = extractTar(rc, dst, func(name, why string) {
+	err := extractTar(r, dst, func(name, why string) {
 		fmt.Fprintf(a.stderr, "sandbox: skipped %s: %s\n", name, why)
 		skipped++
 	})
@@ -246,6 +211,15 @@ func remoteIsDir(ctx context.Context, sb *sandbox.Sandbox, p string) (bool, erro
 		return false, err
 	}
 	return res.ExitCode == 0, nil
+}
+
+// remoteRun runs script in sb; its failure is an error saying what failed.
+func remoteRun(ctx context.Context, sb *sandbox.Sandbox, what, script string) error {
+	res, err := sb.Exec(ctx, script, nil)
+	if err == nil && res.ExitCode != 0 {
+		err = fmt.Errorf("%s in the sandbox: exit status %d: %s", what, res.ExitCode, strings.TrimSpace(res.Stderr))
+	}
+	return err
 }
 
 // remoteTemp returns a fresh name for a temporary file in the sandbox.

@@ -22,7 +22,7 @@ commands create a sandbox with default options on first use; create is for
 choosing the image, limits, labels or environment up front.`,
 		Example: `  sandbox create demo --memory 2048 --cpus 2 --label team=ml --env PYTHONUNBUFFERED=1`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			var err error
 			if req.Labels, err = keyValues("label", labels); err != nil {
 				return err
@@ -33,17 +33,13 @@ choosing the image, limits, labels or environment up front.`,
 			if res != (api.Resources{}) {
 				req.Resources = &res
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			sb, err := c.Create(cmd.Context(), args[0], &req)
+			sb, err := a.client.Create(cmd.Context(), args[0], &req)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(a.stdout, sb.ID())
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.Image, "image", "", "image to start from (default: the daemon's)")

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,10 +13,9 @@ import (
 
 func (a *app) execCmd() *cobra.Command {
 	var (
-		env          []string
-		cwd, session string
-		timeout      time.Duration
-		stdin        bool
+		opts  sandbox.ExecOptions
+		env   []string
+		stdin bool
 	)
 	cmd := &cobra.Command{
 		Use:   "exec ID -- COMMAND [ARG...]",
@@ -33,8 +31,7 @@ variables and redirections in it work.`,
   sandbox exec demo -- 'echo $HOME | wc -c'
   echo hello | sandbox exec --stdin demo -- tr a-z A-Z`,
 		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := &sandbox.ExecOptions{Cwd: cwd, Timeout: timeout, SessionID: session}
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			var err error
 			if opts.Env, err = keyValues("env", env); err != nil {
 				return err
@@ -46,18 +43,15 @@ variables and redirections in it work.`,
 				}
 				opts.Stdin = new(string(b))
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			st, err := c.Get(args[0]).ExecStream(cmd.Context(), shellJoin(args[1:]), opts)
+			st, err := a.client.Get(args[0]).ExecStream(cmd.Context(), shellJoin(args[1:]), &opts)
 			if err != nil {
 				return a.shellExit(err)
 			}
-			defer st.Close()
 			code := 0
-			for st.Next() {
-				ev := st.Event()
+			for ev, err := range st.Events() {
+				if err != nil {
+					return a.shellExit(err)
+				}
 				if ev.Type == api.EventComplete {
 					code = ev.ExitCode
 				}
@@ -65,23 +59,17 @@ variables and redirections in it work.`,
 					return err
 				}
 			}
-			if err := st.Err(); err != nil {
-				return a.shellExit(err)
-			}
-			if code != 0 {
-				return exitCode(code)
-			}
-			return nil
-		},
+			return exitCode(code)
+		}),
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return fmt.Errorf("%w (put the command after --)", err)
 	})
 	f := cmd.Flags()
 	f.StringArrayVarP(&env, "env", "e", nil, "set an environment variable for this command, KEY=VALUE (repeatable)")
-	f.StringVarP(&cwd, "cwd", "w", "", "directory to run the command in")
-	f.DurationVar(&timeout, "timeout", 0, "kill the command after this long, e.g. 30s (exit code 124)")
-	f.StringVar(&session, "session", "", "session whose shell runs the command (default: the sandbox's default session)")
+	f.StringVarP(&opts.Cwd, "cwd", "w", "", "directory to run the command in")
+	f.DurationVar(&opts.Timeout, "timeout", 0, "kill the command after this long, e.g. 30s (exit code 124)")
+	f.StringVar(&opts.SessionID, "session", "", "session whose shell runs the command (default: the sandbox's default session)")
 	f.BoolVarP(&stdin, "stdin", "i", false, "send this program's standard input to the command")
 	return cmd
 }
@@ -95,13 +83,9 @@ func (a *app) shellExit(err error) error {
 	if !errors.Is(err, sandbox.ErrSessionTerminated) || !errors.As(err, &e) {
 		return err
 	}
-	code, ok := e.ExitCode()
-	if !ok {
-		return err
+	if code, ok := e.ExitCode(); ok {
+		a.printErr(err)
+		return exitCode(code)
 	}
-	a.printErr(err)
-	if code == 0 {
-		return nil
-	}
-	return exitCode(code)
+	return err
 }

@@ -27,16 +27,12 @@ restarted (old URLs then answer 410 STALE_PREVIEW_URL).`,
   sandbox expose demo 8000 --name web
   curl "$(sandbox expose demo 8000)"`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			port, err := parsePort(args[1])
 			if err != nil {
 				return err
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			p, err := c.Get(args[0]).ExposePort(cmd.Context(), port, &opts)
+			p, err := a.client.Get(args[0]).ExposePort(cmd.Context(), port, &opts)
 			if err != nil {
 				return err
 			}
@@ -45,7 +41,7 @@ restarted (old URLs then answer 410 STALE_PREVIEW_URL).`,
 			}
 			fmt.Fprintln(a.stdout, p.ExposedAt)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&opts.Name, "name", "", "a name for the port, shown by 'sandbox ports'")
 	// Not --token: that is the global flag of the API token.

@@ -7,16 +7,12 @@ func (a *app) infoCmd() *cobra.Command {
 		Use:   "info ID",
 		Short: "Print a sandbox's description as JSON",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			info, err := c.Get(args[0]).Info(cmd.Context())
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
+			info, err := a.client.Get(args[0]).Info(cmd.Context())
 			if err != nil {
 				return err
 			}
 			return writeJSON(a.stdout, info)
-		},
+		}),
 	}
 }

@@ -22,7 +22,7 @@ With --all, kill every process of the sandbox and print how many were killed.`,
 		Example: `  sandbox kill demo web --signal SIGKILL
   sandbox kill demo --all`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			switch {
 			case all && len(args) > 1:
 				return usagef("--all kills every process: name no process")
@@ -31,11 +31,7 @@ With --all, kill every process of the sandbox and print how many were killed.`,
 			case all && cmd.Flag("signal").Changed:
 				return usagef("--all sends SIGTERM: it takes no --signal")
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			sb := c.Get(args[0])
+			sb := a.client.Get(args[0])
 			if all {
 				n, err := sb.KillAllProcesses(cmd.Context())
 				if err != nil {
@@ -44,20 +40,11 @@ With --all, kill every process of the sandbox and print how many were killed.`,
 				fmt.Fprintln(a.stdout, n)
 				return nil
 			}
-			failed := false
-			for _, id := range args[1:] {
-				if _, err := sb.KillProcess(cmd.Context(), id, signal); err != nil {
-					a.printErr(err)
-					failed = true
-					continue
-				}
-				fmt.Fprintln(a.stdout, id)
-			}
-			if failed {
-				return exitCode(1)
-			}
-			return nil
-		},
+			return a.forEach(args[1:], func(id string) (string, error) {
+				_, err := sb.KillProcess(cmd.Context(), id, signal)
+				return id, err
+			})
+		}),
 	}
 	cmd.Flags().StringVarP(&signal, "signal", "s", "", "signal to send, e.g. SIGKILL or SIGINT (default SIGTERM)")
 	cmd.Flags().BoolVar(&all, "all", false, "kill every process of the sandbox")

@@ -17,12 +17,8 @@ stdout and its stderr to stderr. With -f, keep printing its output as it
 writes it, until it exits.`,
 		Example: `  sandbox logs demo web -f`,
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			sb := c.Get(args[0])
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
+			sb := a.client.Get(args[0])
 			if follow {
 				st, err := sb.StreamProcessLogs(cmd.Context(), args[1], "")
 				if err != nil {
@@ -50,7 +46,7 @@ writes it, until it exits.`,
 				fmt.Fprintln(a.stderr, "sandbox: output truncated by the daemon")
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the output until the process exits")
 	return cmd

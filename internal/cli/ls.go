@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"io"
-	"text/tabwriter"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,7 +33,7 @@ working directory): name, type, size, permission bits and modification time.
   sandbox ls demo:/workspace -R
   sandbox ls demo src -a --json`,
 		Args: cobra.MaximumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				if len(labels) > 0 {
 					return usagef("--label filters sandboxes: it does not go with a sandbox ID")
@@ -41,24 +43,28 @@ working directory): name, type, size, permission bits and modification time.
 			if recursive || hidden {
 				return usagef("-R and -a list files: name a sandbox")
 			}
-			opts := sandbox.ListOptions{}
+			var opts sandbox.ListOptions
 			var err error
 			if opts.Labels, err = keyValues("label", labels); err != nil {
 				return err
 			}
-			c, err := a.client(cmd)
+			list, err := a.client.List(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
-			list, err := c.List(cmd.Context(), opts)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(a.stdout, append([]api.Sandbox{}, list...)) // [] rather than null
-			}
-			return writeTable(a.stdout, list, time.Now())
-		},
+			now := time.Now()
+			// SLEEPS says when an idle sandbox sleeps: after its sleepAfter, or never (keepAlive).
+			return writeList(a.stdout, asJSON, list, "ID\tSTATUS\tIMAGE\tCREATED\tLAST ACTIVE\tSLEEPS", func(s api.Sandbox) string {
+				sleeps := "after " + s.SleepAfter
+				switch {
+				case s.KeepAlive:
+					sleeps = "never"
+				case s.SleepAfter == "":
+					sleeps = "-"
+				}
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", s.ID, s.Status, s.Image, ago(s.CreatedAt, now), ago(s.LastActiveAt, now), sleeps)
+			})
+		}),
 	}
 	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "only sandboxes with this label, k=v (repeatable)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
@@ -67,23 +73,47 @@ working directory): name, type, size, permission bits and modification time.
 	return cmd
 }
 
-// writeTable writes list as a table with times relative to now. SLEEPS
-// says when an idle sandbox sleeps: after its sleepAfter, or never
-// (keepAlive).
-func writeTable(w io.Writer, list []api.Sandbox, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tIMAGE\tCREATED\tLAST ACTIVE\tSLEEPS")
-	for _, s := range list {
-		sleeps := "after " + s.SleepAfter
-		switch {
-		case s.KeepAlive:
-			sleeps = "never"
-		case s.SleepAfter == "":
-			sleeps = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Status, s.Image, ago(s.CreatedAt, now), ago(s.LastActiveAt, now), sleeps)
+// listFiles is ls of files: args are ID[:PATH] or ID PATH.
+func (a *app) listFiles(cmd *cobra.Command, args []string, recursive, hidden, asJSON bool) error {
+	id, p, hasPath := strings.Cut(args[0], ":")
+	switch {
+	case hasPath && len(args) == 2:
+		return usagef("name the path as ID:PATH or as ID PATH, not both")
+	case len(args) == 2:
+		p = args[1]
 	}
-	return tw.Flush()
+	files, err := a.client.Get(id).ListFiles(cmd.Context(), cmp.Or(p, "."),
+		&sandbox.ListFilesOptions{Recursive: recursive, IncludeHidden: hidden})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(files, func(x, y api.FileInfo) int { return strings.Compare(fileName(x), fileName(y)) })
+	if asJSON {
+		return writeJSON(a.stdout, append([]api.FileInfo{}, files...)) // [] rather than null
+	}
+	return writeFileTable(a.stdout, files, time.Local)
+}
+
+// writeFileTable writes files as a table, with times in loc.
+func writeFileTable(w io.Writer, files []api.FileInfo, loc *time.Location) error {
+	return writeList(w, false, files, "NAME\tTYPE\tSIZE\tMODE\tMODIFIED", func(f api.FileInfo) string {
+		modified := "-"
+		if !f.ModifiedAt.IsZero() {
+			modified = f.ModifiedAt.In(loc).Format("2006-01-02 15:04:05")
+		}
+		return fmt.Sprintf("%s\t%s\t%d\t%s\t%s", fileName(f), f.Type, f.Size, cmp.Or(f.Mode, "-"), modified)
+	})
+}
+
+// fileName is how a listing names a file: by its path relative to the
+// directory listed (which, in a recursive listing, says where it is), with
+// a slash after a directory's.
+func fileName(f api.FileInfo) string {
+	name := cmp.Or(f.RelativePath, f.Name)
+	if f.Type == "directory" {
+		name += "/"
+	}
+	return name
 }
 
 // ago says how long before now t was, in its largest whole unit.

@@ -1,6 +1,11 @@
 package cli
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/sandbox"
 )
@@ -17,4 +22,27 @@ func (a *app) writeOutput(ev sandbox.Event) error {
 		_, err = a.stderr.Write(ev.Data)
 	}
 	return err
+}
+
+// writeJSON writes v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// writeList writes list as a JSON array if asJSON (an empty one rather
+// than null), else as a table: header, then row's line for each item, their
+// tab-separated columns aligned.
+func writeList[T any](w io.Writer, asJSON bool, list []T, header string, row func(T) string) error {
+	if asJSON {
+		return writeJSON(w, append([]T{}, list...))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, x := range list {
+		fmt.Fprintln(tw, row(x))
+	}
+	return tw.Flush()
 }

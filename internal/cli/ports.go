@@ -1,9 +1,8 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
-	"io"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -18,34 +17,16 @@ func (a *app) portsCmd() *cobra.Command {
 		Long:    `List the exposed ports of the sandbox ID with their names and preview URLs.`,
 		Example: `  sandbox ports demo`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
+			list, err := a.client.Get(args[0]).GetExposedPorts(cmd.Context())
 			if err != nil {
 				return err
 			}
-			list, err := c.Get(args[0]).GetExposedPorts(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(a.stdout, append([]api.ExposedPort{}, list...)) // [] rather than null
-			}
-			return writePortTable(a.stdout, list)
-		},
+			return writeList(a.stdout, asJSON, list, "PORT\tNAME\tURL", func(p api.ExposedPort) string {
+				return fmt.Sprintf("%d\t%s\t%s", p.Port, cmp.Or(p.Name, "-"), p.ExposedAt)
+			})
+		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
 	return cmd
-}
-
-func writePortTable(w io.Writer, list []api.ExposedPort) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "PORT\tNAME\tURL")
-	for _, p := range list {
-		name := p.Name
-		if name == "" {
-			name = "-"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\n", p.Port, name, p.ExposedAt)
-	}
-	return tw.Flush()
 }

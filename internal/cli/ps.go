@@ -2,9 +2,7 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,36 +22,22 @@ func (a *app) psCmd() *cobra.Command {
 their status and exit code.`,
 		Example: `  sandbox ps demo --status running`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
+			list, err := a.client.Get(args[0]).ListProcesses(cmd.Context(), status)
 			if err != nil {
 				return err
 			}
-			list, err := c.Get(args[0]).ListProcesses(cmd.Context(), status)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(a.stdout, append([]api.Process{}, list...)) // [] rather than null
-			}
-			return writeProcessTable(a.stdout, list, time.Now())
-		},
+			now := time.Now()
+			return writeList(a.stdout, asJSON, list, "ID\tPID\tSTATUS\tEXIT\tSTARTED\tCOMMAND", func(p api.Process) string {
+				exit := "-"
+				if p.ExitCode != nil {
+					exit = strconv.Itoa(*p.ExitCode)
+				}
+				return fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s", p.ID, p.Pid, p.Status, exit, ago(p.StartTime, now), p.Command)
+			})
+		}),
 	}
 	cmd.Flags().StringVar(&status, "status", "", "only processes with this status: running, completed, failed or killed")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
 	return cmd
-}
-
-// writeProcessTable writes list as a table with start times relative to now.
-func writeProcessTable(w io.Writer, list []api.Process, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPID\tSTATUS\tEXIT\tSTARTED\tCOMMAND")
-	for _, p := range list {
-		exit := "-"
-		if p.ExitCode != nil {
-			exit = strconv.Itoa(*p.ExitCode)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", p.ID, p.Pid, p.Status, exit, ago(p.StartTime, now), p.Command)
-	}
-	return tw.Flush()
 }

@@ -21,17 +21,9 @@ func shellJoin(words []string) string {
 // word, else in single quotes. '=' is not plain, so a quoted first word is
 // never read as a variable assignment.
 func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, notPlain) < 0 {
+	const plain = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+:,./_-"
+	if s != "" && strings.Trim(s, plain) == "" {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// notPlain reports whether r needs quoting in a shell word.
-func notPlain(r rune) bool {
-	switch {
-	case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
-		return false
-	}
-	return !strings.ContainsRune("@%+:,./_-", r)
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,8 +15,8 @@ import (
 
 func (a *app) runCodeCmd() *cobra.Command {
 	var (
-		language, contextID, outDir string
-		timeout                     time.Duration
+		opts   sandbox.RunCodeOptions
+		outDir string
 	)
 	cmd := &cobra.Command{
 		Use:   "run-code ID [FILE|-]",
@@ -35,7 +34,7 @@ from --language, else FILE's extension (.py, .js, .mjs, .ts), else python.`,
   echo 'import math; math.pi' | sandbox run-code demo -
   sandbox run-code --language typescript demo script.ts`,
 		Args: cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			file := "-"
 			if len(args) == 2 {
 				file = args[1]
@@ -50,12 +49,8 @@ from --language, else FILE's extension (.py, .js, .mjs, .ts), else python.`,
 			if err != nil {
 				return fmt.Errorf("read code: %w", err)
 			}
-			if language == "" && contextID == "" {
-				language = languageOf(file)
-			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
+			if opts.Language == "" && opts.ContextID == "" {
+				opts.Language = languageOf(file)
 			}
 			images := 0
 			saveImage := func(b []byte, ext string) error {
@@ -68,30 +63,28 @@ from --language, else FILE's extension (.py, .js, .mjs, .ts), else python.`,
 				return nil
 			}
 			var saveErr error
-			res, err := c.Get(args[0]).RunCode(cmd.Context(), string(src), &sandbox.RunCodeOptions{
-				ContextID: contextID, Language: language, Timeout: timeout,
-				OnStdout: func(s string) { io.WriteString(a.stdout, s) },
-				OnStderr: func(s string) { io.WriteString(a.stderr, s) },
-				OnResult: func(r sandbox.Result) {
-					if b, ok := r.PNGBytes(); ok {
-						saveErr = saveImage(b, "png")
-					} else if b, ok := r.JPEGBytes(); ok {
-						saveErr = saveImage(b, "jpg")
-					} else if r.Text != "" {
-						fmt.Fprintln(a.stdout, r.Text)
-					} else if len(r.Formats()) > 0 {
-						fmt.Fprintf(a.stdout, "[result: %s]\n", strings.Join(r.Formats(), ", "))
-					}
-				},
-				OnError: func(e api.ExecutionError) {
-					for _, line := range e.Traceback {
-						fmt.Fprintln(a.stderr, line)
-					}
-					if len(e.Traceback) == 0 {
-						fmt.Fprintf(a.stderr, "%s: %s\n", e.Name, e.Value)
-					}
-				},
-			})
+			opts.OnStdout = func(s string) { io.WriteString(a.stdout, s) }
+			opts.OnStderr = func(s string) { io.WriteString(a.stderr, s) }
+			opts.OnResult = func(r sandbox.Result) {
+				if b, ok := r.PNGBytes(); ok {
+					saveErr = saveImage(b, "png")
+				} else if b, ok := r.JPEGBytes(); ok {
+					saveErr = saveImage(b, "jpg")
+				} else if r.Text != "" {
+					fmt.Fprintln(a.stdout, r.Text)
+				} else if len(r.Formats()) > 0 {
+					fmt.Fprintf(a.stdout, "[result: %s]\n", strings.Join(r.Formats(), ", "))
+				}
+			}
+			opts.OnError = func(e api.ExecutionError) {
+				for _, line := range e.Traceback {
+					fmt.Fprintln(a.stderr, line)
+				}
+				if len(e.Traceback) == 0 {
+					fmt.Fprintf(a.stderr, "%s: %s\n", e.Name, e.Value)
+				}
+			}
+			res, err := a.client.Get(args[0]).RunCode(cmd.Context(), string(src), &opts)
 			if err != nil {
 				return err
 			}
@@ -105,12 +98,12 @@ from --language, else FILE's extension (.py, .js, .mjs, .ts), else python.`,
 				return exitCode(1)
 			}
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
-	f.StringVarP(&language, "language", "l", "", "python, javascript or typescript (default: from FILE's extension, else python)")
-	f.StringVarP(&contextID, "context", "c", "", "code context to run in (default: the language's default context)")
-	f.DurationVar(&timeout, "timeout", 0, "interrupt the run after this long (0: no limit)")
+	f.StringVarP(&opts.Language, "language", "l", "", "python, javascript or typescript (default: from FILE's extension, else python)")
+	f.StringVarP(&opts.ContextID, "context", "c", "", "code context to run in (default: the language's default context)")
+	f.DurationVar(&opts.Timeout, "timeout", 0, "interrupt the run after this long (0: no limit)")
 	f.StringVar(&outDir, "out-dir", ".", "directory for image results")
 	return cmd
 }

@@ -21,7 +21,7 @@ func (a *app) sessionCreateCmd() *cobra.Command {
 		Long:    `Create a session in the sandbox ID and print the session's ID.`,
 		Example: `  sandbox session create demo --id build --cwd /workspace/app --env CI=1`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			var err error
 			if req.Env, err = keyValues("env", env); err != nil {
 				return err
@@ -29,17 +29,13 @@ func (a *app) sessionCreateCmd() *cobra.Command {
 			if timeout > 0 {
 				req.CommandTimeoutMs = int64((timeout + time.Millisecond - 1) / time.Millisecond)
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			s, err := c.Get(args[0]).CreateSession(cmd.Context(), req)
+			s, err := a.client.Get(args[0]).CreateSession(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(a.stdout, s.ID())
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.ID, "id", "", "ID for the session (default: one the daemon chooses)")

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -33,13 +32,9 @@ again and first shows its latest output. Several may join one terminal.`,
   sandbox shell demo --session build --terminal logs
   echo 'ls; exit' | sandbox shell demo`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			return a.runShell(cmd.Context(), c.Get(args[0]), opts)
-		},
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
+			return a.runShell(cmd.Context(), a.client.Get(args[0]), opts)
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.SessionID, "session", "s", "", "session whose directory and environment the shell gets (default: the default session)")
@@ -51,15 +46,9 @@ again and first shows its latest output. Several may join one terminal.`,
 // runShell connects the terminal to the app's standard streams until the
 // shell exits, and returns its status as an exitCode.
 func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.TerminalOptions) error {
-	in, _ := a.stdin.(*os.File)
-	out, _ := a.stdout.(*os.File)
-	interactive := in != nil && term.IsTerminal(int(in.Fd()))
-	sizeFd := -1
-	switch {
-	case out != nil && term.IsTerminal(int(out.Fd())):
-		sizeFd = int(out.Fd())
-	case interactive:
-		sizeFd = int(in.Fd())
+	inFd, sizeFd := termFd(a.stdin), termFd(a.stdout)
+	if sizeFd < 0 {
+		sizeFd = inFd
 	}
 	if sizeFd >= 0 {
 		if w, h, err := term.GetSize(sizeFd); err == nil {
@@ -72,54 +61,35 @@ func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.Te
 	}
 	defer t.Close()
 
-	input := a.stdin
-	if interactive {
-		state, err := term.MakeRaw(int(in.Fd()))
+	if inFd >= 0 {
+		state, err := term.MakeRaw(inFd)
 		if err != nil {
 			return fmt.Errorf("raw mode: %w", err)
 		}
-		defer term.Restore(int(in.Fd()), state)
-		// Read the terminal through a non-blocking duplicate, so that
-		// closing it ends the copy below when the shell exits.
-		if f, restore, err := pollable(in); err == nil {
-			defer restore()
-			input = f
-		}
+		defer term.Restore(inFd, state)
 	}
 	if sizeFd >= 0 {
 		winch := make(chan os.Signal, 1)
 		signal.Notify(winch, unix.SIGWINCH)
-		defer signal.Stop(winch)
-		wctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() { // ends with wctx
-			for {
-				select {
-				case <-wctx.Done():
-					return
-				case <-winch:
-				}
+		defer func() { signal.Stop(winch); close(winch) }() // ends the goroutine
+		go func() {
+			for range winch {
 				if w, h, err := term.GetSize(sizeFd); err == nil {
-					rctx, cancel := context.WithTimeout(wctx, 10*time.Second)
-					_ = t.Resize(rctx, w, h)
-					cancel()
+					_ = t.Resize(ctx, w, h) // returns once t is closed, at the latest
 				}
 			}
 		}()
 	}
 	// Keys to the shell. A pipe's end of input is simply the end of
 	// typing: the shell decides when to exit. This goroutine ends when
-	// input ends or (for a terminal) when it is closed on return; a plain
-	// reader's may outlive the call, blocked until the program exits.
-	go func() { _, _ = io.Copy(t, input) }()
+	// input does; else it stays blocked in a read until the program exits,
+	// which Main's caller does once it returns.
+	go func() { _, _ = io.Copy(t, a.stdin) }()
 	stop := context.AfterFunc(ctx, func() { t.Close() })
 	defer stop()
 
 	_, err = io.Copy(a.stdout, t)
 	if code, ok := t.ExitCode(); ok {
-		if code == 0 {
-			return nil
-		}
 		return exitCode(code)
 	}
 	if ctx.Err() != nil {
@@ -131,21 +101,10 @@ func (a *app) runShell(ctx context.Context, sb *sandbox.Sandbox, opts sandbox.Te
 	return err
 }
 
-// pollable returns a non-blocking duplicate of f, whose reads Close
-// interrupts, and a function that closes it and puts f's file back in
-// blocking mode (the mode is shared with the calling shell's terminal).
-func pollable(f *os.File) (*os.File, func(), error) {
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
+// termFd returns the file descriptor of v if it is a terminal's file, else -1.
+func termFd(v any) int {
+	if f, ok := v.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return int(f.Fd())
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, nil, err
-	}
-	dup := os.NewFile(uintptr(fd), f.Name())
-	return dup, func() {
-		dup.Close()
-		_ = unix.SetNonblock(int(f.Fd()), false)
-	}, nil
+	return -1
 }

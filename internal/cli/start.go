@@ -24,22 +24,18 @@ The words after -- are taken as for sandbox exec.`,
 		Example: `  sandbox start demo --id web -- python3 -m http.server 8080
   sandbox logs demo web -f`,
 		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			var err error
 			if opts.Env, err = keyValues("env", env); err != nil {
 				return err
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			p, err := c.Get(args[0]).StartProcess(cmd.Context(), shellJoin(args[1:]), &opts)
+			p, err := a.client.Get(args[0]).StartProcess(cmd.Context(), shellJoin(args[1:]), &opts)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(a.stdout, p.ID())
 			return nil
-		},
+		}),
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return fmt.Errorf("%w (put the command after --)", err)

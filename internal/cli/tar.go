@@ -31,24 +31,28 @@ func writeTar(w io.Writer, dir string) error {
 		if err != nil || rel == "." {
 			return err
 		}
+		var link string
+		switch t := d.Type(); {
+		case t&fs.ModeSymlink != 0:
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		case !t.IsDir() && !t.IsRegular():
+			return nil
+		}
 		info, err := d.Info()
 		if err != nil {
 			return err
 		}
-		hdr := &tar.Header{Name: filepath.ToSlash(rel), Mode: tarMode(info.Mode()), ModTime: info.ModTime()}
-		switch mode := info.Mode(); {
-		case mode.IsDir():
-			hdr.Typeflag, hdr.Name = tar.TypeDir, hdr.Name+"/"
-		case mode.IsRegular():
-			hdr.Typeflag, hdr.Size = tar.TypeReg, info.Size()
-		case mode&fs.ModeSymlink != 0:
-			hdr.Typeflag = tar.TypeSymlink
-			if hdr.Linkname, err = os.Readlink(p); err != nil {
-				return err
-			}
-		default:
-			return nil
+		hdr, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return err
 		}
+		hdr.Name = filepath.ToSlash(rel)
+		if d.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("archive %s: %w", p, err)
 		}
@@ -78,22 +82,6 @@ func copyFileTo(w io.Writer, p string, size int64) error {
 		return fmt.Errorf("archive %s: %w", p, err)
 	}
 	return nil
-}
-
-// tarMode returns the permission bits of m, with setuid, setgid and sticky,
-// as a tar header's Mode.
-func tarMode(m fs.FileMode) int64 {
-	bits := int64(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		bits |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		bits |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		bits |= 0o1000
-	}
-	return bits
 }
 
 // errUnsafeEntry marks a tar entry refused because it would reach outside
@@ -194,10 +182,8 @@ func entryName(name string) (string, error) {
 	if name == "" || path.IsAbs(name) || strings.HasPrefix(name, `\`) {
 		return "", fmt.Errorf("%w: absolute or empty name %q", errUnsafeEntry, name)
 	}
-	for part := range strings.SplitSeq(strings.TrimSuffix(name, "/"), "/") {
-		if part == ".." {
-			return "", fmt.Errorf("%w: name %q has a .. component", errUnsafeEntry, name)
-		}
+	if slices.Contains(strings.Split(name, "/"), "..") {
+		return "", fmt.Errorf("%w: name %q has a .. component", errUnsafeEntry, name)
 	}
 	return path.Clean(name), nil
 }
@@ -207,11 +193,7 @@ func entryName(name string) (string, error) {
 // not climb out with "..".
 func linkInside(hdr *tar.Header) bool {
 	t := hdr.Linkname
-	if t == "" || path.IsAbs(t) {
-		return false
-	}
-	r := path.Join(path.Dir(hdr.Name), t)
-	return r != ".." && !strings.HasPrefix(r, "../")
+	return t != "" && !path.IsAbs(t) && filepath.IsLocal(path.Join(path.Dir(hdr.Name), t))
 }
 
 // extractFile writes the regular file hdr, its content read from r.

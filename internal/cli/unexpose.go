@@ -12,16 +12,12 @@ func (a *app) unexposeCmd() *cobra.Command {
 on. Unexposing a port that is not exposed succeeds.`,
 		Example: `  sandbox unexpose demo 8000`,
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
 			port, err := parsePort(args[1])
 			if err != nil {
 				return err
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			return c.Get(args[0]).UnexposePort(cmd.Context(), port)
-		},
+			return a.client.Get(args[0]).UnexposePort(cmd.Context(), port)
+		}),
 	}
 }

@@ -25,16 +25,11 @@ as a JSON object. It runs until interrupted.`,
 		Example: `  sandbox watch demo /workspace -r --exclude node_modules
   sandbox watch demo src --include '*.go' --json`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
+		RunE: a.withClient(func(cmd *cobra.Command, args []string) error {
+			st, err := a.client.Get(args[0]).Watch(cmd.Context(), args[1], &opts)
 			if err != nil {
 				return err
 			}
-			st, err := c.Get(args[0]).Watch(cmd.Context(), args[1], &opts)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
 			enc := json.NewEncoder(a.stdout)
 			enc.SetEscapeHTML(false)
 			for ev, err := range st.Events() {
@@ -54,7 +49,7 @@ as a JSON object. It runs until interrupted.`,
 			}
 			// The watch ends quietly when interrupted: say so in the status.
 			return cmd.Context().Err()
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.BoolVarP(&opts.Recursive, "recursive", "r", false, "watch the whole tree under PATH")

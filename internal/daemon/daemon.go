@@ -9,8 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -28,83 +26,6 @@ import (
 	"github.com/sandboxd/sandboxd/internal/server"
 	"github.com/sandboxd/sandboxd/internal/store"
 )
-
-// Config is sandboxd's configuration (its flags).
-type Config struct {
-	Listen        string // API address, default 127.0.0.1:8787
-	DataDir       string // default /var/lib/sandboxd
-	ImagesDir     string // default DataDir/images
-	Token         string // API token; empty: read or generate DataDir/token
-	PreviewDomain string // default localhost
-	// TrustedProxies are addresses or CIDRs of proxies in front of the
-	// daemon (a TLS terminator) whose X-Forwarded-* headers preview
-	// traffic and preview URLs believe (internal/preview).
-	TrustedProxies []string
-	AgentBinary    string // default: sandbox-agent beside this executable
-	Runc           string // runc binary, default from PATH
-	// MaxOutputBytes caps each output stream of exec kept in memory.
-	MaxOutputBytes int
-	// MaxSandboxes bounds the number of sandboxes; past it, creating one
-	// is 429 RESOURCE_EXHAUSTED. Zero: as many as the uid space holds.
-	MaxSandboxes int
-	// UIDBase is the first host uid of the sandboxes' uid ranges (65536
-	// each, from here up; manager.Config.UIDBase). Records keep slots, not
-	// uids, so it must stay the same for the life of a data directory; two
-	// daemons on one host need ranges of their own. Zero:
-	// manager.DefaultUIDBase.
-	UIDBase uint32
-	// DiskMB is the disk quota of a sandbox created without one
-	// (resources.diskMB): its files live in a sparse ext4 file of this
-	// size. Zero: DefaultDiskMB; negative: no quota unless the sandbox
-	// asks for one (its files then share the host's disk).
-	DiskMB int64
-	// AgentLimits bound each sandbox's processes, sessions and code
-	// contexts (429 past them); zero fields get the agent's defaults.
-	AgentLimits agentapi.Limits
-	// WarmPool is how many sandboxes of the default image are kept
-	// started ahead, so that a new ID's first call claims one in a few
-	// milliseconds. Zero: no pool.
-	WarmPool int
-	// Bridge configures network mode bridge (network.go).
-	Bridge BridgeConfig
-	// Ready, if set, receives the API's address once it accepts requests.
-	Ready func(addr string)
-	// Out receives the start-up banner (address and token); nil: none.
-	Out    io.Writer
-	Logger *slog.Logger
-}
-
-func (c *Config) setDefaults() error {
-	if c.Listen == "" {
-		c.Listen = "127.0.0.1:8787"
-	}
-	if c.DataDir == "" {
-		c.DataDir = "/var/lib/sandboxd"
-	}
-	if c.ImagesDir == "" {
-		c.ImagesDir = filepath.Join(c.DataDir, "images")
-	}
-	if c.PreviewDomain == "" {
-		c.PreviewDomain = "localhost"
-	}
-	if c.MaxOutputBytes <= 0 {
-		c.MaxOutputBytes = agentapi.DefaultMaxOutputBytes
-	}
-	if err := c.validateLimits(); err != nil {
-		return err
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	if c.AgentBinary == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		c.AgentBinary = filepath.Join(filepath.Dir(exe), "sandbox-agent")
-	}
-	return nil
-}
 
 // Run serves until ctx ends, then shuts down gracefully. Sandboxes keep
 // running across a daemon restart; the next Run re-attaches them.
@@ -153,7 +74,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("recover sandboxes: %w", err)
 	}
 
-	preview, err := cfg.previewConfig()
+	preview, reserved, err := cfg.previewConfig()
 	if err != nil {
 		return err
 	}
@@ -164,7 +85,7 @@ func Run(ctx context.Context, cfg Config) error {
 	handler := server.New(server.Config{
 		Manager: mgr, Token: token, Gatherer: reg, Metrics: m,
 		MaxOutputBytes: cfg.MaxOutputBytes, Version: agentapi.Version, Logger: log,
-		Preview: preview, Closing: closing,
+		Preview: preview, ReservedPorts: reserved, Closing: closing,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -74,30 +74,21 @@ func Code(err error) string {
 }
 
 // FromWire rebuilds an error received as an api.Error (from the agent) so
-// that Code returns the same code and errors.Is finds its sentinel class.
+// that Code returns the same code and errors.Is finds its sentinel class:
+// the sentinel of its code, else of its HTTP status.
 func FromWire(e api.Error) error {
-	ce := &CodedError{Code: e.Code, Message: e.Message, Details: e.Details}
+	ce := &CodedError{Code: e.Code, Message: e.Message, Details: e.Details, Kind: statusKinds[e.HTTPStatus]}
 	for _, c := range codes {
 		if c.code == e.Code {
 			ce.Kind = c.err
-			return ce
 		}
 	}
-	switch e.HTTPStatus {
-	case 400:
-		ce.Kind = ErrInvalidArgument
-	case 404:
-		ce.Kind = ErrNotFound
-	case 408:
-		ce.Kind = ErrTimeout
-	case 409:
-		ce.Kind = ErrConflict
-	case 413:
-		ce.Kind = ErrPayloadTooLarge
-	case 429:
-		ce.Kind = ErrResourceExhausted
-	case 503:
-		ce.Kind = ErrUnavailable
-	}
 	return ce
+}
+
+// statusKinds are the sentinels of codes FromWire does not know, by HTTP
+// status.
+var statusKinds = map[int]error{
+	400: ErrInvalidArgument, 404: ErrNotFound, 408: ErrTimeout, 409: ErrConflict,
+	413: ErrPayloadTooLarge, 429: ErrResourceExhausted, 503: ErrUnavailable,
 }

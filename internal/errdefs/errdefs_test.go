@@ -35,6 +35,9 @@ func TestFromWire(t *testing.T) {
 		{api.Error{Code: api.CodeFileNotFound, HTTPStatus: 404}, ErrNotFound},
 		{api.Error{Code: api.CodeSessionTerminated, HTTPStatus: 410, Details: map[string]any{"exitCode": 3}}, nil},
 		{api.Error{Code: "SOMETHING_NEW", HTTPStatus: 429}, ErrResourceExhausted},
+		// A known code's sentinel wins over its status's.
+		{api.Error{Code: api.CodeSandboxNotFound, HTTPStatus: 404}, ErrSandboxNotFound},
+		{api.Error{Code: api.CodeInternal, HTTPStatus: 503}, ErrInterrupted},
 	}
 	for _, c := range cases {
 		err := FromWire(c.in)

@@ -1,16 +1,31 @@
 package manager
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/store"
 )
 
 // Activity is what decides when a sandbox sleeps (see sleep.go). It lives
 // in memory, guarded by Manager.mu: the open holds by sandbox ID
 // (Manager.holds), and the entry's lastActive, awake, sleepAfter and
 // keepAlive. Calls record it without a disk write, and the sleeper reads it
-// without touching the store. The store's lastActiveAt is written at most
-// every few seconds (touchLocked), for clients and for a daemon restart.
+// without touching the store.
+//
+// The store's lastActiveAt follows in batches: activity marks the ID in
+// Manager.unsaved, and the saver (saveLoop) writes all of them in one
+// transaction every activitySaveEvery, and Close once more. Get and List
+// show the in-memory value where it is later. A daemon that dies without
+// Close loses at most activitySaveEvery of lastActiveAt.
+
+// activitySaveEvery is how often the saver writes the activity noted since
+// its last write.
+const activitySaveEvery = 5 * time.Second
+
+// activitySaveTimeout bounds one write of the saver.
+const activitySaveTimeout = 30 * time.Second
 
 // Hold marks id busy until release is called: an open stream, terminal or
 // preview connection is activity for as long as it lasts, so a sandbox
@@ -38,16 +53,14 @@ func (m *Manager) unhold(id string) {
 	}
 	var awake bool
 	if e := m.entries[id]; e != nil {
-		if now := time.Now(); now.After(e.lastActive) {
-			e.lastActive = now
-		}
+		m.activeLocked(e, time.Now())
 		awake = e.awake
 	}
 	m.mu.Unlock()
 	if awake {
 		// Its deadline starts now: the sleeper may be waiting on
 		// nothing but kicks.
-		m.sleep.kick()
+		kick(m.sleepKick)
 	}
 }
 
@@ -57,23 +70,35 @@ func (m *Manager) noteActive(e *entry, now time.Time) {
 	m.mu.Lock()
 	was := e.awake
 	e.awake = true
-	if now.After(e.lastActive) {
-		e.lastActive = now
-	}
+	m.activeLocked(e, now)
 	m.mu.Unlock()
 	if !was {
-		m.sleep.kick() // a new deadline
+		kick(m.sleepKick) // a new deadline
 	}
 }
 
-// setLastActive sets e's last activity to t, even if that is earlier than
-// what e had (a sandbox re-attached after a daemon restart has been idle
-// since its record's lastActiveAt, not since the restart).
-func (m *Manager) setLastActive(e *entry, t time.Time) {
+// activeLocked moves e's last activity forward to t, for the saver to
+// write. The caller holds m.mu.
+func (m *Manager) activeLocked(e *entry, t time.Time) {
+	if t.After(e.lastActive) {
+		e.lastActive = t
+		m.unsaved[e.id] = t
+	}
+}
+
+// startedActive records that e's container runs, with rec's sleepAfter
+// and keepAlive, awake and idle since stored, the lastActiveAt its record
+// holds (earlier than now for a sandbox re-attached after a daemon
+// restart: it has been idle since then, not since the restart).
+func (m *Manager) startedActive(e *entry, rec store.Sandbox, stored time.Time) {
 	m.mu.Lock()
-	e.lastActive = t
+	e.awake, e.lastActive = true, stored
+	e.sleepAfter, e.keepAlive = rec.SleepAfter, rec.KeepAlive
+	if t, ok := m.unsaved[e.id]; ok && !t.After(stored) {
+		delete(m.unsaved, e.id)
+	}
 	m.mu.Unlock()
-	m.sleep.kick()
+	kick(m.sleepKick) // a new deadline
 }
 
 // setSleepPolicy records e's sleepAfter and keepAlive, from its record.
@@ -81,7 +106,7 @@ func (m *Manager) setSleepPolicy(e *entry, sleepAfter time.Duration, keepAlive b
 	m.mu.Lock()
 	e.sleepAfter, e.keepAlive = sleepAfter, keepAlive
 	m.mu.Unlock()
-	m.sleep.kick() // the deadline may be sooner now
+	kick(m.sleepKick) // the deadline may be sooner now
 }
 
 // sleepDeadlineLocked returns when e falls asleep if nothing happens
@@ -96,4 +121,67 @@ func (m *Manager) sleepDeadlineLocked(e *entry) (time.Time, bool) {
 		after = DefaultSleepAfter
 	}
 	return e.lastActive.Add(after), true
+}
+
+// withActivity returns recs with the last activity noted in memory where
+// it is later than the stored lastActiveAt (which lags by up to
+// activitySaveEvery), in the store's precision (milliseconds, UTC).
+func (m *Manager) withActivity(recs ...store.Sandbox) []store.Sandbox {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, r := range recs {
+		if e := m.entries[r.ID]; e != nil && e.lastActive.After(r.LastActiveAt) {
+			recs[i].LastActiveAt = time.UnixMilli(e.lastActive.UnixMilli()).UTC()
+		}
+	}
+	return recs
+}
+
+// saveActivity writes the activity noted since the last write to the
+// store, in one transaction. If that fails, the values stay noted for the
+// next try.
+func (m *Manager) saveActivity(ctx context.Context) error {
+	m.mu.Lock()
+	if len(m.unsaved) == 0 {
+		m.mu.Unlock()
+		return nil
+	}
+	batch := m.unsaved
+	m.unsaved = make(map[string]time.Time)
+	m.mu.Unlock()
+	err := m.cfg.Store.SaveActivity(ctx, batch)
+	if err != nil {
+		m.mu.Lock()
+		for id, t := range batch {
+			if u, ok := m.unsaved[id]; !ok || t.After(u) {
+				m.unsaved[id] = t
+			}
+		}
+		m.mu.Unlock()
+	}
+	return err
+}
+
+// saveLoop is the saver: it writes the activity noted every
+// activitySaveEvery until ctx ends.
+func (m *Manager) saveLoop(ctx context.Context) {
+	tick := time.NewTicker(activitySaveEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			m.saveNow()
+		}
+	}
+}
+
+// saveNow writes the activity noted so far, logging a failure.
+func (m *Manager) saveNow() {
+	ctx, cancel := context.WithTimeout(context.Background(), activitySaveTimeout)
+	defer cancel()
+	if err := m.saveActivity(ctx); err != nil {
+		m.log.Warn("save activity", "err", err) // kept for the next try
+	}
 }

@@ -14,10 +14,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
@@ -72,14 +76,23 @@ type Manager struct {
 	mu      sync.Mutex
 	entries map[string]*entry // by ID; guarded by mu
 	holds   map[string]int    // open holds by ID (activity.go); guarded by mu
+	// unsaved is the last activity of sandboxes, by ID, that the store
+	// does not have yet (activity.go); guarded by mu.
+	unsaved map[string]time.Time
 
-	sleep sleeper   // the sleep goroutine (sleep.go): started by Recover, stopped by Close
-	pool  pool      // the warm pool and its filler (pool.go): started by Recover, stopped by Close
-	ports portCache // exposed ports of running sandboxes, for preview requests (ports.go)
+	// The Manager's goroutines (the sleeper, the pool's filler, the
+	// activity saver): started by Recover (startLoops), stopped by Close.
+	loopsMu   sync.Mutex
+	closed    bool               // guarded by loopsMu
+	stopLoops context.CancelFunc // guarded by loopsMu; nil until started
+	loops     sync.WaitGroup
+
+	sleepKick chan struct{} // buffered (1): a pending "look again" for the sleeper (sleep.go)
+	pool      pool          // the warm pool (pool.go)
 	// starting counts container starts in progress (startLocked); the
 	// pool's filler waits for none.
 	starting atomic.Int64
-	starts   chan struct{} // a slot per container start running (burst.go)
+	starts   chan struct{} // a slot per container start running (startContainer)
 }
 
 // entry is the in-memory side of one sandbox. Its mu serializes lifecycle
@@ -88,27 +101,30 @@ type Manager struct {
 type entry struct {
 	id string
 
-	mu       sync.Mutex
-	gone     bool                // destroyed: callers must look the ID up again
-	client   *agentclient.Client // nil unless running
-	inst     *runtime.Instance
-	unwatch  chan struct{} // closed to stop the watch goroutine of inst
-	lastSave time.Time     // when lastActiveAt was last written to the store
+	mu      sync.Mutex
+	gone    bool                // destroyed: callers must look the ID up again
+	client  *agentclient.Client // nil unless running
+	inst    *runtime.Instance
+	unwatch chan struct{} // closed to stop the watch goroutine of inst
+	// ports caches exposed ports checked against inst, for preview
+	// requests (ports.go); dropped with inst.
+	ports map[int]store.Port
 
 	// Sleep (activity.go, sleep.go); guarded by Manager.mu.
 	awake      bool          // running and not yet looked at by the sleeper since
-	lastActive time.Time     // the last call through the agent
+	lastActive time.Time     // the last call through the agent, or hold released
 	sleepAfter time.Duration // from the record; 0: DefaultSleepAfter
 	keepAlive  bool          // from the record
 }
 
-// runningLocked records a running container and starts watching it: when
+// runningLocked records a running container of record rec, idle since
+// active (the lastActiveAt its record holds), and starts watching it: when
 // its init exits on its own (killed from outside, out of memory), the
 // sandbox is marked stopped at once, so the next call starts it again
 // instead of failing on a dead connection.
-func (m *Manager) runningLocked(e *entry, c *agentclient.Client, inst *runtime.Instance) {
+func (m *Manager) runningLocked(e *entry, c *agentclient.Client, inst *runtime.Instance, rec store.Sandbox, active time.Time) {
 	e.client, e.inst, e.unwatch = c, inst, make(chan struct{})
-	m.noteActive(e, time.Now()) // idle from now on, until a call
+	m.startedActive(e, rec, active)
 	if inst.Exited == nil {
 		return
 	}
@@ -124,7 +140,7 @@ func (m *Manager) runningLocked(e *entry, c *agentclient.Client, inst *runtime.I
 			return
 		}
 		m.log.Warn("sandbox's container exited; it starts again on next use", "sandbox", e.id)
-		m.crashed()
+		m.cfg.Metrics.CrashesTotal.Inc()
 		m.stopLocked(context.Background(), e)
 	}(e.unwatch)
 }
@@ -137,7 +153,7 @@ func (e *entry) forgetLocked() {
 	if e.unwatch != nil {
 		close(e.unwatch)
 	}
-	e.client, e.inst, e.unwatch = nil, nil, nil
+	e.client, e.inst, e.unwatch, e.ports = nil, nil, nil, nil
 }
 
 // New returns a Manager. Call Recover before serving.
@@ -158,8 +174,37 @@ func New(cfg Config) *Manager {
 	if cfg.MaxSandboxes <= 0 || cfg.MaxSandboxes > slots {
 		cfg.MaxSandboxes = slots
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, entries: make(map[string]*entry), holds: make(map[string]int),
-		pool: pool{kickc: make(chan struct{}, 1)}, starts: make(chan struct{}, startSlots())}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(prometheus.NewRegistry())
+	}
+	return &Manager{cfg: cfg, log: cfg.Logger, entries: make(map[string]*entry), holds: make(map[string]int), unsaved: make(map[string]time.Time),
+		sleepKick: make(chan struct{}, 1), pool: pool{kickc: make(chan struct{}, 1)},
+		starts: make(chan struct{}, max(8, 4*goruntime.NumCPU()))}
+}
+
+// startLoops starts the Manager's goroutines, once; after Close, never.
+func (m *Manager) startLoops() {
+	m.loopsMu.Lock()
+	defer m.loopsMu.Unlock()
+	if m.closed || m.stopLoops != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopLoops = cancel
+	m.loops.Go(func() { m.sleepLoop(ctx) })
+	m.loops.Go(func() { m.saveLoop(ctx) })
+	if m.poolEnabled() {
+		m.loops.Go(func() { m.poolLoop(ctx) })
+	}
+}
+
+// kick sends a "look again" on c, a channel buffered for one. It never
+// blocks.
+func kick(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -177,8 +222,8 @@ func NormalizeID(id string) (string, error) {
 
 var imagePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
 
-// imageDir resolves an image name to its directory.
-func (m *Manager) imageDir(name string) (string, error) {
+// imagePath resolves an image name to its directory, symlinks resolved.
+func (m *Manager) imagePath(name string) (string, error) {
 	if !imagePattern.MatchString(name) {
 		return "", fmt.Errorf("%w: image name %q", errdefs.ErrInvalidArgument, name)
 	}
@@ -186,7 +231,25 @@ func (m *Manager) imageDir(name string) (string, error) {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return "", fmt.Errorf("%w: image %q not found in %s (build it with make image)", errdefs.ErrInvalidArgument, name, m.cfg.ImagesDir)
 	}
-	return dir, nil
+	path, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", fmt.Errorf("image %s: %w", name, err)
+	}
+	return path, nil
+}
+
+// record validates a create request for id and turns it into a new
+// record, with the daemon's defaults.
+func (m *Manager) record(id string, opts api.CreateSandboxRequest) (store.Sandbox, error) {
+	rec, err := newRecord(id, opts, m.cfg.DefaultImage)
+	if err != nil {
+		return rec, err
+	}
+	if rec.Resources.DiskMB == 0 {
+		rec.Resources.DiskMB = m.cfg.DiskMB
+	}
+	rec.ImagePath, err = m.imagePath(rec.Image)
+	return rec, err
 }
 
 func (m *Manager) entry(id string) *entry {
@@ -213,134 +276,40 @@ func (m *Manager) lock(id string) *entry {
 	}
 }
 
-// Recover brings the in-memory state in line with the store and the
-// runtime after a daemon start: a sandbox whose container survived is
-// re-attached; any other is marked stopped (its leftovers cleaned) and
-// starts again on its next use.
-func (m *Manager) Recover(ctx context.Context) error {
-	recs, err := m.cfg.Store.List(ctx)
-	if err != nil {
-		return err
-	}
-	defer m.startSleeper()
-	defer m.startPool()
-	if err := m.recoverPool(ctx); err != nil {
-		return err
-	}
-	for _, rec := range recs {
-		log := m.log.With("sandbox", rec.ID)
-		if rec.Status == StatusDestroying {
-			// A destroy that the daemon's end interrupted: finish it.
-			if err := m.Destroy(ctx, rec.ID); err != nil {
-				log.Error("recover: finish interrupted destroy", "err", err)
-			} else {
-				log.Info("recover: finished interrupted destroy")
-			}
-			continue
-		}
-		e := m.lock(rec.ID)
-		inst, err := m.cfg.Runtime.Attach(ctx, rec.RuntimeName)
-		if err == nil {
-			c := agentclient.New(inst.Socket)
-			vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err = c.CheckVersion(vctx)
-			cancel()
-			if err == nil {
-				m.runningLocked(e, c, inst)
-				log.Info("re-attached running sandbox", "pid", inst.Pid)
-			} else {
-				c.Close()
-				log.Warn("running sandbox has no usable agent; stopping it", "err", err)
-				err = m.cfg.Runtime.Stop(ctx, rec.RuntimeName)
-			}
-		}
-		status := api.StatusStopped
-		switch {
-		case e.client != nil:
-			// Running (a create whose end the daemon missed is finished).
-			status = api.StatusRunning
-			m.setSleepPolicy(e, rec.SleepAfter, rec.KeepAlive)
-			m.setLastActive(e, rec.LastActiveAt) // idle since, as far as the record knows
-		case rec.Status == api.StatusCreating:
-			// Never started: roll the create back, as a failed first
-			// start would have (it was never acknowledged).
-			e.mu.Unlock()
-			if derr := m.Destroy(ctx, rec.ID); derr != nil {
-				log.Error("recover: roll back interrupted create", "err", derr)
-			} else {
-				log.Info("recover: rolled back interrupted create")
-			}
-			continue
-		case rec.Status == api.StatusSleeping:
-			status = api.StatusSleeping
-		}
-		if rec.Status != status {
-			if _, uerr := m.cfg.Store.Update(ctx, rec.ID, func(r *store.Sandbox) error { r.Status = status; return nil }); uerr != nil {
-				err = errors.Join(err, uerr)
-			}
-		}
-		e.mu.Unlock()
-		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-			log.Error("recover sandbox", "err", err)
-		}
-	}
-	return nil
-}
-
 // Create creates id with opts and starts it. If id exists, it returns the
 // existing sandbox unchanged and created is false.
 func (m *Manager) Create(ctx context.Context, id string, opts api.CreateSandboxRequest) (sb api.Sandbox, created bool, err error) {
 	e := m.lock(id)
 	defer e.mu.Unlock()
-	rec, err := m.cfg.Store.Get(ctx, id)
-	if err == nil {
-		began := time.Now()
-		if err := m.startLocked(ctx, e, rec, false); err != nil {
-			return sb, false, err
-		}
-		if rec.Status == api.StatusSleeping {
-			m.woke(e, time.Since(began))
-		}
-		return m.info(ctx, id)
-	}
-	if !errors.Is(err, errdefs.ErrSandboxNotFound) {
+	if created, err = m.runLocked(ctx, e, opts); err != nil {
 		return sb, false, err
 	}
-	if err := m.createLocked(ctx, e, opts); err != nil {
-		return sb, false, err
-	}
-	sb, _, err = m.info(ctx, id)
-	return sb, true, err
+	sb, err = m.Get(ctx, id)
+	return sb, created, err
 }
 
-func (m *Manager) info(ctx context.Context, id string) (api.Sandbox, bool, error) {
-	rec, err := m.cfg.Store.Get(ctx, id)
+// runLocked makes e's sandbox run: it starts its container unless it runs
+// already, or, if it has no record, creates it with opts (created true).
+func (m *Manager) runLocked(ctx context.Context, e *entry, opts api.CreateSandboxRequest) (created bool, err error) {
+	if e.client != nil {
+		return false, nil
+	}
+	rec, err := m.cfg.Store.Get(ctx, e.id)
+	if errors.Is(err, errdefs.ErrSandboxNotFound) {
+		return true, m.createLocked(ctx, e, opts)
+	}
 	if err != nil {
-		return api.Sandbox{}, false, err
+		return false, err
 	}
-	sb := toAPI(rec)
-	if u, ok := m.usage(ctx, rec); ok {
-		sb.Usage = apiUsage(u)
-	}
-	return sb, false, nil
+	return false, m.startLocked(ctx, e, rec, false)
 }
 
 // createLocked validates opts, stores a new record and starts it. If the
 // first start fails, the sandbox is rolled back: no record, no files.
 func (m *Manager) createLocked(ctx context.Context, e *entry, opts api.CreateSandboxRequest) error {
-	rec, err := newRecord(e.id, opts, m.cfg.DefaultImage)
+	rec, err := m.record(e.id, opts)
 	if err != nil {
 		return err
-	}
-	if rec.Resources.DiskMB == 0 {
-		rec.Resources.DiskMB = m.cfg.DiskMB
-	}
-	dir, err := m.imageDir(rec.Image)
-	if err != nil {
-		return err
-	}
-	if rec.ImagePath, err = filepath.EvalSymlinks(dir); err != nil {
-		return fmt.Errorf("image %s: %w", rec.Image, err)
 	}
 	if claimed, err := m.claimLocked(ctx, e, rec); claimed || err != nil {
 		return err
@@ -381,70 +350,95 @@ func (m *Manager) specOf(rec store.Sandbox, hostname string) runtime.Spec {
 	}
 }
 
+// startContainer starts rec's container with hostname, once a start slot
+// is free, and connects to its agent. Waiting for the slot ends with ctx
+// (an error wrapping errdefs.ErrUnavailable); once begun, the start
+// finishes even if the caller goes away, or a half-started container
+// would be left for the next call to clean. On error no container runs.
+//
+// The slots: a hundred first calls for new IDs at once would otherwise
+// start a hundred containers at once, each then taking as long as all of
+// them together (runc, mounts and the agents' start share the CPUs), and
+// the slowest would run into the start's timeouts.
+func (m *Manager) startContainer(ctx context.Context, rec store.Sandbox, hostname string) (*runtime.Instance, *agentclient.Client, error) {
+	select {
+	case m.starts <- struct{}{}:
+		defer func() { <-m.starts }()
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("%w: waiting for a start slot: %v", errdefs.ErrUnavailable, ctx.Err())
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentTimeout+30*time.Second)
+	defer cancel()
+	inst, err := m.cfg.Runtime.Start(ctx, m.specOf(rec, hostname))
+	if err != nil {
+		return nil, nil, fmt.Errorf("start sandbox %s: %w", rec.ID, err)
+	}
+	c, err := connect(ctx, inst, agentTimeout)
+	if err != nil {
+		_ = m.cfg.Runtime.Stop(ctx, rec.RuntimeName)
+		return nil, nil, fmt.Errorf("%w: start sandbox %s: its agent: %v", errdefs.ErrUnavailable, rec.ID, err)
+	}
+	return inst, c, nil
+}
+
+// connect returns a client of inst's agent once it answers a version
+// check, which it must within timeout.
+func connect(ctx context.Context, inst *runtime.Instance, timeout time.Duration) (*agentclient.Client, error) {
+	c := agentclient.New(inst.Socket)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := c.CheckVersion(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // startLocked starts rec's container unless it already runs.
 func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, isNew bool) error {
 	if e.client != nil {
 		return nil
 	}
-	log := m.log.With("sandbox", e.id)
 	if rec.Status == StatusDestroying {
 		return fmt.Errorf("%w: sandbox %s is being destroyed", errdefs.ErrUnavailable, rec.ID)
 	}
-	image := rec.ImagePath
-	if fi, err := os.Stat(image); err != nil || !fi.IsDir() {
-		return fmt.Errorf("%w: sandbox %s: its image %s (%s) is gone from the images directory", errdefs.ErrUnavailable, rec.ID, rec.Image, image)
+	if fi, err := os.Stat(rec.ImagePath); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%w: sandbox %s: its image %s (%s) is gone from the images directory", errdefs.ErrUnavailable, rec.ID, rec.Image, rec.ImagePath)
 	}
+	log := m.log.With("sandbox", e.id)
 	began := time.Now()
 	m.starting.Add(1)
 	defer func() {
 		m.starting.Add(-1)
-		m.pool.kick()
+		kick(m.pool.kickc)
 	}()
-	release, err := m.startSlot(ctx)
-	if err != nil {
-		return err
-	}
-	defer release()
-	// Starting must finish even if the caller goes away, or a half-started
-	// container would be left for the next call to clean.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentTimeout+30*time.Second)
-	defer cancel()
-	inst, err := m.cfg.Runtime.Start(sctx, m.specOf(rec, rec.ID))
+	inst, c, err := m.startContainer(ctx, rec, rec.ID)
 	if err != nil {
 		log.Error("start sandbox", "err", err)
-		return fmt.Errorf("start sandbox %s: %w", rec.ID, err)
-	}
-	c := agentclient.New(inst.Socket)
-	vctx, vcancel := context.WithTimeout(sctx, agentTimeout)
-	err = c.CheckVersion(vctx)
-	vcancel()
-	if err != nil {
-		c.Close()
-		_ = m.cfg.Runtime.Stop(sctx, rec.RuntimeName)
-		log.Error("agent of new container", "err", err)
-		return fmt.Errorf("%w: start sandbox %s: its agent: %v", errdefs.ErrUnavailable, rec.ID, err)
+		return err
 	}
 	now := time.Now().UTC()
-	if _, err := m.cfg.Store.Update(sctx, rec.ID, func(r *store.Sandbox) error {
+	bg := context.WithoutCancel(ctx)
+	if _, err := m.cfg.Store.Update(bg, rec.ID, func(r *store.Sandbox) error {
 		r.Status, r.LastActiveAt = api.StatusRunning, now
 		return nil
 	}); err != nil {
 		c.Close()
-		_ = m.cfg.Runtime.Stop(sctx, rec.RuntimeName)
+		_ = m.cfg.Runtime.Stop(bg, rec.RuntimeName)
 		return err
 	}
-	m.runningLocked(e, c, inst)
-	m.setSleepPolicy(e, rec.SleepAfter, rec.KeepAlive)
-	e.lastSave = now
+	m.runningLocked(e, c, inst, rec, now)
 	took := time.Since(began)
-	if m.cfg.Metrics != nil {
-		if isNew {
-			m.cfg.Metrics.CreateSeconds.Observe(took.Seconds())
-		} else {
-			m.cfg.Metrics.StartSeconds.Observe(took.Seconds())
-		}
+	if isNew {
+		m.cfg.Metrics.CreateSeconds.Observe(took.Seconds())
+	} else {
+		m.cfg.Metrics.StartSeconds.Observe(took.Seconds())
 	}
 	log.Info("sandbox started", "new", isNew, "pid", inst.Pid, "ms", took.Milliseconds())
+	if rec.Status == api.StatusSleeping {
+		m.cfg.Metrics.WakeSeconds.Observe(took.Seconds())
+		log.Info("sandbox woke", "ms", took.Milliseconds())
+	}
 	return nil
 }
 
@@ -453,39 +447,13 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 func (m *Manager) Agent(ctx context.Context, id string) (*agentclient.Client, error) {
 	e := m.lock(id)
 	defer e.mu.Unlock()
-	if e.client == nil {
-		rec, err := m.cfg.Store.Get(ctx, id)
-		switch {
-		case errors.Is(err, errdefs.ErrSandboxNotFound):
-			err = m.createLocked(ctx, e, api.CreateSandboxRequest{})
-		case err == nil:
-			began := time.Now()
-			err = m.startLocked(ctx, e, rec, false)
-			if err == nil && rec.Status == api.StatusSleeping {
-				m.woke(e, time.Since(began))
-			}
-		}
-		if err != nil {
-			return nil, err
-		}
+	if _, err := m.runLocked(ctx, e, api.CreateSandboxRequest{}); err != nil {
+		return nil, err
 	}
-	m.touchLocked(ctx, e)
+	// In memory only: the saver writes it to the store later
+	// (activity.go), so no call waits on a disk sync for it.
+	m.noteActive(e, time.Now())
 	return e.client, nil
-}
-
-// touchLocked records activity, writing it to the store at most every
-// saveEvery so that a busy sandbox does not cost a disk write per call.
-func (m *Manager) touchLocked(ctx context.Context, e *entry) {
-	const saveEvery = 15 * time.Second
-	now := time.Now().UTC()
-	m.noteActive(e, now)
-	if now.Sub(e.lastSave) < saveEvery {
-		return
-	}
-	e.lastSave = now
-	if _, err := m.cfg.Store.Update(ctx, e.id, func(r *store.Sandbox) error { r.LastActiveAt = now; return nil }); err != nil {
-		m.log.Warn("save activity", "sandbox", e.id, "err", err)
-	}
 }
 
 // CallFailed is called when a call through c failed with err, and returns
@@ -520,7 +488,7 @@ func (m *Manager) CallFailed(ctx context.Context, id string, c *agentclient.Clie
 	defer e.mu.Unlock()
 	if e.client == c {
 		m.log.Warn("agent lost; stopping the container", "sandbox", id, "err", verr)
-		m.crashed()
+		m.cfg.Metrics.CrashesTotal.Inc()
 		m.stopLocked(bg, e)
 	}
 	return err
@@ -539,8 +507,15 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry) {
 // Get returns id's description without creating it: an error wrapping
 // errdefs.ErrSandboxNotFound if it does not exist.
 func (m *Manager) Get(ctx context.Context, id string) (api.Sandbox, error) {
-	sb, _, err := m.info(ctx, id)
-	return sb, err
+	rec, err := m.cfg.Store.Get(ctx, id)
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	sb := toAPI(m.withActivity(rec)[0])
+	if u, ok := m.usage(ctx, rec); ok {
+		sb.Usage = &api.SandboxUsage{CPUMs: u.CPU.Milliseconds(), MemoryBytes: u.MemoryBytes, Pids: u.Pids, DiskBytes: u.DiskBytes}
+	}
+	return sb, nil
 }
 
 // List returns every sandbox whose labels include all of labels.
@@ -551,7 +526,7 @@ func (m *Manager) List(ctx context.Context, labels map[string]string) ([]api.San
 	}
 	out := make([]api.Sandbox, 0, len(recs))
 next:
-	for _, r := range recs {
+	for _, r := range m.withActivity(recs...) {
 		for k, v := range labels {
 			if r.Labels[k] != v {
 				continue next
@@ -600,7 +575,7 @@ func (m *Manager) Update(ctx context.Context, id string, req api.UpdateSandboxRe
 			m.setSleepPolicy(e, rec.SleepAfter, rec.KeepAlive)
 		}
 	}
-	return toAPI(rec), nil
+	return toAPI(m.withActivity(rec)[0]), nil
 }
 
 // Destroy removes id: its container, mounts, cgroups, files and record.
@@ -626,39 +601,32 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 	m.mu.Lock()
 	if m.entries[id] == e {
 		delete(m.entries, id)
+		delete(m.unsaved, id)
 	}
 	m.mu.Unlock()
 	m.log.Info("sandbox destroyed", "sandbox", id)
 	return nil
 }
 
-// Close drops agent connections. Containers keep running: a daemon started
-// later re-attaches them.
+// Close saves the activity not yet in the store and drops agent
+// connections. Containers keep running: a daemon started later re-attaches
+// them.
 func (m *Manager) Close() {
-	m.stopSleeper()
-	m.stopPool()
-	m.mu.Lock()
-	entries := make([]*entry, 0, len(m.entries))
-	for _, e := range m.entries {
-		entries = append(entries, e)
+	m.loopsMu.Lock()
+	m.closed = true
+	if m.stopLoops != nil {
+		m.stopLoops() // a sleep or a pooled start in progress finishes first
 	}
+	m.loopsMu.Unlock()
+	m.loops.Wait()
+	m.saveNow()
+	m.pool.closeClients()
+	m.mu.Lock()
+	entries := slices.Collect(maps.Values(m.entries))
 	m.mu.Unlock()
 	for _, e := range entries {
 		e.mu.Lock()
 		e.forgetLocked()
 		e.mu.Unlock()
 	}
-}
-
-// Counts returns the number of sandboxes in each status.
-func (m *Manager) Counts(ctx context.Context) (map[string]int, error) {
-	recs, err := m.cfg.Store.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int{api.StatusCreating: 0, api.StatusRunning: 0, api.StatusSleeping: 0, api.StatusStopped: 0}
-	for _, r := range recs {
-		out[r.Status]++
-	}
-	return out, nil
 }

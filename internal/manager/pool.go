@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -20,31 +20,24 @@ import (
 	"github.com/sandboxd/sandboxd/internal/store"
 )
 
-// The warm pool: Config.WarmPool sandboxes of the default image, with
-// default options, started ahead of need, so that the first use of a new ID
-// takes over a running container instead of starting one (a few
-// milliseconds instead of a hundred or more).
+// The warm pool (docs/OPERATIONS.md, Warm pool; docs/ARCHITECTURE.md):
+// Config.WarmPool sandboxes of the default image, with default options,
+// started ahead of need, so that the first use of a new ID takes over a
+// running container instead of starting one.
 //
 // A pooled sandbox is a store record with Pooled set whose ID is its
 // runtime name, "pool.<random hex>": the '.' keeps it apart from every
-// sandbox ID, and Get, List and the sandbox limit ignore it. It has its uid
-// slot, its files and its running container like any sandbox, with the
-// runtime name as hostname. A claim (claimLocked, under the new ID's
-// lock) sets the container's hostname to the ID, then turns the pooled
-// record into the sandbox's in one transaction (store.Claim): the sandbox
-// keeps the pooled runtime name for good, so its container, directory and
-// cgroup carry a name other than its ID; everything that calls the runtime
-// goes through the record's RuntimeName (see runtimeName).
+// sandbox ID. A claim (claimLocked, under the new ID's lock) turns it into
+// the new ID's sandbox, which keeps the pooled runtime name for good:
+// everything that calls the runtime goes through the record's RuntimeName
+// (see runtimeName).
 //
-// One goroutine per Manager, the filler, owns the pool: started by
-// Recover, stopped by Close. It starts one pooled sandbox at a time, only
-// while no other start is in progress (a burst of creates gets the CPU
-// first), and only while sandboxes and pooled ones together stay under
-// MaxSandboxes; past that it destroys pooled ones. Pooled containers whose
-// init exited, or whose image is no longer the default one (the name
-// points elsewhere, or the directory was rebuilt in place: see
-// imageIdentity), are never claimed, and are destroyed and replaced. Pooled containers outlive the daemon like any other:
-// Recover adopts up to WarmPool of them and destroys the rest.
+// One goroutine, the filler (poolLoop), owns the pool. It starts one
+// pooled sandbox at a time, only while no other start is in progress, and
+// only while sandboxes and pooled ones together stay under MaxSandboxes;
+// past that it destroys pooled ones. Pooled containers whose init exited,
+// or whose image is no longer the default one (see imageIdentity), are
+// never claimed, and are destroyed and replaced.
 
 // poolPrefix starts every pooled sandbox's runtime name.
 const poolPrefix = "pool."
@@ -62,36 +55,30 @@ type pooled struct {
 
 // pool is the Manager's warm pool.
 type pool struct {
-	kickc chan struct{} // buffered (1): a pending "look again"
+	kickc chan struct{} // buffered (1): a pending "look again" for the filler
 
-	mu      sync.Mutex
-	ready   []*pooled // guarded by mu
-	started bool      // guarded by mu
-	stopped bool      // guarded by mu
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when the filler returns
+	mu    sync.Mutex
+	ready []*pooled // guarded by mu
 }
 
-// kick asks the filler to look at the pool again. It never blocks.
-func (p *pool) kick() {
-	select {
-	case p.kickc <- struct{}{}:
-	default:
-	}
-}
-
-// take removes and returns a ready pooled sandbox whose record runs like
-// rec and whose image is still image (an imageIdentity), or nil.
-func (p *pool) take(rec store.Sandbox, image string) *pooled {
+// take removes and returns the first ready pooled sandbox for which ok
+// holds, or nil.
+func (p *pool) take(ok func(*pooled) bool) *pooled {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i, s := range p.ready {
-		if sameRuntime(s.rec, rec) && s.image == image {
-			p.ready = append(p.ready[:i], p.ready[i+1:]...)
-			return s
-		}
+	i := slices.IndexFunc(p.ready, ok)
+	if i < 0 {
+		return nil
 	}
-	return nil
+	s := p.ready[i]
+	p.ready = slices.Delete(p.ready, i, i+1)
+	return s
+}
+
+// claimable tells whether a pooled sandbox may become one of record rec:
+// it runs like rec, and its image is still image (an imageIdentity).
+func claimable(rec store.Sandbox, image string) func(*pooled) bool {
+	return func(s *pooled) bool { return sameRuntime(s.rec, rec) && s.image == image }
 }
 
 // put returns s to the ready list.
@@ -99,6 +86,17 @@ func (p *pool) put(s *pooled) {
 	p.mu.Lock()
 	p.ready = append(p.ready, s)
 	p.mu.Unlock()
+}
+
+// closeClients empties the ready list, closing its agent connections. The
+// pooled containers keep running: the next daemon adopts them.
+func (p *pool) closeClients() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.ready {
+		s.client.Close()
+	}
+	p.ready = nil
 }
 
 // sameRuntime tells whether a sandbox of record b would run in a container
@@ -129,35 +127,34 @@ func (m *Manager) claimLocked(ctx context.Context, e *entry, rec store.Sandbox) 
 	if !m.poolEnabled() {
 		return false, nil
 	}
-	s := m.pool.take(rec, imageIdentity(rec.ImagePath))
+	s := m.pool.take(claimable(rec, imageIdentity(rec.ImagePath)))
 	if s == nil {
 		return false, nil
 	}
-	defer m.pool.kick()
+	defer kick(m.pool.kickc)
 	began := time.Now()
 	log := m.log.With("sandbox", e.id, "runtime", s.rec.RuntimeName)
-	select {
-	case <-s.inst.Exited:
-		log.Warn("pooled container exited; not claimed")
-		m.discardPooled(context.WithoutCancel(ctx), s)
-		return false, nil
-	default:
-	}
 	// Once begun, a claim finishes, whatever the caller does.
 	ctx = context.WithoutCancel(ctx)
-	if err := m.cfg.Runtime.(runtime.HostnameSetter).SetHostname(ctx, s.rec.RuntimeName, e.id); err != nil {
-		log.Warn("pooled container: set hostname; not claimed", "err", err)
+	discard := func(msg string, args ...any) (bool, error) {
+		log.Warn(msg+"; not claimed", args...)
 		m.discardPooled(ctx, s)
 		return false, nil
+	}
+	select {
+	case <-s.inst.Exited:
+		return discard("pooled container exited")
+	default:
+	}
+	if err := m.cfg.Runtime.(runtime.HostnameSetter).SetHostname(ctx, s.rec.RuntimeName, e.id); err != nil {
+		return discard("pooled container: set hostname", "err", err)
 	}
 	// The session's shell read $HOSTNAME when it started (startPooled):
 	// set it again, before the record makes the sandbox e's, so that a
 	// daemon killed in between leaves either a pooled sandbox (whose next
 	// claim sets both again) or a sandbox that is wholly e's.
 	if err := m.execPooled(ctx, s, "HOSTNAME="+e.id); err != nil { // e.id is [a-z0-9-]: no quoting needed
-		log.Warn("pooled container: set the shell's hostname; not claimed", "err", err)
-		m.discardPooled(ctx, s)
-		return false, nil
+		return discard("pooled container: set the shell's hostname", "err", err)
 	}
 	now := time.Now().UTC()
 	rec.Status, rec.LastActiveAt = api.StatusRunning, now
@@ -169,17 +166,11 @@ func (m *Manager) claimLocked(ctx context.Context, e *entry, rec store.Sandbox) 
 		return true, err
 	}
 	if err != nil {
-		log.Error("claim pooled sandbox; not claimed", "err", err)
-		m.discardPooled(ctx, s)
-		return false, nil
+		return discard("claim pooled sandbox", "err", err)
 	}
-	m.runningLocked(e, s.client, s.inst)
-	m.setSleepPolicy(e, claimed.SleepAfter, claimed.KeepAlive)
-	e.lastSave = now
+	m.runningLocked(e, s.client, s.inst, claimed, now)
 	took := time.Since(began)
-	if m.cfg.Metrics != nil {
-		m.cfg.Metrics.CreateSeconds.Observe(took.Seconds())
-	}
+	m.cfg.Metrics.CreateSeconds.Observe(took.Seconds())
 	log.Info("sandbox created from the warm pool", "pid", s.inst.Pid, "us", took.Microseconds())
 	return true, nil
 }
@@ -208,53 +199,10 @@ func (m *Manager) runtimeName(ctx context.Context, id string) string {
 	return id
 }
 
-// startPool starts the filler, once; after stopPool, never again.
-func (m *Manager) startPool() {
-	p := &m.pool
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.started || p.stopped || !m.poolEnabled() {
-		return
-	}
-	p.started = true
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel, p.done = cancel, make(chan struct{})
-	go func() {
-		defer close(p.done)
-		m.poolLoop(ctx)
-	}()
-}
-
-// stopPool stops the filler and waits for it (a pooled sandbox it is
-// starting finishes first), then drops the pool's agent connections. The
-// pooled containers keep running: the next daemon adopts them.
-func (m *Manager) stopPool() {
-	p := &m.pool
-	p.mu.Lock()
-	started := p.started
-	if !p.stopped {
-		p.stopped = true
-		if p.cancel != nil {
-			p.cancel()
-		}
-	}
-	p.mu.Unlock()
-	if started {
-		<-p.done
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, s := range p.ready {
-		s.client.Close()
-	}
-	p.ready = nil
-}
-
+// poolLoop is the filler: it keeps the pool filled until ctx ends.
 func (m *Manager) poolLoop(ctx context.Context) {
 	const minBackoff, maxBackoff = time.Second, time.Minute
 	backoff := minBackoff
-	idle := time.NewTimer(poolIdle)
-	defer idle.Stop()
 	for {
 		again, err := m.poolStep(ctx)
 		wait := poolIdle
@@ -264,20 +212,18 @@ func (m *Manager) poolLoop(ctx context.Context) {
 		case err != nil:
 			m.log.Error("warm pool", "err", err, "retry-in", backoff)
 			wait, backoff = backoff, min(backoff*2, maxBackoff)
-		case again:
-			backoff = minBackoff
-			continue
 		default:
 			backoff = minBackoff
+			if again {
+				continue
+			}
 		}
-		idle.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.pool.kickc:
-		case <-idle.C:
+		case <-time.After(wait):
 		}
-		idle.Stop()
 	}
 }
 
@@ -285,42 +231,27 @@ func (m *Manager) poolLoop(ctx context.Context) {
 // pooled sandbox, or start one. It returns true if there may be more to do.
 func (m *Manager) poolStep(ctx context.Context) (again bool, err error) {
 	bg := context.WithoutCancel(ctx)
-	image, _ := m.defaultImagePath()
+	image, _ := m.imagePath(m.cfg.DefaultImage)
 	ident := imageIdentity(image)
-	p := &m.pool
-	p.mu.Lock()
-	var drop *pooled
-	for i, s := range p.ready {
+	if drop := m.pool.take(func(s *pooled) bool {
 		select {
 		case <-s.inst.Exited:
-			drop = s
+			return true
 		default:
-			if s.rec.ImagePath != image || s.image != ident {
-				drop = s
-			}
+			return s.rec.ImagePath != image || s.image != ident
 		}
-		if drop != nil {
-			p.ready = append(p.ready[:i], p.ready[i+1:]...)
-			break
-		}
-	}
-	ready := len(p.ready)
-	p.mu.Unlock()
-	if drop != nil {
+	}); drop != nil {
 		m.log.Info("warm pool: dropping a dead or stale pooled sandbox", "runtime", drop.rec.RuntimeName)
 		m.discardPooled(bg, drop)
 		return true, nil
 	}
+	ready := m.PoolSize()
 	sandboxes, pooledN, err := m.cfg.Store.Count(ctx)
 	if err != nil {
 		return false, err
 	}
 	if ready > m.cfg.WarmPool || (sandboxes+pooledN > m.cfg.MaxSandboxes && ready > 0) {
-		p.mu.Lock()
-		if len(p.ready) > 0 {
-			drop, p.ready = p.ready[0], p.ready[1:]
-		}
-		p.mu.Unlock()
+		drop := m.pool.take(func(*pooled) bool { return true })
 		if drop != nil {
 			m.discardPooled(bg, drop)
 		}
@@ -336,7 +267,7 @@ func (m *Manager) poolStep(ctx context.Context) (again bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	p.put(s)
+	m.pool.put(s)
 	return true, nil
 }
 
@@ -356,15 +287,6 @@ func imageIdentity(path string) string {
 	return fmt.Sprintf("%d:%d", st.Dev, st.Ino)
 }
 
-// defaultImagePath resolves the default image's directory.
-func (m *Manager) defaultImagePath() (string, error) {
-	dir, err := m.imageDir(m.cfg.DefaultImage)
-	if err != nil {
-		return "", err
-	}
-	return filepath.EvalSymlinks(dir)
-}
-
 // poolRecord is the record of a new pooled sandbox: a create with default
 // options, as createLocked makes it.
 func (m *Manager) poolRecord() (store.Sandbox, error) {
@@ -373,18 +295,9 @@ func (m *Manager) poolRecord() (store.Sandbox, error) {
 		return store.Sandbox{}, err
 	}
 	name := poolPrefix + hex.EncodeToString(b)
-	rec, err := newRecord(name, api.CreateSandboxRequest{}, m.cfg.DefaultImage)
-	if err != nil {
-		return rec, err
-	}
-	if rec.Resources.DiskMB == 0 {
-		rec.Resources.DiskMB = m.cfg.DiskMB
-	}
-	if rec.ImagePath, err = m.defaultImagePath(); err != nil {
-		return rec, fmt.Errorf("image %s: %w", rec.Image, err)
-	}
+	rec, err := m.record(name, api.CreateSandboxRequest{})
 	rec.RuntimeName, rec.Pooled = name, true
-	return rec, nil
+	return rec, err
 }
 
 // startPooled creates and starts one pooled sandbox. On error nothing of it
@@ -405,31 +318,16 @@ func (m *Manager) startPooled(ctx context.Context) (s *pooled, err error) {
 			m.discardPooled(ctx, s)
 		}
 	}()
-	release, err := m.startSlot(ctx)
-	if err != nil {
+	if s.inst, s.client, err = m.startContainer(ctx, rec, rec.RuntimeName); err != nil {
 		return s, err
-	}
-	defer release()
-	sctx, cancel := context.WithTimeout(ctx, agentTimeout+30*time.Second)
-	defer cancel()
-	s.inst, err = m.cfg.Runtime.Start(sctx, m.specOf(rec, rec.RuntimeName))
-	if err != nil {
-		return s, fmt.Errorf("start pooled sandbox %s: %w", rec.ID, err)
-	}
-	s.client = agentclient.New(s.inst.Socket)
-	vctx, vcancel := context.WithTimeout(sctx, agentTimeout)
-	err = s.client.CheckVersion(vctx)
-	vcancel()
-	if err != nil {
-		return s, fmt.Errorf("%w: pooled sandbox %s: its agent: %v", errdefs.ErrUnavailable, rec.ID, err)
 	}
 	// Warm the default session: its bash starting is most of a first
 	// call's time. (The claim then sets the shell's $HOSTNAME, which bash
 	// read from the kernel when it started.)
-	if err := m.execPooled(sctx, s, "true"); err != nil {
+	if err := m.execPooled(ctx, s, "true"); err != nil {
 		return s, fmt.Errorf("pooled sandbox %s: warm its session: %w", rec.ID, err)
 	}
-	if s.rec, err = m.cfg.Store.Update(sctx, rec.ID, func(r *store.Sandbox) error { r.Status = api.StatusRunning; return nil }); err != nil {
+	if s.rec, err = m.cfg.Store.Update(ctx, rec.ID, func(r *store.Sandbox) error { r.Status = api.StatusRunning; return nil }); err != nil {
 		return s, err
 	}
 	m.log.Info("warm pool: started a pooled sandbox", "runtime", rec.RuntimeName, "ms", time.Since(began).Milliseconds())
@@ -460,21 +358,18 @@ func (m *Manager) recoverPool(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	image, _ := m.defaultImagePath()
+	image, _ := m.imagePath(m.cfg.DefaultImage)
 	for _, rec := range recs {
 		s := &pooled{rec: rec, image: imageIdentity(rec.ImagePath)}
 		log := m.log.With("runtime", rec.RuntimeName)
 		if m.poolEnabled() && m.PoolSize() < m.cfg.WarmPool && rec.Status == api.StatusRunning && rec.ImagePath == image {
-			inst, err := m.cfg.Runtime.Attach(ctx, rec.RuntimeName)
-			if err == nil {
-				s.inst, s.client = inst, agentclient.New(inst.Socket)
-				vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err = s.client.CheckVersion(vctx)
-				cancel()
+			var err error
+			if s.inst, err = m.cfg.Runtime.Attach(ctx, rec.RuntimeName); err == nil {
+				s.client, err = connect(ctx, s.inst, 5*time.Second)
 			}
 			if err == nil {
 				m.pool.put(s)
-				log.Info("warm pool: adopted a pooled sandbox", "pid", inst.Pid)
+				log.Info("warm pool: adopted a pooled sandbox", "pid", s.inst.Pid)
 				continue
 			}
 			log.Warn("warm pool: pooled sandbox did not survive; destroying it", "err", err)

@@ -84,10 +84,10 @@ func TestTakeSkipsImageRebuiltInPlace(t *testing.T) {
 	if now == old {
 		t.Fatalf("identity %s unchanged by a rebuild in place", now)
 	}
-	if s := p.take(rec, now); s != nil {
+	if s := p.take(claimable(rec, now)); s != nil {
 		t.Error("took a pooled sandbox of the image's previous build")
 	}
-	if s := p.take(rec, old); s == nil {
+	if s := p.take(claimable(rec, old)); s == nil {
 		t.Error("did not take a pooled sandbox of the current build")
 	}
 }

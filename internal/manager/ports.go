@@ -6,10 +6,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -42,25 +42,15 @@ func ValidToken(tok string) bool {
 	return true
 }
 
-// NewToken returns a random preview token (crypto/rand, no modulo bias).
+// NewToken returns a random preview token (crypto/rand, uniform).
 func NewToken() string {
 	b := make([]byte, TokenLength)
+	n := big.NewInt(int64(len(tokenAlphabet)))
 	for i := range b {
-		b[i] = tokenAlphabet[randIndex(len(tokenAlphabet))]
+		k, _ := rand.Int(rand.Reader, n) // never fails (it crashes the program instead)
+		b[i] = tokenAlphabet[k.Int64()]
 	}
 	return string(b)
-}
-
-// randIndex returns a uniform random number in [0, n), n < 256.
-func randIndex(n int) int {
-	limit := 256 - 256%n // reject bytes past the last whole multiple of n
-	var one [1]byte
-	for {
-		_, _ = rand.Read(one[:]) // never fails (it crashes the program instead)
-		if int(one[0]) < limit {
-			return int(one[0]) % n
-		}
-	}
 }
 
 // ExposePort records port of sandbox id as exposed, creating and starting
@@ -81,6 +71,7 @@ func (m *Manager) ExposePort(ctx context.Context, id string, port int, name, tok
 		return store.Port{}, fmt.Errorf("%w: sandbox %s stopped while its port was being exposed; try again", errdefs.ErrUnavailable, id)
 	}
 	p, err := m.cfg.Store.GetPort(ctx, id, port)
+	was := p
 	switch {
 	case errors.Is(err, errdefs.ErrNotFound):
 		p = store.Port{SandboxID: id, Port: port, Token: token, CreatedAt: time.Now().UTC()}
@@ -97,11 +88,13 @@ func (m *Manager) ExposePort(ctx context.Context, id string, port int, name, tok
 		p.Name = name
 	}
 	p.Instance = incarnation(e.inst)
-	if err := m.cfg.Store.PutPort(ctx, p); err != nil {
-		m.ports.drop(id, port)
-		return p, err
+	if err != nil || p != was { // exposed again as it is: nothing to write (and sync)
+		if err := m.cfg.Store.PutPort(ctx, p); err != nil {
+			delete(e.ports, port)
+			return p, err
+		}
 	}
-	m.ports.put(p, e.inst)
+	e.cachePortLocked(p)
 	return p, nil
 }
 
@@ -115,7 +108,7 @@ func (m *Manager) UnexposePort(ctx context.Context, id string, port int) error {
 	}
 	e := m.lock(id)
 	defer e.mu.Unlock()
-	m.ports.drop(id, port)
+	delete(e.ports, port)
 	return m.cfg.Store.DeletePort(ctx, id, port)
 }
 
@@ -154,34 +147,42 @@ type PreviewTarget struct {
 // sandbox that does not exist) gives an error with code PORT_NOT_EXPOSED.
 //
 // The answer for a running sandbox comes from memory after the first
-// request (no store read, no /proc read): the cache holds a port with the
-// container it was exposed in, and counts only while that container runs.
+// request (no store read, no /proc read): the entry caches the ports
+// checked against its running container, and drops them with it.
 func (m *Manager) Preview(ctx context.Context, id string, port int) (PreviewTarget, error) {
 	m.mu.Lock()
 	e := m.entries[id]
 	m.mu.Unlock()
-	if e == nil {
-		return m.previewStopped(ctx, id, port)
+	if e != nil {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if p, ok := e.ports[port]; ok { // only a running entry has ports
+			m.directPortsLocked(e, p.Instance)
+			return PreviewTarget{Port: p, Agent: e.client}, nil
+		}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.gone || e.client == nil || e.inst == nil {
-		return m.previewStopped(ctx, id, port)
+	p, err := m.cfg.Store.GetPort(ctx, id, port)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return PreviewTarget{}, &errdefs.CodedError{Code: api.CodePortNotExposed, Kind: errdefs.ErrNotFound,
+			Message: fmt.Sprintf("port %d of sandbox %s is not exposed", port, id)}
 	}
-	if cp, ok := m.ports.get(id, port); ok && cp.inst == e.inst {
-		m.directPortsLocked(e, cp.port.Instance)
-		return PreviewTarget{Port: cp.port, Agent: e.client}, nil
-	}
-	p, err := m.previewRecord(ctx, id, port)
 	if err != nil {
 		return PreviewTarget{}, err
 	}
-	if incarnation(e.inst) != p.Instance {
+	if e == nil || e.gone || e.client == nil || incarnation(e.inst) != p.Instance {
 		return PreviewTarget{Port: p, Stale: true}, nil
 	}
-	m.ports.put(p, e.inst)
+	e.cachePortLocked(p)
 	m.directPortsLocked(e, p.Instance)
 	return PreviewTarget{Port: p, Agent: e.client}, nil
+}
+
+// cachePortLocked caches p, exposed in e's running container.
+func (e *entry) cachePortLocked(p store.Port) {
+	if e.ports == nil {
+		e.ports = make(map[int]store.Port)
+	}
+	e.ports[p.Port] = p
 }
 
 // directPortsLocked gives e's agent client, once per container, a dialer
@@ -205,68 +206,6 @@ func (m *Manager) directPortsLocked(e *entry, inc string) {
 		return
 	}
 	c.SetPortDialer(d)
-}
-
-// previewStopped answers Preview for a sandbox that does not run: stale if
-// the port is exposed, else not exposed.
-func (m *Manager) previewStopped(ctx context.Context, id string, port int) (PreviewTarget, error) {
-	p, err := m.previewRecord(ctx, id, port)
-	if err != nil {
-		return PreviewTarget{}, err
-	}
-	return PreviewTarget{Port: p, Stale: true}, nil
-}
-
-func (m *Manager) previewRecord(ctx context.Context, id string, port int) (store.Port, error) {
-	p, err := m.cfg.Store.GetPort(ctx, id, port)
-	if errors.Is(err, errdefs.ErrNotFound) {
-		m.ports.drop(id, port)
-		return p, &errdefs.CodedError{Code: api.CodePortNotExposed, Kind: errdefs.ErrNotFound,
-			Message: fmt.Sprintf("port %d of sandbox %s is not exposed", port, id)}
-	}
-	return p, err
-}
-
-// portCache keeps exposed ports of running sandboxes with the container
-// each was exposed in. Writers hold the sandbox's entry lock (expose,
-// unexpose, Preview's fill), so a fill never brings back a port that an
-// unexpose removed; an entry whose container is no longer the running one
-// counts for nothing (a destroy or restart needs no invalidation).
-type portCache struct {
-	mu sync.Mutex
-	m  map[portKey]cachedPort
-}
-
-type portKey struct {
-	id   string
-	port int
-}
-
-type cachedPort struct {
-	port store.Port
-	inst *runtime.Instance
-}
-
-func (c *portCache) get(id string, port int) (cachedPort, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cp, ok := c.m[portKey{id, port}]
-	return cp, ok
-}
-
-func (c *portCache) put(p store.Port, inst *runtime.Instance) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = make(map[portKey]cachedPort)
-	}
-	c.m[portKey{p.SandboxID, p.Port}] = cachedPort{p, inst}
-}
-
-func (c *portCache) drop(id string, port int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, portKey{id, port})
 }
 
 // incarnation names one life of a container: its init's host pid and that

@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -16,115 +15,45 @@ import (
 // end), its files stay, and its status is "sleeping". The next call starts
 // it again (Agent), so a caller sees only latency.
 //
-// One goroutine, the sleeper, owned by the Manager (started by Recover,
-// stopped by Close), does it. It keeps no clock of its own: it computes the
-// earliest deadline from the entries' in-memory activity and waits on a
-// timer for it. Activity only moves deadlines later, so calls never wake
-// it; what may bring a deadline sooner (a sandbox starting, a hold
-// released, a shorter sleepAfter) kicks it to compute again.
+// One goroutine, the sleeper (sleepLoop), does it. It keeps no clock of its
+// own: it computes the earliest deadline from the entries' in-memory
+// activity and waits on a timer for it. Activity only moves deadlines
+// later, so calls never wake it; what may bring a deadline sooner (a
+// sandbox starting, a hold released, a shorter sleepAfter) kicks it.
 
-// sleepGranularity is the shortest wait between two looks at the
-// deadlines: sleeps are at most this late, and a burst of kicks costs one
-// scan.
+// sleepGranularity is the wait after each look at the deadlines.
 const sleepGranularity = 100 * time.Millisecond
 
 // sleepTimeout bounds putting one sandbox to sleep.
 const sleepTimeout = 30 * time.Second
 
-// sleeper is the Manager's sleep goroutine's control.
-type sleeper struct {
-	once  sync.Once
-	kickc chan struct{} // buffered (1): a pending "look again"
-	stopc chan struct{} // closed by stop
-	done  chan struct{} // closed when the goroutine returns
-
-	mu      sync.Mutex
-	started bool // guarded by mu
-	stopped bool // guarded by mu
-}
-
-func (s *sleeper) init() {
-	s.once.Do(func() {
-		s.kickc = make(chan struct{}, 1)
-		s.stopc = make(chan struct{})
-		s.done = make(chan struct{})
-	})
-}
-
-// kick asks the sleeper to look at the deadlines again. It never blocks.
-func (s *sleeper) kick() {
-	s.init()
-	select {
-	case s.kickc <- struct{}{}:
-	default:
-	}
-}
-
-// startSleeper starts the sleeper, once; after stopSleeper, never again.
-func (m *Manager) startSleeper() {
-	s := &m.sleep
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.started || s.stopped {
-		return
-	}
-	s.started = true
-	go func() {
-		defer close(s.done)
-		m.sleepLoop()
-	}()
-}
-
-// stopSleeper stops the sleeper and waits for it (a sandbox it is putting
-// to sleep finishes first).
-func (m *Manager) stopSleeper() {
-	s := &m.sleep
-	s.init()
-	s.mu.Lock()
-	started := s.started
-	if !s.stopped {
-		s.stopped = true
-		close(s.stopc)
-	}
-	s.mu.Unlock()
-	if started {
-		<-s.done
-	}
-}
-
-func (m *Manager) sleepLoop() {
-	s := &m.sleep
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+// sleepLoop is the sleeper: it puts sandboxes to sleep at their deadlines
+// until ctx ends.
+func (m *Manager) sleepLoop(ctx context.Context) {
 	for {
-		next := m.sleepDue()
-		var wake <-chan time.Time // nil: nothing to wait for but kicks
-		if !next.IsZero() {
-			timer.Reset(max(time.Until(next), sleepGranularity))
-			wake = timer.C
+		var due <-chan time.Time // nil: nothing to wait for but kicks
+		if next := m.sleepDue(ctx); !next.IsZero() {
+			due = time.After(time.Until(next))
 		}
 		select {
-		case <-s.stopc:
+		case <-ctx.Done():
 			return
-		case <-s.kickc:
-			// Coalesce a burst of kicks into one look.
-			t := time.NewTimer(sleepGranularity)
-			select {
-			case <-s.stopc:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		case <-wake:
+		case <-m.sleepKick:
+		case <-due:
 		}
-		timer.Stop()
+		// Sleeps are at most sleepGranularity late, and a burst of kicks
+		// costs one scan.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(sleepGranularity):
+		}
 	}
 }
 
 // sleepDue puts to sleep every sandbox past its deadline and returns the
-// next deadline (zero if none).
-func (m *Manager) sleepDue() time.Time {
+// next deadline (zero if none). It stops early when ctx ends.
+func (m *Manager) sleepDue(ctx context.Context) time.Time {
 	now := time.Now()
 	var due []*entry
 	var next time.Time
@@ -141,10 +70,8 @@ func (m *Manager) sleepDue() time.Time {
 	}
 	m.mu.Unlock()
 	for _, e := range due {
-		select {
-		case <-m.sleep.stopc:
+		if ctx.Err() != nil {
 			return time.Time{}
-		default:
 		}
 		if d, ok := m.sleepOne(e); ok && (next.IsZero() || d.Before(next)) {
 			next = d
@@ -207,17 +134,7 @@ func (m *Manager) sleepOne(e *entry) (time.Time, bool) {
 	}); err != nil && !errors.Is(err, errdefs.ErrSandboxNotFound) {
 		log.Error("sleep: save status", "err", err)
 	}
-	if m.cfg.Metrics != nil && m.cfg.Metrics.SleepsTotal != nil {
-		m.cfg.Metrics.SleepsTotal.Inc()
-	}
+	m.cfg.Metrics.SleepsTotal.Inc()
 	log.Info("sandbox asleep", "idle", idle.Round(time.Millisecond).String(), "sleepAfter", formatDuration(rec.SleepAfter), "ms", time.Since(began).Milliseconds())
 	return time.Time{}, false
-}
-
-// woke records that e, asleep, was started again by a call that took d.
-func (m *Manager) woke(e *entry, d time.Duration) {
-	if m.cfg.Metrics != nil && m.cfg.Metrics.WakeSeconds != nil {
-		m.cfg.Metrics.WakeSeconds.Observe(d.Seconds())
-	}
-	m.log.Info("sandbox woke", "sandbox", e.id, "ms", d.Milliseconds())
 }

@@ -21,35 +21,30 @@ type Metrics struct {
 // New registers the daemon's metrics with reg.
 func New(reg prometheus.Registerer) *Metrics {
 	buckets := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
-	m := &Metrics{
-		CreateSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "sandboxd_create_duration_seconds", Help: "Time to create a new sandbox until its agent answers.", Buckets: buckets,
-		}),
-		StartSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "sandboxd_start_duration_seconds", Help: "Time to start an existing, stopped sandbox until its agent answers.", Buckets: buckets,
-		}),
-		ExecTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sandboxd_exec_total", Help: "Calls of exec and exec/stream, by outcome (ok: the command ran, whatever its exit code; error: the call failed).",
-		}, []string{"outcome"}),
-		ExecSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "sandboxd_exec_duration_seconds", Help: "Latency of exec calls, as the daemon sees them.", Buckets: buckets,
-		}),
-		APIErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sandboxd_api_errors_total", Help: "Error responses of the API, by code.",
-		}, []string{"code"}),
+	histogram := func(name, help string) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
 	}
-	m.WakeSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "sandboxd_wake_duration_seconds", Help: "Time to start a sleeping sandbox again on a call, until its agent answers.", Buckets: buckets,
-	})
-	m.SleepsTotal = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "sandboxd_sleeps_total", Help: "Sandboxes put to sleep after their sleepAfter of inactivity.",
-	})
-	m.CrashesTotal = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "sandboxd_container_exits_total", Help: "Containers whose init exited on its own (killed from outside, out of memory) or whose agent stopped answering.",
-	})
-	m.OperationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sandboxd_operations_total", Help: "Calls forwarded to sandboxes' agents, by operation (the route less /v1/sandboxes/{id}: \"POST /exec\", \"POST /processes\", \"POST /contexts\"...) and outcome (ok, error).",
-	}, []string{"op", "outcome"})
+	counters := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	m := &Metrics{
+		CreateSeconds: histogram("sandboxd_create_duration_seconds", "Time to create a new sandbox until its agent answers."),
+		StartSeconds:  histogram("sandboxd_start_duration_seconds", "Time to start an existing, stopped sandbox until its agent answers."),
+		ExecTotal: counters("sandboxd_exec_total",
+			"Calls of exec and exec/stream, by outcome (ok: the command ran, whatever its exit code; error: the call failed).", "outcome"),
+		ExecSeconds: histogram("sandboxd_exec_duration_seconds", "Latency of exec calls, as the daemon sees them."),
+		APIErrors:   counters("sandboxd_api_errors_total", "Error responses of the API, by code.", "code"),
+		WakeSeconds: histogram("sandboxd_wake_duration_seconds", "Time to start a sleeping sandbox again on a call, until its agent answers."),
+		SleepsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandboxd_sleeps_total", Help: "Sandboxes put to sleep after their sleepAfter of inactivity.",
+		}),
+		CrashesTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandboxd_container_exits_total", Help: "Containers whose init exited on its own (killed from outside, out of memory) or whose agent stopped answering.",
+		}),
+		OperationsTotal: counters("sandboxd_operations_total",
+			"Calls forwarded to sandboxes' agents, by operation (the route less /v1/sandboxes/{id}: \"POST /exec\", \"POST /processes\", \"POST /contexts\"...) and outcome (ok, error).",
+			"op", "outcome"),
+	}
 	reg.MustRegister(m.CreateSeconds, m.StartSeconds, m.ExecTotal, m.ExecSeconds, m.APIErrors,
 		m.WakeSeconds, m.SleepsTotal, m.CrashesTotal, m.OperationsTotal)
 	return m

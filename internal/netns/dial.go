@@ -7,9 +7,10 @@
 // makes each socket on a goroutine locked to an OS thread that joins the
 // sandbox's namespace (setns through a pidfd of the sandbox's init, so a
 // reused pid cannot redirect it), calls socket(2) and goes back to the
-// host's namespace at once; the connect and everything after it run on any
-// thread. A thread that cannot go back is never given back to the Go
-// scheduler: its goroutine ends locked, which ends the thread.
+// host's namespace at once; the connect (net.Dialer's) and everything
+// after it run on any thread. A thread that cannot go back is never given
+// back to the Go scheduler: its goroutine ends locked, which ends the
+// thread.
 package netns
 
 import (
@@ -22,7 +23,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,30 +30,21 @@ import (
 // ErrClosed is returned by a Dialer's DialPort after Close.
 var ErrClosed = errors.New("netns: dialer closed")
 
-// host is the daemon's own network namespace, where every thread not
-// locked by a Dialer lives: opened once, from such a thread, and never
-// closed.
-var host struct {
-	once sync.Once
-	fd   int
-	err  error
-}
-
-func hostNS() (int, error) {
-	host.once.Do(func() {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			// A thread of the scheduler's pool: in the host's namespace
-			// (every Dialer thread goes back before being unlocked).
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			host.fd, host.err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		}()
-		<-done
-	})
-	return host.fd, host.err
-}
+// hostNS opens the daemon's own network namespace, where every thread not
+// locked by a Dialer lives: once, from such a thread; it is never closed.
+var hostNS = sync.OnceValues(func() (fd int, err error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// A thread of the scheduler's pool: in the host's namespace
+		// (every Dialer thread goes back before being unlocked).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		fd, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}()
+	<-done
+	return fd, err
+})
 
 // Dialer connects to ports on the loopback of one process's network
 // namespace. It is safe for concurrent use.
@@ -67,9 +58,6 @@ type Dialer struct {
 // time); if not, Open fails. Open also fails if this process may not enter
 // the namespace. Close the Dialer when done.
 func Open(pid int, verify func() bool) (*Dialer, error) {
-	if pid <= 0 {
-		return nil, fmt.Errorf("netns: pid %d", pid)
-	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return nil, fmt.Errorf("netns: pidfd of %d: %w", pid, err)
@@ -106,19 +94,16 @@ func (d *Dialer) inNamespace(f func() error) error {
 	go func() {
 		runtime.LockOSThread()
 		var ferr error
-		entered, back := false, false
+		back := true
 		cerr := rc.Control(func(pidfd uintptr) {
 			if err := unix.Setns(int(pidfd), unix.CLONE_NEWNET); err != nil {
 				ferr = fmt.Errorf("netns: enter: %w", err)
-				back = true // never left
-				return
+				return // never left
 			}
-			entered = true
 			ferr = f()
 			back = unix.Setns(hostFd, unix.CLONE_NEWNET) == nil
 		})
 		if cerr != nil { // closed: Control did not run f
-			back = !entered
 			ferr = ErrClosed
 		}
 		if !back {
@@ -138,117 +123,51 @@ func (d *Dialer) inNamespace(f func() error) error {
 // picked ::1 alone, as Node does). A refused connection gives an error
 // wrapping syscall.ECONNREFUSED.
 func (d *Dialer) DialPort(ctx context.Context, port int) (net.Conn, error) {
-	if port < 1 || port > 65535 {
-		return nil, fmt.Errorf("netns: port %d", port)
-	}
-	c, err := d.dial(ctx, unix.AF_INET, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}, port)
+	c, err := d.dial(ctx, "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
-		if c6, err6 := d.dial(ctx, unix.AF_INET6, &unix.SockaddrInet6{Port: port, Addr: [16]byte{15: 1}}, port); err6 == nil {
+		if c6, err6 := d.dial(ctx, "[::1]:"+strconv.Itoa(port)); err6 == nil {
 			return c6, nil
 		}
 	}
 	return c, err
 }
 
-func (d *Dialer) dial(ctx context.Context, family int, sa unix.Sockaddr, port int) (net.Conn, error) {
-	fd := -1
-	err := d.inNamespace(func() error {
+// dial connects to addr with net.Dialer, whose Control hook (called after
+// the dialer made its socket, in the host's namespace, and before it
+// connects or registers the socket with the poller) puts a socket made in
+// the namespace in its place with dup3. The dialer then connects it,
+// waiting and giving up with ctx as for any connection.
+func (d *Dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
+	nd := net.Dialer{Control: func(network, _ string, rc syscall.RawConn) error {
+		family := unix.AF_INET
+		if network == "tcp6" {
+			family = unix.AF_INET6
+		}
 		var err error
-		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if cerr := rc.Control(func(fd uintptr) { err = d.replace(int(fd), family) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	return nd.DialContext(ctx, "tcp", addr)
+}
+
+// replace makes fd refer to a new stream socket of family made in the
+// namespace.
+func (d *Dialer) replace(fd, family int) error {
+	ns := -1
+	err := d.inNamespace(func() error {
+		s, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			ns = s
+		}
 		return err
 	})
+	if ns >= 0 {
+		defer unix.Close(ns)
+	}
 	if err != nil {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		return nil, fmt.Errorf("netns: socket: %w", err)
+		return fmt.Errorf("netns: socket: %w", err)
 	}
-	raddr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
-	if family == unix.AF_INET6 {
-		raddr.IP = net.IPv6loopback
-	}
-	opErr := func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: err} }
-	for {
-		err = unix.Connect(fd, sa)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil && err != unix.EINPROGRESS {
-		unix.Close(fd)
-		return nil, opErr(os.NewSyscallError("connect", err))
-	}
-	f := os.NewFile(uintptr(fd), "tcp")
-	fc, ferr := net.FileConn(f) // a dup, registered with the poller
-	f.Close()
-	if ferr != nil {
-		return nil, opErr(ferr)
-	}
-	tc, ok := fc.(*net.TCPConn)
-	if !ok {
-		fc.Close()
-		return nil, opErr(errors.New("not a TCP connection"))
-	}
-	if err == unix.EINPROGRESS {
-		if err := waitConnected(ctx, tc); err != nil {
-			tc.Close()
-			return nil, opErr(err)
-		}
-	}
-	return &conn{TCPConn: tc, raddr: raddr}, nil
+	return unix.Dup3(ns, fd, unix.O_CLOEXEC)
 }
-
-// waitConnected waits for the non-blocking connect of c to finish, or ctx.
-func waitConnected(ctx context.Context, c *net.TCPConn) error {
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetWriteDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = c.SetWriteDeadline(time.Unix(1, 0)) })
-	rc, err := c.SyscallConn()
-	if err != nil {
-		stop()
-		return err
-	}
-	var cerr error
-	werr := rc.Write(func(fd uintptr) bool {
-		v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-		if err != nil {
-			cerr = os.NewSyscallError("getsockopt", err)
-			return true
-		}
-		switch e := syscall.Errno(v); e {
-		case 0:
-			// No error yet: connected, or still connecting (a wake-up
-			// before the end).
-			if _, err := unix.Getpeername(int(fd)); err == nil {
-				return true
-			}
-			return false
-		case syscall.EINPROGRESS, syscall.EALREADY, syscall.EINTR:
-			return false
-		default:
-			cerr = os.NewSyscallError("connect", e)
-			return true
-		}
-	})
-	if !stop() {
-		// ctx ended: its deadline may be set on c now, or soon.
-		return context.Cause(ctx)
-	}
-	if werr != nil {
-		return werr
-	}
-	if cerr != nil {
-		return cerr
-	}
-	return c.SetWriteDeadline(time.Time{})
-}
-
-// conn is a connection made by a Dialer: a *net.TCPConn whose
-// RemoteAddr is known (net.FileConn learns none while connecting).
-type conn struct {
-	*net.TCPConn
-	raddr net.Addr
-}
-
-func (c *conn) RemoteAddr() net.Addr { return c.raddr }

@@ -17,6 +17,7 @@ package outevent
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -99,14 +100,11 @@ func appendText(dst, b []byte) ([]byte, bool) {
 // line ends, which it refuses inside a string): the caller then decodes
 // data with encoding/json, which reports or reads it.
 func Decode(data []byte, typ string) ([]byte, bool) {
-	const head, mid, tail64 = `{"type":"`, `","data":"`, `","encoding":"base64"}`
-	n := len(head) + len(typ) + len(mid)
-	if len(data) < n || string(data[:len(head)]) != head || string(data[len(head):len(head)+len(typ)]) != typ ||
-		string(data[len(head)+len(typ):n]) != mid {
+	body, ok := bytes.CutPrefix(data, []byte(`{"type":"`+typ+`","data":"`))
+	if !ok {
 		return nil, false
 	}
-	body := data[n:]
-	if b64, ok := bytes.CutSuffix(body, []byte(tail64)); ok {
+	if b64, ok := bytes.CutSuffix(body, []byte(`","encoding":"base64"}`)); ok {
 		// Base64 holds no '"' (decodeBase64 refuses one): this was the
 		// string's end.
 		return decodeBase64(b64)
@@ -197,22 +195,12 @@ func unquote(s []byte) ([]byte, int, bool) {
 
 // hex4 reads the four hex digits at s[i:].
 func hex4(s []byte, i int) (rune, bool) {
+	var b [2]byte
 	if i+4 > len(s) {
 		return 0, false
 	}
-	var r rune
-	for _, c := range s[i : i+4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		case 'A' <= c && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
+	if _, err := hex.Decode(b[:], s[i:i+4]); err != nil {
+		return 0, false
 	}
-	return r, true
+	return rune(b[0])<<8 | rune(b[1]), true
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -19,7 +20,6 @@ var forwardingHeaders = []string{"Forwarded", "X-Real-Ip", "X-Forwarded-Port", "
 // names with '_'. From a trusted proxy, its X-Forwarded-* are kept (For
 // is appended to).
 func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
-	trusted := p.Trusted(pr.In)
 	for k := range pr.Out.Header {
 		// Names with '_' are dropped too, as nginx and gunicorn do: a
 		// service that reads them with dashes (CGI and WSGI map both to
@@ -29,49 +29,42 @@ func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
 			delete(pr.Out.Header, k)
 		}
 	}
-	if !trusted {
-		for _, k := range forwardingHeaders {
-			pr.Out.Header.Del(k)
-		}
-	}
-	// Rewrite starts with no Forwarded or X-Forwarded-* on Out: a trusted
-	// proxy's are put back (its X-Forwarded-For chain for SetXForwarded to
-	// append to).
+	proto, host, trusted := p.forwarded(pr.In)
 	if trusted {
+		// Rewrite starts with no Forwarded or X-Forwarded-* on Out: a
+		// trusted proxy's are put back (its X-Forwarded-For chain for
+		// SetXForwarded to append to).
 		for _, k := range []string{"Forwarded", "X-Forwarded-For"} {
 			if v := pr.In.Header.Values(k); len(v) > 0 {
 				pr.Out.Header[k] = v
 			}
 		}
+	} else {
+		for _, k := range forwardingHeaders {
+			pr.Out.Header.Del(k)
+		}
 	}
 	pr.SetXForwarded()
-	if trusted {
-		if v := pr.In.Header.Get("X-Forwarded-Proto"); v == "https" || v == "http" {
-			pr.Out.Header.Set("X-Forwarded-Proto", v)
-		}
-		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
-			pr.Out.Header.Set("X-Forwarded-Host", v)
-		}
+	if proto != "" {
+		pr.Out.Header.Set("X-Forwarded-Proto", proto)
+	}
+	if host != "" {
+		pr.Out.Header.Set("X-Forwarded-Host", host)
 	}
 }
 
-// Trusted reports whether r comes straight from a trusted proxy
-// (Config.TrustedProxies), whose X-Forwarded-* headers are believed.
-func (p *Proxy) Trusted(r *http.Request) bool {
-	if len(p.cfg.TrustedProxies) == 0 {
-		return false
-	}
+// forwarded reports whether r comes straight from a trusted proxy
+// (Config.TrustedProxies), and if so its X-Forwarded-Proto (http or https;
+// anything else is ignored) and X-Forwarded-Host.
+func (p *Proxy) forwarded(r *http.Request) (proto, host string, trusted bool) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return false
+	if err != nil || !slices.ContainsFunc(p.cfg.TrustedProxies, func(pfx netip.Prefix) bool { return pfx.Contains(ap.Addr().Unmap()) }) {
+		return "", "", false
 	}
-	addr := ap.Addr().Unmap()
-	for _, pfx := range p.cfg.TrustedProxies {
-		if pfx.Contains(addr) {
-			return true
-		}
+	if proto = r.Header.Get("X-Forwarded-Proto"); proto != "https" && proto != "http" {
+		proto = ""
 	}
-	return false
+	return proto, r.Header.Get("X-Forwarded-Host"), true
 }
 
 // URL returns the preview URL of port of sandbox id with token, as the
@@ -79,18 +72,16 @@ func (p *Proxy) Trusted(r *http.Request) bool {
 // behind a trusted TLS-terminating proxy), and the port of the host r
 // addressed, if it named one.
 func (p *Proxy) URL(r *http.Request, port int, id, token string) string {
-	scheme := "http"
-	host := r.Host
-	if r.TLS != nil {
+	scheme, host, _ := p.forwarded(r)
+	switch {
+	case scheme != "":
+	case r.TLS != nil:
 		scheme = "https"
+	default:
+		scheme = "http"
 	}
-	if p.Trusted(r) {
-		if v := r.Header.Get("X-Forwarded-Proto"); v == "https" || v == "http" {
-			scheme = v
-		}
-		if v := r.Header.Get("X-Forwarded-Host"); v != "" {
-			host = v
-		}
+	if host == "" {
+		host = r.Host
 	}
 	suffix := ""
 	if _, lp, err := net.SplitHostPort(host); err == nil && lp != "" {

@@ -13,20 +13,11 @@ import (
 // of host, any port and case aside), and false for a host that is not
 // one.
 func (p *Proxy) label(host string) (string, bool) {
-	h := strings.TrimSuffix(strings.ToLower(hostOnly(host)), ".")
-	label, ok := strings.CutSuffix(h, p.suffix)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	label, ok := strings.CutSuffix(strings.TrimSuffix(strings.ToLower(host), "."), p.suffix)
 	return label, ok && label != ""
-}
-
-// hostOnly strips the port from a Host header value.
-func hostOnly(hostport string) string {
-	if strings.IndexByte(hostport, ':') < 0 {
-		return hostport // no port (SplitHostPort would allocate an error to say so)
-	}
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
-	}
-	return hostport
 }
 
 // parseLabel splits "{port}-{sandboxId}-{token}". Sandbox IDs hold '-'

@@ -68,8 +68,7 @@ type Config struct {
 // Proxy serves preview traffic. It is safe for concurrent use.
 type Proxy struct {
 	cfg    Config
-	domain string // cfg.Domain, lower case, without dots at its ends
-	suffix string // "." + domain
+	suffix string // "." + cfg.Domain, lower case, without dots at its ends
 	rp     *httputil.ReverseProxy
 }
 
@@ -78,20 +77,19 @@ func New(cfg Config) *Proxy {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	p := &Proxy{cfg: cfg, domain: strings.ToLower(strings.Trim(cfg.Domain, "."))}
-	if p.domain == "" {
-		p.domain = "localhost"
+	domain := strings.ToLower(strings.Trim(cfg.Domain, "."))
+	if domain == "" {
+		domain = "localhost"
 	}
-	p.suffix = "." + p.domain
+	p := &Proxy{cfg: cfg, suffix: "." + domain}
 	p.rp = &httputil.ReverseProxy{
-		Transport: transport{},
-		// Event streams (text/event-stream) and bodies of unknown length
-		// are flushed as they come (ReverseProxy flushes those at once
-		// whatever this says); a body of known length goes out in big
-		// writes.
-		FlushInterval: 0,
-		BufferPool:    buffers{},
-		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		// FlushInterval is 0: a body of known length goes out in big
+		// writes; event streams and bodies of unknown length are flushed
+		// as they come (ReverseProxy flushes those at once whatever it
+		// says).
+		Transport:  transport{},
+		BufferPool: buffers{},
+		ErrorLog:   slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = targetOf(pr.In).addr
@@ -186,29 +184,23 @@ func targetOf(r *http.Request) *target {
 type transport struct{}
 
 func (transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	t := targetOf(r)
-	if t == nil {
-		return nil, errors.New("preview request without a target")
-	}
-	return t.agent.PortTransport().RoundTrip(r)
+	return targetOf(r).agent.PortTransport().RoundTrip(r)
 }
 
 // failure says why a preview request could not be proxied.
 func failure(id string, port int, err error) error {
 	var ce *errdefs.CodedError
-	switch {
-	case errors.As(err, &ce):
+	if errors.As(err, &ce) {
 		return err // PORT_NOT_LISTENING
-	case errors.Is(err, errdefs.ErrUnavailable):
-		return &errdefs.CodedError{Code: api.CodeBadGateway,
-			Message: fmt.Sprintf("sandbox %s cannot be reached (did it stop?): %v", id, err)}
-	case errors.Is(err, context.DeadlineExceeded):
-		return &errdefs.CodedError{Code: api.CodeBadGateway,
-			Message: fmt.Sprintf("the service on port %d of sandbox %s timed out: %v", port, id, err)}
-	default:
-		return &errdefs.CodedError{Code: api.CodeBadGateway,
-			Message: fmt.Sprintf("the service on port %d of sandbox %s failed: %v", port, id, err)}
 	}
+	msg := fmt.Sprintf("the service on port %d of sandbox %s failed: %v", port, id, err)
+	switch {
+	case errors.Is(err, errdefs.ErrUnavailable):
+		msg = fmt.Sprintf("sandbox %s cannot be reached (did it stop?): %v", id, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = fmt.Sprintf("the service on port %d of sandbox %s timed out: %v", port, id, err)
+	}
+	return &errdefs.CodedError{Code: api.CodeBadGateway, Message: msg}
 }
 
 // bufferSize is the proxy's copy buffer: a big body goes in few writes.

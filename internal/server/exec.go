@@ -14,68 +14,35 @@ import (
 	"github.com/sandboxd/sandboxd/internal/manager"
 )
 
-func (s *server) exec(w http.ResponseWriter, r *http.Request, id string) {
-	s.execVia(w, r, id, "/v1/exec")
-}
-
-func (s *server) execStream(w http.ResponseWriter, r *http.Request, id string) {
-	s.execVia(w, r, id, "/v1/exec/stream")
-}
-
-// execVia checks an exec request and hands it to the agent.
-func (s *server) execVia(w http.ResponseWriter, r *http.Request, id, agentPath string) {
-	began := time.Now()
-	var req api.ExecRequest
-	if err := decode(w, r, &req, false); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if req.SessionID == "" {
-		req.SessionID = r.Header.Get(api.HeaderSessionID)
-	}
-	if err := validateExec(&req); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	body, err := json.Marshal(agentapi.ExecRequest{ExecRequest: req, MaxOutputBytes: s.cfg.MaxOutputBytes})
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	rec := &statusRecorder{ResponseWriter: w}
-	s.proxy(rec, r, id, agentPath, body)
-	if m := s.cfg.Metrics; m != nil {
-		outcome := "ok"
-		if rec.status >= 300 {
-			outcome = "error"
+// exec returns the handler of an exec route: it checks the request and
+// hands it to the agent at agentPath.
+func (s *server) exec(agentPath string) func(w http.ResponseWriter, r *http.Request, id string) {
+	return func(w http.ResponseWriter, r *http.Request, id string) {
+		began := time.Now()
+		var req api.ExecRequest
+		if !s.decode(w, r, &req, false) {
+			return
 		}
-		m.ExecTotal.WithLabelValues(outcome).Inc()
-		m.ExecSeconds.Observe(time.Since(began).Seconds())
+		if req.SessionID == "" {
+			req.SessionID = r.Header.Get(api.HeaderSessionID)
+		}
+		if err := validateExec(&req); err != nil {
+			s.error(w, r, err)
+			return
+		}
+		// Strings and maps of strings: Marshal cannot fail.
+		body, _ := json.Marshal(agentapi.ExecRequest{ExecRequest: req, MaxOutputBytes: s.cfg.MaxOutputBytes})
+		status := s.proxy(w, r, id, agentPath, body)
+		if m := s.cfg.Metrics; m != nil {
+			outcome := "ok"
+			if status == 0 || status >= 300 {
+				outcome = "error"
+			}
+			m.ExecTotal.WithLabelValues(outcome).Inc()
+			m.ExecSeconds.Observe(time.Since(began).Seconds())
+		}
 	}
 }
-
-// statusRecorder notes the status a handler sent.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach Flush.
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func validateExec(req *api.ExecRequest) error {
 	if req.Command == "" {

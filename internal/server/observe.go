@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/sandboxd/sandboxd/api"
 )
 
 // observe counts a call forwarded to an agent in sandboxd_operations_total
@@ -17,13 +19,10 @@ import (
 // unchanged.
 func (s *server) observe(r *http.Request, resp *http.Response) {
 	m := s.cfg.Metrics
-	if m == nil || m.OperationsTotal == nil {
+	if m == nil {
 		return
 	}
 	op := strings.Replace(r.Pattern, " /v1/sandboxes/{id}", " ", 1)
-	if op == "" {
-		op = r.Method + " other"
-	}
 	outcome := "ok"
 	if resp == nil || resp.StatusCode >= 400 {
 		outcome = "error"
@@ -41,10 +40,8 @@ func (s *server) observe(r *http.Request, resp *http.Response) {
 	if err != nil {
 		return
 	}
-	var e struct {
-		Code string `json:"code"`
-	}
-	if json.Unmarshal(head, &e) == nil && e.Code != "" && m.APIErrors != nil {
+	var e api.Error
+	if json.Unmarshal(head, &e) == nil && e.Code != "" {
 		m.APIErrors.WithLabelValues(e.Code).Inc()
 	}
 }

@@ -19,20 +19,11 @@ const maxPortName = 128
 // daemon's business (its store and its preview proxy), not the agent's.
 func (s *server) exposePort(w http.ResponseWriter, r *http.Request, id string) {
 	var req api.ExposePortRequest
-	if err := decode(w, r, &req, false); err != nil {
+	if !s.decode(w, r, &req, false) {
+		return
+	}
+	if err := s.checkExpose(req); err != nil {
 		s.error(w, r, err)
-		return
-	}
-	if err := s.checkPort(req.Port); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if req.Token != "" && !manager.ValidToken(req.Token) {
-		s.error(w, r, fmt.Errorf("%w: token %q: want 1-16 characters of [a-z0-9_]", errdefs.ErrInvalidArgument, req.Token))
-		return
-	}
-	if len(req.Name) > maxPortName {
-		s.error(w, r, fmt.Errorf("%w: port name over %d bytes", errdefs.ErrInvalidArgument, maxPortName))
 		return
 	}
 	p, err := s.mgr.ExposePort(r.Context(), id, req.Port, req.Name, req.Token)
@@ -64,21 +55,22 @@ func (s *server) unexposePort(w http.ResponseWriter, r *http.Request, id string)
 		s.error(w, r, invalidPort(fmt.Sprintf("port %q: want a number in 1-65535", r.PathValue("port"))))
 		return
 	}
-	if err := s.mgr.UnexposePort(r.Context(), id, port); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	s.reply(w, r, http.StatusNoContent, nil, s.mgr.UnexposePort(r.Context(), id, port))
 }
 
-// checkPort refuses ports outside 1024-65535 and the ports the system
-// itself uses (Preview.ReservedPorts).
-func (s *server) checkPort(port int) error {
-	if port < 1024 || port > 65535 {
-		return invalidPort(fmt.Sprintf("port %d: want 1024-65535", port))
-	}
-	if slices.Contains(s.cfg.Preview.ReservedPorts, port) {
-		return invalidPort(fmt.Sprintf("port %d is reserved: the daemon itself serves on it", port))
+// checkExpose refuses ports outside 1024-65535 and the ports the system
+// itself uses (Config.ReservedPorts), tokens that are not [a-z0-9_]{1,16}
+// and names over maxPortName bytes.
+func (s *server) checkExpose(req api.ExposePortRequest) error {
+	switch {
+	case req.Port < 1024 || req.Port > 65535:
+		return invalidPort(fmt.Sprintf("port %d: want 1024-65535", req.Port))
+	case slices.Contains(s.cfg.ReservedPorts, req.Port):
+		return invalidPort(fmt.Sprintf("port %d is reserved: the daemon itself serves on it", req.Port))
+	case req.Token != "" && !manager.ValidToken(req.Token):
+		return fmt.Errorf("%w: token %q: want 1-16 characters of [a-z0-9_]", errdefs.ErrInvalidArgument, req.Token)
+	case len(req.Name) > maxPortName:
+		return fmt.Errorf("%w: port name over %d bytes", errdefs.ErrInvalidArgument, maxPortName)
 	}
 	return nil
 }

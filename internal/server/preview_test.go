@@ -13,16 +13,18 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/manager/managertest"
+	"github.com/sandboxd/sandboxd/internal/preview"
 	"github.com/sandboxd/sandboxd/internal/server"
 )
 
 // newPreviewServer is newServer with a preview configuration. Its
 // sandboxes' agent runs in this process, so a "port in the sandbox" is a
 // port on this host's loopback.
-func newPreviewServer(t testing.TB, pc server.PreviewConfig) *httptest.Server {
+func newPreviewServer(t testing.TB, cfg server.Config) *httptest.Server {
 	t.Helper()
 	env := managertest.New(t)
-	srv := httptest.NewServer(server.New(server.Config{Manager: env.Manager, Token: token, Metrics: env.Metrics, Preview: pc}))
+	cfg.Manager, cfg.Token, cfg.Metrics = env.Manager, token, env.Metrics
+	srv := httptest.NewServer(server.New(cfg))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -99,7 +101,7 @@ func TestPreviewForwardedHeaders(t *testing.T) {
 		url: "https://",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newPreviewServer(t, server.PreviewConfig{Domain: "preview.test", TrustedProxies: tc.trusted})
+			srv := newPreviewServer(t, server.Config{Preview: preview.Config{Domain: "preview.test", TrustedProxies: tc.trusted}})
 			port := headerEcho(t)
 			p := expose(t, srv, "box", port, spoofed)
 			if !strings.HasPrefix(p.ExposedAt, tc.url+strconv.Itoa(port)+"-box-"+p.Token+".preview.test") {
@@ -123,7 +125,7 @@ func TestPreviewForwardedHeaders(t *testing.T) {
 }
 
 func TestPreviewErrors(t *testing.T) {
-	srv := newPreviewServer(t, server.PreviewConfig{Domain: "preview.test", ReservedPorts: []int{8787}})
+	srv := newPreviewServer(t, server.Config{Preview: preview.Config{Domain: "preview.test"}, ReservedPorts: []int{8787}})
 	if code, e, _ := call(t, srv, "POST", "/v1/sandboxes/box/ports", token, `{"port":8787}`); code != 400 || e.Code != api.CodeInvalidPort {
 		t.Errorf("reserved port: %d %s", code, e.Code)
 	}
@@ -161,7 +163,7 @@ func TestPreviewErrors(t *testing.T) {
 // service's (API paths too); look-alike hosts are neither proxied nor
 // served as the API without its token.
 func TestPreviewHostVariants(t *testing.T) {
-	srv := newPreviewServer(t, server.PreviewConfig{Domain: "preview.test"})
+	srv := newPreviewServer(t, server.Config{Preview: preview.Config{Domain: "preview.test"}})
 	port := headerEcho(t)
 	p := expose(t, srv, "my-box-1", port, nil)
 	host := strconv.Itoa(port) + "-my-box-1-" + p.Token + ".preview.test"

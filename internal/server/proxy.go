@@ -20,7 +20,8 @@ import (
 // proxy forwards a request for sandbox id to its agent at agentPath (with
 // the request's query), through net/http/httputil.ReverseProxy: the agent
 // speaks the sandbox-scoped part of the public API. body, if not nil,
-// replaces the request's body (the daemon decoded and checked it).
+// replaces the request's body (the daemon decoded and checked it). It
+// returns the status of the agent's answer, or 0 if there was none.
 //
 // Error answers of the agent pass through as they are (they are API
 // errors already). If the agent cannot be reached, or the connection
@@ -28,19 +29,18 @@ import (
 // that ends without its terminal event, because the agent or its sandbox
 // went away, gets an error event appended, so a client never waits for, or
 // imagines, a completion.
-func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath string, body []byte) {
+func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath string, body []byte) (status int) {
 	// Held (never put to sleep) from before the agent is found until the
 	// answer, or the stream, ends.
 	defer s.mgr.Hold(id)()
 	c, err := s.mgr.Agent(r.Context(), id)
 	if err != nil {
 		s.error(w, r, err)
-		return
+		return 0
 	}
 	if body != nil {
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		r.ContentLength = int64(len(body)) // the transport writes Content-Length from it
 	}
 	bufs := &responseBuffers{}
 	rp := &httputil.ReverseProxy{
@@ -55,13 +55,14 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 			pr.Out.Header.Del("Authorization") // the agent needs no token, and gets none
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			bufs.choose(resp)
+			status = resp.StatusCode
+			bufs.big = resp.ContentLength < 0 || resp.ContentLength > smallBuffer // before the proxy asks for one
 			s.observe(r, resp)
 			// A 101 (the terminal's WebSocket) is never guarded: the
 			// proxy needs its body as it is (an io.ReadWriteCloser) to
 			// copy the upgraded connection both ways.
 			if resp.StatusCode != http.StatusSwitchingProtocols && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-				resp.Body = &terminalGuard{r: resp.Body, c: resp.Body, code: agentPath == codeStreamPath, onFail: func(err error) error {
+				resp.Body = &terminalGuard{r: resp.Body, code: agentPath == codeStreamPath, onFail: func(err error) error {
 					return s.mgr.CallFailed(r.Context(), id, c, agentclient.Classify(r.Context(), err))
 				}}
 			}
@@ -79,6 +80,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 	// agent connection mid-answer ("use of closed network connection").
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	rp.ServeHTTP(w, r)
+	return status
 }
 
 // terminalGuard passes an event stream through untouched (reads go
@@ -92,8 +94,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, id, agentPath str
 // that the agent's answer ended cleanly after (a call that failed, with a
 // code).
 type terminalGuard struct {
-	r         io.Reader
-	c         io.Closer
+	r         io.ReadCloser
 	onFail    func(error) error
 	code      bool // a code interpreter stream
 	lastID    int64
@@ -122,17 +123,13 @@ func (g *terminalGuard) Read(p []byte) (int, error) {
 	}
 	n, err := g.r.Read(p)
 	g.scan(p[:n])
-	if err == nil {
-		return n, nil
+	if err != nil {
+		g.pending = g.finish(err)
+		if n == 0 {
+			return g.Read(p) // the pending error event, or io.EOF
+		}
 	}
-	g.pending = g.finish(err)
-	if n > 0 {
-		return n, nil
-	}
-	if len(g.pending) == 0 {
-		return 0, io.EOF
-	}
-	return g.Read(p)
+	return n, nil
 }
 
 // scan follows line boundaries in b, keeping each line's start for note.
@@ -193,7 +190,7 @@ func (g *terminalGuard) finish(err error) []byte {
 	return []byte("\n\nevent: error\nid: " + strconv.FormatInt(g.lastID+1, 10) + "\ndata: " + string(data) + "\n\n")
 }
 
-func (g *terminalGuard) Close() error { return g.c.Close() }
+func (g *terminalGuard) Close() error { return g.r.Close() }
 
 // responseBuffers is the proxy's BufferPool for one response: big
 // buffers (1 MiB, not the proxy's default 32 KiB) for event streams and
@@ -202,24 +199,18 @@ func (g *terminalGuard) Close() error { return g.c.Close() }
 // many small calls at once do not hold a MiB each.
 type responseBuffers struct{ big bool }
 
-// choose picks the buffer size for resp; it runs (in ModifyResponse)
-// before the proxy asks for a buffer.
-func (b *responseBuffers) choose(resp *http.Response) {
-	b.big = resp.ContentLength < 0 || resp.ContentLength > smallBuffer
-}
-
 func (b *responseBuffers) Get() []byte {
 	if b.big {
-		return bigBuffers.get()
+		return *bigBuffers.Get().(*[]byte)
 	}
-	return smallBuffers.get()
+	return *smallBuffers.Get().(*[]byte)
 }
 
 func (b *responseBuffers) Put(x []byte) {
 	if len(x) == bigBuffer {
-		bigBuffers.put(x)
+		bigBuffers.Put(&x)
 	} else {
-		smallBuffers.put(x)
+		smallBuffers.Put(&x)
 	}
 }
 
@@ -229,18 +220,9 @@ const (
 )
 
 var (
-	bigBuffers   = newBufferPool(bigBuffer)
-	smallBuffers = newBufferPool(smallBuffer)
+	bigBuffers   = sync.Pool{New: func() any { b := make([]byte, bigBuffer); return &b }}
+	smallBuffers = sync.Pool{New: func() any { b := make([]byte, smallBuffer); return &b }}
 )
-
-type bufferPool struct{ p sync.Pool }
-
-func newBufferPool(size int) *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, size); return &b }}}
-}
-
-func (b *bufferPool) get() []byte  { return *b.p.Get().(*[]byte) }
-func (b *bufferPool) put(x []byte) { b.p.Put(&x) }
 
 // bigUploads is the proxy's transport: it gives the body of an upload of
 // unknown length (chunked) a WriteTo. The transport copies a request body
@@ -264,7 +246,7 @@ func (t bigUploads) RoundTrip(req *http.Request) (*http.Response, error) {
 type bigChunkBody struct{ io.ReadCloser }
 
 func (b bigChunkBody) WriteTo(w io.Writer) (int64, error) {
-	buf := bigBuffers.get()
-	defer bigBuffers.put(buf)
-	return chunkio.CopyChunks(w, b.ReadCloser, buf)
+	buf := bigBuffers.Get().(*[]byte)
+	defer bigBuffers.Put(buf)
+	return chunkio.CopyChunks(w, b.ReadCloser, *buf)
 }

@@ -10,7 +10,7 @@ import (
 
 func guardOutput(t *testing.T, stream string) string {
 	t.Helper()
-	g := &terminalGuard{r: iotest.HalfReader(strings.NewReader(stream)), c: io.NopCloser(nil),
+	g := &terminalGuard{r: io.NopCloser(iotest.HalfReader(strings.NewReader(stream))),
 		onFail: func(err error) error { return errors.New("agent gone: " + err.Error()) }}
 	b, err := io.ReadAll(g)
 	if err != nil {
@@ -43,7 +43,7 @@ func TestTerminalGuard(t *testing.T) {
 func codeGuardOutput(t *testing.T, stream string, end error) (string, bool) {
 	t.Helper()
 	failed := false
-	g := &terminalGuard{r: iotest.HalfReader(io.MultiReader(strings.NewReader(stream), iotest.ErrReader(end))), c: io.NopCloser(nil), code: true,
+	g := &terminalGuard{r: io.NopCloser(iotest.HalfReader(io.MultiReader(strings.NewReader(stream), iotest.ErrReader(end)))), code: true,
 		onFail: func(err error) error { failed = true; return errors.New("agent gone: " + err.Error()) }}
 	b, err := io.ReadAll(g)
 	if err != nil {

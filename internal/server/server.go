@@ -37,8 +37,12 @@ type Config struct {
 	MaxOutputBytes int
 	Version        string
 	Logger         *slog.Logger
-	// Preview configures preview URLs (package preview).
-	Preview PreviewConfig
+	// Preview configures preview URLs (package preview); New fills in its
+	// Targets, Error and Logger.
+	Preview preview.Config
+	// ReservedPorts may not be exposed: the ports the system itself uses
+	// (the daemon's own listen port).
+	ReservedPorts []int
 	// Closing ends when the daemon begins to shut down. Terminal
 	// WebSockets, which http.Server.Shutdown does not track once
 	// upgraded, are closed then (terminal.go). Nil: never.
@@ -62,18 +66,17 @@ func New(cfg Config) http.Handler {
 		cfg.Logger = slog.Default()
 	}
 	s := &server{cfg: cfg, mgr: cfg.Manager, log: cfg.Logger}
-	s.preview = preview.New(preview.Config{
-		Domain: cfg.Preview.Domain, TrustedProxies: cfg.Preview.TrustedProxies,
-		Targets: cfg.Manager, Error: s.error, Logger: cfg.Logger,
-	})
+	pc := cfg.Preview
+	pc.Targets, pc.Error, pc.Logger = cfg.Manager, s.error, cfg.Logger
+	s.preview = preview.New(pc)
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /v1/sandboxes", s.listSandboxes)
 	v1.HandleFunc("PUT /v1/sandboxes/{id}", s.withID(s.createSandbox))
 	v1.HandleFunc("GET /v1/sandboxes/{id}", s.withID(s.getSandbox))
 	v1.HandleFunc("PATCH /v1/sandboxes/{id}", s.withID(s.updateSandbox))
 	v1.HandleFunc("DELETE /v1/sandboxes/{id}", s.withID(s.destroySandbox))
-	v1.HandleFunc("POST /v1/sandboxes/{id}/exec", s.withID(s.exec))
-	v1.HandleFunc("POST /v1/sandboxes/{id}/exec/stream", s.withID(s.execStream))
+	v1.HandleFunc("POST /v1/sandboxes/{id}/exec", s.withID(s.exec("/v1/exec")))
+	v1.HandleFunc("POST /v1/sandboxes/{id}/exec/stream", s.withID(s.exec("/v1/exec/stream")))
 	// Sessions, processes, files, git and code: the agent checks and answers
 	// them; bodies stream through (a file upload of any size in constant
 	// memory).
@@ -141,24 +144,37 @@ func (s *server) withID(h func(w http.ResponseWriter, r *http.Request, id string
 	}
 }
 
-// decode reads a JSON body into v. An empty body leaves v as it is when
+// decode reads a JSON body into v, or answers the request with why it
+// cannot and returns false. An empty body leaves v as it is when
 // allowEmpty is set.
-func decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		switch {
-		case errors.Is(err, io.EOF) && allowEmpty:
-			return nil
-		case errors.Is(err, io.EOF):
-			return fmt.Errorf("%w: a JSON body is required", errdefs.ErrInvalidArgument)
-		case errors.As(err, &tooBig):
-			return fmt.Errorf("%w: body over %d bytes", errdefs.ErrPayloadTooLarge, tooBig.Limit)
-		default:
-			return fmt.Errorf("%w: invalid JSON body: %v", errdefs.ErrInvalidArgument, err)
-		}
+func (s *server) decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) bool {
+	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(v)
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil || (allowEmpty && errors.Is(err, io.EOF)):
+		return true
+	case errors.Is(err, io.EOF):
+		err = fmt.Errorf("%w: a JSON body is required", errdefs.ErrInvalidArgument)
+	case errors.As(err, &tooBig):
+		err = fmt.Errorf("%w: body over %d bytes", errdefs.ErrPayloadTooLarge, tooBig.Limit)
+	default:
+		err = fmt.Errorf("%w: invalid JSON body: %v", errdefs.ErrInvalidArgument, err)
 	}
-	return nil
+	s.error(w, r, err)
+	return false
+}
+
+// reply answers with err if it is not nil, else with status and v as JSON
+// (nil: no body).
+func (s *server) reply(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	switch {
+	case err != nil:
+		s.error(w, r, err)
+	case v == nil:
+		w.WriteHeader(status)
+	default:
+		writeJSON(w, status, v)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

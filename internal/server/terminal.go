@@ -11,11 +11,10 @@ import (
 
 // terminal forwards a terminal WebSocket to the agent, which runs the PTY.
 // httputil.ReverseProxy passes the 101 answer through and then copies the
-// upgraded connection both ways until either side closes it; the sandbox
-// is held (never put to sleep) for as long as the connection is open,
-// which is until the daemon begins to shut down at the latest. A
-// request that is not a WebSocket handshake gets 426 without waking the
-// sandbox.
+// upgraded connection both ways until either side closes it or the
+// request's context ends, which shutdown (Config.Closing) ends too; the
+// sandbox is held (never put to sleep) meanwhile. A request that is not a
+// WebSocket handshake gets 426 without waking the sandbox.
 func (s *server) terminal(w http.ResponseWriter, r *http.Request, id string) {
 	if !isWebSocketUpgrade(r.Header) {
 		w.Header().Set("Upgrade", "websocket")
@@ -24,9 +23,6 @@ func (s *server) terminal(w http.ResponseWriter, r *http.Request, id string) {
 			Message: "the terminal is a WebSocket: send a WebSocket handshake (Upgrade: websocket)"})
 		return
 	}
-	// The proxy holds the sandbox awake while the connection is open, and
-	// closes both sides of it when the request's context ends: on
-	// shutdown too (Config.Closing).
 	if s.cfg.Closing != nil {
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()

@@ -12,40 +12,30 @@ import (
 // schemaVersion is the state file's user_version once migrate has run.
 const schemaVersion = 2
 
-// migrate brings a state file written by an older daemon up to the current
-// schema. It is idempotent: it adds only the columns that are missing.
+// migrate creates the tables a state file lacks and brings one written by
+// an older daemon up to the current schema. It is idempotent: it adds only
+// the columns that are missing.
 //
 // Version 2 adds runtime_name (backfilled with the ID: until then the ID
 // named the container) and pooled, and makes runtime names unique.
 func migrate(db *sql.DB) error {
-	have := map[string]bool{}
-	rows, err := db.Query(`SELECT name FROM pragma_table_info('sandboxes')`)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return fmt.Errorf("migrate: %w", err)
-		}
-		have[name] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+	if _, err := db.Exec(schema + portsSchema); err != nil {
+		return err
 	}
 	tx, err := db.Begin()
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer tx.Rollback()
-	stmts := []string{}
-	if !have["runtime_name"] {
-		stmts = append(stmts, `ALTER TABLE sandboxes ADD COLUMN runtime_name TEXT NOT NULL DEFAULT ''`)
-	}
-	if !have["pooled"] {
-		stmts = append(stmts, `ALTER TABLE sandboxes ADD COLUMN pooled INTEGER NOT NULL DEFAULT 0`)
+	var stmts []string
+	for _, col := range [][2]string{{"runtime_name", "TEXT NOT NULL DEFAULT ''"}, {"pooled", "INTEGER NOT NULL DEFAULT 0"}} {
+		var n int
+		if err := tx.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('sandboxes') WHERE name = ?`, col[0]).Scan(&n); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if n == 0 {
+			stmts = append(stmts, `ALTER TABLE sandboxes ADD COLUMN `+col[0]+` `+col[1])
+		}
 	}
 	stmts = append(stmts,
 		`UPDATE sandboxes SET runtime_name = id WHERE runtime_name = ''`,
@@ -59,29 +49,10 @@ func migrate(db *sql.DB) error {
 	return tx.Commit()
 }
 
-// checkMax refuses one more record past max (see Create).
-func checkMax(ctx context.Context, tx *sql.Tx, max int, pooled bool) error {
-	if max <= 0 {
-		return nil
-	}
-	q := `SELECT COUNT(*) FROM sandboxes WHERE pooled = 0`
-	if pooled {
-		q = `SELECT COUNT(*) FROM sandboxes`
-	}
-	var n int
-	if err := tx.QueryRowContext(ctx, q).Scan(&n); err != nil {
-		return err
-	}
-	if n >= max {
-		return fmt.Errorf("%w: the daemon holds its maximum of %d sandboxes", errdefs.ErrResourceExhausted, max)
-	}
-	return nil
-}
-
 // ListPooled returns the pooled records, ordered by ID (their runtime
 // name).
 func (s *Store) ListPooled(ctx context.Context) ([]Sandbox, error) {
-	return s.list(ctx, true)
+	return query(ctx, s.db, scan, `SELECT `+columns+` FROM sandboxes WHERE pooled = 1 ORDER BY id`)
 }
 
 // Count returns the number of sandboxes and of pooled records.
@@ -100,30 +71,20 @@ func (s *Store) Count(ctx context.Context) (sandboxes, pooled int, err error) {
 // (max > 0, as in Create), errdefs.ErrResourceExhausted. On error nothing
 // changed.
 func (s *Store) Claim(ctx context.Context, poolID string, rec Sandbox, max int) (Sandbox, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return rec, err
-	}
-	defer tx.Rollback()
-	if err := checkFreeID(ctx, tx, rec.ID); err != nil {
-		return rec, err
-	}
-	if err := checkMax(ctx, tx, max, false); err != nil {
-		return rec, err
-	}
-	pool, err := scan(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM sandboxes WHERE id = ? AND pooled = 1`, poolID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return rec, fmt.Errorf("pooled sandbox %s: %w", poolID, errdefs.ErrNotFound)
-	}
-	if err != nil {
-		return rec, err
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, poolID); err != nil {
-		return rec, fmt.Errorf("claim %s: %w", poolID, err)
-	}
-	rec.UIDSlot, rec.RuntimeName, rec.ImagePath, rec.Pooled = pool.UIDSlot, pool.RuntimeName, pool.ImagePath, false
-	if err := insert(ctx, tx, rec); err != nil {
-		return rec, err
-	}
-	return rec, tx.Commit()
+	rec.Pooled = false
+	err := s.add(ctx, &rec, max, func(tx *sql.Tx) error {
+		pool, err := scan(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM sandboxes WHERE id = ? AND pooled = 1`, poolID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("pooled sandbox %s: %w", poolID, errdefs.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		rec.UIDSlot, rec.RuntimeName, rec.ImagePath = pool.UIDSlot, pool.RuntimeName, pool.ImagePath
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, poolID); err != nil {
+			return fmt.Errorf("claim %s: %w", poolID, err)
+		}
+		return nil
+	})
+	return rec, err
 }

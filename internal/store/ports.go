@@ -24,8 +24,8 @@ type Port struct {
 	CreatedAt time.Time
 }
 
-// portsSchema is created on open; on a state file from before exposed
-// ports existed, it is the whole migration.
+// portsSchema is created on open (migrate); on a state file from before
+// exposed ports existed, it is the whole migration.
 const portsSchema = `
 CREATE TABLE IF NOT EXISTS ports (
 	sandbox_id TEXT NOT NULL,
@@ -36,11 +36,6 @@ CREATE TABLE IF NOT EXISTS ports (
 	created_at INTEGER NOT NULL,
 	PRIMARY KEY (sandbox_id, port)
 );`
-
-func migratePorts(db *sql.DB) error {
-	_, err := db.Exec(portsSchema)
-	return err
-}
 
 const portColumns = `sandbox_id, port, name, token, instance, created_at`
 
@@ -66,20 +61,7 @@ func (s *Store) GetPort(ctx context.Context, id string, port int) (Port, error) 
 
 // ListPorts returns id's exposed ports, ordered by port.
 func (s *Store) ListPorts(ctx context.Context, id string) ([]Port, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+portColumns+` FROM ports WHERE sandbox_id = ? ORDER BY port`, id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Port
-	for rows.Next() {
-		p, err := scanPort(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return query(ctx, s.db, scanPort, `SELECT `+portColumns+` FROM ports WHERE sandbox_id = ? ORDER BY port`, id)
 }
 
 // DeletePort removes the record of id's exposed port. Deleting one that

@@ -95,14 +95,6 @@ func Open(path string) (*Store, error) {
 	// One connection: writes are serialized anyway, and it rules out
 	// SQLITE_BUSY between our own connections.
 	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open state %s: %w", path, err)
-	}
-	if err := migratePorts(db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open state %s: %w", path, err)
-	}
 	if err := migrate(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open state %s: %w", path, err)
@@ -118,60 +110,58 @@ const columns = `id, status, image, created_at, last_active_at, sleep_after_ms, 
 
 // Create inserts rec, giving it the lowest free UIDSlot (1 and up) and, if
 // it has none, the RuntimeName rec.ID, and returns it as stored. An
-// existing ID (or runtime name) gives an error wrapping
-// errdefs.ErrConflict. max > 0 bounds the number of sandboxes: past it, an
-// error wrapping errdefs.ErrResourceExhausted. Pooled records do not count
-// against max for a sandbox, but a pooled rec is refused once sandboxes and
-// pooled records together reach max.
+// existing ID gives an error wrapping errdefs.ErrConflict; an existing
+// runtime name, an error. max > 0 bounds the number of sandboxes: past it,
+// an error wrapping errdefs.ErrResourceExhausted. Pooled records do not
+// count against max for a sandbox, but a pooled rec is refused once
+// sandboxes and pooled records together reach max.
 func (s *Store) Create(ctx context.Context, rec Sandbox, max int) (Sandbox, error) {
 	if rec.RuntimeName == "" {
 		rec.RuntimeName = rec.ID
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return rec, err
-	}
-	defer tx.Rollback()
-	if err := checkFreeID(ctx, tx, rec.ID); err != nil {
-		return rec, err
-	}
-	if err := checkMax(ctx, tx, max, rec.Pooled); err != nil {
-		return rec, err
-	}
-	err = tx.QueryRowContext(ctx, `
-		SELECT MIN(s) FROM (SELECT 1 AS s UNION ALL SELECT uid_slot + 1 FROM sandboxes)
-		WHERE s NOT IN (SELECT uid_slot FROM sandboxes)`).Scan(&rec.UIDSlot)
-	if err != nil {
-		return rec, fmt.Errorf("allocate uid range: %w", err)
-	}
-	if err := insert(ctx, tx, rec); err != nil {
-		return rec, err
-	}
-	return rec, tx.Commit()
+	err := s.add(ctx, &rec, max, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `
+			SELECT MIN(s) FROM (SELECT 1 AS s UNION ALL SELECT uid_slot + 1 FROM sandboxes)
+			WHERE s NOT IN (SELECT uid_slot FROM sandboxes)`).Scan(&rec.UIDSlot)
+		if err != nil {
+			return fmt.Errorf("allocate uid range: %w", err)
+		}
+		return nil
+	})
+	return rec, err
 }
 
-func insert(ctx context.Context, tx *sql.Tx, rec Sandbox) error {
-	args, err := values(rec)
+// add inserts rec in one transaction, once its ID is found free, max not
+// reached (see Create) and prepare, which may set rec's fields, succeeded.
+func (s *Store) add(ctx context.Context, rec *Sandbox, max int, prepare func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (`+columns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...); err != nil {
-		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
-	}
-	return nil
-}
-
-// checkFreeID returns an error wrapping errdefs.ErrConflict if a sandbox
-// named id exists.
-func checkFreeID(ctx context.Context, tx *sql.Tx, id string) error {
-	var exists int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sandboxes WHERE id = ?`, id).Scan(&exists); err != nil {
+	defer tx.Rollback()
+	var exists, n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sandboxes WHERE id = ?`, rec.ID).Scan(&exists); err != nil {
 		return err
 	}
 	if exists > 0 {
-		return fmt.Errorf("sandbox %s: %w", id, errdefs.ErrConflict)
+		return fmt.Errorf("sandbox %s: %w", rec.ID, errdefs.ErrConflict)
 	}
-	return nil
+	if max > 0 {
+		// A sandbox counts sandboxes; a pooled record counts all records.
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sandboxes WHERE pooled = 0 OR ?`, rec.Pooled).Scan(&n); err != nil {
+			return err
+		}
+		if n >= max {
+			return fmt.Errorf("%w: the daemon holds its maximum of %d sandboxes", errdefs.ErrResourceExhausted, max)
+		}
+	}
+	if err := prepare(tx); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (`+columns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, values(*rec)...); err != nil {
+		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	return tx.Commit()
 }
 
 // Get returns the record of id, or an error wrapping
@@ -187,22 +177,23 @@ func (s *Store) Get(ctx context.Context, id string) (Sandbox, error) {
 
 // List returns every record but pooled ones, ordered by ID.
 func (s *Store) List(ctx context.Context) ([]Sandbox, error) {
-	return s.list(ctx, false)
+	return query(ctx, s.db, scan, `SELECT `+columns+` FROM sandboxes WHERE pooled = 0 ORDER BY id`)
 }
 
-func (s *Store) list(ctx context.Context, pooled bool) ([]Sandbox, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM sandboxes WHERE pooled = ? ORDER BY id`, pooled)
+// query returns the rows of q, each read by scanRow.
+func query[T any](ctx context.Context, db *sql.DB, scanRow func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Sandbox
+	var out []T
 	for rows.Next() {
-		rec, err := scan(rows)
+		v, err := scanRow(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, rec)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -227,10 +218,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Sandbox) error) 
 		return rec, err
 	}
 	rec.ID = id
-	args, err := values(rec)
-	if err != nil {
-		return rec, err
-	}
+	args := values(rec)
 	_, err = tx.ExecContext(ctx, `UPDATE sandboxes SET status=?, image=?, created_at=?, last_active_at=?,
 		sleep_after_ms=?, keep_alive=?, resources=?, network=?, cwd=?, env=?, labels=?, image_path=? WHERE id=?`,
 		append(slices.Clone(args[1:12]), rec.ImagePath, id)...)
@@ -238,6 +226,32 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Sandbox) error) 
 		return rec, fmt.Errorf("update sandbox %s: %w", id, err)
 	}
 	return rec, tx.Commit()
+}
+
+// SaveActivity sets the lastActiveAt of each ID in active to its time, in
+// one transaction (one disk sync for all of them), where that is later than
+// the stored one: a value that arrives late never moves a record back. IDs
+// without a record (destroyed meanwhile) are skipped.
+func (s *Store) SaveActivity(ctx context.Context, active map[string]time.Time) error {
+	if len(active) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `UPDATE sandboxes SET last_active_at = ?1 WHERE id = ?2 AND last_active_at < ?1`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for id, t := range active {
+		if _, err := stmt.ExecContext(ctx, t.UnixMilli(), id); err != nil {
+			return fmt.Errorf("save activity of %s: %w", id, err)
+		}
+	}
+	return tx.Commit()
 }
 
 // Delete removes the record of id, with its exposed ports. Deleting a
@@ -257,22 +271,15 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	return tx.Commit()
 }
 
-func values(r Sandbox) ([]any, error) {
-	res, err := json.Marshal(r.Resources)
-	if err != nil {
-		return nil, err
-	}
-	env, err := json.Marshal(nonNil(r.Env))
-	if err != nil {
-		return nil, err
-	}
-	labels, err := json.Marshal(nonNil(r.Labels))
-	if err != nil {
-		return nil, err
-	}
+// values returns r's columns, in the order of columns.
+func values(r Sandbox) []any {
+	// Marshalling numbers and maps of strings cannot fail.
+	res, _ := json.Marshal(r.Resources)
+	env, _ := json.Marshal(nonNil(r.Env))
+	labels, _ := json.Marshal(nonNil(r.Labels))
 	return []any{r.ID, r.Status, r.Image, r.CreatedAt.UnixMilli(), r.LastActiveAt.UnixMilli(),
 		r.SleepAfter.Milliseconds(), r.KeepAlive, string(res), r.Network, r.Cwd, string(env), string(labels), r.UIDSlot, r.ImagePath,
-		r.RuntimeName, r.Pooled}, nil
+		r.RuntimeName, r.Pooled}
 }
 
 type scanner interface{ Scan(dest ...any) error }

@@ -83,3 +83,40 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 		t.Errorf("list = %v, %v", all, err)
 	}
 }
+
+// SaveActivity writes many records' lastActiveAt at once, only forward,
+// and skips IDs without a record.
+func TestSaveActivity(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	for _, id := range []string{"a", "b", "c"} {
+		rec := store.Sandbox{ID: id, Status: api.StatusRunning, Image: "default", CreatedAt: t0, LastActiveAt: t0, Network: "none", Cwd: "/workspace"}
+		if _, err := s.Create(ctx, rec, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later, earlier := t0.Add(90*time.Second), t0.Add(-time.Hour)
+	if err := s.SaveActivity(ctx, map[string]time.Time{"a": later, "b": earlier, "gone": later}); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]time.Time{"a": later, "b": t0, "c": t0} {
+		rec, err := s.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rec.LastActiveAt.Equal(want) {
+			t.Errorf("%s: lastActiveAt %v, want %v", id, rec.LastActiveAt, want)
+		}
+	}
+	if _, err := s.Get(ctx, "gone"); !errors.Is(err, errdefs.ErrSandboxNotFound) {
+		t.Errorf("activity of a missing ID made a record: %v", err)
+	}
+	if err := s.SaveActivity(ctx, nil); err != nil {
+		t.Errorf("nothing to save: %v", err)
+	}
+}

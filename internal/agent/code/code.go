@@ -1,11 +1,13 @@
-// Package code is the agent's code interpreter: code contexts, each an interpreter process whose
-// state carries from run to run (code_executor.go), Python ones forked by a
-// zygote (code_python.go), JavaScript and TypeScript ones Node processes
-// with a warm spare (code_node.go). The executors' sources are embedded and
-// written into the agent's run directory on first use.
+// Package code is the agent's code interpreter: code contexts, each an
+// interpreter process whose state carries from run to run
+// (code_executor.go), Python ones forked by a zygote (code_python.go),
+// JavaScript and TypeScript ones Node processes with a warm spare
+// (code_node.go). The executors' sources are embedded and written into the
+// agent's run directory on first use.
 package code
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -40,8 +42,10 @@ type Interpreter struct {
 	mu       sync.Mutex
 	contexts map[string]*codeContext // guarded by mu
 	pending  int                     // contexts being created; guarded by mu
-	defaults map[string]string       // language -> its default context's id; guarded by mu
-	defMu    [3]sync.Mutex           // per language (by defaultIndex): serializes creating its default context
+	// defMu serializes creating a language's default context (ID
+	// "default-<language>"), per language: a Python default context's slow
+	// first start does not hold up JavaScript's.
+	defMu map[string]*sync.Mutex
 
 	pyMu   sync.Mutex
 	zygote *zygote // guarded by pyMu
@@ -53,7 +57,9 @@ type Interpreter struct {
 
 // New returns the code interpreter: nothing runs until it is first used.
 func New(reaper *core.Reaper, workdir, runDir string, maxContexts int, log *slog.Logger) *Interpreter {
-	return &Interpreter{reaper: reaper, workdir: workdir, runDir: runDir, maxContexts: maxContexts, log: log}
+	return &Interpreter{reaper: reaper, workdir: workdir, runDir: runDir, maxContexts: maxContexts, log: log,
+		contexts: map[string]*codeContext{},
+		defMu:    map[string]*sync.Mutex{api.LanguagePython: {}, api.LanguageJavaScript: {}, api.LanguageTypeScript: {}}}
 }
 
 // codeContext is one code context. Runs take q, in arrival order.
@@ -62,9 +68,10 @@ type codeContext struct {
 	env           map[string]string // the context's envVars
 	createdAt     time.Time
 
-	q    core.Queue
-	exec *executor                  // nil after a reset, until the next run; guarded by q
-	grp  atomic.Pointer[core.Group] // the executor's group, or nil, for deleting without q
+	q core.Queue
+	// exec is nil after a reset, until the next run. It changes under q;
+	// a delete loads it without q, to kill it.
+	exec atomic.Pointer[executor]
 
 	mu       sync.Mutex
 	lastUsed time.Time // guarded by mu
@@ -111,9 +118,7 @@ func (ci *Interpreter) createContext(ctx context.Context, req api.CreateCodeCont
 		return nil, err
 	}
 	cwd := req.Cwd
-	if cwd == "" {
-		cwd = ci.workdir
-	} else if !filepath.IsAbs(cwd) {
+	if !filepath.IsAbs(cwd) {
 		cwd = filepath.Join(ci.workdir, cwd)
 	}
 	if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
@@ -139,22 +144,15 @@ func (ci *Interpreter) createContext(ctx context.Context, req api.CreateCodeCont
 		ci.pending--
 		ci.mu.Unlock()
 	}()
-	if id == "" {
-		id = "ctx-" + core.NewID(16)
-	}
-	env := core.CopyEnv(req.EnvVars)
 	now := time.Now().UTC()
-	c := &codeContext{id: id, lang: lang, cwd: cwd, env: env, createdAt: now, lastUsed: now}
+	c := &codeContext{id: cmp.Or(id, "ctx-"+core.NewID(16)), lang: lang, cwd: cwd, env: core.CopyEnv(req.EnvVars), createdAt: now, lastUsed: now}
 	e, err := ci.startExecutor(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	c.setExec(e)
 	ci.mu.Lock()
-	if ci.contexts == nil {
-		ci.contexts = map[string]*codeContext{}
-	}
-	ci.contexts[id] = c
+	ci.contexts[c.id] = c
 	ci.mu.Unlock()
 	return c, nil
 }
@@ -194,9 +192,12 @@ func (ci *Interpreter) startExecutor(ctx context.Context, c *codeContext) (*exec
 	return e, nil
 }
 
-// runContext finds the context a run names, or the language's default
-// context (created on first use).
-func (ci *Interpreter) runContext(ctx context.Context, req api.RunCodeRequest) (*codeContext, string, error) {
+// runContext checks a run request and finds the context it names, or the
+// language's default context (created on first use).
+func (ci *Interpreter) runContext(ctx context.Context, req *api.RunCodeRequest) (*codeContext, string, error) {
+	if req.TimeoutMs < 0 {
+		return nil, "", fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
+	}
 	var lang string
 	if req.Language != "" {
 		var err error
@@ -219,55 +220,29 @@ func (ci *Interpreter) runContext(ctx context.Context, req api.RunCodeRequest) (
 		}
 		return c, lang, nil
 	}
-	if lang == "" {
-		lang = api.LanguagePython
-	}
-	mu := &ci.defMu[defaultIndex(lang)]
+	lang = cmp.Or(lang, api.LanguagePython)
+	mu := ci.defMu[lang]
 	mu.Lock()
 	defer mu.Unlock()
+	id := "default-" + lang
 	ci.mu.Lock()
-	c := ci.contexts[ci.defaults[lang]]
+	c := ci.contexts[id]
 	ci.mu.Unlock()
-	if c != nil {
-		return c, lang, nil
+	if c == nil {
+		var err error
+		if c, err = ci.createContext(ctx, api.CreateCodeContextRequest{Language: lang}, id); err != nil {
+			return nil, "", err
+		}
 	}
-	c, err := ci.createContext(ctx, api.CreateCodeContextRequest{Language: lang}, "default-"+lang)
-	if err != nil {
-		return nil, "", err
-	}
-	ci.mu.Lock()
-	if ci.defaults == nil {
-		ci.defaults = map[string]string{}
-	}
-	ci.defaults[lang] = c.id
-	ci.mu.Unlock()
 	return c, lang, nil
-}
-
-// defaultIndex numbers the languages for codeInterp.defMu: a Python
-// default context's slow first start does not hold up JavaScript's.
-func defaultIndex(lang string) int {
-	switch lang {
-	case api.LanguageJavaScript:
-		return 1
-	case api.LanguageTypeScript:
-		return 2
-	}
-	return 0
-}
-
-// codeRunEnd is how a run in a context ended, for its complete event.
-type codeRunEnd struct {
-	count int
-	reset bool
 }
 
 // runCode runs code in c, passing its events to emit (one at a time), and
 // adds the agent's own error event when the run timed out without one or
 // its executor died. It returns ctx's error if the caller went away.
-func (ci *Interpreter) runCode(ctx context.Context, c *codeContext, code, lang string, timeout time.Duration, emit func(api.CodeEvent)) (codeRunEnd, error) {
+func (ci *Interpreter) runCode(ctx context.Context, c *codeContext, code, lang string, timeout time.Duration, emit func(api.CodeEvent)) (runOutcome, error) {
 	if err := c.q.Lock(ctx); err != nil {
-		return codeRunEnd{}, err
+		return runOutcome{}, err
 	}
 	defer c.q.Unlock()
 	c.mu.Lock()
@@ -275,30 +250,23 @@ func (ci *Interpreter) runCode(ctx context.Context, c *codeContext, code, lang s
 	c.lastUsed = time.Now().UTC()
 	c.mu.Unlock()
 	if deleted {
-		return codeRunEnd{}, contextNotFound(c.id)
+		return runOutcome{}, contextNotFound(c.id)
 	}
-	if c.exec == nil {
+	if c.exec.Load() == nil {
 		e, err := ci.startExecutor(ctx, c)
 		if err != nil {
-			return codeRunEnd{}, err
+			return runOutcome{}, err
 		}
 		c.setExec(e)
 	}
-	var mu sync.Mutex
-	sawError := false
-	out, err := c.exec.run(ctx, map[string]string{"code": code, "language": lang}, timeout, func(ev api.CodeEvent) {
-		mu.Lock()
-		defer mu.Unlock()
-		if ev.Type == api.EventError {
-			sawError = true
-		}
+	sawError := false // run passes events one at a time, and none after it returned
+	out, err := c.exec.Load().run(ctx, map[string]string{"code": code, "language": lang}, timeout, func(ev api.CodeEvent) {
+		sawError = sawError || ev.Type == api.EventError
 		emit(ev)
 	})
 	if out.reset {
 		c.setExec(nil) // and with it its group: what the code started
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	name := "Python"
 	if c.lang != api.LanguagePython {
 		name = "JavaScript"
@@ -314,19 +282,11 @@ func (ci *Interpreter) runCode(ctx context.Context, c *codeContext, code, lang s
 		}
 		emit(api.CodeEvent{Type: api.EventError, Name: "TimeoutError", Value: v})
 	}
-	return codeRunEnd{count: out.count, reset: out.reset}, err
-}
-
-// codeRequest decodes a run request and finds its context.
-func (ci *Interpreter) codeRequest(r *http.Request, req *api.RunCodeRequest) (*codeContext, string, error) {
-	if req.TimeoutMs < 0 {
-		return nil, "", fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
-	}
-	return ci.runContext(r.Context(), *req)
+	return out, err
 }
 
 func (ci *Interpreter) handleRunCode(r *http.Request, req *api.RunCodeRequest) (*api.ExecutionResult, error) {
-	c, lang, err := ci.codeRequest(r, req)
+	c, lang, err := ci.runContext(r.Context(), req)
 	if err != nil {
 		return nil, err
 	}
@@ -388,12 +348,11 @@ func resultSize(r *api.Result) int {
 // event with a code).
 func (ci *Interpreter) handleRunCodeStream(w http.ResponseWriter, r *http.Request) {
 	var req api.RunCodeRequest
-	err := core.DecodeBody(w, r, &req)
-	var c *codeContext
-	var lang string
-	if err == nil {
-		c, lang, err = ci.codeRequest(r, &req)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
+		return
 	}
+	c, lang, err := ci.runContext(r.Context(), &req)
 	if err != nil {
 		core.WriteError(w, err)
 		return
@@ -437,11 +396,6 @@ func (ci *Interpreter) handleDeleteContext(r *http.Request, _ *core.NoBody) (cor
 	ci.mu.Lock()
 	c := ci.contexts[id]
 	delete(ci.contexts, id)
-	for lang, def := range ci.defaults {
-		if def == id {
-			delete(ci.defaults, lang)
-		}
-	}
 	ci.mu.Unlock()
 	if c == nil {
 		return 0, contextNotFound(id)
@@ -451,26 +405,19 @@ func (ci *Interpreter) handleDeleteContext(r *http.Request, _ *core.NoBody) (cor
 	c.mu.Unlock()
 	// Kill first: a run in progress ends with its executor, and its call
 	// returns, so the queue frees up.
-	if g := c.grp.Load(); g != nil {
-		g.Kill()
+	if e := c.exec.Load(); e != nil {
+		e.grp.Kill()
 	}
-	if err := c.q.Lock(context.WithoutCancel(r.Context())); err == nil {
-		c.setExec(nil)
-		c.q.Unlock()
-	}
+	_ = c.q.Lock(context.Background()) // cannot fail: its context never ends
+	c.setExec(nil)
+	c.q.Unlock()
 	return core.Status(http.StatusNoContent), nil
 }
 
 // setExec replaces c's executor, killing the old one. The caller holds
 // c.q.
 func (c *codeContext) setExec(e *executor) {
-	if old := c.exec; old != nil && old != e {
+	if old := c.exec.Swap(e); old != nil && old != e {
 		old.kill()
-	}
-	c.exec = e
-	if e == nil {
-		c.grp.Store(nil)
-	} else {
-		c.grp.Store(e.grp)
 	}
 }

@@ -5,12 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,88 +44,11 @@ type executor struct {
 }
 
 // outputPipe is the agent's end of an executor's stdout or stderr, read by
-// readOutput. Reads happen under mu, so that drained can tell, at the end
-// of a run, which bytes the process wrote before it said complete.
+// readOutput.
 type outputPipe struct {
-	f        *os.File
-	rc       syscall.RawConn // nil if f is not pollable: drained gives up
-	progress chan struct{}   // signalled after each delivery
-	mu       sync.Mutex
-	read     int64 // bytes read; guarded by mu
-	handled  int64 // bytes delivered (or held back); guarded by mu
-}
-
-func newOutputPipe(f *os.File) *outputPipe {
-	o := &outputPipe{f: f, progress: make(chan struct{}, 1)}
-	if rc, err := f.SyscallConn(); err == nil {
-		o.rc = rc
-	}
-	return o
-}
-
-// readSome reads what the pipe holds into buf (waiting until it holds
-// something); 0 bytes and a nil error is its end.
-func (o *outputPipe) readSome(buf []byte) (int, error) {
-	if o.rc == nil {
-		return o.f.Read(buf)
-	}
-	var n int
-	var rerr error
-	err := o.rc.Read(func(fd uintptr) bool {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		n, rerr = unix.Read(int(fd), buf)
-		if rerr == unix.EAGAIN || rerr == unix.EINTR {
-			return false
-		}
-		if n > 0 {
-			o.read += int64(n)
-		}
-		return true
-	})
-	if err != nil {
-		return 0, err
-	}
-	if rerr != nil {
-		return 0, rerr
-	}
-	return max(n, 0), nil
-}
-
-func (o *outputPipe) handledBytes(n int) {
-	o.mu.Lock()
-	o.handled += int64(n)
-	o.mu.Unlock()
-	select {
-	case o.progress <- struct{}{}:
-	default:
-	}
-}
-
-// drained waits (until the deadline at most) until every byte the pipe
-// held when it was called has been delivered to the run.
-func (o *outputPipe) drained(deadline <-chan time.Time) {
-	if o.rc == nil {
-		return
-	}
-	o.mu.Lock()
-	var pending int
-	_ = o.rc.Control(func(fd uintptr) { pending, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }) // TIOCINQ is FIONREAD
-	target := o.read + int64(pending)
-	o.mu.Unlock()
-	for {
-		o.mu.Lock()
-		done := o.handled >= target
-		o.mu.Unlock()
-		if done {
-			return
-		}
-		select {
-		case <-o.progress:
-		case <-deadline:
-			return
-		}
-	}
+	f       *os.File
+	flushed chan struct{} // signalled when readOutput has delivered all the pipe held at a flush
+	ended   chan struct{} // closed when readOutput ends
 }
 
 // outputDrainTimeout bounds how long a run's end waits for the output its
@@ -135,12 +57,24 @@ const outputDrainTimeout = time.Second
 
 // drainOutput waits until the output written before the run completed
 // (by the executor or a child, to its stdout or stderr) has been
-// delivered to the run, not to the next one.
+// delivered to the run, not to the next one. A read deadline in the past
+// is the flush: readOutput, woken or not reading, takes all the pipe
+// holds, delivers it, then signals.
 func (e *executor) drainOutput() {
-	t := time.NewTimer(outputDrainTimeout)
-	defer t.Stop()
 	for _, o := range e.outs {
-		o.drained(t.C)
+		select {
+		case <-o.flushed: // the late signal of a flush that timed out
+		default:
+		}
+		_ = o.f.SetReadDeadline(time.Now())
+	}
+	deadline := time.After(outputDrainTimeout)
+	for _, o := range e.outs {
+		select {
+		case <-o.flushed:
+		case <-o.ended:
+		case <-deadline:
+		}
 	}
 }
 
@@ -153,27 +87,15 @@ type executorPipes struct {
 
 func newExecutorPipes() (*executorPipes, error) {
 	var p executorPipes
-	pairs := []struct{ r, w **os.File }{{&p.reqR, &p.reqW}, {&p.evR, &p.evW}, {&p.outR, &p.outW}, {&p.errR, &p.errW}}
-	for i, pair := range pairs {
-		r, w, err := os.Pipe()
-		if err != nil {
-			for _, done := range pairs[:i] {
-				(*done.r).Close()
-				(*done.w).Close()
-			}
+	for _, pair := range []struct{ r, w **os.File }{{&p.reqR, &p.reqW}, {&p.evR, &p.evW}, {&p.outR, &p.outW}, {&p.errR, &p.errW}} {
+		var err error
+		if *pair.r, *pair.w, err = os.Pipe(); err != nil {
+			p.closeAll() // those not open yet are nil: closing them is a harmless error
 			return nil, fmt.Errorf("executor pipes: %w", err)
 		}
-		*pair.r, *pair.w = r, w
-	}
-	// Big results (a plot) travel in fewer reads (eventPipeSize). Best effort.
-	if rc, err := p.evR.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, eventPipeSize) })
 	}
 	return &p, nil
 }
-
-// eventPipeSize is the capacity asked for an executor's event pipe.
-const eventPipeSize = 1 << 20
 
 // childEnds returns the executor's ends in the order it expects them.
 func (p *executorPipes) childEnds() []*os.File { return []*os.File{p.reqR, p.evW, p.outW, p.errW} }
@@ -186,10 +108,45 @@ func (p *executorPipes) closeChild() {
 }
 
 func (p *executorPipes) closeAll() {
-	p.closeChild()
-	for _, f := range []*os.File{p.reqW, p.evR, p.outR, p.errR} {
+	for _, f := range []*os.File{p.reqW, p.evR, p.outR, p.errR, p.reqR, p.evW, p.outW, p.errW} {
 		f.Close()
 	}
+}
+
+// spawn starts an interpreter, argv, in a new group of kind: in /, with the
+// agent's environment, in a session of its own, with files as its
+// descriptors (nil ones /dev/null). Its exit code will come on the channel.
+func (ci *Interpreter) spawn(kind string, argv []string, files ...*os.File) (int, *core.Group, <-chan int, error) {
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer devnull.Close()
+	for i, f := range files {
+		if f == nil {
+			files[i] = devnull
+		}
+	}
+	grp, err := ci.reaper.Cgroups().New(kind, nil)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	proc, exited, err := ci.reaper.Start(grp, argv[0], argv, &os.ProcAttr{
+		Dir: "/", Env: os.Environ(), Files: files, Sys: &unix.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		grp.Remove()
+		return 0, nil, nil, core.StartError(err)
+	}
+	// The pid is read first: Release sets proc.Pid to -1, and a pid of -1
+	// given to kill(2) means every process.
+	pid := proc.Pid
+	codes := make(chan int, 1)
+	go func() {
+		codes <- core.ExitCode(<-exited)
+		proc.Release()
+	}()
+	return pid, grp, codes, nil
 }
 
 // maxCodeEvent bounds one event line of an executor (a large figure); a
@@ -208,8 +165,9 @@ func newExecutor(lang string, pid int, grp *core.Group, p *executorPipes, exited
 		close(e.dead)
 	}()
 	go e.readEvents(p.evR)
-	e.outs[0] = newOutputPipe(p.outR)
-	e.outs[1] = newOutputPipe(p.errR)
+	for i, f := range []*os.File{p.outR, p.errR} {
+		e.outs[i] = &outputPipe{f: f, flushed: make(chan struct{}, 1), ended: make(chan struct{})}
+	}
 	go e.readOutput(e.outs[0], api.EventStdout)
 	go e.readOutput(e.outs[1], api.EventStderr)
 	return e
@@ -272,43 +230,47 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 		if over = over || len(line)+len(chunk) > max+1; !over {
 			line = append(line, chunk...)
 		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err != nil {
+		switch {
+		case err == bufio.ErrBufferFull: // more of the line to come
+		case err != nil:
 			return nil, err
-		}
-		if over {
+		case over:
 			return nil, nil
+		default:
+			return bytes.TrimSuffix(line, []byte("\n")), nil
 		}
-		return bytes.TrimSuffix(line, []byte("\n")), nil
 	}
 }
 
 // readOutput turns what the process writes to its stdout or stderr into
-// events of the run in progress (dropped between runs).
+// events of the run in progress (dropped between runs). At a flush
+// (drainOutput) it takes what the pipe holds without waiting.
 func (e *executor) readOutput(o *outputPipe, stream string) {
+	defer close(o.ended)
 	defer o.f.Close()
-	buf := make([]byte, 32<<10)
 	var tail []byte // an incomplete UTF-8 sequence held back
+	deliver := func(p []byte) {
+		b := append(tail, p...)
+		tail = nil
+		if cut := core.IncompleteTail(b); cut > 0 {
+			tail = append([]byte(nil), b[len(b)-cut:]...)
+			b = b[:len(b)-cut]
+		}
+		if len(b) > 0 {
+			e.deliver(api.CodeEvent{Type: stream, Result: api.Result{Text: string(bytes.ToValidUTF8(b, []byte("\uFFFD")))}})
+		}
+	}
+	buf := make([]byte, 32<<10)
 	for {
-		n, err := o.readSome(buf)
-		if n == 0 && err == nil {
-			err = io.EOF
-		}
-		if n > 0 {
-			b := append(tail, buf[:n]...)
-			tail = nil
-			if cut := core.IncompleteTail(b); cut > 0 {
-				tail = append([]byte(nil), b[len(b)-cut:]...)
-				b = b[:len(b)-cut]
+		n, err := o.f.Read(buf)
+		deliver(buf[:n])
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			core.ReadNow(o.f, deliver) // and clears the deadline
+			select {
+			case o.flushed <- struct{}{}:
+			default:
 			}
-			if len(b) > 0 {
-				e.deliver(api.CodeEvent{Type: stream, Result: api.Result{Text: string(bytes.ToValidUTF8(b, []byte("\uFFFD")))}})
-			}
-			o.handledBytes(n)
-		}
-		if err != nil {
+		} else if err != nil {
 			return
 		}
 	}
@@ -324,29 +286,20 @@ func (e *executor) deliver(ev api.CodeEvent) {
 
 // waitReady waits for the executor's first event.
 func (e *executor) waitReady(ctx context.Context, timeout time.Duration) error {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
 	select {
 	case err := <-e.ready:
 		return err
 	case <-e.dead:
 		return fmt.Errorf("the %s executor %s while starting", e.lang, exitDescription(e.code))
-	case <-t.C:
+	case <-time.After(timeout):
 		return fmt.Errorf("the %s executor did not start within %s", e.lang, timeout)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// send writes one request.
-func (e *executor) send(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = e.req.Write(append(b, '\n'))
-	return err
-}
+// send writes one request, a JSON line (in one write).
+func (e *executor) send(v any) error { return json.NewEncoder(e.req).Encode(v) }
 
 // interruptGrace is how long an interrupted run may take to stop before its
 // executor is killed (and the context reset).
@@ -396,70 +349,57 @@ func (e *executor) run(ctx context.Context, req any, timeout time.Duration, sink
 	}()
 	var out runOutcome
 	if err := e.send(req); err != nil {
-		out.crashed, out.reset = true, true
-		out.exitCode = e.waitExit()
+		out.crashed, out.reset, out.exitCode = true, true, e.waitExit()
 		return out, nil
 	}
-	var timer <-chan time.Time
+	// Until the run is interrupted: timer, ctx; after: tick, deadline.
+	var timer, tick, deadline <-chan time.Time
 	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
+		timer = time.After(timeout)
 	}
+	done := ctx.Done()
 	var cause error
-	select {
-	case out.count = <-complete:
-		e.drainOutput()
-		return out, nil
-	case <-e.gone:
-		out.crashed, out.reset = true, true
-		out.exitCode = e.waitExit()
-		return out, nil
-	case <-e.dead:
-		// A child of the code may hold the event pipe open: take what is
-		// in it, without waiting for its end.
-		select {
-		case <-e.gone:
-		case <-time.After(core.DrainGrace):
-		}
-		out.crashed, out.reset = true, true
-		out.exitCode = e.code
-		return out, nil
-	case <-timer:
-		out.timedOut = true
-		timedOut.Store(true)
-	case <-ctx.Done():
-		cause = ctx.Err()
-	}
-	// Interrupt: SIGINT, again now and then, until the run completes.
-	deadline := time.NewTimer(interruptGrace)
-	defer deadline.Stop()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	_ = unix.Kill(e.pid, unix.SIGINT)
 	for {
 		select {
 		case out.count = <-complete:
 			e.drainOutput()
 			return out, cause
 		case <-e.gone:
-			out.reset = true
-			e.waitExit()
+			out.crashed, out.reset, out.exitCode = deadline == nil, true, e.waitExit()
 			return out, cause
 		case <-e.dead:
-			out.reset = true
+			// A child of the code may hold the event pipe open: take what is
+			// in it, without waiting for its end.
+			select {
+			case <-e.gone:
+			case <-time.After(core.DrainGrace):
+			}
+			out.crashed, out.reset, out.exitCode = deadline == nil, true, e.code
 			return out, cause
-		case <-tick.C:
+		case <-timer:
+			out.timedOut = true
+			timedOut.Store(true)
+		case <-done:
+			cause = ctx.Err()
+		case <-tick:
 			// Python code may catch one KeyboardInterrupt; Node's V8
 			// would carry a second interrupt into the next run.
 			if e.lang == api.LanguagePython {
 				_ = unix.Kill(e.pid, unix.SIGINT)
 			}
-		case <-deadline.C:
+			continue
+		case <-deadline:
 			e.kill()
 			out.reset = true
 			return out, cause
 		}
+		// Interrupt: SIGINT, again now and then, until the run completes.
+		timer, done = nil, nil
+		deadline = time.After(interruptGrace)
+		ticker := time.NewTicker(200 * time.Millisecond)
+		defer ticker.Stop()
+		tick = ticker.C
+		_ = unix.Kill(e.pid, unix.SIGINT)
 	}
 }
 
@@ -487,8 +427,7 @@ func exitDescription(code int) string {
 	case code < 0:
 		return "exited"
 	case code > 128 && code < 128+65:
-		sig := unix.Signal(code - 128)
-		return fmt.Sprintf("was killed by signal %d (%s)", code-128, unix.SignalName(sig))
+		return fmt.Sprintf("was killed by signal %d (%s)", code-128, unix.SignalName(unix.Signal(code-128)))
 	default:
 		return fmt.Sprintf("exited with code %d", code)
 	}

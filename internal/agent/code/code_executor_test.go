@@ -33,6 +33,7 @@ while read -r line <&3; do
 		trap 'echo "{\"type\":\"error\",\"name\":\"KeyboardInterrupt\",\"value\":\"\"}" >&4' INT
 		sleep 30 & wait $!
 		trap - INT ;;
+	*bulk*) head -c 200000 /dev/zero | tr '\0' y; printf 'end\n' ;;
 	*)
 		echo raw-output
 		echo '{"type":"stdout","text":"hi\n"}' >&4
@@ -135,6 +136,27 @@ func TestExecutorRun(t *testing.T) {
 	case <-e.dead:
 	case <-time.After(5 * time.Second):
 		t.Error("the executor still lives after a reset")
+	}
+}
+
+// TestExecutorOutputBeforeComplete: what the executor writes to its
+// stdout before it says complete (more than a pipe holds) is all part of
+// the run, run after run.
+func TestExecutorOutputBeforeComplete(t *testing.T) {
+	e := startFake(t)
+	for i := range 20 {
+		var text strings.Builder
+		out, err := e.run(context.Background(), map[string]string{"code": "bulk"}, time.Minute, func(ev api.CodeEvent) {
+			if ev.Type == api.EventStdout {
+				text.WriteString(ev.Text)
+			}
+		})
+		if err != nil || out.reset {
+			t.Fatalf("run %d: %+v %v", i, out, err)
+		}
+		if got := text.String(); len(got) != 200004 || !strings.HasSuffix(got, "yend\n") {
+			t.Fatalf("run %d: %d bytes of stdout ending %q, want 200004 ending \"yend\\n\"", i, len(got), got[max(0, len(got)-8):])
+		}
 	}
 }
 

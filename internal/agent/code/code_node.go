@@ -3,14 +3,10 @@ package code
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/agent/core"
 )
 
 // nodeStartTimeout bounds a Node executor's start.
@@ -19,10 +15,9 @@ const nodeStartTimeout = 30 * time.Second
 // nodeExecutor returns a ready Node executor for a new context: the spare
 // one if there is one (and starts the next spare), else a new one. No spare
 // exists before JavaScript or TypeScript is first used in the sandbox.
-func (ci *Interpreter) nodeExecutor(ctx context.Context, lang string) (*executor, error) {
+func (ci *Interpreter) nodeExecutor(ctx context.Context, lang string) (e *executor, err error) {
 	ci.nodeMu.Lock()
-	e := ci.spare
-	ci.spare = nil
+	e, ci.spare = ci.spare, nil
 	ci.nodeMu.Unlock()
 	if e != nil {
 		select {
@@ -33,8 +28,7 @@ func (ci *Interpreter) nodeExecutor(ctx context.Context, lang string) (*executor
 		}
 	}
 	if e == nil {
-		var err error
-		if e, err = ci.startNode(ctx); err != nil {
+		if e, err = ci.startNode(ctx, nodeFlags); err != nil {
 			return nil, err
 		}
 	}
@@ -47,37 +41,24 @@ func (ci *Interpreter) nodeExecutor(ctx context.Context, lang string) (*executor
 }
 
 // refillNode starts a spare Node executor in the background, unless one is
-// there or on its way. The goroutine ends once the executor is ready (or
-// failed to start).
+// there or on its way (so the spare is nil when it is ready). The goroutine
+// ends once the executor is ready (or failed to start).
 func (ci *Interpreter) refillNode() {
 	ci.nodeMu.Lock()
+	defer ci.nodeMu.Unlock()
 	if ci.spare != nil || ci.refilling {
-		ci.nodeMu.Unlock()
 		return
 	}
 	ci.refilling = true
-	ci.nodeMu.Unlock()
 	go func() {
-		e, err := ci.startNode(context.Background())
-		ci.nodeMu.Lock()
-		defer ci.nodeMu.Unlock()
-		ci.refilling = false
+		e, err := ci.startNode(context.Background(), nodeFlags)
 		if err != nil {
 			ci.log.Warn("start a spare node executor", "err", err)
-			return
 		}
-		if ci.spare != nil {
-			go e.kill()
-			return
-		}
-		ci.spare = e
+		ci.nodeMu.Lock()
+		defer ci.nodeMu.Unlock()
+		ci.spare, ci.refilling = e, false // nil if it failed
 	}()
-}
-
-// startNode starts a Node executor (in /, with the sandbox's environment;
-// a context's own are set when it is claimed) and waits until it is ready.
-func (ci *Interpreter) startNode(ctx context.Context) (*executor, error) {
-	return ci.startNodeFlags(ctx, nodeFlags)
 }
 
 // nodeFlags are the Node executor's flags. --expose-internals lets it use
@@ -88,8 +69,10 @@ func (ci *Interpreter) startNode(ctx context.Context) (*executor, error) {
 // TestNodeExecutorWithoutInternals).
 var nodeFlags = []string{"--expose-internals", "--disable-warning=ExperimentalWarning"}
 
-// startNodeFlags is startNode with node's flags.
-func (ci *Interpreter) startNodeFlags(ctx context.Context, flags []string) (*executor, error) {
+// startNode starts a Node executor with node's flags (in /, with the
+// sandbox's environment; a context's own are set when it is claimed) and
+// waits until it is ready.
+func (ci *Interpreter) startNode(ctx context.Context, flags []string) (*executor, error) {
 	node, err := exec.LookPath("node")
 	if err != nil {
 		if node, err = exec.LookPath("nodejs"); err != nil {
@@ -104,38 +87,13 @@ func (ci *Interpreter) startNodeFlags(ctx context.Context, flags []string) (*exe
 	if err != nil {
 		return nil, err
 	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		p.closeAll()
-		return nil, err
-	}
-	defer devnull.Close()
 	args := append(append([]string{node}, flags...), script)
-	grp, err := ci.reaper.Cgroups().New("ctx", nil)
-	if err != nil {
-		p.closeAll()
-		return nil, err
-	}
-	proc, exited, err := ci.reaper.Start(grp, node, args, &os.ProcAttr{
-		Dir:   "/",
-		Env:   os.Environ(),
-		Files: []*os.File{devnull, p.outW, p.errW, p.reqR, p.evW},
-		Sys:   &unix.SysProcAttr{Setsid: true},
-	})
+	pid, grp, codes, err := ci.spawn("ctx", args, nil, p.outW, p.errW, p.reqR, p.evW)
 	p.closeChild()
 	if err != nil {
 		p.closeAll()
-		grp.Remove()
-		return nil, core.StartError(err)
+		return nil, err
 	}
-	// The pid is read first: Release sets proc.Pid to -1, and a pid of
-	// -1 given to kill(2) means every process.
-	pid := proc.Pid
-	codes := make(chan int, 1)
-	go func() {
-		codes <- core.ExitCode(<-exited)
-		proc.Release()
-	}()
 	e := newExecutor("node", pid, grp, p, codes)
 	if err := e.waitReady(ctx, nodeStartTimeout); err != nil {
 		e.kill()

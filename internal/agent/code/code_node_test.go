@@ -59,7 +59,7 @@ func TestNodeExecutorWithoutInternals(t *testing.T) {
 		{nil, "SyntaxError|"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		e, err := a.startNodeFlags(ctx, c.flags)
+		e, err := a.startNode(ctx, c.flags)
 		cancel()
 		if err != nil {
 			t.Fatalf("flags %q: %v", c.flags, err)

@@ -1,6 +1,7 @@
 package code
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,19 +31,17 @@ const zygoteStartTimeout = 90 * time.Second
 // idle sandbox does not pay for it. Its children are its own: it reaps them
 // and reports each exit on its socket.
 type zygote struct {
-	pid  int
 	cg   *core.Cgroups
 	grp  *core.Group   // the zygote's own: its children move to theirs
 	conn *net.UnixConn // SOCK_SEQPACKET: one message per request or report
 	dead chan struct{} // closed when the socket ended
 	// forkMu serializes fork requests, so that each reply answers the
-	// request before it.
+	// request before it (the first reply says the zygote is ready).
 	forkMu  sync.Mutex
 	replies chan zygoteMsg
 
 	mu    sync.Mutex
 	waits map[int]chan int // exit codes to deliver, by pid; guarded by mu
-	early map[int]int      // exits reported before their pid was registered; guarded by mu
 }
 
 // zygoteMsg is a message of the zygote.
@@ -53,6 +52,8 @@ type zygoteMsg struct {
 	Missing string `json:"missing"`
 	Exited  int    `json:"exited"`
 	Code    int    `json:"code"`
+
+	exited chan int // a fork's reply: where its child's exit code will come
 }
 
 // pythonZygote returns the sandbox's zygote, starting it if needed (or
@@ -68,14 +69,13 @@ func (ci *Interpreter) pythonZygote(ctx context.Context) (*zygote, error) {
 		}
 	}
 	z, err := ci.startZygote(ctx)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		ci.zygote = z
 	}
-	ci.zygote = z
-	return z, nil
+	return z, err
 }
 
-func (ci *Interpreter) startZygote(ctx context.Context) (*zygote, error) {
+func (ci *Interpreter) startZygote(ctx context.Context) (_ *zygote, err error) {
 	python, err := exec.LookPath("python3")
 	if err != nil {
 		return nil, notAvailable(api.LanguagePython, "python3 is not installed in this sandbox's image")
@@ -96,64 +96,45 @@ func (ci *Interpreter) startZygote(ctx context.Context) (*zygote, error) {
 		return nil, fmt.Errorf("zygote socket: %w", err)
 	}
 	conn := fc.(*net.UnixConn)
-	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	_, grp, exited, err := ci.spawn("zygote", []string{python, "-u", script, "zygote"}, nil, nil, os.Stderr, theirs)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	defer devnull.Close()
-	cg := ci.reaper.Cgroups()
-	grp, err := cg.New("zygote", nil)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	proc, exited, err := ci.reaper.Start(grp, python, []string{python, "-u", script, "zygote"}, &os.ProcAttr{
-		Dir:   "/",
-		Env:   os.Environ(),
-		Files: []*os.File{devnull, devnull, os.Stderr, theirs},
-		Sys:   &unix.SysProcAttr{Setsid: true},
-	})
-	if err != nil {
-		conn.Close()
-		grp.Remove()
-		return nil, core.StartError(err)
-	}
-	z := &zygote{pid: proc.Pid, cg: cg, grp: grp, conn: conn, dead: make(chan struct{}), replies: make(chan zygoteMsg, 1),
-		waits: map[int]chan int{}, early: map[int]int{}}
+	z := &zygote{cg: ci.reaper.Cgroups(), grp: grp, conn: conn, dead: make(chan struct{}), replies: make(chan zygoteMsg, 1),
+		waits: map[int]chan int{}}
 	go func() {
 		<-exited
-		proc.Release()
 		conn.Close() // ends readLoop, should the zygote's children hold the socket
 	}()
-	first := make(chan zygoteMsg, 1)
-	go z.readLoop(first)
-	t := time.NewTimer(zygoteStartTimeout)
-	defer t.Stop()
-	select {
-	case m := <-first:
-		if m.Ready {
-			return z, nil
+	go z.readLoop()
+	defer func() {
+		if err != nil {
+			z.stop()
 		}
-		z.stop()
-		if m.Missing != "" {
+	}()
+	select {
+	case m := <-z.replies:
+		switch {
+		case m.Ready:
+			return z, nil
+		case m.Missing != "":
 			return nil, notAvailable(api.LanguagePython, fmt.Sprintf("Python needs the module %s, which is not installed in this sandbox's image (%s)", m.Missing, m.Error))
 		}
 		return nil, fmt.Errorf("start the Python executor: %s", m.Error)
 	case <-z.dead:
 		return nil, fmt.Errorf("start the Python executor: python3 exited while starting")
-	case <-t.C:
-		z.stop()
+	case <-time.After(zygoteStartTimeout):
 		return nil, fmt.Errorf("start the Python executor: not ready after %s", zygoteStartTimeout)
 	case <-ctx.Done():
-		z.stop()
 		return nil, ctx.Err()
 	}
 }
 
-// readLoop reads the zygote's messages until its socket ends: the first to
-// first, exit reports to their waiters, replies to z.replies.
-func (z *zygote) readLoop(first chan<- zygoteMsg) {
+// readLoop reads the zygote's messages until its socket ends: exit reports
+// to their waiters, replies to z.replies. A reply's child is waited for
+// from then on, so that no exit report comes too soon.
+func (z *zygote) readLoop() {
 	defer func() {
 		z.mu.Lock()
 		close(z.dead)
@@ -167,7 +148,6 @@ func (z *zygote) readLoop(first chan<- zygoteMsg) {
 		z.mu.Unlock()
 	}()
 	buf := make([]byte, 64<<10)
-	isFirst := true
 	for {
 		n, _, _, _, err := z.conn.ReadMsgUnix(buf, nil)
 		if err != nil || n == 0 {
@@ -178,19 +158,20 @@ func (z *zygote) readLoop(first chan<- zygoteMsg) {
 			continue
 		}
 		switch {
-		case isFirst:
-			isFirst = false
-			first <- m
 		case m.Exited > 0:
 			z.mu.Lock()
 			if ch := z.waits[m.Exited]; ch != nil {
 				ch <- m.Code
 				delete(z.waits, m.Exited)
-			} else {
-				z.early[m.Exited] = m.Code
 			}
 			z.mu.Unlock()
 		default:
+			if m.Pid > 0 {
+				m.exited = make(chan int, 1)
+				z.mu.Lock()
+				z.waits[m.Pid] = m.exited
+				z.mu.Unlock()
+			}
 			select {
 			case z.replies <- m:
 			default: // nobody asked: drop
@@ -230,18 +211,19 @@ func (z *zygote) stop() {
 // fork makes a new executor with cwd and env (added to the sandbox's). It
 // does not give up when the caller does (a fork takes milliseconds), so
 // that every answer of the zygote goes to the request it answers.
-func (z *zygote) fork(cwd string, env map[string]string) (*executor, error) {
+func (z *zygote) fork(cwd string, env map[string]string) (_ *executor, err error) {
 	z.forkMu.Lock()
 	defer z.forkMu.Unlock()
 	p, err := newExecutorPipes()
 	if err != nil {
 		return nil, err
 	}
-	msg, err := json.Marshal(map[string]any{"cwd": cwd, "env": env})
-	if err != nil {
-		p.closeAll()
-		return nil, err
-	}
+	defer func() {
+		if err != nil {
+			p.closeAll()
+		}
+	}()
+	msg, _ := json.Marshal(map[string]any{"cwd": cwd, "env": env})
 	ends := p.childEnds()
 	fds := make([]int, len(ends))
 	for i, f := range ends {
@@ -250,26 +232,20 @@ func (z *zygote) fork(cwd string, env map[string]string) (*executor, error) {
 	_, _, err = z.conn.WriteMsgUnix(msg, unix.UnixRights(fds...), nil)
 	p.closeChild()
 	if err != nil {
-		p.closeAll()
 		return nil, fmt.Errorf("fork a Python executor: %w", err)
 	}
-	t := time.NewTimer(10 * time.Second)
-	defer t.Stop()
 	var m zygoteMsg
 	select {
 	case m = <-z.replies:
 	case <-z.dead:
-		p.closeAll()
 		return nil, errZygoteExited
-	case <-t.C:
+	case <-time.After(10 * time.Second):
 		// Its late answer would be taken for the next request's: start
 		// afresh instead.
 		z.stop()
-		p.closeAll()
 		return nil, errors.New("fork a Python executor: no answer from the zygote")
 	}
 	if m.Pid <= 0 {
-		p.closeAll()
 		if strings.Contains(m.Error, "Errno 11") { // EAGAIN: the process limit
 			return nil, fmt.Errorf("%w: fork a Python executor: %s", errdefs.ErrResourceExhausted, m.Error)
 		}
@@ -279,64 +255,36 @@ func (z *zygote) fork(cwd string, env map[string]string) (*executor, error) {
 	// and moves to a group of its own (out of the zygote's) whole.
 	grp, err := z.cg.New("ctx", nil)
 	if err == nil {
-		err = grp.Add(m.Pid)
-	}
-	if err != nil {
-		if grp != nil {
+		if err = grp.Add(m.Pid); err != nil {
 			grp.Remove()
 		}
+	}
+	if err != nil {
 		_ = unix.Kill(m.Pid, unix.SIGKILL)
-		p.closeAll()
 		return nil, fmt.Errorf("fork a Python executor: %w", err)
 	}
-	exited := make(chan int, 1)
-	z.mu.Lock()
-	select {
-	case <-z.dead:
-		go func() { exited <- waitGone(m.Pid) }()
-	default:
-		if code, ok := z.early[m.Pid]; ok {
-			exited <- code
-			delete(z.early, m.Pid)
-		} else {
-			z.waits[m.Pid] = exited
-		}
-	}
-	z.mu.Unlock()
-	return newExecutor(api.LanguagePython, m.Pid, grp, p, exited), nil
+	return newExecutor(api.LanguagePython, m.Pid, grp, p, m.exited), nil
 }
 
 // executorFile writes an embedded executor source into the agent's run
-// directory (once) and returns its path.
+// directory (once) and returns its path. It is written aside and renamed
+// into place, so that an executor starting meanwhile reads a whole file.
 func (ci *Interpreter) executorFile(name string) (string, error) {
-	src, err := executorSources.ReadFile("executors/" + name)
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(ci.runDir, "executors")
-	path := filepath.Join(dir, name)
-	if b, err := os.ReadFile(path); err == nil && string(b) == string(src) {
+	src, _ := executorSources.ReadFile("executors/" + name) // embedded
+	path := filepath.Join(ci.runDir, "executors", name)
+	if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, src) {
 		return path, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("executor source: %w", err)
-	}
-	f, err := os.CreateTemp(dir, name+".*")
-	if err != nil {
-		return "", fmt.Errorf("executor source: %w", err)
-	}
-	_, err = f.Write(src)
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	tmp := path + "." + core.NewID(8)
+	err := os.MkdirAll(filepath.Dir(path), 0o755)
+	if err == nil {
+		err = os.WriteFile(tmp, src, 0o644)
 	}
 	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = os.Rename(tmp, path)
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		os.Remove(tmp)
 		return "", fmt.Errorf("executor source: %w", err)
 	}
 	return path, nil

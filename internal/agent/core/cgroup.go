@@ -1,12 +1,12 @@
 package core
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,13 +96,7 @@ func (c *Cgroups) New(kind string, parent *Group) (*Group, error) {
 func (c *Cgroups) sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	kept := c.abandoned[:0]
-	for _, dir := range c.abandoned {
-		if removeTree(dir) != nil {
-			kept = append(kept, dir)
-		}
-	}
-	c.abandoned = kept
+	c.abandoned = slices.DeleteFunc(c.abandoned, func(dir string) bool { return removeTree(dir) == nil })
 }
 
 // Group is one cgroup of the agent's subtree (or, without cgroups, the
@@ -142,35 +136,21 @@ func (g *Group) Pids() []int {
 	return out
 }
 
-// Only reports whether pid is the only process in g (or g is empty).
-func (g *Group) Only(pid int) bool {
-	for _, p := range g.Pids() {
-		if p != pid {
-			return false
-		}
-	}
-	return true
-}
-
-// Signal sends sig to every process in g, and returns how many it reached.
-func (g *Group) Signal(sig unix.Signal) int {
-	n := 0
+// Signal sends sig to every process in g.
+func (g *Group) Signal(sig unix.Signal) {
 	if g.dir == "" {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		for _, pg := range g.pgids {
-			if unix.Kill(-pg, sig) == nil {
-				n++
-			}
+			_ = unix.Kill(-pg, sig)
 		}
-		return n
+		return
 	}
 	for _, pid := range g.Pids() {
-		if pid > 1 && unix.Kill(pid, sig) == nil {
-			n++
+		if pid > 1 {
+			_ = unix.Kill(pid, sig)
 		}
 	}
-	return n
 }
 
 // killWait bounds how long Kill waits for the killed processes to be gone.
@@ -195,10 +175,7 @@ func (g *Group) Kill() {
 // Remove removes g once it is empty: at once if it is, else after its last
 // process is gone. Its processes keep running.
 func (g *Group) Remove() {
-	if g.dir == "" {
-		return
-	}
-	if removeTree(g.dir) == nil {
+	if g.dir == "" || removeTree(g.dir) == nil {
 		return
 	}
 	g.cg.mu.Lock()
@@ -207,36 +184,24 @@ func (g *Group) Remove() {
 }
 
 // waitEmpty waits until g holds no process, or for timeout. The kernel
-// says when with a change of cgroup.events ("populated 0"), seen through
-// inotify.
+// says when with a change of cgroup.events ("populated 0"), which wakes a
+// poll(2) on the file (POLLPRI) once it has been read.
 func (g *Group) waitEmpty(timeout time.Duration) {
-	events := filepath.Join(g.dir, "cgroup.events")
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err == nil {
-		defer unix.Close(fd)
-		_, err = unix.InotifyAddWatch(fd, events, unix.IN_MODIFY)
+	fd, err := unix.Open(filepath.Join(g.dir, "cgroup.events"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return // a group that is gone holds nothing
 	}
+	defer unix.Close(fd)
 	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 4096)
+	buf := make([]byte, 256)
 	for {
-		if !populated(events) {
-			return
-		}
+		n, err := unix.Pread(fd, buf, 0)
 		left := time.Until(deadline)
-		if left <= 0 {
+		if err != nil || !bytes.Contains(buf[:max(n, 0)], []byte("populated 1")) || left <= 0 {
 			return
 		}
-		if err != nil { // no inotify: a short sleep will do
-			time.Sleep(min(left, 5*time.Millisecond))
-			continue
-		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
 		_, _ = unix.Poll(pfd, int(min(left, 100*time.Millisecond)/time.Millisecond)+1)
-		for {
-			if n, rerr := unix.Read(fd, buf); n <= 0 || rerr != nil {
-				break
-			}
-		}
 	}
 }
 
@@ -254,13 +219,11 @@ func (g *Group) Usage() Usage {
 	if g.dir == "" {
 		return u
 	}
-	if b, err := os.ReadFile(filepath.Join(g.dir, "cpu.stat")); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "usage_usec "); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				u.CPUMs = n / 1000
-			}
+	cpu, _ := os.ReadFile(filepath.Join(g.dir, "cpu.stat"))
+	for line := range strings.Lines(string(cpu)) {
+		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			u.CPUMs = n / 1000
 		}
 	}
 	if b, err := os.ReadFile(filepath.Join(g.dir, "memory.current")); err == nil {
@@ -278,19 +241,9 @@ func (g *Group) Usage() Usage {
 	return u
 }
 
-// populated reports whether the group whose cgroup.events is events holds
-// a process (itself or below it). A group that is gone holds none.
-func populated(events string) bool {
-	b, err := os.ReadFile(events)
-	return err == nil && bytes.Contains(b, []byte("populated 1"))
-}
-
 // readPids reads the cgroup.procs of dir.
 func readPids(dir string) []int {
-	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-	if err != nil {
-		return nil
-	}
+	b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs")) // a group gone holds none
 	var out []int
 	for _, f := range strings.Fields(string(b)) {
 		if n, err := strconv.Atoi(f); err == nil {

@@ -2,7 +2,7 @@
 // processes (Reaper), the arrival-order lock of sessions and code contexts
 // (Queue), event streams (SSE), JSON answers and errors, the adapter
 // that turns a function of a decoded request into a handler (JSON), and
-// the WebSocket handshake check (IsWebSocketUpgrade).
+// the Upgrade handshake checks (IsUpgrade).
 // It knows no domain: sessions, processes, files, the code interpreter and
 // terminals each live in a package of their own that imports it.
 package core
@@ -27,9 +27,7 @@ const MaxBody = 64 << 20
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
+	_, _ = w.Write(append(marshalNoEscape(v), '\n'))
 }
 
 // WriteError sends err as an api.Error, with its code's status.
@@ -90,11 +88,14 @@ func JSON[Req, Resp any](status int, h func(r *http.Request, req *Req) (Resp, er
 	}
 }
 
-// IsWebSocketUpgrade reports whether h asks for a WebSocket handshake:
-// Connection: upgrade and Upgrade: websocket, as tokens of any case in
+// IsWebSocketUpgrade reports whether h asks for a WebSocket handshake.
+func IsWebSocketUpgrade(h http.Header) bool { return IsUpgrade(h, "websocket") }
+
+// IsUpgrade reports whether h asks to upgrade the connection to protocol:
+// Connection: upgrade and Upgrade: protocol, as tokens of any case in
 // comma-separated lists.
-func IsWebSocketUpgrade(h http.Header) bool {
-	return headerHasToken(h, "Connection", "upgrade") && headerHasToken(h, "Upgrade", "websocket")
+func IsUpgrade(h http.Header, protocol string) bool {
+	return headerHasToken(h, "Connection", "upgrade") && headerHasToken(h, "Upgrade", protocol)
 }
 
 func headerHasToken(h http.Header, name, token string) bool {

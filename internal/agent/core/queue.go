@@ -13,7 +13,7 @@ type Queue struct {
 	waiters []chan struct{} // guarded by mu
 }
 
-// lock waits for the Queue. It returns ctx's error if ctx ends first, in
+// Lock waits for the Queue. It returns ctx's error if ctx ends first, in
 // which case the caller does not hold the lock.
 func (q *Queue) Lock(ctx context.Context) error {
 	q.mu.Lock()
@@ -44,7 +44,7 @@ func (q *Queue) Lock(ctx context.Context) error {
 	}
 }
 
-// unlock hands the lock to the longest waiter, if any.
+// Unlock hands the lock to the longest waiter, if any.
 func (q *Queue) Unlock() {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -74,7 +74,7 @@ func (r *Reaper) Start(g *Group, argv0 string, argv []string, attr *os.ProcAttr)
 	return p, ch, nil
 }
 
-// run reaps children until ctx ends.
+// Run reaps children until ctx ends.
 func (r *Reaper) Run(ctx context.Context) {
 	defer signal.Stop(r.wake)
 	for {
@@ -107,7 +107,7 @@ func (r *Reaper) reapAll() {
 	}
 }
 
-// terminateAll sends SIGTERM to every process the agent may stop, waits up
+// TerminateAll sends SIGTERM to every process the agent may stop, waits up
 // to grace for them, then sends SIGKILL. As PID 1 that is every process in
 // the sandbox; otherwise it is the process groups of the agent's children.
 func (r *Reaper) TerminateAll(grace time.Duration) {

@@ -19,15 +19,15 @@ const heartbeat = 15 * time.Second
 // SSE writes Server-Sent Events: each event with its name, an id and
 // JSON data, flushed at once. It is safe for concurrent use.
 type SSE struct {
-	mu   sync.Mutex
-	w    http.ResponseWriter
-	rc   *http.ResponseController
-	seq  int64
-	err  error             // first write error; later writes are dropped
-	tail map[string][]byte // per output stream: an incomplete UTF-8 sequence held back
-	buf  []byte            // reused to build output events
-	stop chan struct{}
-	done chan struct{}
+	mu     sync.Mutex
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	seq    int64
+	err    error             // first write error; later writes are dropped
+	tail   map[string][]byte // per output stream: an incomplete UTF-8 sequence held back
+	buf    []byte            // reused to build output events
+	ping   *time.Timer       // the next heartbeat
+	closed bool              // no more heartbeats
 }
 
 // NewSSE starts an event stream on w with a heartbeat; call Close to stop
@@ -38,32 +38,30 @@ func NewSSE(w http.ResponseWriter) *SSE {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	s := &SSE{w: w, rc: http.NewResponseController(w), tail: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &SSE{w: w, rc: http.NewResponseController(w), tail: map[string][]byte{}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	_ = s.rc.Flush()
-	go s.ping()
+	s.ping = time.AfterFunc(heartbeat, s.heartbeat)
 	return s
 }
 
-func (s *SSE) ping() {
-	defer close(s.done)
-	t := time.NewTicker(heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			s.mu.Lock()
-			s.writeLocked([]byte(": ping\n\n"))
-			s.mu.Unlock()
-		}
+func (s *SSE) heartbeat() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.writeLocked([]byte(": ping\n\n"))
+		s.ping.Reset(heartbeat)
 	}
 }
 
-// Close stops the heartbeat.
+// Close stops the heartbeat: once it returns, no heartbeat writes to the
+// stream.
 func (s *SSE) Close() {
-	close(s.stop)
-	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.ping.Stop()
 }
 
 // writeTimeout bounds one write to a client: one that stops reading gets
@@ -75,11 +73,9 @@ func (s *SSE) writeLocked(b []byte) {
 		return
 	}
 	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := s.w.Write(b); err != nil {
-		s.err = err
-		return
+	if _, s.err = s.w.Write(b); s.err == nil {
+		s.err = s.rc.Flush()
 	}
-	s.err = s.rc.Flush()
 }
 
 // Send writes one event with the next sequence number as its id.
@@ -92,29 +88,29 @@ func (s *SSE) SendEvents(name string, vs ...any) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b []byte
-	for _, v := range vs {
+	for i, v := range vs {
 		s.seq++
 		b = appendEvent(b, name, s.seq, marshalNoEscape(v))
-		if len(b) >= 64<<10 {
+		if len(b) >= 64<<10 || i == len(vs)-1 {
 			s.writeLocked(b)
 			b = b[:0]
 		}
-	}
-	if len(b) > 0 {
-		s.writeLocked(b)
 	}
 	return s.err
 }
 
 // appendEvent appends one event with its name, id and data to b.
 func appendEvent(b []byte, name string, id int64, data []byte) []byte {
+	return append(append(appendHead(b, name, id), data...), "\n\n"...)
+}
+
+// appendHead appends the lines of an event up to its data's start.
+func appendHead(b []byte, name string, id int64) []byte {
 	b = append(b, "event: "...)
 	b = append(b, name...)
 	b = append(b, "\nid: "...)
 	b = strconv.AppendInt(b, id, 10)
-	b = append(b, "\ndata: "...)
-	b = append(b, data...)
-	return append(b, "\n\n"...)
+	return append(b, "\ndata: "...)
 }
 
 // SendChunkID writes an output chunk as one event with the given id (a log
@@ -122,6 +118,10 @@ func appendEvent(b []byte, name string, id int64, data []byte) []byte {
 func (s *SSE) SendChunkID(stream string, b []byte, id int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.chunkLocked(stream, b, id)
+}
+
+func (s *SSE) chunkLocked(stream string, b []byte, id int64) error {
 	s.buf = appendChunkEvent(s.buf[:0], stream, b, id)
 	s.writeLocked(s.buf)
 	return s.err
@@ -151,12 +151,11 @@ func (s *SSE) Output(stream string, p []byte) error {
 		s.tail[stream] = append([]byte(nil), b[len(b)-cut:]...)
 		b = b[:len(b)-cut]
 	}
-	if len(b) > 0 {
-		s.seq++
-		s.buf = appendChunkEvent(s.buf[:0], stream, b, s.seq)
-		s.writeLocked(s.buf)
+	if len(b) == 0 {
+		return s.err
 	}
-	return s.err
+	s.seq++
+	return s.chunkLocked(stream, b, s.seq)
 }
 
 // FlushOutput sends what Output held back.
@@ -166,8 +165,7 @@ func (s *SSE) FlushOutput() {
 	for _, stream := range []string{api.EventStdout, api.EventStderr} {
 		if t := s.tail[stream]; len(t) > 0 {
 			s.seq++
-			s.buf = appendChunkEvent(s.buf[:0], stream, t, s.seq)
-			s.writeLocked(s.buf)
+			_ = s.chunkLocked(stream, t, s.seq)
 			s.tail[stream] = nil
 		}
 	}
@@ -177,40 +175,19 @@ func (s *SSE) FlushOutput() {
 // its data as outevent.Append writes it (text or base64, whichever fits
 // the chunk), straight into dst.
 func appendChunkEvent(dst []byte, stream string, b []byte, id int64) []byte {
-	dst = append(dst, "event: "...)
-	dst = append(dst, stream...)
-	dst = append(dst, "\nid: "...)
-	dst = strconv.AppendInt(dst, id, 10)
-	dst = append(dst, "\ndata: "...)
-	dst = outevent.Append(dst, stream, b)
-	return append(dst, "\n\n"...)
+	return append(outevent.Append(appendHead(dst, stream, id), stream, b), "\n\n"...)
 }
 
 // IncompleteTail returns how many bytes at the end of b begin a UTF-8
 // sequence that the next bytes may complete (0 to 3).
 func IncompleteTail(b []byte) int {
 	for n := 1; n <= 3 && n <= len(b); n++ {
-		c := b[len(b)-n]
-		if c&0xC0 == 0x80 { // continuation byte: look further back
-			continue
-		}
-		if c < 0x80 {
+		if c := b[len(b)-n]; utf8.RuneStart(c) { // else a continuation byte: look further back
+			if c >= utf8.RuneSelf && !utf8.FullRune(b[len(b)-n:]) {
+				return n
+			}
 			return 0
 		}
-		// A leading byte: is the sequence it starts longer than what we have?
-		need := 0
-		switch {
-		case c&0xE0 == 0xC0:
-			need = 2
-		case c&0xF0 == 0xE0:
-			need = 3
-		case c&0xF8 == 0xF0:
-			need = 4
-		}
-		if need > n && !utf8.FullRune(b[len(b)-n:]) {
-			return n
-		}
-		return 0
 	}
 	return 0
 }

@@ -67,7 +67,7 @@ const fileEncodingUTF8 = "utf-8"
 func (svc *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/files/write", svc.handleFileWrite)
 	mux.HandleFunc("POST /v1/files/read", core.JSON(http.StatusOK, svc.handleFileRead))
-	mux.HandleFunc("PUT /v1/files/content", svc.handleFilePut)
+	mux.HandleFunc("PUT /v1/files/content", core.JSON(http.StatusOK, svc.handleFilePut))
 	mux.HandleFunc("GET /v1/files/content", svc.handleFileGet)
 	mux.HandleFunc("POST /v1/files/mkdir", pathCall(svc, svc.handleFileMkdir))
 	mux.HandleFunc("POST /v1/files/delete", pathCall(svc, svc.handleFileDelete))
@@ -205,39 +205,41 @@ func (svc *Service) handleFileWrite(w http.ResponseWriter, r *http.Request) {
 		core.WriteError(w, err)
 		return
 	}
-	p, err := svc.filePath(r, req.Path, req.SessionID)
-	if err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	var data []byte
-	switch strings.ToLower(req.Encoding) {
-	case "", fileEncodingUTF8, "utf8":
-		data = []byte(req.Content)
-	case api.EncodingBase64:
-		if data, err = base64.StdEncoding.DecodeString(req.Content); err != nil {
-			core.WriteError(w, fmt.Errorf("%w: content is not valid base64: %v", errdefs.ErrInvalidArgument, err))
-			return
+	core.JSON(http.StatusOK, func(r *http.Request, _ *core.NoBody) (api.WriteFileResult, error) {
+		p, err := svc.filePath(r, req.Path, req.SessionID)
+		if err != nil {
+			return api.WriteFileResult{}, err
 		}
-	default:
-		core.WriteError(w, fmt.Errorf("%w: encoding %q: use %q or %q", errdefs.ErrInvalidArgument, req.Encoding, fileEncodingUTF8, api.EncodingBase64))
-		return
-	}
-	if len(data) > maxJSONFile {
-		core.WriteError(w, tooLargeForJSON("the content"))
-		return
-	}
-	mode, setMode, err := parseFileMode(req.Mode)
+		var data []byte
+		switch strings.ToLower(req.Encoding) {
+		case "", fileEncodingUTF8, "utf8":
+			data = []byte(req.Content)
+		case api.EncodingBase64:
+			if data, err = base64.StdEncoding.DecodeString(req.Content); err != nil {
+				return api.WriteFileResult{}, fmt.Errorf("%w: content is not valid base64: %v", errdefs.ErrInvalidArgument, err)
+			}
+		default:
+			return api.WriteFileResult{}, fmt.Errorf("%w: encoding %q: use %q or %q", errdefs.ErrInvalidArgument, req.Encoding, fileEncodingUTF8, api.EncodingBase64)
+		}
+		if len(data) > maxJSONFile {
+			return api.WriteFileResult{}, tooLargeForJSON("the content")
+		}
+		return writeFile(p, bytes.NewReader(data), req.Mode)
+	})(w, r)
+}
+
+// writeFile writes what src gives to p atomically (see writeAtomic), with
+// mode, in octal, if not "".
+func writeFile(p string, src io.Reader, mode string) (api.WriteFileResult, error) {
+	m, setMode, err := parseFileMode(mode)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.WriteFileResult{}, err
 	}
-	n, err := writeAtomic(p, bytes.NewReader(data), mode, setMode)
+	n, err := writeAtomic(p, src, m, setMode)
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.WriteFileResult{}, err
 	}
-	core.WriteJSON(w, http.StatusOK, api.WriteFileResult{Path: p, Size: n})
+	return api.WriteFileResult{Path: p, Size: n}, nil
 }
 
 // handleFileRead reads a file of at most maxJSONFile bytes into JSON.
@@ -341,30 +343,15 @@ func isAgentProcFile(f *os.File) bool {
 	if err != nil {
 		return true // cannot tell: refuse
 	}
-	self := os.Getpid()
-	for _, part := range strings.Split(target, "/") {
-		pid, err := strconv.Atoi(part)
-		if err != nil {
-			continue
+	for part := range strings.SplitSeq(target, "/") {
+		if tid, err := strconv.Atoi(part); err == nil {
+			// The process's own threads, the main one included, are in
+			// /proc/self/task.
+			_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid))
+			return err == nil
 		}
-		return pid == self || procTgid(pid) == self
 	}
 	return false // a /proc file of no process, like /proc/cpuinfo
-}
-
-// procTgid returns the process a thread id belongs to, or 0.
-func procTgid(tid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
-	}
-	return 0
 }
 
 // handleFileMkdir creates a directory (0755 less the umask). Recursive

@@ -46,33 +46,6 @@ func listFiles(dir string, recursive, hidden bool, limit int) ([]api.FileInfo, e
 		return nil, codedErr(api.CodeNotDirectory, errdefs.ErrInvalidArgument, "list %s: not a directory", dir)
 	}
 	files := []api.FileInfo{}
-	add := func(path string, info fs.FileInfo) error {
-		if len(files) >= limit {
-			return errListTooLong
-		}
-		rel, _ := filepath.Rel(dir, path)
-		files = append(files, fileInfoOf(path, rel, info))
-		return nil
-	}
-	if !recursive {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return nil, fsError("list", dir, err)
-		}
-		for _, e := range entries {
-			if !hidden && strings.HasPrefix(e.Name(), ".") {
-				continue
-			}
-			info, err := e.Info()
-			if err != nil {
-				continue // gone since
-			}
-			if err := add(filepath.Join(dir, e.Name()), info); err != nil {
-				return nil, listTooLong(dir, limit)
-			}
-		}
-		return files, nil
-	}
 	root := dir
 	if lfi, err := os.Lstat(dir); err == nil && lfi.Mode()&fs.ModeSymlink != 0 {
 		root = dir + "/" // make WalkDir follow the link to the directory
@@ -84,6 +57,10 @@ func listFiles(dir string, recursive, hidden bool, limit int) ([]api.FileInfo, e
 		if err != nil {
 			return nil // gone, or unreadable: leave it out
 		}
+		var next error // SkipDir not to go into d (only ever for a directory)
+		if d.IsDir() && !recursive {
+			next = filepath.SkipDir
+		}
 		if !hidden && strings.HasPrefix(d.Name(), ".") {
 			if d.IsDir() {
 				return filepath.SkipDir
@@ -92,9 +69,14 @@ func listFiles(dir string, recursive, hidden bool, limit int) ([]api.FileInfo, e
 		}
 		info, err := d.Info()
 		if err != nil {
-			return nil
+			return next
 		}
-		return add(path, info)
+		if len(files) >= limit {
+			return errListTooLong
+		}
+		rel, _ := filepath.Rel(dir, path)
+		files = append(files, fileInfoOf(path, rel, info))
+		return next
 	})
 	if errors.Is(err, errListTooLong) {
 		return nil, listTooLong(dir, limit)

@@ -3,6 +3,7 @@ package files
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -32,6 +33,32 @@ func TestListFilesCap(t *testing.T) {
 		}
 		if !tc.ok && (errdefs.Code(err) != api.CodeResourceExhausted || files != nil) {
 			t.Errorf("%+v: %d files, %v", tc, len(files), err)
+		}
+	}
+}
+
+// A link to a directory lists the directory, recursive or not, with paths
+// through the link; a directory inside is listed, not entered, without
+// recursive.
+func TestListFilesThroughLink(t *testing.T) {
+	dir := t.TempDir()
+	for _, err := range []error{os.MkdirAll(dir+"/real/sub", 0o755), os.WriteFile(dir+"/real/sub/f", nil, 0o644),
+		os.Symlink(dir+"/real", dir+"/link")} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for recursive, want := range map[bool]string{false: "sub", true: "sub sub/f"} {
+		files, err := listFiles(dir+"/link", recursive, false, 10)
+		var got []string
+		for _, f := range files {
+			got = append(got, f.RelativePath)
+			if f.AbsolutePath != dir+"/link/"+f.RelativePath {
+				t.Errorf("recursive %v: %s at %s", recursive, f.RelativePath, f.AbsolutePath)
+			}
+		}
+		if err != nil || strings.Join(got, " ") != want {
+			t.Errorf("recursive %v: %q, %v; want %q", recursive, got, err, want)
 		}
 	}
 }

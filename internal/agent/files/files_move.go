@@ -82,13 +82,6 @@ func renamePath(src, dst string, copyAcross bool) error {
 		replace = true
 	case !errors.Is(err, fs.ErrNotExist):
 		return fsError("rename", dst, err)
-	default:
-		parent := filepath.Dir(dst)
-		if pfi, err := os.Stat(parent); err != nil {
-			return fsError("rename to", dst, err)
-		} else if !pfi.IsDir() {
-			return codedErr(api.CodeNotDirectory, errdefs.ErrInvalidArgument, "rename to %s: %s is not a directory", dst, parent)
-		}
 	}
 	err = renameFile(src, dst, replace)
 	if !errors.Is(err, unix.EXDEV) {

@@ -2,7 +2,6 @@ package files
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/chunkio"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -27,24 +27,13 @@ const copyBufSize = 1 << 20
 // session's directory: ?sessionId= or X-Session-Id), streamed to disk in
 // constant memory and atomically (see writeAtomic); ?mode= sets the mode
 // (octal). An upload that breaks off leaves the file as it was.
-func (svc *Service) handleFilePut(w http.ResponseWriter, r *http.Request) {
+func (svc *Service) handleFilePut(r *http.Request, _ *core.NoBody) (api.WriteFileResult, error) {
 	q := r.URL.Query()
 	p, err := svc.filePath(r, q.Get("path"), q.Get("sessionId"))
 	if err != nil {
-		core.WriteError(w, err)
-		return
+		return api.WriteFileResult{}, err
 	}
-	mode, setMode, err := parseFileMode(q.Get("mode"))
-	if err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	n, err := writeAtomic(p, r.Body, mode, setMode)
-	if err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	core.WriteJSON(w, http.StatusOK, api.WriteFileResult{Path: p, Size: n})
+	return writeFile(p, r.Body, q.Get("mode"))
 }
 
 // handleFileGet sends the raw bytes of the regular file ?path=, streamed,
@@ -87,6 +76,19 @@ func (svc *Service) handleFileGet(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(bigCopyWriter{w}, r, filepath.Base(p), fi.ModTime(), f)
 }
 
+// bigCopyWriter gives a response writer a ReadFrom that copies in pieces
+// of copyBufSize: http.ServeContent copies a file with io.Copy, whose
+// buffer (32 KiB, the server's own, over a Unix socket) would cost two
+// system calls per 32 KiB.
+type bigCopyWriter struct{ http.ResponseWriter }
+
+func (w bigCopyWriter) ReadFrom(src io.Reader) (int64, error) {
+	return io.CopyBuffer(struct{ io.Writer }{w.ResponseWriter}, src, make([]byte, copyBufSize))
+}
+
+// Unwrap lets http.ResponseController find the writer underneath.
+func (w bigCopyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // writeAtomic writes what src gives to path: into a new temporary file in
 // the same directory, synced, then renamed over path, so that path never
 // shows a partial file, and a failed write (src breaking off, a full disk)
@@ -124,7 +126,7 @@ func writeAtomic(path string, src io.Reader, mode fs.FileMode, setMode bool) (in
 		perm = mode
 	}
 	dir := filepath.Dir(target)
-	tmp, err := createTemp(dir, filepath.Base(target))
+	tmp, err := os.OpenFile(tempName(dir, filepath.Base(target)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, codedErr(api.CodeFileNotFound, errdefs.ErrNotFound, "write %s: directory %s does not exist", path, dir)
 	}
@@ -138,8 +140,10 @@ func writeAtomic(path string, src io.Reader, mode fs.FileMode, setMode bool) (in
 			os.Remove(tmp.Name())
 		}
 	}()
+	// Writes of copyBufSize, filled as far as src allows: an upload
+	// arrives in pieces of a few KiB; the file gets few big writes.
 	rs := &readSource{r: src}
-	n, err := copyToFile(tmp, rs)
+	n, err := chunkio.CopyChunks(tmp, rs, make([]byte, copyBufSize))
 	if err != nil {
 		if rs.err != nil {
 			return 0, fmt.Errorf("%w: write %s: reading the content: %v", errdefs.ErrInvalidArgument, path, rs.err)
@@ -181,26 +185,14 @@ func (s *readSource) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// createTemp creates a new file for name in dir, mode 0600.
-func createTemp(dir, name string) (*os.File, error) {
-	for range 10 {
-		f, err := os.OpenFile(tempName(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if !errors.Is(err, fs.ErrExist) {
-			return f, err
-		}
-	}
-	return nil, fmt.Errorf("create a temporary file in %s: too many collisions", dir)
-}
-
 // tempName returns a random hidden name for a temporary copy of name in
-// dir: ".name.sbx-RANDOM.tmp".
+// dir: ".name.sbx-RANDOM.tmp", created with O_EXCL. With 128 random bits
+// a collision is beyond reach, so nothing retries one.
 func tempName(dir, name string) string {
 	if len(name) > 200 { // leave room for the rest within NAME_MAX
 		name = name[:200]
 	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return filepath.Join(dir, "."+name+".sbx-"+hex.EncodeToString(b)+".tmp")
+	return filepath.Join(dir, "."+name+".sbx-"+rand.Text()+".tmp")
 }
 
 // followSymlinks returns the file that path names once the symbolic links

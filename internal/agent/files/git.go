@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,8 +34,8 @@ const (
 // gitCredentialHelper answers git's credential requests for the host
 // SANDBOXD_GIT_HOST with SANDBOXD_GIT_USERNAME and SANDBOXD_GIT_PASSWORD,
 // and nothing else (a redirect to another host gets no credentials); it
-// stores and erases nothing. It travels in the environment
-// (GIT_CONFIG_KEY_n), so that no credential is ever on a command line.
+// stores and erases nothing. It holds no credential itself: they travel
+// in git's environment, never on a command line.
 const gitCredentialHelper = `!f() { test "$1" = get || exit 0; h=; ` +
 	`while IFS= read -r l; do case "$l" in host=*) h=${l#host=};; esac; done; ` +
 	`test "$h" = "$SANDBOXD_GIT_HOST" || exit 0; ` +
@@ -86,10 +87,10 @@ func (svc *Service) handleGitCheckout(r *http.Request, req *api.GitCheckoutReque
 	if target, err = sessionPath(s, target); err != nil {
 		return api.GitCheckoutResult{}, err
 	}
-	if !cloning.claim(target) {
+	if _, busy := cloning.LoadOrStore(target, true); busy {
 		return api.GitCheckoutResult{}, codedErr(api.CodeFileExists, errdefs.ErrConflict, "clone into %s: another clone into it is running", target)
 	}
-	defer cloning.release(target)
+	defer cloning.Delete(target)
 	existed, err := checkCloneTarget(target)
 	if err != nil {
 		return api.GitCheckoutResult{}, err
@@ -103,11 +104,14 @@ func (svc *Service) handleGitCheckout(r *http.Request, req *api.GitCheckoutReque
 
 	info := s.Info()
 	env := gitEnv(info.Env)
-	cloneEnv := env
+	cloneEnv, args := env, []string{"clone"}
 	if src.user != "" || src.password != "" {
-		cloneEnv = core.MergeEnv(env, gitCredentialEnv(env, src))
+		// The configured helpers are reset first, so that none of them
+		// stores the credentials.
+		args = []string{"-c", "credential.helper=", "-c", "credential.helper=" + gitCredentialHelper, "clone"}
+		cloneEnv = core.MergeEnv(env, map[string]string{
+			"SANDBOXD_GIT_HOST": src.host, "SANDBOXD_GIT_USERNAME": src.user, "SANDBOXD_GIT_PASSWORD": src.password})
 	}
-	args := []string{"clone"}
 	if req.Depth > 0 {
 		// --no-local: a local path is cloned like a remote, so depth holds.
 		args = append(args, "--depth", strconv.Itoa(req.Depth), "--single-branch", "--no-local")
@@ -150,28 +154,7 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // cloning holds the target directories of the clones running, so that a
 // second clone into one fails at once instead of failing later and
 // removing, as failed clones do, the first one's files.
-var cloning = targets{m: map[string]bool{}}
-
-type targets struct {
-	mu sync.Mutex
-	m  map[string]bool // guarded by mu
-}
-
-func (t *targets) claim(dir string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m[dir] {
-		return false
-	}
-	t.m[dir] = true
-	return true
-}
-
-func (t *targets) release(dir string) {
-	t.mu.Lock()
-	delete(t.m, dir)
-	t.mu.Unlock()
-}
+var cloning sync.Map
 
 // gitSource is a repository URL taken apart.
 type gitSource struct {
@@ -258,28 +241,6 @@ func gitEnv(sessionEnv map[string]string) []string {
 	return env
 }
 
-// gitCredentialEnv returns the variables that give git src's credentials
-// through gitCredentialHelper, after the configured helpers are reset (so
-// that none of them stores the credentials).
-func gitCredentialEnv(env []string, src gitSource) map[string]string {
-	n := 0
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "GIT_CONFIG_COUNT="); ok {
-			n, _ = strconv.Atoi(v)
-		}
-	}
-	return map[string]string{
-		"GIT_CONFIG_COUNT":                      strconv.Itoa(n + 2),
-		fmt.Sprintf("GIT_CONFIG_KEY_%d", n):     "credential.helper",
-		fmt.Sprintf("GIT_CONFIG_VALUE_%d", n):   "",
-		fmt.Sprintf("GIT_CONFIG_KEY_%d", n+1):   "credential.helper",
-		fmt.Sprintf("GIT_CONFIG_VALUE_%d", n+1): gitCredentialHelper,
-		"SANDBOXD_GIT_HOST":                     src.host,
-		"SANDBOXD_GIT_USERNAME":                 src.user,
-		"SANDBOXD_GIT_PASSWORD":                 src.password,
-	}
-}
-
 // checkCloneTarget reports whether dir exists (as an empty directory);
 // anything else there gives FILE_EXISTS.
 func checkCloneTarget(dir string) (bool, error) {
@@ -338,12 +299,7 @@ func gitCloneError(out []byte, src gitSource) error {
 	}
 	lower := strings.ToLower(msg)
 	has := func(subs ...string) bool {
-		for _, s := range subs {
-			if strings.Contains(lower, s) {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(subs, func(s string) bool { return strings.Contains(lower, s) })
 	}
 	switch {
 	case has("remote branch") && has("not found"):

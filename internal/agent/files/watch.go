@@ -124,15 +124,8 @@ func (svc *Service) handleFileWatch(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-wt.notify:
 		}
-		evs, dropped, end := wt.take()
-		if dropped {
-			evs = append(evs, api.WatchEvent{Type: "event", EventType: watchOverflow, Path: wt.root, IsDirectory: true})
-		}
-		batch := make([]any, len(evs))
-		for i := range evs {
-			batch[i] = evs[i]
-		}
-		if sse.SendEvents("event", batch...) != nil {
+		evs, end := wt.take()
+		if sse.SendEvents("event", evs...) != nil {
 			return
 		}
 		if end != nil {
@@ -166,9 +159,9 @@ type watcher struct {
 	queueMax int           // watchQueueMax
 
 	mu      sync.Mutex
-	queue   []api.WatchEvent // guarded by mu
-	dropped bool             // changes were dropped after queue; guarded by mu
-	end     error            // why the watch ended; guarded by mu
+	queue   []any // api.WatchEvent values, as core.SSE sends them; guarded by mu
+	dropped bool  // changes were dropped after queue; guarded by mu
+	end     error // why the watch ended; guarded by mu
 }
 
 type movedFrom struct {
@@ -217,14 +210,18 @@ func (w *watcher) close() {
 	<-w.done
 }
 
-// take returns the changes queued since the last take, whether some were
-// dropped after them, and why the watch ended, if it did.
-func (w *watcher) take() ([]api.WatchEvent, bool, error) {
+// take returns the changes queued since the last take, with an overflow
+// event last if some were dropped after them, and why the watch ended, if
+// it did.
+func (w *watcher) take() ([]any, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	q, d := w.queue, w.dropped
+	q := w.queue
+	if w.dropped {
+		q = append(q, api.WatchEvent{Type: "event", EventType: watchOverflow, Path: w.root, IsDirectory: true})
+	}
 	w.queue, w.dropped = nil, false
-	return q, d, w.end
+	return q, w.end
 }
 
 func (w *watcher) wake() {
@@ -244,11 +241,10 @@ func (w *watcher) push(ev api.WatchEvent) {
 	w.mu.Unlock()
 }
 
+// finish records why the watch ended, just before read returns.
 func (w *watcher) finish(err error) {
 	w.mu.Lock()
-	if w.end == nil {
-		w.end = err
-	}
+	w.end = err
 	w.mu.Unlock()
 }
 

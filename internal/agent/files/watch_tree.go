@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,25 +57,18 @@ func (w *watcher) handle(wd int32, mask, cookie uint32, name string) bool {
 		}
 		return false
 	}
+	if wd == w.rootWd && mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0 {
+		w.finish(codedErr(api.CodeFileNotFound, errdefs.ErrNotFound, "watch %s: the directory was deleted or moved", w.root))
+		return true
+	}
 	if mask&unix.IN_IGNORED != 0 {
 		delete(w.wds, wd)
-		if wd == w.rootWd {
-			w.finish(codedErr(api.CodeFileNotFound, errdefs.ErrNotFound, "watch %s: the directory is gone", w.root))
-			return true
-		}
 		return false
 	}
-	if name == "" { // about the watched directory itself
-		if wd == w.rootWd && mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0 {
-			w.finish(codedErr(api.CodeFileNotFound, errdefs.ErrNotFound, "watch %s: the directory was deleted or moved", w.root))
-			return true
-		}
+	if name == "" { // about a watched directory itself
 		return false
 	}
-	rel := name
-	if dir != "" {
-		rel = dir + "/" + name
-	}
+	rel := filepath.Join(dir, name)
 	// Anything that happens in a directory moved out after the move comes
 	// after its move in, if there is one: the directory left the tree.
 	for i, p := range w.pending {
@@ -84,46 +78,36 @@ func (w *watcher) handle(wd int32, mask, cookie uint32, name string) bool {
 		}
 	}
 	isDir := mask&unix.IN_ISDIR != 0
+	from := -1 // the move out whose move in this is
+	if mask&unix.IN_MOVED_TO != 0 {
+		from = slices.IndexFunc(w.pending, func(p movedFrom) bool { return p.cookie == cookie })
+	}
 	switch {
-	case mask&unix.IN_CREATE != 0:
+	case from >= 0:
+		old := w.pending[from].rel
+		w.pending = slices.Delete(w.pending, from, from+1)
+		w.emitMove(old, rel, isDir)
+		if isDir && w.recursive {
+			w.moveWatches(old, rel)
+		}
+	case mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
+		// A directory moved in is one create; one created may have
+		// entries already, made before its watch is in place.
 		w.emit(watchCreate, rel, isDir)
 		if isDir && w.recursive && !w.filter.excluded(rel) {
-			_ = w.addTree(rel, true)
+			_ = w.addTree(rel, mask&unix.IN_CREATE != 0)
 		}
 	case mask&unix.IN_MOVED_FROM != 0:
 		if len(w.pending) >= watchMaxPending {
 			w.flushMove(0)
 		}
 		w.pending = append(w.pending, movedFrom{cookie: cookie, rel: rel, isDir: isDir, at: time.Now()})
-	case mask&unix.IN_MOVED_TO != 0:
-		if i := w.pendingMove(cookie); i >= 0 {
-			from := w.pending[i]
-			w.pending = append(w.pending[:i], w.pending[i+1:]...)
-			w.emitMove(from.rel, rel, isDir)
-			if isDir && w.recursive {
-				w.moveWatches(from.rel, rel)
-			}
-			break
-		}
-		w.emit(watchCreate, rel, isDir)
-		if isDir && w.recursive && !w.filter.excluded(rel) {
-			_ = w.addTree(rel, false)
-		}
 	case mask&unix.IN_DELETE != 0:
 		w.emit(watchDelete, rel, isDir)
 	case mask&(unix.IN_MODIFY|unix.IN_ATTRIB) != 0:
 		w.emit(watchModify, rel, isDir)
 	}
 	return false
-}
-
-func (w *watcher) pendingMove(cookie uint32) int {
-	for i, p := range w.pending {
-		if p.cookie == cookie {
-			return i
-		}
-	}
-	return -1
 }
 
 // flushMoves reports the moves out that waited since before (all of them
@@ -138,7 +122,7 @@ func (w *watcher) flushMoves(before time.Time) {
 // as a delete.
 func (w *watcher) flushMove(i int) {
 	from := w.pending[i]
-	w.pending = append(w.pending[:i], w.pending[i+1:]...)
+	w.pending = slices.Delete(w.pending, i, i+1)
 	w.emit(watchDelete, from.rel, from.isDir)
 	if from.isDir && w.recursive {
 		w.detach(from.rel)

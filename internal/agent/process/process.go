@@ -5,13 +5,16 @@
 package process
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,9 +32,12 @@ import (
 const (
 	maxProcLog     = 64 << 20 // bytes of output kept per process
 	maxLogsJSON    = 32 << 20 // bytes of output in one getProcessLogs answer
-	killGrace      = 5 * time.Second
 	streamMaxBatch = 256 << 10
 )
+
+// DefaultKillGrace is how long a kill waits for a process to exit after
+// its signal before it kills its group (the API's 5 s).
+const DefaultKillGrace = 5 * time.Second
 
 // Config configures a Registry.
 type Config struct {
@@ -41,6 +47,9 @@ type Config struct {
 	Dir string
 	// Max bounds the processes kept at once.
 	Max int
+	// KillGrace is a kill's wait between the signal and the group's
+	// kill; zero: DefaultKillGrace.
+	KillGrace time.Duration
 }
 
 // Registry is the agent's background processes.
@@ -49,9 +58,7 @@ type Registry struct {
 	sessions *session.Registry
 	max      int
 	dir      string
-	// killGrace is how long a kill waits for a process to exit after its
-	// signal before it kills its group (killGrace unless a test changes it).
-	killGrace time.Duration
+	grace    time.Duration // see Config.KillGrace
 
 	mu sync.Mutex
 	m  map[string]*proc // by ID; guarded by mu
@@ -59,7 +66,8 @@ type Registry struct {
 
 // New returns an empty registry of cfg.
 func New(cfg Config) *Registry {
-	return &Registry{reaper: cfg.Reaper, sessions: cfg.Sessions, max: cfg.Max, dir: cfg.Dir, killGrace: killGrace, m: map[string]*proc{}}
+	return &Registry{reaper: cfg.Reaper, sessions: cfg.Sessions, max: cfg.Max, dir: cfg.Dir,
+		grace: cmp.Or(cfg.KillGrace, DefaultKillGrace), m: map[string]*proc{}}
 }
 
 // proc is one background process. Its output goes to log; it lives on
@@ -67,37 +75,38 @@ func New(cfg Config) *Registry {
 type proc struct {
 	id, command, session string
 	pid                  int
-	os                   *os.Process
 	grp                  *core.Group // it and all it starts; removed when it is forgotten
 	started              time.Time
 	autoCleanup          bool
 	log                  *procLog
-	done                 chan struct{} // closed when it has exited and its output is complete
+	done                 chan struct{} // closed when it has exited and its output is all in log
 
-	mu       sync.Mutex
-	ws       unix.WaitStatus // guarded by mu; valid once done is closed
-	ended    time.Time       // guarded by mu
-	killed   bool            // a kill was asked; guarded by mu
-	timedOut bool
+	// Set before done is closed; read after.
+	ws    unix.WaitStatus
+	ended time.Time
 }
 
-func (p *proc) info() api.Process {
-	u := p.grp.Usage()
-	out := api.Process{ID: p.id, Pid: p.pid, Command: p.command, Status: api.ProcessRunning, StartTime: p.started, SessionID: p.session,
-		CPUMs: u.CPUMs, MemoryBytes: u.MemoryBytes}
+// exited reports whether the process has exited and its output is complete.
+func (pr *proc) exited() bool {
 	select {
-	case <-p.done:
+	case <-pr.done:
+		return true
 	default:
+		return false
+	}
+}
+
+func (pr *proc) info() api.Process {
+	u := pr.grp.Usage()
+	out := api.Process{ID: pr.id, Pid: pr.pid, Command: pr.command, Status: api.ProcessRunning, StartTime: pr.started, SessionID: pr.session,
+		CPUMs: u.CPUMs, MemoryBytes: u.MemoryBytes}
+	if !pr.exited() {
 		return out
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	code := core.ExitCode(p.ws)
-	out.ExitCode = &code
-	end := p.ended
-	out.EndTime = &end
+	code := core.ExitCode(pr.ws)
+	out.ExitCode, out.EndTime = &code, &pr.ended
 	switch {
-	case p.ws.Signaled():
+	case pr.ws.Signaled():
 		out.Status = api.ProcessKilled
 	case code == 0:
 		out.Status = api.ProcessCompleted
@@ -143,180 +152,136 @@ func withProc[Req, Resp any](p *Registry, h func(r *http.Request, req *Req, pr *
 	}
 }
 
-func (p *Registry) handleStart(r *http.Request, req *api.StartProcessRequest) (api.Process, error) {
-	if req.SessionID == "" {
-		req.SessionID = r.Header.Get(api.HeaderSessionID)
-	}
-	pr, err := p.start(*req)
-	if err != nil {
-		return api.Process{}, err
-	}
-	return pr.info(), nil
-}
-
-// start starts a background process: bash -c command, in its own process
-// group, with the session's environment and directory unless the request
-// gives its own, stdin from /dev/null and its output to a log.
-func (p *Registry) start(req api.StartProcessRequest) (_ *proc, err error) {
+// handleStart starts a background process: bash -c command, in its own
+// process group, with the session's environment and directory unless the
+// request gives its own, stdin from /dev/null and its output to a log.
+func (p *Registry) handleStart(r *http.Request, req *api.StartProcessRequest) (_ api.Process, err error) {
 	if req.Command == "" {
-		return nil, fmt.Errorf("%w: command is empty", errdefs.ErrInvalidArgument)
+		return api.Process{}, fmt.Errorf("%w: command is empty", errdefs.ErrInvalidArgument)
 	}
 	if req.TimeoutMs < 0 {
-		return nil, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
+		return api.Process{}, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
 	}
 	for k := range req.Env {
 		if !core.EnvName.MatchString(k) {
-			return nil, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
+			return api.Process{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 	}
-	s, err := p.sessions.Get(req.SessionID)
+	s, err := p.sessions.ForRequest(r, req.SessionID)
 	if err != nil {
-		return nil, err
+		return api.Process{}, err
 	}
 	info := s.Info()
-	dir := req.Cwd
-	if dir == "" {
-		dir = info.Cwd
-	}
+	dir := cmp.Or(req.Cwd, info.Cwd)
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, dir)
+		return api.Process{}, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, dir)
 	}
-	id := req.ProcessID
-	if id == "" {
-		id = "proc-" + core.NewID(12)
-	}
+	id := cmp.Or(req.ProcessID, "proc-"+core.NewID(12))
 	if !core.IDPattern.MatchString(id) {
-		return nil, fmt.Errorf("%w: process id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, id)
+		return api.Process{}, fmt.Errorf("%w: process id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, id)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.m[id]; ok {
-		return nil, &errdefs.CodedError{Code: api.CodeProcessExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("process %q already exists", id)}
+		return api.Process{}, &errdefs.CodedError{Code: api.CodeProcessExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("process %q already exists", id)}
 	}
 	if max := p.max; len(p.m) >= max && !p.evictLocked() {
-		return nil, fmt.Errorf("%w: this sandbox runs at most %d background processes (the daemon's --max-processes); kill or delete one first", errdefs.ErrResourceExhausted, max)
+		return api.Process{}, fmt.Errorf("%w: this sandbox runs at most %d background processes (the daemon's --max-processes); kill or delete one first", errdefs.ErrResourceExhausted, max)
 	}
 	grp, err := p.reaper.Cgroups().New("proc", nil)
 	if err != nil {
-		return nil, err
+		return api.Process{}, err
 	}
-	log, err := newProcLog(filepath.Join(p.dir, "proc-"+id+".log"), maxProcLog)
+	log, err := newProcLog(filepath.Join(p.dir, "proc-"+id+".log"))
 	if err != nil {
 		grp.Remove()
-		return nil, err
+		return api.Process{}, err
 	}
+	// Closing a nil *os.File is a harmless error.
+	var devnull, outR, outW, errR, errW *os.File
 	defer func() {
+		devnull.Close()
+		outW.Close()
+		errW.Close()
 		if err != nil {
+			outR.Close()
+			errR.Close()
+			log.release()
 			grp.Remove()
 		}
 	}()
-	shell, err := exec.LookPath("bash")
-	if err != nil {
-		shell = "/bin/sh"
+	if devnull, err = os.Open(os.DevNull); err != nil {
+		return api.Process{}, err
 	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		log.release()
-		return nil, err
+	if outR, outW, err = os.Pipe(); err != nil {
+		return api.Process{}, err
 	}
-	defer devnull.Close()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		log.release()
-		return nil, err
+	if errR, errW, err = os.Pipe(); err != nil {
+		return api.Process{}, err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		log.release()
-		outR.Close()
-		outW.Close()
-		return nil, err
+	shell := "/bin/sh"
+	if bash, err := exec.LookPath("bash"); err == nil {
+		shell = bash
 	}
 	env := core.MergeEnv(core.MergeEnv(s.BaseEnv(), info.Env), req.Env)
 	osp, exited, err := p.reaper.Start(grp, shell, []string{shell, "-c", req.Command}, &os.ProcAttr{
 		Dir: dir, Env: env, Files: []*os.File{devnull, outW, errW}, Sys: &unix.SysProcAttr{Setpgid: true},
 	})
-	outW.Close()
-	errW.Close()
 	if err != nil {
-		log.release()
-		outR.Close()
-		errR.Close()
-		return nil, core.StartError(err)
+		return api.Process{}, core.StartError(err)
 	}
-	pr := &proc{id: id, command: req.Command, session: s.ID(), pid: osp.Pid, os: osp, grp: grp,
+	pr := &proc{id: id, command: req.Command, session: s.ID(), pid: osp.Pid, grp: grp,
 		started: time.Now().UTC(), autoCleanup: req.AutoCleanup, log: log, done: make(chan struct{})}
 	p.m[id] = pr
-	go pr.supervise(exited, outR, errR, time.Duration(req.TimeoutMs)*time.Millisecond)
-	return pr, nil
+	go pr.supervise(osp, exited, outR, errR, time.Duration(req.TimeoutMs)*time.Millisecond)
+	return pr.info(), nil
 }
 
 // supervise copies the process's output into its log, applies its timeout
 // and records its exit.
-func (pr *proc) supervise(exited <-chan unix.WaitStatus, outR, errR *os.File, timeout time.Duration) {
+func (pr *proc) supervise(osp *os.Process, exited <-chan unix.WaitStatus, outR, errR *os.File, timeout time.Duration) {
 	var readers sync.WaitGroup
-	for _, c := range []struct {
-		f      *os.File
-		stream byte
-	}{{outR, streamStdout}, {errR, streamStderr}} {
-		readers.Add(1)
-		go func(f *os.File, stream byte) {
-			defer readers.Done()
+	for f, stream := range map[*os.File]byte{outR: streamStdout, errR: streamStderr} {
+		readers.Go(func() {
 			buf := make([]byte, 64<<10)
 			for {
 				n, err := f.Read(buf)
-				if n > 0 {
-					pr.log.append(stream, buf[:n])
-				}
-				if err != nil {
-					if errors.Is(err, os.ErrDeadlineExceeded) {
-						core.ReadNow(f, func(b []byte) { pr.log.append(stream, b) })
-						go core.Discard(f) // children that outlive it keep their pipe
-						return
-					}
+				pr.log.append(stream, buf[:n])
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					core.ReadNow(f, func(b []byte) { pr.log.append(stream, b) })
+					go core.Discard(f) // children that outlive it keep their pipe
+					return
+				} else if err != nil {
 					f.Close()
 					return
 				}
 			}
-		}(c.f, c.stream)
+		})
 	}
 	var timer <-chan time.Time
 	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
+		timer = time.After(timeout)
 	}
-	var ws unix.WaitStatus
 	select {
-	case ws = <-exited:
+	case pr.ws = <-exited:
 	case <-timer:
-		pr.mu.Lock()
-		pr.timedOut = true
-		pr.mu.Unlock()
 		pr.grp.Kill()
-		ws = <-exited
+		pr.ws = <-exited
 	}
 	_ = outR.SetReadDeadline(time.Now().Add(core.DrainGrace))
 	_ = errR.SetReadDeadline(time.Now().Add(core.DrainGrace))
 	readers.Wait()
-	pr.mu.Lock()
-	pr.ws, pr.ended = ws, time.Now().UTC()
-	pr.mu.Unlock()
-	pr.os.Release()
-	pr.log.close()
+	pr.ended = time.Now().UTC()
+	osp.Release()
 	close(pr.done)
+	pr.log.close() // after done: whoever sees the log end finds the exit recorded
 }
 
 // kill sends sig to the process and all it started (its group), waits up
 // to grace for the process to exit, then kills its group: whatever is
 // left, late children included, and the process itself if it ignored sig.
 func (pr *proc) kill(sig unix.Signal, grace time.Duration) {
-	pr.mu.Lock()
-	pr.killed = true
-	pr.mu.Unlock()
-	select {
-	case <-pr.done:
-	default:
+	if !pr.exited() {
 		pr.grp.Signal(sig)
 		select {
 		case <-pr.done:
@@ -335,10 +300,7 @@ func (p *Registry) handleList(r *http.Request, _ *core.NoBody) (api.ProcessList,
 		return api.ProcessList{}, fmt.Errorf("%w: status filter %q: running, completed, failed or killed", errdefs.ErrInvalidArgument, filter)
 	}
 	p.mu.Lock()
-	all := make([]*proc, 0, len(p.m))
-	for _, pr := range p.m {
-		all = append(all, pr)
-	}
+	all := slices.Collect(maps.Values(p.m))
 	p.mu.Unlock()
 	list := make([]api.Process, 0, len(all))
 	for _, pr := range all {
@@ -346,7 +308,7 @@ func (p *Registry) handleList(r *http.Request, _ *core.NoBody) (api.ProcessList,
 			list = append(list, info)
 		}
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].StartTime.Before(list[j].StartTime) })
+	slices.SortFunc(list, func(a, b api.Process) int { return a.StartTime.Compare(b.StartTime) })
 	return api.ProcessList{Processes: list, Count: len(list)}, nil
 }
 
@@ -358,21 +320,17 @@ func (p *Registry) handleGet(r *http.Request, _ *core.NoBody, pr *proc) (api.Pro
 // process that had already finished is forgotten (record and logs) instead:
 // DELETE of a finished process removes it.
 func (p *Registry) handleKill(r *http.Request, _ *core.NoBody, pr *proc) (api.Process, error) {
-	select {
-	case <-pr.done:
+	if pr.exited() {
 		info := pr.info()
 		p.forget(pr)
 		return info, nil
-	default:
 	}
-	sig := unix.SIGTERM
-	if name := r.URL.Query().Get("signal"); name != "" {
-		var ok bool
-		if sig, ok = parseSignal(name); !ok {
-			return api.Process{}, fmt.Errorf("%w: signal %q: a name like SIGTERM or TERM, or a number", errdefs.ErrInvalidArgument, name)
-		}
+	name := r.URL.Query().Get("signal")
+	sig, ok := parseSignal(cmp.Or(name, "SIGTERM"))
+	if !ok {
+		return api.Process{}, fmt.Errorf("%w: signal %q: a name like SIGTERM or TERM, or a number", errdefs.ErrInvalidArgument, name)
 	}
-	pr.kill(sig, p.killGrace)
+	pr.kill(sig, p.grace)
 	return pr.info(), nil
 }
 
@@ -391,19 +349,14 @@ func (p *Registry) killWhere(match func(*proc) bool) int {
 	p.mu.Lock()
 	var running []*proc
 	for _, pr := range p.m {
-		select {
-		case <-pr.done:
-		default:
-			if match(pr) {
-				running = append(running, pr)
-			}
+		if !pr.exited() && match(pr) {
+			running = append(running, pr)
 		}
 	}
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, pr := range running {
-		wg.Add(1)
-		go func(pr *proc) { defer wg.Done(); pr.kill(unix.SIGTERM, p.killGrace) }(pr)
+		wg.Go(func() { pr.kill(unix.SIGTERM, p.grace) })
 	}
 	wg.Wait()
 	return len(running)
@@ -412,24 +365,22 @@ func (p *Registry) killWhere(match func(*proc) bool) int {
 // cleanupIfDone forgets a finished autoCleanup process once its output has
 // been read.
 func (p *Registry) cleanupIfDone(pr *proc) {
-	if !pr.autoCleanup {
-		return
+	if pr.autoCleanup && pr.exited() {
+		p.forget(pr)
 	}
-	select {
-	case <-pr.done:
-	default:
-		return
-	}
-	p.forget(pr)
 }
 
 // forget drops a finished process's record and log.
 func (p *Registry) forget(pr *proc) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forgetLocked(pr)
+}
+
+func (p *Registry) forgetLocked(pr *proc) {
 	if p.m[pr.id] == pr {
 		delete(p.m, pr.id)
 	}
-	p.mu.Unlock()
 	pr.log.release()
 	pr.grp.Remove()
 }
@@ -439,21 +390,14 @@ func (p *Registry) forget(pr *proc) {
 func (p *Registry) evictLocked() bool {
 	var oldest *proc
 	for _, pr := range p.m {
-		select {
-		case <-pr.done:
-			if oldest == nil || pr.info().EndTime.Before(*oldest.info().EndTime) {
-				oldest = pr
-			}
-		default:
+		if pr.exited() && (oldest == nil || pr.ended.Before(oldest.ended)) {
+			oldest = pr
 		}
 	}
-	if oldest == nil {
-		return false
+	if oldest != nil {
+		p.forgetLocked(oldest)
 	}
-	delete(p.m, oldest.id)
-	oldest.log.release()
-	oldest.grp.Remove()
-	return true
+	return oldest != nil
 }
 
 func (p *Registry) handleLogs(r *http.Request, _ *core.NoBody, pr *proc) (api.ProcessLogs, error) {
@@ -462,19 +406,15 @@ func (p *Registry) handleLogs(r *http.Request, _ *core.NoBody, pr *proc) (api.Pr
 	if err != nil {
 		return api.ProcessLogs{}, err
 	}
-	var out, errb []byte
+	var out [3][]byte // by stream
 	read := int64(0)
 	for _, rec := range recs {
-		if rec.stream == streamStdout {
-			out = append(out, rec.data...)
-		} else {
-			errb = append(errb, rec.data...)
-		}
+		out[rec.stream] = append(out[rec.stream], rec.data...)
 		read = rec.end
 	}
 	res := api.ProcessLogs{ProcessID: pr.id, Truncated: truncated || read < size}
-	res.Stdout, res.StdoutEncoding = core.EncodeOutput(out)
-	res.Stderr, res.StderrEncoding = core.EncodeOutput(errb)
+	res.Stdout, res.StdoutEncoding = core.EncodeOutput(out[streamStdout])
+	res.Stderr, res.StderrEncoding = core.EncodeOutput(out[streamStderr])
 	if closed {
 		p.cleanupIfDone(pr)
 	}
@@ -491,14 +431,9 @@ func (p *Registry) handleStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	offset := int64(0)
-	from := r.Header.Get("Last-Event-ID")
-	if from == "" {
-		from = r.URL.Query().Get("offset")
-	}
-	if from != "" {
+	if from := cmp.Or(r.Header.Get("Last-Event-ID"), r.URL.Query().Get("offset")); from != "" {
 		n, err := strconv.ParseInt(from, 10, 64)
-		size, _, _, _ := pr.log.state()
-		if err != nil || n < 0 || n > size || !pr.log.validOffset(n, size) {
+		if size, _, _, _ := pr.log.state(); err != nil || n < 0 || n > size || !pr.log.validOffset(n, size) {
 			core.WriteError(w, fmt.Errorf("%w: offset %q is not an event id of this log", errdefs.ErrInvalidArgument, from))
 			return
 		}
@@ -506,37 +441,17 @@ func (p *Registry) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	sse := core.NewSSE(w)
 	defer sse.Close()
-	for {
-		size, closed, _, changed := pr.log.state()
-		if offset < size {
-			recs, err := pr.log.readFrom(offset, size, streamMaxBatch)
-			if err != nil {
-				_ = sse.Send(api.StreamEvent{Type: api.EventError, Code: api.CodeInternal, Message: err.Error()})
-				return
-			}
-			for _, rec := range recs {
-				name := api.EventStdout
-				if rec.stream == streamStderr {
-					name = api.EventStderr
-				}
-				if err := sse.SendChunkID(name, rec.data, rec.end); err != nil {
-					return
-				}
-				offset = rec.end
-			}
-			continue
-		}
-		if closed {
-			info := pr.info()
-			_ = sse.SendID(api.StreamEvent{Type: api.EventExit, ExitCode: info.ExitCode, Status: info.Status}, offset)
-			p.cleanupIfDone(pr)
-			return
-		}
-		select {
-		case <-changed:
-		case <-r.Context().Done():
-			return
-		}
+	err = pr.log.follow(r.Context(), offset, func(rec record) bool {
+		offset = rec.end
+		return sse.SendChunkID(streamNames[rec.stream], rec.data, rec.end) == nil
+	})
+	switch {
+	case err == io.EOF:
+		info := pr.info()
+		_ = sse.SendID(api.StreamEvent{Type: api.EventExit, ExitCode: info.ExitCode, Status: info.Status}, offset)
+		p.cleanupIfDone(pr)
+	case err != nil && r.Context().Err() == nil:
+		_ = sse.Send(api.StreamEvent{Type: api.EventError, Code: api.CodeInternal, Message: err.Error()})
 	}
 }
 

@@ -1,11 +1,14 @@
 package process
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"os"
 	"sort"
 	"sync"
+
+	"github.com/sandboxd/sandboxd/api"
 )
 
 // Log record streams.
@@ -14,6 +17,9 @@ const (
 	streamStderr byte = 2
 )
 
+// streamNames are the streams' event names.
+var streamNames = [...]string{streamStdout: api.EventStdout, streamStderr: api.EventStderr}
+
 // recordHeader is a record's stream byte and its data length.
 const recordHeader = 5
 
@@ -21,7 +27,7 @@ const recordHeader = 5
 const indexEvery = 1024
 
 // procLog is a background process's output, kept on disk in the agent's
-// run directory as framed records (stream, length, data) up to a cap, so
+// run directory as framed records (stream, length, data) up to maxProcLog, so
 // that memory stays flat however much a process prints. A record's end
 // offset is its event id: a reader resumes exactly after any event.
 type procLog struct {
@@ -31,19 +37,18 @@ type procLog struct {
 	size      int64         // bytes written; guarded by mu
 	records   int64         // records written; guarded by mu
 	index     []int64       // the end offset of every indexEvery-th record; guarded by mu
-	max       int64         // cap on size
 	truncated bool          // output was dropped at the cap; guarded by mu
 	closed    bool          // no more records; guarded by mu
 	changed   chan struct{} // closed at the next append or close; guarded by mu
 }
 
-func newProcLog(path string, max int64) (*procLog, error) {
+func newProcLog(path string) (*procLog, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	_ = os.Remove(path) // kept open; gone from the tree (and from disk with the last reader)
-	return &procLog{f: f, max: max, changed: make(chan struct{})}, nil
+	return &procLog{f: f, changed: make(chan struct{})}, nil
 }
 
 // append adds a record, unless that would pass the cap.
@@ -53,18 +58,17 @@ func (l *procLog) append(stream byte, p []byte) {
 	if l.closed || len(p) == 0 {
 		return
 	}
-	if l.size+recordHeader+int64(len(p)) > l.max {
+	if l.size+recordHeader+int64(len(p)) > maxProcLog {
 		l.truncated = true
 		return
 	}
-	var h [recordHeader]byte
-	h[0] = stream
+	h := [recordHeader]byte{stream}
 	binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
-	if _, err := l.f.WriteAt(h[:], l.size); err != nil {
-		l.truncated = true
-		return
+	_, err := l.f.WriteAt(h[:], l.size)
+	if err == nil {
+		_, err = l.f.WriteAt(p, l.size+recordHeader)
 	}
-	if _, err := l.f.WriteAt(p, l.size+recordHeader); err != nil {
+	if err != nil {
 		l.truncated = true
 		return
 	}
@@ -77,14 +81,12 @@ func (l *procLog) append(stream byte, p []byte) {
 	l.changed = make(chan struct{})
 }
 
-// close marks the end of the output.
+// close marks the end of the output. It is called once.
 func (l *procLog) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.closed {
-		l.closed = true
-		close(l.changed)
-	}
+	l.closed = true
+	close(l.changed)
 }
 
 // state returns the log's size, whether it is complete, and a channel
@@ -127,10 +129,40 @@ func (l *procLog) readFrom(offset, limit int64, max int) ([]record, error) {
 	return out, nil
 }
 
+// follow passes the records from offset on to fn, in order and as they
+// come, until fn returns false (follow returns nil), the log is complete
+// and fn had all of it (io.EOF), reading fails, or ctx ends (its error).
+func (l *procLog) follow(ctx context.Context, offset int64, fn func(record) bool) error {
+	for {
+		size, closed, _, changed := l.state()
+		if offset < size {
+			recs, err := l.readFrom(offset, size, streamMaxBatch)
+			if err != nil {
+				return err
+			}
+			for _, rec := range recs {
+				if !fn(rec) {
+					return nil
+				}
+				offset = rec.end
+			}
+			continue
+		}
+		if closed {
+			return io.EOF
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // validOffset reports whether offset is a record boundary (a former event
 // id) of a log of size bytes.
 func (l *procLog) validOffset(offset, size int64) bool {
-	if offset == 0 || offset == size {
+	if offset == size {
 		return true
 	}
 	// Scan from the nearest indexed record end at or before offset.
@@ -140,20 +172,14 @@ func (l *procLog) validOffset(offset, size int64) bool {
 		at = l.index[i-1]
 	}
 	l.mu.Unlock()
-	if at == offset {
-		return true
-	}
 	for at < offset {
 		var h [recordHeader]byte
 		if _, err := l.f.ReadAt(h[:], at); err != nil {
 			return false
 		}
 		at += recordHeader + int64(binary.BigEndian.Uint32(h[1:]))
-		if at == offset {
-			return true
-		}
 	}
-	return false
+	return at == offset
 }
 
 func (l *procLog) release() { l.f.Close() }

@@ -2,8 +2,10 @@ package process
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"regexp"
@@ -21,13 +23,15 @@ const portPoll = 50 * time.Millisecond
 
 // handleWait waits for a log pattern, a port or the exit of a process.
 func (p *Registry) handleWait(r *http.Request, req *api.WaitRequest, pr *proc) (*api.WaitResult, error) {
-	n := 0
-	for _, set := range []bool{req.Log != "", req.Port != 0, req.Exit} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
+	var wait func(context.Context, *proc, api.WaitRequest) (*api.WaitResult, error)
+	switch log, port := req.Log != "", req.Port != 0; {
+	case req.Exit && !log && !port:
+		wait = waitExit
+	case log && !req.Exit && !port:
+		wait = waitLog
+	case port && !req.Exit && !log:
+		wait = waitPort
+	default:
 		return nil, fmt.Errorf("%w: give exactly one of log, port and exit", errdefs.ErrInvalidArgument)
 	}
 	if req.TimeoutMs < 0 {
@@ -39,16 +43,7 @@ func (p *Registry) handleWait(r *http.Request, req *api.WaitRequest, pr *proc) (
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond)
 		defer cancel()
 	}
-	var res *api.WaitResult
-	var err error
-	switch {
-	case req.Exit:
-		res, err = waitExit(ctx, pr)
-	case req.Log != "":
-		res, err = waitLog(ctx, pr, *req)
-	default:
-		res, err = waitPort(ctx, pr, *req)
-	}
+	res, err := wait(ctx, pr, *req)
 	if err != nil {
 		if ctx.Err() != nil && r.Context().Err() == nil {
 			err = &errdefs.CodedError{Code: api.CodeTimeout, Kind: errdefs.ErrTimeout,
@@ -62,7 +57,7 @@ func (p *Registry) handleWait(r *http.Request, req *api.WaitRequest, pr *proc) (
 	return res, nil
 }
 
-func waitExit(ctx context.Context, pr *proc) (*api.WaitResult, error) {
+func waitExit(ctx context.Context, pr *proc, _ api.WaitRequest) (*api.WaitResult, error) {
 	select {
 	case <-pr.done:
 		info := pr.info()
@@ -72,13 +67,11 @@ func waitExit(ctx context.Context, pr *proc) (*api.WaitResult, error) {
 	}
 }
 
-// exitedFirst is the error of a wait whose process exited before it was met.
+// exitedFirst is the error of a wait whose process exited before it was
+// met (pr.done is closed).
 func exitedFirst(pr *proc, what string) error {
 	info := pr.info()
-	code := -1
-	if info.ExitCode != nil {
-		code = *info.ExitCode
-	}
+	code := *info.ExitCode
 	return &errdefs.CodedError{Code: api.CodeProcessExited, Kind: errdefs.ErrConflict,
 		Message: fmt.Sprintf("process %s exited (code %d, %s) before %s", pr.id, code, info.Status, what),
 		Details: map[string]any{"exitCode": code, "status": info.Status}}
@@ -88,12 +81,13 @@ func exitedFirst(pr *proc, what string) error {
 // until the pattern matches: a substring anywhere in the stream, or a
 // regular expression matched against each line (and the line so far).
 func waitLog(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResult, error) {
-	var re *regexp.Regexp
+	match := func(line []byte) bool { return bytes.Contains(line, []byte(req.Log)) }
 	if req.Regex {
-		var err error
-		if re, err = regexp.Compile(req.Log); err != nil {
+		re, err := regexp.Compile(req.Log)
+		if err != nil {
 			return nil, fmt.Errorf("%w: log pattern: %v", errdefs.ErrInvalidArgument, err)
 		}
+		match = re.Match
 	}
 	want := map[byte]bool{streamStdout: true, streamStderr: true}
 	switch req.Stream {
@@ -106,66 +100,42 @@ func waitLog(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResul
 		return nil, fmt.Errorf("%w: stream %q: stdout, stderr or both", errdefs.ErrInvalidArgument, req.Stream)
 	}
 	pending := map[byte][]byte{} // per stream: the current line so far
-	offset := int64(0)
-	for {
-		size, closed, _, changed := pr.log.state()
-		if offset < size {
-			recs, err := pr.log.readFrom(offset, size, streamMaxBatch)
-			if err != nil {
-				return nil, err
-			}
-			for _, rec := range recs {
-				offset = rec.end
-				if !want[rec.stream] {
-					continue
-				}
-				if line, ok := matchChunk(pending, rec, req.Log, re); ok {
-					return &api.WaitResult{Ready: true, Line: line}, nil
-				}
-			}
-			continue
+	var line string
+	err := pr.log.follow(ctx, 0, func(rec record) bool {
+		var ok bool
+		if want[rec.stream] {
+			line, ok = matchChunk(pending, rec, match)
 		}
-		if closed {
-			return nil, exitedFirst(pr, fmt.Sprintf("its output matched %q", req.Log))
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+		return !ok
+	})
+	switch err {
+	case nil:
+		return &api.WaitResult{Ready: true, Line: line}, nil
+	case io.EOF:
+		return nil, exitedFirst(pr, fmt.Sprintf("its output matched %q", req.Log))
 	}
+	return nil, err
 }
 
 // matchChunk adds a record to its stream's current line(s) and reports the
-// first line that matches.
-func matchChunk(pending map[byte][]byte, rec record, pattern string, re *regexp.Regexp) (string, bool) {
-	buf := append(pending[rec.stream], rec.data...)
+// first line that matches (the line so far included).
+func matchChunk(pending map[byte][]byte, rec record, match func([]byte) bool) (string, bool) {
+	rest := append(pending[rec.stream], rec.data...)
 	for {
-		i := bytes.IndexByte(buf, '\n')
-		if i < 0 {
-			break
-		}
-		line := buf[:i]
-		buf = buf[i+1:]
-		if lineMatches(line, pattern, re) {
+		line, after, found := bytes.Cut(rest, []byte("\n"))
+		if match(line) {
 			return string(line), true
 		}
+		if !found {
+			break
+		}
+		rest = after
 	}
-	if lineMatches(buf, pattern, re) {
-		return string(buf), true
+	if len(rest) > 1<<20 { // a line without end: keep its tail only
+		rest = rest[len(rest)-(1<<20):]
 	}
-	if len(buf) > 1<<20 { // a line without end: keep its tail only
-		buf = buf[len(buf)-(1<<20):]
-	}
-	pending[rec.stream] = append([]byte(nil), buf...)
+	pending[rec.stream] = append([]byte(nil), rest...)
 	return "", false
-}
-
-func lineMatches(line []byte, pattern string, re *regexp.Regexp) bool {
-	if re != nil {
-		return re.Match(line)
-	}
-	return bytes.Contains(line, []byte(pattern))
 }
 
 // waitPort waits until the port accepts a connection inside the sandbox
@@ -174,24 +144,15 @@ func waitPort(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResu
 	if req.Port < 1 || req.Port > 65535 {
 		return nil, fmt.Errorf("%w: port %d", errdefs.ErrInvalidArgument, req.Port)
 	}
-	lo, hi := 200, 399
-	if req.Status != "" {
-		var err error
-		if lo, hi, err = parseStatusRange(req.Status); err != nil {
-			return nil, err
-		}
+	lo, hi, err := parseStatusRange(cmp.Or(req.Status, "200-399"))
+	if err != nil {
+		return nil, err
 	}
-	mode := req.PortMode
-	if mode == "" {
-		mode = "tcp"
-	}
+	mode := cmp.Or(req.PortMode, "tcp")
 	if mode != "tcp" && mode != "http" {
 		return nil, fmt.Errorf("%w: portMode %q: tcp or http", errdefs.ErrInvalidArgument, mode)
 	}
 	path := req.Path
-	if path == "" {
-		path = "/"
-	}
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
@@ -205,11 +166,8 @@ func waitPort(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResu
 	defer tick.Stop()
 	for {
 		if mode == "tcp" {
-			var d net.Dialer
-			dctx, cancel := context.WithTimeout(ctx, time.Second)
-			c, err := d.DialContext(dctx, "tcp", addr)
-			cancel()
-			if err == nil {
+			d := net.Dialer{Timeout: time.Second}
+			if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
 				c.Close()
 				return &api.WaitResult{Ready: true}, nil
 			}
@@ -235,12 +193,11 @@ func waitPort(ctx context.Context, pr *proc, req api.WaitRequest) (*api.WaitResu
 // parseStatusRange reads "200" or "200-399".
 func parseStatusRange(s string) (int, int, error) {
 	a, b, ok := strings.Cut(s, "-")
-	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
-	hi := lo
-	var err2 error
-	if ok {
-		hi, err2 = strconv.Atoi(strings.TrimSpace(b))
+	if !ok {
+		b = a
 	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
 	if err1 != nil || err2 != nil || lo < 100 || hi > 599 || lo > hi {
 		return 0, 0, fmt.Errorf("%w: status %q: like 200 or 200-399", errdefs.ErrInvalidArgument, s)
 	}

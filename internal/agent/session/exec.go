@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,31 +19,27 @@ func (reg *Registry) handleExec(r *http.Request, req *agentapi.ExecRequest) (*ap
 	if err != nil {
 		return nil, err
 	}
-	limit := req.MaxOutputBytes
-	if limit <= 0 {
-		limit = agentapi.DefaultMaxOutputBytes
-	}
+	limit := cmp.Or(max(req.MaxOutputBytes, 0), agentapi.DefaultMaxOutputBytes)
 	sink := &bufferSink{stdout: cappedBuffer{max: limit}, stderr: cappedBuffer{max: limit}}
 	began := time.Now()
 	run, err := reg.runInSession(r.Context(), s, c, sink)
 	if err != nil {
-		return nil, sessionError(err)
+		return nil, err
 	}
 	res := &api.ExecResult{
 		ExitCode:   run.code,
+		Success:    run.code == 0,
 		Command:    req.Command,
 		DurationMs: time.Since(began).Milliseconds(),
 		SessionID:  s.id,
 		Truncated:  sink.stdout.truncated || sink.stderr.truncated,
 	}
 	if note := timeoutNote(run); note != "" {
-		res.ExitCode = 124
-		if n := len(sink.stderr.buf); n > 0 && sink.stderr.buf[n-1] != '\n' {
-			sink.stderr.force("\n")
+		if errOut := sink.stderr.buf; len(errOut) > 0 && errOut[len(errOut)-1] != '\n' {
+			note = "\n" + note
 		}
-		sink.stderr.force(note)
+		sink.stderr.buf = append(sink.stderr.buf, note...) // past the cap: the agent's own note
 	}
-	res.Success = res.ExitCode == 0
 	res.Stdout, res.StdoutEncoding = core.EncodeOutput(sink.stdout.buf)
 	res.Stderr, res.StderrEncoding = core.EncodeOutput(sink.stderr.buf)
 	return res, nil
@@ -53,12 +50,11 @@ func (reg *Registry) handleExec(r *http.Request, req *agentapi.ExecRequest) (*ap
 // complete (or error). If the caller goes away, the command is killed.
 func (reg *Registry) handleExecStream(w http.ResponseWriter, r *http.Request) {
 	var req agentapi.ExecRequest
-	err := core.DecodeBody(w, r, &req)
-	var s *Session
-	var c command
-	if err == nil {
-		s, c, err = reg.execRequest(r, &req)
+	if err := core.DecodeBody(w, r, &req); err != nil {
+		core.WriteError(w, err)
+		return
 	}
+	s, c, err := reg.execRequest(r, &req)
 	if err != nil {
 		core.WriteError(w, err)
 		return
@@ -70,10 +66,8 @@ func (reg *Registry) handleExecStream(w http.ResponseWriter, r *http.Request) {
 	run, err := reg.runInSession(r.Context(), s, c, sink)
 	sse.FlushOutput()
 	if err != nil {
-		err = sessionError(err)
 		ev := api.StreamEvent{Type: api.EventError, Code: errdefs.Code(err), Message: err.Error()}
-		var ce *errdefs.CodedError
-		if errors.As(err, &ce) && ce.Details != nil {
+		if ce := (*errdefs.CodedError)(nil); errors.As(err, &ce) {
 			if code, ok := ce.Details["exitCode"].(int); ok {
 				ev.ExitCode = &code
 			}
@@ -81,13 +75,10 @@ func (reg *Registry) handleExecStream(w http.ResponseWriter, r *http.Request) {
 		_ = sse.Send(ev)
 		return
 	}
-	code := run.code
 	if note := timeoutNote(run); note != "" {
-		code = 124
-		_ = sse.Output(api.EventStderr, []byte(note))
-		sse.FlushOutput()
+		_ = sse.Output(api.EventStderr, []byte(note)) // ASCII: nothing held back
 	}
-	_ = sse.Send(api.StreamEvent{Type: api.EventComplete, ExitCode: &code, DurationMs: time.Since(began).Milliseconds()})
+	_ = sse.Send(api.StreamEvent{Type: api.EventComplete, ExitCode: &run.code, DurationMs: time.Since(began).Milliseconds()})
 }
 
 // execRequest checks an exec request and finds its session.
@@ -106,12 +97,8 @@ func (reg *Registry) execRequest(r *http.Request, req *agentapi.ExecRequest) (*S
 		}
 	}
 	s, err := reg.ForRequest(r, req.SessionID)
-	if err != nil {
-		return nil, command{}, err
-	}
-	c := command{text: req.Command, env: req.Env, cwd: req.Cwd, stdin: req.Stdin,
-		timeout: time.Duration(req.TimeoutMs) * time.Millisecond}
-	return s, c, nil
+	return s, command{text: req.Command, env: req.Env, cwd: req.Cwd, stdin: req.Stdin,
+		timeout: time.Duration(req.TimeoutMs) * time.Millisecond}, err
 }
 
 // timeoutNote is what a timed-out command gets appended to its stderr.
@@ -126,7 +113,8 @@ func timeoutNote(run runResult) string {
 	return note
 }
 
-// bufferSink keeps a command's output in memory, capped.
+// bufferSink keeps a command's output in memory, capped (the zero value
+// keeps nothing).
 type bufferSink struct {
 	stdout, stderr cappedBuffer
 }
@@ -135,9 +123,9 @@ func (b *bufferSink) start(int) {}
 
 func (b *bufferSink) write(stream string, p []byte) {
 	if stream == api.EventStdout {
-		_, _ = b.stdout.Write(p)
+		b.stdout.add(p)
 	} else {
-		_, _ = b.stderr.Write(p)
+		b.stderr.add(p)
 	}
 }
 
@@ -153,8 +141,8 @@ func (s *sseSink) start(pid int) {
 
 func (s *sseSink) write(stream string, p []byte) { _ = s.sse.Output(stream, p) }
 
-// cappedBuffer keeps the first max bytes written to it and remembers whether
-// it dropped any. Writes never fail, so the command is never blocked on a
+// cappedBuffer keeps the first max bytes added to it and remembers whether
+// it dropped any. Adding never fails, so the command is never blocked on a
 // full pipe.
 type cappedBuffer struct {
 	buf       []byte
@@ -162,18 +150,8 @@ type cappedBuffer struct {
 	truncated bool
 }
 
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	room := b.max - len(b.buf)
-	if room < len(p) {
-		b.truncated = true
-		if room > 0 {
-			b.buf = append(b.buf, p[:room]...)
-		}
-		return len(p), nil
-	}
-	b.buf = append(b.buf, p...)
-	return len(p), nil
+func (b *cappedBuffer) add(p []byte) {
+	n := min(len(p), max(b.max-len(b.buf), 0))
+	b.truncated = b.truncated || n < len(p)
+	b.buf = append(b.buf, p[:n]...)
 }
-
-// force appends s even past the cap (for the agent's own notes).
-func (b *cappedBuffer) force(s string) { b.buf = append(b.buf, s...) }

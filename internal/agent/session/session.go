@@ -8,12 +8,12 @@ package session
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +30,7 @@ type Session struct {
 	id        string
 	createdAt time.Time
 	timeout   time.Duration
+	initCwd   string
 
 	q  core.Queue
 	sh *shell // guarded by q
@@ -38,8 +39,7 @@ type Session struct {
 	env     map[string]string // guarded by mu
 	unset   map[string]bool   // variables unset by setEnvVars; guarded by mu
 	cwd     string            // the shell's last known directory; guarded by mu
-	initCwd string
-	deleted bool // guarded by mu
+	deleted bool              // guarded by mu
 	// grp holds the groups of the shell and its commands, made when the
 	// shell first starts; guarded by mu.
 	grp *core.Group
@@ -70,13 +70,8 @@ type Config struct {
 
 // Registry is the agent's sessions.
 type Registry struct {
-	reaper      *core.Reaper
-	workdir     string
-	runDir      string
-	maxSessions int
-	onDelete    func(string)
-	log         *slog.Logger
-	state       *sessionState
+	cfg    Config
+	saveMu sync.Mutex // serializes writers of the state file (session_state.go)
 
 	mu sync.Mutex
 	m  map[string]*Session // guarded by mu
@@ -84,11 +79,10 @@ type Registry struct {
 
 // New returns a registry of cfg, with the sessions saved in cfg.StateDir.
 func New(cfg Config) *Registry {
-	reg := &Registry{reaper: cfg.Reaper, workdir: cfg.Workdir, runDir: cfg.RunDir, maxSessions: cfg.MaxSessions,
-		onDelete: cfg.Deleted, log: cfg.Log, state: &sessionState{dir: cfg.StateDir}, m: map[string]*Session{}}
-	if reg.log == nil {
-		reg.log = slog.Default()
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
 	}
+	reg := &Registry{cfg: cfg, m: map[string]*Session{}}
 	reg.loadSessions()
 	return reg
 }
@@ -124,76 +118,58 @@ func (reg *Registry) Get(id string) (*Session, error) {
 		return s, nil
 	}
 	if id == api.DefaultSessionID {
-		s := reg.newSession(id, nil, reg.workdir, 0)
+		s := newSession(id, nil, reg.cfg.Workdir, 0)
 		reg.m[id] = s
 		return s, nil
 	}
-	return nil, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q not found", id)}
+	return nil, notFound(id, "not found")
 }
 
-// deleted tells the registry's owner that session id is going.
-func (reg *Registry) deleted(id string) {
-	if reg.onDelete != nil {
-		reg.onDelete(id)
-	}
+// notFound is SESSION_NOT_FOUND for session id, which is how ("not
+// found", "was deleted").
+func notFound(id, how string) error {
+	return &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q %s", id, how)}
 }
 
-func (reg *Registry) newSession(id string, env map[string]string, cwd string, timeout time.Duration) *Session {
+func newSession(id string, env map[string]string, cwd string, timeout time.Duration) *Session {
 	if env == nil {
 		env = map[string]string{}
 	}
-	return &Session{id: id, createdAt: time.Now().UTC(), timeout: timeout,
-		env: env, cwd: cwd, initCwd: cwd}
+	return &Session{id: id, createdAt: time.Now().UTC(), timeout: timeout, env: env, cwd: cwd, initCwd: cwd}
 }
 
 // Info describes the session.
 func (s *Session) Info() api.Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	env := make(map[string]string, len(s.env))
-	for k, v := range s.env {
-		env[k] = v
-	}
-	return api.Session{ID: s.id, Cwd: s.cwd, Env: env, CommandTimeoutMs: s.timeout.Milliseconds(), CreatedAt: s.createdAt}
+	return api.Session{ID: s.id, Cwd: s.cwd, Env: maps.Clone(s.env), CommandTimeoutMs: s.timeout.Milliseconds(), CreatedAt: s.createdAt}
 }
 
-// run runs c in the session's shell, starting one if needed. The caller
-// must not hold s.q; run takes it, in arrival order.
+// runInSession runs c in the session's shell, starting one if needed. The
+// caller must not hold s.q; it is taken here, in arrival order.
 func (reg *Registry) runInSession(ctx context.Context, s *Session, c command, sink outputSink) (runResult, error) {
 	if err := s.q.Lock(ctx); err != nil {
 		return runResult{}, err
 	}
 	defer s.q.Unlock()
-	s.mu.Lock()
-	deleted, env, cwd := s.deleted, core.CopyEnv(s.env), s.initCwd
-	s.mu.Unlock()
-	base := s.BaseEnv()
-	if deleted {
-		return runResult{}, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q was deleted", s.id)}
-	}
 	if c.timeout == 0 {
 		c.timeout = s.timeout
 	}
 	if s.sh == nil {
-		if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
-			return runResult{}, fmt.Errorf("%w: the session's directory %q is not a directory", errdefs.ErrInvalidArgument, cwd)
-		}
-		grp, err := s.group(reg.reaper.Cgroups())
+		env, grp, err := s.shellSettings(reg.cfg.Reaper.Cgroups())
 		if err != nil {
 			return runResult{}, err
 		}
-		sh, err := reg.startShell(core.MergeEnv(base, env), cwd, grp)
-		if err != nil {
+		if s.sh, err = reg.startShell(env, s.initCwd, grp); err != nil {
 			return runResult{}, err
 		}
-		s.sh = sh
+	} else if s.isDeleted() {
+		return runResult{}, notFound(s.id, "was deleted")
 	}
 	res, err := s.sh.run(ctx, c, sink)
 	res.timeout = c.timeout
-	var exited *errShellExited
-	if errors.As(err, &exited) || res.reset {
-		s.sh.close()
-		s.sh = nil
+	if res.reset {
+		s.closeShell()
 	}
 	if err == nil && res.cwd != "" {
 		s.mu.Lock()
@@ -203,46 +179,51 @@ func (reg *Registry) runInSession(ctx context.Context, s *Session, c command, si
 	return res, err
 }
 
-// group returns the session's group, made on first use.
-func (s *Session) group(cg *core.Cgroups) (*core.Group, error) {
+// shellSettings returns the environment a new shell of the session gets
+// and the session's group, made on first use. A deleted session, or one
+// whose directory is gone, gets an error.
+func (s *Session) shellSettings(cg *core.Cgroups) ([]string, *core.Group, error) {
+	base := s.BaseEnv()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.deleted {
+		return nil, nil, notFound(s.id, "was deleted")
+	}
+	if fi, err := os.Stat(s.initCwd); err != nil || !fi.IsDir() {
+		return nil, nil, fmt.Errorf("%w: the session's directory %q is not a directory", errdefs.ErrInvalidArgument, s.initCwd)
+	}
 	if s.grp == nil {
 		g, err := cg.New("session", nil)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		s.grp = g
 	}
-	return s.grp, nil
+	return core.MergeEnv(base, s.env), s.grp, nil
+}
+
+func (s *Session) isDeleted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deleted
+}
+
+// closeShell ends the session's shell, if it has one. The caller holds s.q.
+func (s *Session) closeShell() {
+	if s.sh != nil {
+		s.sh.close()
+		s.sh = nil
+	}
 }
 
 // BaseEnv is the agent's environment less what the session unset.
 func (s *Session) BaseEnv() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := os.Environ()
-	if len(s.unset) == 0 {
-		return out
-	}
-	kept := out[:0]
-	for _, kv := range out {
-		if k, _, _ := strings.Cut(kv, "="); !s.unset[k] {
-			kept = append(kept, kv)
-		}
-	}
-	return kept
-}
-
-// sessionError turns a shell that exited into the API's 410.
-func sessionError(err error) error {
-	var exited *errShellExited
-	if errors.As(err, &exited) {
-		return &errdefs.CodedError{Code: api.CodeSessionTerminated, Kind: errdefs.ErrNotFound,
-			Message: fmt.Sprintf("the session's shell exited with code %d; the next call gets a fresh shell", exited.code),
-			Details: map[string]any{"exitCode": exited.code}}
-	}
-	return err
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return s.unset[k]
+	})
 }
 
 func (reg *Registry) handleCreateSession(r *http.Request, req *api.CreateSessionRequest) (api.Session, error) {
@@ -253,7 +234,7 @@ func (reg *Registry) handleCreateSession(r *http.Request, req *api.CreateSession
 		return api.Session{}, fmt.Errorf("%w: session id %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, req.ID)
 	}
 	if req.Cwd == "" {
-		req.Cwd = reg.workdir
+		req.Cwd = reg.cfg.Workdir
 	}
 	if fi, err := os.Stat(req.Cwd); err != nil || !fi.IsDir() {
 		return api.Session{}, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd)
@@ -261,33 +242,43 @@ func (reg *Registry) handleCreateSession(r *http.Request, req *api.CreateSession
 	if req.CommandTimeoutMs < 0 {
 		return api.Session{}, fmt.Errorf("%w: commandTimeoutMs must not be negative", errdefs.ErrInvalidArgument)
 	}
-	reg.mu.Lock()
-	if _, ok := reg.m[req.ID]; ok || req.ID == api.DefaultSessionID {
-		reg.mu.Unlock()
-		return api.Session{}, &errdefs.CodedError{Code: api.CodeSessionExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("session %q already exists", req.ID)}
-	}
-	if err := reg.sessionRoomLocked(); err != nil {
-		reg.mu.Unlock()
+	s := newSession(req.ID, req.Env, req.Cwd, time.Duration(req.CommandTimeoutMs)*time.Millisecond)
+	if err := reg.add(s); err != nil {
 		return api.Session{}, err
 	}
-	s := reg.newSession(req.ID, req.Env, req.Cwd, time.Duration(req.CommandTimeoutMs)*time.Millisecond)
-	reg.m[req.ID] = s
-	reg.mu.Unlock()
 	reg.sessionsChanged()
 	return s.Info(), nil
 }
 
-func (reg *Registry) handleListSessions(r *http.Request, _ *core.NoBody) (api.SessionList, error) {
-	if _, err := reg.Get(""); err != nil { // the default one always exists
-		return api.SessionList{}, err
+// add adds a new session: SESSION_ALREADY_EXISTS if its ID is taken, an
+// error wrapping errdefs.ErrResourceExhausted if there is no room for one
+// more.
+func (reg *Registry) add(s *Session) error {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	n := len(reg.m)
+	if _, ok := reg.m[api.DefaultSessionID]; ok {
+		n--
 	}
+	switch max := reg.cfg.MaxSessions; {
+	case reg.m[s.id] != nil || s.id == api.DefaultSessionID:
+		return &errdefs.CodedError{Code: api.CodeSessionExists, Kind: errdefs.ErrConflict, Message: fmt.Sprintf("session %q already exists", s.id)}
+	case n >= max:
+		return fmt.Errorf("%w: this sandbox has at most %d sessions besides the default one (the daemon's --max-sessions); delete one first", errdefs.ErrResourceExhausted, max)
+	}
+	reg.m[s.id] = s
+	return nil
+}
+
+func (reg *Registry) handleListSessions(r *http.Request, _ *core.NoBody) (api.SessionList, error) {
+	_, _ = reg.Get("") // the default one always exists: made here if need be
 	reg.mu.Lock()
 	list := make([]api.Session, 0, len(reg.m))
 	for _, s := range reg.m {
 		list = append(list, s.Info())
 	}
 	reg.mu.Unlock()
-	sort.Slice(list, func(i, j int) bool { return list[i].CreatedAt.Before(list[j].CreatedAt) })
+	slices.SortFunc(list, func(a, b api.Session) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return api.SessionList{Sessions: list, Count: len(list)}, nil
 }
 
@@ -303,26 +294,23 @@ func (reg *Registry) handleDeleteSession(r *http.Request, _ *core.NoBody) (core.
 	delete(reg.m, id)
 	reg.mu.Unlock()
 	if s == nil {
-		return 0, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q not found", id)}
+		return 0, notFound(id, "not found")
 	}
 	s.mu.Lock()
 	s.deleted = true
+	grp := s.grp
 	s.mu.Unlock()
 	reg.sessionsChanged()
 	// Kill first: a command running in the shell ends, and its call
 	// returns, so the queue frees up.
-	s.mu.Lock()
-	grp := s.grp
-	s.mu.Unlock()
 	if grp != nil {
 		grp.Kill()
 	}
-	reg.deleted(id)
+	if reg.cfg.Deleted != nil {
+		reg.cfg.Deleted(id)
+	}
 	if err := s.q.Lock(r.Context()); err == nil {
-		if s.sh != nil {
-			s.sh.close()
-			s.sh = nil
-		}
+		s.closeShell()
 		s.q.Unlock()
 	}
 	return core.Status(http.StatusNoContent), nil
@@ -335,21 +323,16 @@ func (reg *Registry) handleSetEnv(r *http.Request, req *api.SetEnvRequest) (api.
 	if err != nil {
 		return api.Session{}, err
 	}
-	var script string
-	for k, v := range req.EnvVars {
+	for k := range req.EnvVars {
 		if !core.EnvName.MatchString(k) {
 			return api.Session{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
-		if v == nil {
-			script += "unset " + k + "\n"
-		} else {
-			script += "export " + shQuote(k+"="+*v) + "\n"
-		}
 	}
+	var script string
 	s.mu.Lock()
 	if s.deleted {
 		s.mu.Unlock()
-		return api.Session{}, &errdefs.CodedError{Code: api.CodeSessionNotFound, Kind: errdefs.ErrNotFound, Message: fmt.Sprintf("session %q was deleted", s.id)}
+		return api.Session{}, notFound(s.id, "was deleted")
 	}
 	if s.unset == nil {
 		s.unset = map[string]bool{}
@@ -358,9 +341,11 @@ func (reg *Registry) handleSetEnv(r *http.Request, req *api.SetEnvRequest) (api.
 		if v == nil {
 			delete(s.env, k)
 			s.unset[k] = true
+			script += "unset " + k + "\n"
 		} else {
 			s.env[k] = *v
 			delete(s.unset, k)
+			script += "export " + shQuote(k+"="+*v) + "\n"
 		}
 	}
 	s.mu.Unlock()
@@ -369,24 +354,13 @@ func (reg *Registry) handleSetEnv(r *http.Request, req *api.SetEnvRequest) (api.
 	if err := s.q.Lock(r.Context()); err != nil {
 		return api.Session{}, err
 	}
+	defer s.q.Unlock()
 	if s.sh != nil && script != "" {
-		var res runResult
-		res, err = s.sh.run(r.Context(), command{text: script}, discardSink{})
-		var exited *errShellExited
-		if errors.As(err, &exited) || res.reset {
-			s.sh.close()
-			s.sh = nil
-			err = nil // the next shell starts with the new settings
+		if res, err := s.sh.run(r.Context(), command{text: script}, &bufferSink{}); res.reset {
+			s.closeShell() // the next shell starts with the new settings
+		} else if err != nil {
+			return api.Session{}, err
 		}
-	}
-	s.q.Unlock()
-	if err != nil {
-		return api.Session{}, err
 	}
 	return s.Info(), nil
 }
-
-type discardSink struct{}
-
-func (discardSink) start(int)            {}
-func (discardSink) write(string, []byte) {}

@@ -3,14 +3,12 @@ package session
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -31,14 +29,11 @@ const DefaultStateDir = "/var/lib/sandbox-agent"
 
 const sessionStateFile = "sessions.json"
 
-// savedSession is one session's settings in the state file.
+// savedSession is one session's settings in the state file; its Cwd is
+// the session's first directory, not its shell's last.
 type savedSession struct {
-	ID               string            `json:"id"`
-	Env              map[string]string `json:"env,omitempty"`
-	Unset            []string          `json:"unset,omitempty"`
-	Cwd              string            `json:"cwd"`
-	CommandTimeoutMs int64             `json:"commandTimeoutMs,omitempty"`
-	CreatedAt        time.Time         `json:"createdAt"`
+	api.Session
+	Unset []string `json:"unset,omitempty"`
 }
 
 type sessionStateDoc struct {
@@ -46,21 +41,14 @@ type sessionStateDoc struct {
 	Sessions []savedSession `json:"sessions"`
 }
 
-// sessionState writes the state file; mu serializes writers, so the last
-// snapshot taken is the last written.
-type sessionState struct {
-	mu  sync.Mutex
-	dir string // "" keeps nothing
-}
-
 // loadSessions fills the registry from the state file, if any. A file that
 // cannot be read is logged and set aside, never fatal: the sandbox is more
 // use with fresh sessions than with none.
 func (reg *Registry) loadSessions() {
-	if reg.state == nil || reg.state.dir == "" {
+	if reg.cfg.StateDir == "" {
 		return
 	}
-	path := filepath.Join(reg.state.dir, sessionStateFile)
+	path := filepath.Join(reg.cfg.StateDir, sessionStateFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
@@ -70,7 +58,7 @@ func (reg *Registry) loadSessions() {
 		err = json.Unmarshal(b, &doc)
 	}
 	if err != nil {
-		reg.log.Warn("session state unreadable; starting without it", "path", path, "err", err)
+		reg.cfg.Log.Warn("session state unreadable; starting without it", "path", path, "err", err)
 		_ = os.Rename(path, path+".bad")
 		return
 	}
@@ -87,91 +75,78 @@ func (reg *Registry) loadSessions() {
 		// it: take only what a call could have set.
 		cwd := ss.Cwd
 		if fi, err := os.Stat(cwd); !filepath.IsAbs(cwd) || err != nil || !fi.IsDir() {
-			cwd = reg.workdir // removed meanwhile: better a shell than none
+			cwd = reg.cfg.Workdir // removed meanwhile: better a shell than none
 		}
 		for k, v := range ss.Env {
 			if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
 				delete(ss.Env, k)
 			}
 		}
-		ss.Unset = slices.DeleteFunc(ss.Unset, func(k string) bool { return !core.EnvName.MatchString(k) })
-		s := reg.newSession(ss.ID, ss.Env, cwd, time.Duration(max(ss.CommandTimeoutMs, 0))*time.Millisecond)
+		s := newSession(ss.ID, ss.Env, cwd, time.Duration(max(ss.CommandTimeoutMs, 0))*time.Millisecond)
 		if !ss.CreatedAt.IsZero() {
 			s.createdAt = ss.CreatedAt
 		}
-		if len(ss.Unset) > 0 {
-			s.unset = map[string]bool{}
-			for _, k := range ss.Unset {
+		for _, k := range ss.Unset {
+			if core.EnvName.MatchString(k) {
+				if s.unset == nil {
+					s.unset = map[string]bool{}
+				}
 				s.unset[k] = true
 			}
 		}
 		reg.m[ss.ID] = s
 	}
 	if len(doc.Sessions) > 0 {
-		reg.log.Info("sessions restored", "count", len(doc.Sessions))
+		reg.cfg.Log.Info("sessions restored", "count", len(doc.Sessions))
 	}
 }
 
-// saveSessions writes every session's settings to the state file and
-// syncs it. Call it after a change, before answering the call.
-func (reg *Registry) saveSessions() error {
-	if reg.state == nil || reg.state.dir == "" {
-		return nil
+// sessionsChanged writes every session's settings to the state file and
+// syncs it; call it after a change, before answering the call. A failure
+// is logged: a sandbox whose disk is full keeps working, its sessions just
+// would not survive a restart.
+func (reg *Registry) sessionsChanged() {
+	if reg.cfg.StateDir == "" {
+		return
 	}
-	reg.state.mu.Lock()
-	defer reg.state.mu.Unlock()
+	reg.saveMu.Lock() // the last snapshot taken is the last written
+	defer reg.saveMu.Unlock()
 	doc := sessionStateDoc{Version: 1}
 	reg.mu.Lock()
-	for _, s := range reg.m {
+	for _, s := range reg.m { // a deleted session has left reg.m
 		s.mu.Lock()
-		ss := savedSession{ID: s.id, Env: core.CopyEnv(s.env), Cwd: s.initCwd, CommandTimeoutMs: s.timeout.Milliseconds(), CreatedAt: s.createdAt}
-		for k := range s.unset {
-			ss.Unset = append(ss.Unset, k)
-		}
-		deleted := s.deleted
+		doc.Sessions = append(doc.Sessions, savedSession{Session: api.Session{ID: s.id, Env: maps.Clone(s.env), Cwd: s.initCwd,
+			CommandTimeoutMs: s.timeout.Milliseconds(), CreatedAt: s.createdAt}, Unset: slices.Sorted(maps.Keys(s.unset))})
 		s.mu.Unlock()
-		if !deleted {
-			sort.Strings(ss.Unset)
-			doc.Sessions = append(doc.Sessions, ss)
-		}
 	}
 	reg.mu.Unlock()
-	sort.Slice(doc.Sessions, func(i, j int) bool { return doc.Sessions[i].ID < doc.Sessions[j].ID })
+	slices.SortFunc(doc.Sessions, func(a, b savedSession) int { return strings.Compare(a.ID, b.ID) })
 	b, err := json.Marshal(doc)
+	if err == nil {
+		err = writeSynced(reg.cfg.StateDir, sessionStateFile, b)
+	}
+	if err != nil {
+		reg.cfg.Log.Warn("session settings not saved", "err", err)
+	}
+}
+
+// writeSynced replaces dir/name with b, atomically, and syncs it and dir.
+func writeSynced(dir, name string, b []byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+name+"-*")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(reg.state.dir, 0o700); err != nil {
-		return fmt.Errorf("save sessions: %w", err)
-	}
-	tmp, err := os.CreateTemp(reg.state.dir, ".sessions-*")
-	if err != nil {
-		return fmt.Errorf("save sessions: %w", err)
-	}
 	defer os.Remove(tmp.Name()) // after the rename, nothing to remove
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save sessions: %w", err)
+	_, err = tmp.Write(b)
+	if err = errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {
+		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save sessions: %w", err)
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return err
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save sessions: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(reg.state.dir, sessionStateFile)); err != nil {
-		return fmt.Errorf("save sessions: %w", err)
-	}
-	core.SyncDir(reg.state.dir)
+	core.SyncDir(dir)
 	return nil
-}
-
-// sessionsChanged saves the sessions' settings, logging a failure: a
-// sandbox whose disk is full keeps working, its sessions just would not
-// survive a restart.
-func (reg *Registry) sessionsChanged() {
-	if err := reg.saveSessions(); err != nil {
-		reg.log.Warn("session settings not saved", "err", err)
-	}
 }

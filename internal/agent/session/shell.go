@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +16,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
 // A session's shell reads its script from a pipe (bash -s): first a
@@ -67,42 +70,33 @@ const abortGrace = 2 * time.Second
 // while it waits for its next line; a command that has to be aborted is
 // killed with its group once the shell has moved out of it.
 type shell struct {
-	pid    int
 	proc   *os.Process
 	cg     *core.Cgroups
-	parent *core.Group      // the session's
-	cur    *core.Group      // the one the shell is in: the last command's; guarded by the session's queue
-	dead   chan struct{}    // closed when the shell has exited
-	ws     unix.WaitStatus  // how it exited; set before dead closes
-	ctrl   *os.File         // the write end of the shell's script (its fd 0)
-	status chan shellStatus // one per command; closed when the shell exits
-	dir    string           // the shell's runtime directory
-	seq    int              // commands run; guarded by the session's core.Queue
+	parent *core.Group     // the session's
+	cur    *core.Group     // the one the shell is in: the last command's; guarded by the session's queue
+	dead   chan struct{}   // closed when the shell has exited
+	ws     unix.WaitStatus // how it exited; set before dead closes
+	ctrl   *os.File        // the write end of the shell's script (its fd 0)
+	status chan runResult  // a command's code and cwd, one per command; closed when the shell exits
+	dir    string          // the shell's runtime directory
+	seq    int             // commands run; guarded by the session's core.Queue
 }
 
-type shellStatus struct {
-	code int
-	cwd  string
-}
-
-// errShellExited is returned by run when the shell exited (the command ran
-// exit, or the shell was killed).
-type errShellExited struct{ code int }
-
-func (e *errShellExited) Error() string {
-	return fmt.Sprintf("the session's shell exited with code %d", e.code)
+// shellExited is the error of a call whose command made the shell exit
+// (it ran exit, or the shell was killed): SESSION_TERMINATED, with the
+// shell's exit code.
+func shellExited(code int) error {
+	return &errdefs.CodedError{Code: api.CodeSessionTerminated, Kind: errdefs.ErrNotFound,
+		Message: fmt.Sprintf("the session's shell exited with code %d; the next call gets a fresh shell", code),
+		Details: map[string]any{"exitCode": code}}
 }
 
 // startShell starts a shell for a session with env in cwd, in a new group
 // below parent.
 func (reg *Registry) startShell(env []string, cwd string, parent *core.Group) (*shell, error) {
-	sh, prelude := "/bin/sh", shPrelude
+	name, args, prelude := "/bin/sh", []string{"/bin/sh", "-s"}, shPrelude
 	if bash, err := exec.LookPath("bash"); err == nil {
-		sh, prelude = bash, bashPrelude
-	}
-	dir, err := os.MkdirTemp(reg.runDir, "shell-")
-	if err != nil {
-		return nil, err
+		name, args, prelude = bash, []string{bash, "--noprofile", "--norc", "-s"}, bashPrelude
 	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
@@ -120,18 +114,13 @@ func (reg *Registry) startShell(env []string, cwd string, parent *core.Group) (*
 		return nil, err
 	}
 	defer statW.Close()
-	cg := reg.reaper.Cgroups()
-	grp, err := cg.New("cmd", parent)
-	if err != nil {
+	s := &shell{cg: reg.cfg.Reaper.Cgroups(), parent: parent, dead: make(chan struct{}), ctrl: ctrlW, status: make(chan runResult, 1)}
+	go s.readStatus(statR) // until the shell's end closes, or ours if it does not start
+	if s.cur, err = s.cg.New("cmd", parent); err != nil {
 		ctrlW.Close()
-		statR.Close()
 		return nil, err
 	}
-	args := []string{sh, "-s"}
-	if sh != "/bin/sh" {
-		args = []string{sh, "--noprofile", "--norc", "-s"}
-	}
-	proc, exited, err := reg.reaper.Start(grp, sh, args, &os.ProcAttr{
+	proc, exited, err := reg.cfg.Reaper.Start(s.cur, name, args, &os.ProcAttr{
 		Dir:   cwd,
 		Env:   env,
 		Files: []*os.File{ctrlR, devnull, devnull, devnull, statW},
@@ -139,18 +128,18 @@ func (reg *Registry) startShell(env []string, cwd string, parent *core.Group) (*
 	})
 	if err != nil {
 		ctrlW.Close()
-		statR.Close()
-		os.RemoveAll(dir)
-		grp.Remove()
+		s.cur.Remove()
 		return nil, core.StartError(err)
 	}
-	s := &shell{pid: proc.Pid, proc: proc, cg: cg, parent: parent, cur: grp, dead: make(chan struct{}), ctrl: ctrlW, status: make(chan shellStatus, 1), dir: dir}
-	go s.readStatus(statR)
+	s.proc = proc
 	go func() {
 		s.ws = <-exited
 		close(s.dead)
 	}()
-	if _, err := io.WriteString(ctrlW, prelude); err != nil {
+	if s.dir, err = os.MkdirTemp(reg.cfg.RunDir, "shell-"); err == nil {
+		_, err = io.WriteString(ctrlW, prelude)
+	}
+	if err != nil {
 		s.close()
 		return nil, fmt.Errorf("start shell: %w", err)
 	}
@@ -164,16 +153,13 @@ func (s *shell) readStatus(f *os.File) {
 	defer close(s.status)
 	r := bufio.NewReader(f)
 	for {
-		code, err := r.ReadString(0)
-		if err != nil {
-			return
-		}
-		cwd, err := r.ReadString(0)
-		if err != nil {
+		code, err1 := r.ReadString(0)
+		cwd, err2 := r.ReadString(0) // at once, after an error
+		if err1 != nil || err2 != nil {
 			return
 		}
 		n, _ := strconv.Atoi(strings.TrimSuffix(code, "\x00"))
-		s.status <- shellStatus{code: n, cwd: strings.TrimSuffix(cwd, "\x00")}
+		s.status <- runResult{code: n, cwd: strings.TrimSuffix(cwd, "\x00")}
 	}
 }
 
@@ -195,11 +181,11 @@ type outputSink interface {
 
 // runResult is how a command ended.
 type runResult struct {
-	code     int
+	code     int // 124 if timed out
 	cwd      string
 	timeout  time.Duration // the timeout that applied (the call's or the session's)
 	timedOut bool
-	reset    bool // the shell had to be killed to stop the command
+	reset    bool // the shell is gone or had to be killed: the session needs a new one
 }
 
 // run runs c in the shell and returns when it has finished and its output
@@ -209,7 +195,7 @@ type runResult struct {
 // processes are killed and the shell unwinds it; the shell and its state
 // survive, unless the command will not unwind within abortGrace, in which
 // case the shell is killed (result.reset). If the command makes the shell
-// exit, run returns *errShellExited.
+// exit, run returns result.reset and the error of shellExited.
 func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult, error) {
 	s.seq++
 	dir := filepath.Join(s.dir, strconv.Itoa(s.seq))
@@ -223,40 +209,28 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 	if err := s.newGroupIfUsed(); err != nil {
 		return runResult{}, err
 	}
-	outs := make([]*fifo, 0, 2)
-	for _, name := range []string{"out", "err"} {
-		f, err := openFifo(filepath.Join(dir, name))
-		if err != nil {
-			for _, f := range outs {
-				f.close()
-			}
-			return runResult{}, err
-		}
-		outs = append(outs, f)
+	stdout, err := openFifo(filepath.Join(dir, "out"))
+	if err != nil {
+		return runResult{}, err
+	}
+	stderr, err := openFifo(filepath.Join(dir, "err"))
+	if err != nil {
+		stdout.close()
+		return runResult{}, err
 	}
 	var readers sync.WaitGroup
-	for i, stream := range []string{"stdout", "stderr"} {
-		readers.Add(1)
-		go func(f *fifo, stream string) {
-			defer readers.Done()
-			f.copyTo(func(p []byte) { sink.write(stream, p) })
-		}(outs[i], stream)
-	}
-	finish := func() {
+	readers.Go(func() { stdout.copyTo(func(p []byte) { sink.write(api.EventStdout, p) }) })
+	readers.Go(func() { stderr.copyTo(func(p []byte) { sink.write(api.EventStderr, p) }) })
+	defer func() {
 		// Bytes already in the FIFOs are read in full; background
 		// children that keep them open are not waited for.
-		for _, f := range outs {
-			f.drain()
-		}
+		stdout.drain()
+		stderr.drain()
 		readers.Wait()
-	}
-	sink.start(s.pid)
+	}()
+	sink.start(s.proc.Pid)
 	if _, err := io.WriteString(s.ctrl, commandLine(dir)); err != nil {
-		for _, f := range outs {
-			f.drain()
-		}
-		readers.Wait()
-		return runResult{}, &errShellExited{code: s.waitExit()}
+		return runResult{reset: true}, shellExited(s.waitExit())
 	}
 
 	var timeout <-chan time.Time
@@ -265,46 +239,49 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 		defer t.Stop()
 		timeout = t.C
 	}
-	var res runResult
 	select {
-	case st, ok := <-s.status:
-		if !ok {
-			finish()
-			return res, &errShellExited{code: s.waitExit()}
+	case res, ok := <-s.status:
+		if ok {
+			return res, nil
 		}
-		res.code, res.cwd = st.code, st.cwd
 	case <-s.dead:
-		finish()
-		return res, &errShellExited{code: s.waitExit()}
 	case <-timeout:
-		res = s.abort()
-		res.timedOut = true
+		res := s.abort()
+		res.code, res.timedOut = 124, true
+		return res, nil
 	case <-ctx.Done():
-		res = s.abort()
-		finish()
-		return res, ctx.Err()
+		return s.abort(), ctx.Err()
 	}
-	finish()
-	return res, nil
+	return runResult{reset: true}, shellExited(s.waitExit())
 }
 
 // newGroupIfUsed moves the shell, idle between commands, into a new group
 // if the last command left processes in its own, which stay there.
 func (s *shell) newGroupIfUsed() error {
-	if s.cur.Only(s.pid) {
+	if !slices.ContainsFunc(s.cur.Pids(), func(pid int) bool { return pid != s.proc.Pid }) {
 		return nil
 	}
+	old, err := s.moveOut()
+	if err == nil {
+		old.Remove() // once its processes are gone
+	}
+	return err
+}
+
+// moveOut moves the shell into a new group below the session's and
+// returns the group it left.
+func (s *shell) moveOut() (*core.Group, error) {
 	g, err := s.cg.New("cmd", s.parent)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := g.Add(s.pid); err != nil {
+	if err := g.Add(s.proc.Pid); err != nil {
 		g.Remove()
-		return err
+		return nil, err
 	}
-	s.cur.Remove() // once its processes are gone
+	old := s.cur
 	s.cur = g
-	return nil
+	return old, nil
 }
 
 // abort stops the running command: the shell is told to unwind it
@@ -315,30 +292,26 @@ func (s *shell) newGroupIfUsed() error {
 func (s *shell) abort() runResult {
 	deadline := time.Now().Add(abortGrace)
 	_ = s.proc.Signal(unix.SIGUSR1)
-	cmd := s.cur
-	if g, err := s.cg.New("cmd", s.parent); err == nil && s.cg.Enabled() && g.Add(s.pid) == nil {
-		s.cur = g
-		cmd.Kill()
-	} else {
+	cmd, err := s.moveOut()
+	if err != nil || !s.cg.Enabled() {
 		// Without cgroups (or a group to move to) the command cannot be
 		// told from its shell: both go.
 		s.kill()
 		return runResult{reset: true}
 	}
+	cmd.Kill()
 	for time.Now().Before(deadline) {
 		select {
-		case st, ok := <-s.status:
-			if ok {
-				return runResult{code: st.code, cwd: st.cwd}
-			}
-			return runResult{reset: true}
+		case res, ok := <-s.status:
+			res.reset = !ok
+			return res
 		case <-s.dead:
 			return runResult{reset: true}
 		case <-time.After(100 * time.Millisecond):
 		}
 		_ = s.proc.Signal(unix.SIGUSR1)
 		for _, pid := range s.cur.Pids() {
-			if pid != s.pid {
+			if pid != s.proc.Pid {
 				_ = unix.Kill(pid, unix.SIGKILL)
 			}
 		}

@@ -9,6 +9,7 @@
 package terminal
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,15 +30,12 @@ import (
 )
 
 // Flow control. Output goes at the pace of the slowest viewer, as a
-// terminal over ssh would: the PTY's output is kept in a window of
-// outputWindow bytes (see outLog), and while a viewer is a whole window
-// behind the PTY is not read (so the shell's writes block). A viewer that
-// makes no progress for viewerStall meanwhile is dropped (its connection
-// is closed; it may reconnect and get the replay), so one gone quiet stops
-// nobody for long. Input goes at the pace of the shell: keys wait while
-// the PTY's input is full, and a connection's keys that wait viewerStall
-// are dropped (the client gets an error message), so the connection is
-// read again and its end noticed even when the shell never reads.
+// terminal over ssh would, in a window of outputWindow bytes; a viewer
+// that holds it up for viewerStall is dropped (it may reconnect and get the
+// replay). See outLog. Input goes at the pace of the shell: a connection's
+// keys that wait viewerStall for the PTY are dropped (the client gets an
+// error message), so the connection is read again and its end noticed even
+// when the shell never reads.
 const (
 	outputWindow = 1 << 20
 	viewerStall  = 10 * time.Second
@@ -99,6 +97,7 @@ type terminal struct {
 	shell string
 	pid   int
 	pty   *os.File    // the master side; closed once the shell exited and output was read
+	tty   *os.File    // the shell's side, kept to resize the PTY; closed once the shell exited; guarded by mu
 	grp   *core.Group // the shell and all it starts
 	stall time.Duration
 	// out is the PTY's output: readOutput appends, each connection's
@@ -120,27 +119,12 @@ type terminal struct {
 	cols    int         // guarded by mu
 	rows    int         // guarded by mu
 	viewers int         // connections; guarded by mu
-	idle    *time.Timer // runs while there is no viewer; guarded by mu
+	idle    *time.Timer // kills the shell when it fires; runs while there is no viewer; guarded by mu
 	ended   bool        // the shell exited; guarded by mu
 }
 
 func (ts *Service) handleTerminal(w http.ResponseWriter, r *http.Request) {
-	if !core.IsWebSocketUpgrade(r.Header) {
-		core.WriteError(w, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
-			Message: "the terminal is a WebSocket: send an Upgrade: websocket request"})
-		return
-	}
-	p, err := parseTerminalQuery(r.URL.Query())
-	if err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	s, err := ts.sessions.ForRequest(r, p.sessionID)
-	if err != nil {
-		core.WriteError(w, err)
-		return
-	}
-	t, reconnected, err := ts.getOrStart(s, p)
+	t, p, reconnected, err := ts.getOrStart(r)
 	if err != nil {
 		core.WriteError(w, err)
 		return
@@ -151,36 +135,41 @@ func (ts *Service) handleTerminal(w http.ResponseWriter, r *http.Request) {
 		InsecureSkipVerify: true,
 	})
 	if err != nil {
-		t.maybeIdle(ts) // a new terminal nobody joined times out
-		return
+		return // without viewers, t's idle countdown runs
 	}
 	conn.SetReadLimit(1 << 20)
 	t.serve(r.Context(), ts, conn, p, reconnected)
 }
 
-// getOrStart returns the running terminal p names, or starts it.
-func (ts *Service) getOrStart(s *session.Session, p terminalParams) (*terminal, bool, error) {
+// getOrStart checks a terminal request and returns the running terminal
+// it names (and true), or starts it.
+func (ts *Service) getOrStart(r *http.Request) (*terminal, terminalParams, bool, error) {
+	if !core.IsWebSocketUpgrade(r.Header) {
+		return nil, terminalParams{}, false, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
+			Message: "the terminal is a WebSocket: send an Upgrade: websocket request"}
+	}
+	p, err := parseTerminalQuery(r.URL.Query())
+	if err != nil {
+		return nil, p, false, err
+	}
+	s, err := ts.sessions.ForRequest(r, p.sessionID)
+	if err != nil {
+		return nil, p, false, err
+	}
 	key := termKey{session: s.ID(), id: p.terminalID}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if ts.m == nil {
-		ts.m = map[termKey]*terminal{}
-	}
 	if t := ts.m[key]; t != nil {
-		return t, true, nil
+		return t, p, true, nil
 	}
 	if len(ts.m) >= api.MaxTerminals {
-		return nil, false, fmt.Errorf("%w: %d terminals run at most in a sandbox; close one (exit its shell)", errdefs.ErrResourceExhausted, api.MaxTerminals)
+		return nil, p, false, fmt.Errorf("%w: %d terminals run at most in a sandbox; close one (exit its shell)", errdefs.ErrResourceExhausted, api.MaxTerminals)
 	}
 	t, err := ts.startTerminal(s, p, key)
-	if err != nil {
-		return nil, false, err
+	if err == nil {
+		ts.m[key] = t
 	}
-	ts.m[key] = t
-	t.mu.Lock()
-	t.startIdleLocked(ts)
-	t.mu.Unlock()
-	return t, false, nil
+	return t, p, false, err
 }
 
 // startTerminal starts the shell of a new terminal on a new PTY, in the
@@ -200,17 +189,8 @@ func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termK
 	if fi, err := os.Stat(info.Cwd); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: the session's directory %q is not a directory", errdefs.ErrInvalidArgument, info.Cwd)
 	}
-	cols, rows := p.cols, p.rows
-	if cols == 0 {
-		cols = 80
-	}
-	if rows == 0 {
-		rows = 24
-	}
-	env := core.MergeEnv(s.BaseEnv(), info.Env)
-	if _, ok := info.Env["TERM"]; !ok {
-		env = core.MergeEnv(env, map[string]string{"TERM": "xterm-256color"})
-	}
+	cols, rows := cmp.Or(p.cols, 80), cmp.Or(p.rows, 24)
+	env := core.MergeEnv(core.MergeEnv(s.BaseEnv(), map[string]string{"TERM": "xterm-256color"}), info.Env)
 	grp, err := ts.reaper.Cgroups().New("term", nil)
 	if err != nil {
 		return nil, err
@@ -220,11 +200,14 @@ func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termK
 		grp.Remove()
 		return nil, err
 	}
-	defer tty.Close() // the shell has its own copies
-	if err := pty.Setsize(tty, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err != nil {
+	fail := func(err error) (*terminal, error) {
 		master.Close()
+		tty.Close()
 		grp.Remove()
-		return nil, fmt.Errorf("set the pty's size: %w", err)
+		return nil, err
+	}
+	if err := pty.Setsize(tty, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err != nil {
+		return fail(fmt.Errorf("set the pty's size: %w", err))
 	}
 	proc, exited, err := ts.reaper.Start(grp, shell, []string{shell}, &os.ProcAttr{
 		Dir: info.Cwd, Env: env, Files: []*os.File{tty, tty, tty},
@@ -233,13 +216,19 @@ func (ts *Service) startTerminal(s *session.Session, p terminalParams, key termK
 		Sys: &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0},
 	})
 	if err != nil {
-		master.Close()
-		grp.Remove()
-		return nil, core.StartError(err)
+		return fail(core.StartError(err))
 	}
-	t := &terminal{key: key, shell: shell, pid: proc.Pid, pty: master, grp: grp, stall: ts.stall,
+	t := &terminal{key: key, shell: shell, pid: proc.Pid, pty: master, tty: tty, grp: grp, stall: ts.stall,
 		out: newOutLog(outputWindow, ts.stall), cols: cols, rows: rows,
 		input: make(chan []byte), closed: make(chan struct{})}
+	t.idle = time.AfterFunc(ts.detachedTimeout, func() {
+		t.mu.Lock()
+		abandoned := !t.ended && t.viewers == 0
+		t.mu.Unlock()
+		if abandoned {
+			t.grp.Kill() // the shell and what it started; its exit is then handled as any other
+		}
+	})
 	readDone := make(chan struct{})
 	go t.readOutput(readDone)
 	go t.writeInput()
@@ -272,6 +261,9 @@ const exitDrain = 200 * time.Millisecond
 // terminal.
 func (t *terminal) supervise(ts *Service, exited <-chan unix.WaitStatus, readDone <-chan struct{}) {
 	ws := <-exited
+	t.mu.Lock()
+	t.tty.Close() // the PTY's output ends once what the shell left running is gone too
+	t.mu.Unlock()
 	select {
 	case <-readDone:
 	case <-time.After(ts.exitDrain):
@@ -281,13 +273,11 @@ func (t *terminal) supervise(ts *Service, exited <-chan unix.WaitStatus, readDon
 	t.pty.Close() // also ends a write of writeInput's
 	close(t.closed)
 	t.grp.Remove() // once what the shell left running is gone
-	msg := api.TerminalMessage{Type: api.TerminalExit}
-	code := ws.ExitStatus()
+	code := core.ExitCode(ws)
+	msg := api.TerminalMessage{Type: api.TerminalExit, ExitCode: &code}
 	if ws.Signaled() {
-		code = 128 + int(ws.Signal())
 		msg.Signal = unix.SignalName(ws.Signal())
 	}
-	msg.ExitCode = &code
 
 	ts.mu.Lock()
 	if ts.m[t.key] == t {
@@ -297,39 +287,9 @@ func (t *terminal) supervise(ts *Service, exited <-chan unix.WaitStatus, readDon
 	t.exitMsg, _ = json.Marshal(msg)
 	t.mu.Lock()
 	t.ended = true
-	if t.idle != nil {
-		t.idle.Stop()
-	}
+	t.idle.Stop()
 	t.mu.Unlock()
 	t.out.close() // the writers send what is left, then the exit message
-}
-
-// startIdleLocked starts the countdown of a terminal without viewers. The
-// caller holds t.mu.
-func (t *terminal) startIdleLocked(ts *Service) {
-	if t.ended || t.viewers > 0 {
-		return
-	}
-	if t.idle != nil {
-		t.idle.Stop()
-	}
-	t.idle = time.AfterFunc(ts.detachedTimeout, func() {
-		t.mu.Lock()
-		abandoned := !t.ended && t.viewers == 0
-		t.mu.Unlock()
-		if abandoned {
-			// The shell and what it started; the exit is then handled
-			// as any other.
-			t.grp.Kill()
-		}
-	})
-}
-
-// maybeIdle starts the countdown if the terminal has no viewer.
-func (t *terminal) maybeIdle(ts *Service) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.startIdleLocked(ts)
 }
 
 // serve runs one connection: the ready message, the replay, then live
@@ -349,27 +309,25 @@ func (t *terminal) serve(ctx context.Context, ts *Service, conn *websocket.Conn,
 	ready := api.TerminalMessage{Type: api.TerminalReady, TerminalID: t.key.id, SessionID: t.key.session,
 		Shell: t.shell, Pid: t.pid, Cols: t.cols, Rows: t.rows, Reconnected: reconnected, ReplayBytes: replay}
 	t.viewers++
-	if t.idle != nil {
-		t.idle.Stop()
-	}
+	t.idle.Stop()
 	t.mu.Unlock()
 	defer func() {
 		t.mu.Lock()
-		t.viewers--
-		t.startIdleLocked(ts)
+		if t.viewers--; t.viewers == 0 && !t.ended {
+			t.idle.Reset(ts.detachedTimeout)
+		}
 		t.mu.Unlock()
 	}()
 
 	readyMsg, _ := json.Marshal(ready)
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
+	var writer sync.WaitGroup
+	writer.Go(func() {
 		defer cancel() // a writer that stopped ends the reader too
 		t.writeOutput(ctx, conn, c, readyMsg)
-	}()
+	})
 	t.readInput(ctx, conn)
 	cancel()
-	<-writerDone
+	writer.Wait()
 }
 
 // msgConn is what a viewer's writer needs of its connection (a
@@ -428,27 +386,24 @@ func (t *terminal) readInput(ctx context.Context, conn *websocket.Conn) {
 			return
 		}
 		if typ == websocket.MessageBinary {
-			if !t.sendInput(ctx, data) {
-				if ctx.Err() != nil {
-					return
-				}
-				msg := fmt.Sprintf("%d bytes of input dropped: the shell read no input for %s", len(data), t.stall)
-				b, _ := json.Marshal(api.TerminalMessage{Type: api.TerminalError, Message: msg})
-				if conn.Write(ctx, websocket.MessageText, b) != nil {
-					return
-				}
+			if !t.sendInput(ctx, data) && ctx.Err() == nil {
+				err = fmt.Errorf("%d bytes of input dropped: the shell read no input for %s", len(data), t.stall)
 			}
-			continue
+		} else {
+			var m api.TerminalMessage
+			if m, err = parseClientMessage(data); err == nil {
+				t.resize(m.Cols, m.Rows)
+			}
 		}
-		m, err := parseClientMessage(data)
+		if ctx.Err() != nil {
+			return
+		}
 		if err != nil {
 			b, _ := json.Marshal(api.TerminalMessage{Type: api.TerminalError, Message: err.Error()})
 			if conn.Write(ctx, websocket.MessageText, b) != nil {
 				return
 			}
-			continue
 		}
-		t.resize(m.Cols, m.Rows)
 	}
 }
 
@@ -461,18 +416,9 @@ func (t *terminal) sendInput(ctx context.Context, data []byte) bool {
 		return true
 	case <-t.closed:
 		return true
-	default:
-	}
-	timer := time.NewTimer(t.stall)
-	defer timer.Stop()
-	select {
-	case t.input <- data:
-		return true
-	case <-t.closed:
-		return true
 	case <-ctx.Done():
 		return false
-	case <-timer.C:
+	case <-time.After(t.stall):
 		return false
 	}
 }
@@ -498,7 +444,7 @@ func (t *terminal) resize(cols, rows int) {
 	if t.ended {
 		return
 	}
-	if err := setWinsize(t.pty, cols, rows); err == nil {
+	if err := pty.Setsize(t.tty, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err == nil {
 		t.cols, t.rows = cols, rows
 	}
 }
@@ -524,21 +470,4 @@ func openPTY() (master, tty *os.File, err error) {
 		return nil, nil, fmt.Errorf("open a pty: %w", err)
 	}
 	return os.NewFile(uintptr(fd), "/dev/ptmx"), tty, nil
-}
-
-// setWinsize sets a PTY's size through its raw descriptor (not Fd, which
-// would make the file blocking again).
-func setWinsize(f *os.File, cols, rows int) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ierr error
-	err = rc.Control(func(fd uintptr) {
-		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: uint16(cols), Row: uint16(rows)})
-	})
-	if err != nil {
-		return err
-	}
-	return ierr
 }

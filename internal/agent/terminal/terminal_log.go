@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"time"
 )
@@ -78,26 +79,18 @@ func (l *outLog) append(p []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	bulk := len(p) >= bulkOutput
-	var stall *time.Timer // runs while append waits on the same cursors
-	defer func() {
-		if stall != nil {
-			stall.Stop()
-		}
-	}()
+	var stall <-chan time.Time // runs while append waits on the same cursors
 	for len(p) > 0 {
 		if room := l.roomLocked(); room > 0 {
 			n := min(room, len(p))
 			l.writeLocked(p[:n])
 			p = p[n:]
-			if stall != nil {
-				stall.Stop()
-				stall = nil
-			}
+			stall = nil
 			continue
 		}
 		l.publishLocked() // what the cursors need to move on
 		if stall == nil {
-			stall = time.NewTimer(l.stall)
+			stall = time.After(l.stall)
 		}
 		moved := make(chan struct{})
 		l.moved = moved
@@ -105,7 +98,7 @@ func (l *outLog) append(p []byte) {
 		select {
 		case <-moved:
 			l.mu.Lock()
-		case <-stall.C:
+		case <-stall:
 			stall = nil
 			l.mu.Lock()
 			l.dropBlockersLocked()
@@ -118,7 +111,11 @@ func (l *outLog) append(p []byte) {
 	case !l.gathering:
 		l.gathering = true
 		if l.gather == nil {
-			l.gather = time.AfterFunc(gatherWait, l.publish)
+			l.gather = time.AfterFunc(gatherWait, func() {
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				l.publishLocked()
+			})
 		} else {
 			l.gather.Reset(gatherWait)
 		}
@@ -156,13 +153,7 @@ func (l *outLog) writeLocked(p []byte) {
 	l.start = max(l.start, l.end-int64(len(l.buf)))
 }
 
-// publish lets the writers send all the output appended so far.
-func (l *outLog) publish() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.publishLocked()
-}
-
+// publishLocked lets the writers send all the output appended so far.
 func (l *outLog) publishLocked() {
 	if l.gathering {
 		l.gather.Stop()
@@ -248,10 +239,7 @@ func (l *outLog) next(ctx context.Context, c *cursor, buf []byte, limit int) ([]
 		}
 		if c.off < l.published {
 			n := int(min(l.published-c.off, int64(limit)))
-			if cap(buf) < n {
-				buf = make([]byte, n)
-			}
-			buf = buf[:n]
+			buf = slices.Grow(buf[:0], n)[:n]
 			k := copy(buf, l.buf[c.off%int64(len(l.buf)):])
 			copy(buf[k:], l.buf)
 			l.mu.Unlock()

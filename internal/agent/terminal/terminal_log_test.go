@@ -290,6 +290,7 @@ func TestWriteOutputCoalesces(t *testing.T) {
 			term.out.append(pattern(i<<12, 4<<10))
 		}
 		time.Sleep(gatherWait)
+		synctest.Wait() // the gather timer has published the rest
 		close(gate)
 		synctest.Wait()
 		endTerminal(term)

@@ -1,6 +1,7 @@
 package terminal
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -22,10 +23,7 @@ type terminalParams struct {
 
 // parseTerminalQuery reads and checks the terminal's query parameters.
 func parseTerminalQuery(q url.Values) (terminalParams, error) {
-	p := terminalParams{sessionID: q.Get("sessionId"), terminalID: q.Get("terminalId"), shell: q.Get("shell")}
-	if p.terminalID == "" {
-		p.terminalID = api.DefaultTerminalID
-	}
+	p := terminalParams{sessionID: q.Get("sessionId"), terminalID: cmp.Or(q.Get("terminalId"), api.DefaultTerminalID), shell: q.Get("shell")}
 	if !core.IDPattern.MatchString(p.terminalID) {
 		return p, fmt.Errorf("%w: terminalId %q: 1-64 characters of [A-Za-z0-9._-]", errdefs.ErrInvalidArgument, p.terminalID)
 	}

@@ -14,22 +14,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Each sandbox gets a delegated cgroup v2 subtree: its container's cgroup
-// in the host's cgroup2 hierarchy is made by the daemon before runc runs,
-// and the directory and the files the kernel lists as delegatable
-// (/sys/kernel/cgroup/delegate: cgroup.procs, cgroup.threads,
-// cgroup.subtree_control...) are chowned to the sandbox's root. Inside,
-// that cgroup is the root of the sandbox's cgroup namespace and is mounted
-// read-write at /sys/fs/cgroup, so root in the sandbox can make child
-// cgroups, move its processes among them and kill a child's processes
-// through its cgroup.kill. The limits (memory.max, pids.max...,
-// cgroup.max.descendants, cgroup.max.depth) stay owned by host root: the
-// sandbox can neither raise them nor touch anything outside its subtree.
-//
-// On a pure cgroup v2 host the hierarchy is /sys/fs/cgroup; on a hybrid one
-// (v1 controllers, cgroup2 with none at /sys/fs/cgroup/unified) the v2
-// subtree carries no controllers, and the limits are the v1 hierarchies'.
-// With no cgroup2 at all, sandboxes get no /sys/fs/cgroup.
+// Each sandbox gets a delegated cgroup v2 subtree (see the runtime package
+// and docs/ARCHITECTURE.md, Isolation): the daemon makes its container's
+// cgroup2 directory before runc runs, and chowns it and the files the kernel
+// lists as delegatable to the sandbox's root; the limits stay host root's.
+// On a hybrid host (cgroup2 at /sys/fs/cgroup/unified, the controllers on
+// v1) the subtree carries no controllers; with no cgroup2 at all, sandboxes
+// get no /sys/fs/cgroup.
 
 // Limits of a sandbox's cgroup subtree, set on its root cgroup.
 const (
@@ -79,11 +70,8 @@ func delegateCgroup(dir string, uid int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("cgroup %s: %w", dir, err)
 	}
-	for _, f := range []struct {
-		name string
-		n    int
-	}{{"cgroup.max.descendants", cgroupMaxDescendants}, {"cgroup.max.depth", cgroupMaxDepth}} {
-		if err := os.WriteFile(filepath.Join(dir, f.name), []byte(fmt.Sprint(f.n)), 0); err != nil {
+	for name, n := range map[string]int{"cgroup.max.descendants": cgroupMaxDescendants, "cgroup.max.depth": cgroupMaxDepth} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprint(n)), 0); err != nil {
 			return fmt.Errorf("cgroup %s: %w", dir, err)
 		}
 	}
@@ -122,22 +110,10 @@ func removeCgroup(ctx context.Context, dir string) error {
 
 // removeTree removes the cgroup dir and its descendants, deepest first.
 func removeTree(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("remove cgroup %s: %w", dir, err)
-	}
-	for _, e := range ents {
-		if e.IsDir() {
-			if err := removeTree(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
+	for _, d := range cgroupTree(dir) {
+		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove cgroup %s: %w", d, err)
 		}
-	}
-	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("remove cgroup %s: %w", dir, err)
 	}
 	return nil
 }
@@ -180,11 +156,11 @@ func waitUnpopulated(ctx context.Context, dir string) error {
 // cgroupTree lists the cgroup dir and its descendants, deepest first; nil
 // if dir does not exist.
 func cgroupTree(dir string) []string {
-	var out []string
 	ents, err := os.ReadDir(dir)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	var out []string
 	for _, e := range ents {
 		if e.IsDir() {
 			out = append(out, cgroupTree(filepath.Join(dir, e.Name()))...)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	goruntime "runtime"
 
 	"golang.org/x/sys/unix"
 
@@ -16,12 +14,10 @@ import (
 
 var _ runtime.HostnameSetter = (*Runtime)(nil)
 
-// hostnamePattern is a hostname Start and SetHostname accept: one DNS
-// label, or the dotted name of a pooled container.
-var hostnamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
-
+// checkHostname accepts what a container's name may be (idPattern): one
+// DNS label, or the dotted name of a pooled container.
 func checkHostname(h string) error {
-	if !hostnamePattern.MatchString(h) {
+	if !idPattern.MatchString(h) {
 		return fmt.Errorf("%w: hostname %q", errdefs.ErrInvalidArgument, h)
 	}
 	return nil
@@ -37,13 +33,11 @@ func hostFiles(hostname string) map[string]string {
 }
 
 // SetHostname implements runtime.HostnameSetter. The container has no
-// CAP_SYS_ADMIN, so its hostname is set from the host: a goroutine locked
-// to a fresh OS thread joins the container's UTS namespace (setns through
-// a pidfd of its init, so a reused pid cannot redirect it) and calls
-// sethostname; the thread never leaves that namespace and is discarded
-// when the goroutine returns locked. The files are rewritten in place
-// through the sandbox's root filesystem, resolved inside it and without
-// following symlinks.
+// CAP_SYS_ADMIN, so its hostname is set from the host: a thread of its own
+// (onNewThread) joins the container's UTS namespace (setns through a pidfd
+// of its init, so a reused pid cannot redirect it) and calls sethostname.
+// The files are rewritten in place through the sandbox's root filesystem,
+// resolved inside it and without following symlinks.
 func (r *Runtime) SetHostname(ctx context.Context, id, hostname string) error {
 	if err := checkID(id); err != nil {
 		return err
@@ -51,34 +45,21 @@ func (r *Runtime) SetHostname(ctx context.Context, id, hostname string) error {
 	if err := checkHostname(hostname); err != nil {
 		return err
 	}
-	pid, err := readPid(filepath.Join(r.sandboxDir(id), "init.pid"))
-	if err != nil {
-		return fmt.Errorf("%w: set hostname of %s: not running: %v", errdefs.ErrNotFound, id, err)
-	}
-	pidfd, err := unix.PidfdOpen(pid, 0)
+	pidfd, err := r.initPidfd(id)
 	if err != nil {
 		return fmt.Errorf("%w: set hostname of %s: not running: %v", errdefs.ErrNotFound, id, err)
 	}
 	defer unix.Close(pidfd)
-	if exitedNow(pidfd) || !inCgroup(pid, r.cgroup(id)) {
-		return fmt.Errorf("%w: set hostname of %s: not running", errdefs.ErrNotFound, id)
-	}
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		// No UnlockOSThread: the thread is in the container's UTS
-		// namespace now, and must end with this goroutine.
+	err = onNewThread(func() error {
 		if err := unix.Setns(pidfd, unix.CLONE_NEWUTS); err != nil {
-			errc <- fmt.Errorf("setns uts: %w", err)
-			return
+			return fmt.Errorf("setns uts: %w", err)
 		}
 		if err := unix.Sethostname([]byte(hostname)); err != nil {
-			errc <- fmt.Errorf("sethostname: %w", err)
-			return
+			return fmt.Errorf("sethostname: %w", err)
 		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("set hostname of %s: %w", id, err)
 	}
 	root, err := os.Open(filepath.Join(r.sandboxDir(id), "rootfs"))

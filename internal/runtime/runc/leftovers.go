@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+
+	"github.com/vishvananda/netlink"
 )
 
 // Leftovers lists what of sandbox id remains on the host for a Runtime whose
@@ -20,7 +22,8 @@ func Leftovers(dir, id string) []string {
 		out = append(out, m...)
 	}
 	out = append(out, loopDevicesOf(sb)...)
-	if veth := vethName(dir, id); linkExists(veth) {
+	veth := vethName(dir, id)
+	if _, err := netlink.LinkByName(veth); err == nil {
 		out = append(out, "veth "+veth)
 	}
 	for _, p := range []string{sb, filepath.Join(dir, "state", id)} {

@@ -2,30 +2,28 @@ package runc
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"sync"
 
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
-// Network mode bridge: every bridge sandbox gets a network namespace that
-// the daemon creates (so the sandbox's root, whose user namespace does not
-// own it, cannot change its addresses, routes or firewall), bind-mounted at
-// sandboxes/<id>/netns, holding lo and eth0; eth0's peer on the host is an
-// isolated port of the daemon's bridge. The bridge holds the gateway
-// address (the prefix's first); an nftables table named after the bridge
-// masquerades the sandboxes' traffic to the host's uplink and drops what a
-// sandbox sends to another sandbox, to the host itself or to link-local
-// addresses (cloud metadata services).
+// Network mode bridge (docs/OPERATIONS.md, Network): the daemon makes
+// each bridge sandbox's network namespace (network_ns.go), so the sandbox's
+// root, whose user namespace does not own it, cannot change its addresses,
+// routes or firewall. Its eth0's peer is an isolated port of the daemon's
+// bridge (network_bridge.go), whose nftables table masquerades the
+// sandboxes' traffic and drops what a sandbox sends to another sandbox, to
+// the host or to link-local addresses (network_nft.go).
 
 // Defaults of BridgeConfig.
 const (
@@ -82,16 +80,22 @@ func ParseHostPorts(s string) ([]HostPort, error) {
 	return out, nil
 }
 
-// bridgeNet is a validated BridgeConfig.
+// bridgeNet is the runtime's bridge network: a validated BridgeConfig, and
+// the bridge (with its firewall), set up once per Runtime and looked up on
+// every bridge sandbox's start (network_bridge.go).
 type bridgeNet struct {
 	name        string
 	prefix      netip.Prefix // masked
 	gateway     netip.Addr
 	hostPorts   []HostPort
 	nameservers []netip.Addr
+	log         *slog.Logger
+
+	mu    sync.Mutex
+	ready bool // the bridge, its address, nftables table and ip_forward are in place; guarded by mu
 }
 
-func newBridgeNet(c BridgeConfig) (*bridgeNet, error) {
+func newBridgeNet(c BridgeConfig, log *slog.Logger) (*bridgeNet, error) {
 	if c.Name == "" {
 		c.Name = DefaultBridgeName
 	}
@@ -111,7 +115,7 @@ func newBridgeNet(c BridgeConfig) (*bridgeNet, error) {
 			return nil, fmt.Errorf("bridge nameserver %s: sandboxes have IPv4 only", ns)
 		}
 	}
-	return &bridgeNet{name: c.Name, prefix: p, gateway: p.Addr().Next(), hostPorts: c.HostPorts, nameservers: c.Nameservers}, nil
+	return &bridgeNet{name: c.Name, prefix: p, gateway: p.Addr().Next(), hostPorts: c.HostPorts, nameservers: c.Nameservers, log: log}, nil
 }
 
 // addr returns the address of the sandbox whose uid range starts at
@@ -124,10 +128,9 @@ func (b *bridgeNet) addr(uidBase uint32) (netip.Addr, error) {
 	if n < 2 || uint64(n) >= size-1 { // 0: network, 1: gateway, last: broadcast
 		return netip.Addr{}, fmt.Errorf("%w: uid base %d gives no address in %s", errdefs.ErrInvalidArgument, uidBase, b.prefix)
 	}
-	base := b.prefix.Addr().As4()
-	v := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
-	v += n
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), nil
+	a := b.prefix.Addr().As4()
+	binary.BigEndian.PutUint32(a[:], binary.BigEndian.Uint32(a[:])+n)
+	return netip.AddrFrom4(a), nil
 }
 
 // vethName is the host-side name of sandbox id's veth for a Runtime whose
@@ -137,33 +140,6 @@ func vethName(dir, id string) string {
 	dir, _ = filepath.Abs(dir)
 	sum := sha256.Sum256([]byte(dir + "\x00" + id))
 	return "sd" + hex.EncodeToString(sum[:])[:13]
-}
-
-// resolvConf returns the /etc/resolv.conf of a sandbox in network mode
-// mode. A sandbox without a network gets a resolver that fails at once
-// (the image's copy of the host's would make lookups stall for seconds).
-func (b *bridgeNet) resolvConf(mode string) (string, error) {
-	if mode != runtime.NetworkBridge {
-		return "# written by sandboxd: network mode none, no resolver\n" +
-			"nameserver 127.0.0.1\noptions timeout:1 attempts:1\n", nil
-	}
-	ns, search := b.nameservers, ""
-	if len(ns) == 0 {
-		ns, search = hostNameservers()
-	}
-	if len(ns) == 0 {
-		return "", fmt.Errorf("%w: no nameserver for bridge sandboxes: the host's resolv.conf names none reachable from a sandbox (only loopback ones); set the daemon's --bridge-dns", errdefs.ErrUnavailable)
-	}
-	var sb strings.Builder
-	sb.WriteString("# written by sandboxd at start: network mode bridge\n")
-	for _, a := range ns {
-		sb.WriteString("nameserver " + a.String() + "\n")
-	}
-	if search != "" {
-		sb.WriteString("search " + search + "\n")
-	}
-	sb.WriteString("options timeout:2 attempts:2\n")
-	return sb.String(), nil
 }
 
 // hostResolvConfs are where the host's nameservers are looked for, in
@@ -211,55 +187,39 @@ func parseResolvConf(s string) ([]netip.Addr, string) {
 	return ns, search
 }
 
-// writeResolvConf writes a sandbox's /etc/resolv.conf into its upper layer
-// (the overlay is not mounted), replacing what the sandbox left there. The
-// upper layer belongs to the sandbox, so every step stays inside it
-// (os.Root): a symlink there cannot make the daemon write a host file.
-func writeResolvConf(upper, content string, uid int) error {
-	root, err := os.OpenRoot(upper)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	if err := root.Mkdir("etc", 0o755); err == nil {
-		_ = root.Chown("etc", uid, uid)
-	} else if !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	const name = "etc/resolv.conf"
-	if err := root.RemoveAll(name); err != nil {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	_, err = f.WriteString(content)
-	if err == nil {
-		err = f.Chown(uid, uid)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("resolv.conf: %w", err)
-	}
-	return nil
-}
-
 // checkNetwork validates a Spec's network mode and returns the sandbox's
-// resolv.conf for it.
+// /etc/resolv.conf for it. A sandbox without a network gets a resolver that
+// fails at once (the image's copy of the host's would make lookups stall
+// for seconds).
 func (r *Runtime) checkNetwork(s runtime.Spec) (string, error) {
 	switch s.Network {
 	case "", runtime.NetworkNone:
+		return "# written by sandboxd: network mode none, no resolver\n" +
+			"nameserver 127.0.0.1\noptions timeout:1 attempts:1\n", nil
 	case runtime.NetworkBridge:
-		if _, err := r.bridge.net.addr(s.UIDBase); err != nil {
-			return "", err
-		}
 	default:
 		return "", fmt.Errorf("%w: network mode %q: want %q or %q", errdefs.ErrInvalidArgument, s.Network, runtime.NetworkNone, runtime.NetworkBridge)
 	}
-	return r.bridge.net.resolvConf(s.Network)
+	if _, err := r.bridge.addr(s.UIDBase); err != nil {
+		return "", err
+	}
+	ns, search := r.bridge.nameservers, ""
+	if len(ns) == 0 {
+		ns, search = hostNameservers()
+	}
+	if len(ns) == 0 {
+		return "", fmt.Errorf("%w: no nameserver for bridge sandboxes: the host's resolv.conf names none reachable from a sandbox (only loopback ones); set the daemon's --bridge-dns", errdefs.ErrUnavailable)
+	}
+	var sb strings.Builder
+	sb.WriteString("# written by sandboxd at start: network mode bridge\n")
+	for _, a := range ns {
+		sb.WriteString("nameserver " + a.String() + "\n")
+	}
+	if search != "" {
+		sb.WriteString("search " + search + "\n")
+	}
+	sb.WriteString("options timeout:2 attempts:2\n")
+	return sb.String(), nil
 }
 
 // setupNetwork prepares a bridge sandbox's network namespace (and the
@@ -269,7 +229,7 @@ func (r *Runtime) setupNetwork(s runtime.Spec) (string, error) {
 	if s.Network != runtime.NetworkBridge {
 		return "", nil
 	}
-	addr, err := r.bridge.net.addr(s.UIDBase)
+	addr, err := r.bridge.addr(s.UIDBase)
 	if err != nil {
 		return "", err
 	}
@@ -278,30 +238,10 @@ func (r *Runtime) setupNetwork(s runtime.Spec) (string, error) {
 		return "", fmt.Errorf("bridge network: %w", err)
 	}
 	nsPath := r.netnsFile(s.ID)
-	if err := r.bridge.net.setupNetns(nsPath, vethName(r.dir, s.ID), index, mtu, addr); err != nil {
+	if err := r.bridge.setupNetns(nsPath, vethName(r.dir, s.ID), index, mtu, addr); err != nil {
 		return "", fmt.Errorf("sandbox %s network: %w", s.ID, err)
 	}
 	return nsPath, nil
-}
-
-// setNetns makes the container join the network namespace at path instead
-// of getting a new one, and see that namespace's sysfs (see sysfsDir) at
-// /sys, if path is not empty.
-func setNetns(spec *specs.Spec, path string) {
-	if path == "" {
-		return
-	}
-	for i, ns := range spec.Linux.Namespaces {
-		if ns.Type == specs.NetworkNamespace {
-			spec.Linux.Namespaces[i].Path = path
-		}
-	}
-	for i, m := range spec.Mounts {
-		if m.Destination == "/sys" {
-			spec.Mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: sysfsDir(path),
-				Options: []string{"rbind", "ro", "nosuid", "noexec", "nodev"}}
-		}
-	}
 }
 
 // reattachNetwork is called for a running container found after a daemon

@@ -14,7 +14,7 @@ import (
 )
 
 func TestBridgeAddr(t *testing.T) {
-	b, err := newBridgeNet(BridgeConfig{CIDR: "10.89.7.9/16"})
+	b, err := newBridgeNet(BridgeConfig{CIDR: "10.89.7.9/16"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,11 +40,11 @@ func TestBridgeAddr(t *testing.T) {
 		t.Errorf("uid base %d got the gateway's address", runtime.IDMapSize)
 	}
 	for _, cidr := range []string{"10.89.0.0/24", "fd00::/64", "nonsense"} {
-		if _, err := newBridgeNet(BridgeConfig{CIDR: cidr}); err == nil {
+		if _, err := newBridgeNet(BridgeConfig{CIDR: cidr}, nil); err == nil {
 			t.Errorf("CIDR %s accepted", cidr)
 		}
 	}
-	if _, err := newBridgeNet(BridgeConfig{Name: "much-too-long-name"}); err == nil {
+	if _, err := newBridgeNet(BridgeConfig{Name: "much-too-long-name"}, nil); err == nil {
 		t.Errorf("long bridge name accepted")
 	}
 }
@@ -68,11 +68,10 @@ func TestParseResolvConf(t *testing.T) {
 // routes; and its teardown, reported apart.
 func BenchmarkSetupNetns(b *testing.B) {
 	testutil.RequiresRoot(b)
-	bn, err := newBridgeNet(BridgeConfig{Name: "sdbench0", CIDR: "10.250.0.0/16"})
+	br, err := newBridgeNet(BridgeConfig{Name: "sdbench0", CIDR: "10.250.0.0/16"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
-	br := &bridgeState{net: bn, log: slog.New(slog.DiscardHandler)}
 	b.Cleanup(func() { _ = RemoveBridge("sdbench0") })
 	index, mtu, err := br.ensure()
 	if err != nil {
@@ -80,11 +79,11 @@ func BenchmarkSetupNetns(b *testing.B) {
 	}
 	dir := testutil.TempDir(b)
 	ns := filepath.Join(dir, "netns")
-	addr, _ := br.net.addr(1 << 28)
+	addr, _ := br.addr(1 << 28)
 	var setup, teardown []time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		if err := br.net.setupNetns(ns, "sdbench1", index, mtu, addr); err != nil {
+		if err := br.setupNetns(ns, "sdbench1", index, mtu, addr); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()

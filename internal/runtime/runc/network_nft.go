@@ -99,21 +99,16 @@ func firewallInstalled(name string) bool {
 // operators and tests; sandboxd itself never removes them (running
 // sandboxes outlive the daemon). Whatever is missing already is no error.
 func RemoveBridge(name string) error {
-	var errs []error
-	if c, err := nftables.New(); err != nil {
-		errs = append(errs, err)
-	} else {
+	c, err := nftables.New()
+	if err == nil {
 		t := &nftables.Table{Family: nftables.TableFamilyINet, Name: name}
-		c.AddTable(t)
+		c.AddTable(t) // so that deleting it succeeds if it is gone
 		c.DelTable(t)
-		if err := c.Flush(); err != nil {
-			errs = append(errs, fmt.Errorf("nftables table inet %s: %w", name, err))
+		if err = c.Flush(); err != nil {
+			err = fmt.Errorf("nftables table inet %s: %w", name, err)
 		}
 	}
-	if err := deleteLink(name); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return errors.Join(err, deleteLink(name))
 }
 
 // ifname matches the input or output interface's name (key) to name, or

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -37,29 +36,22 @@ var nsSysctls = []struct{ path, value string }{
 	{"net/ipv6/conf/default/disable_ipv6", "1"},
 }
 
-// setupNetns creates sandbox id's network namespace, bind-mounted at
-// nsPath (and a sysfs of it at sysfsDir(nsPath)), with lo up and eth0 at addr, whose default route goes through
-// the bridge's gateway; eth0's peer, host, is an isolated port of the
-// bridge (index bridge, MTU mtu). On error it may leave the mount and the
-// veth behind: teardownNetns removes them.
+// setupNetns creates a sandbox's network namespace, bind-mounted at nsPath
+// (and a sysfs of it at sysfsDir(nsPath)), with lo up and eth0 at addr,
+// whose default route goes through the bridge's gateway; eth0's peer, host,
+// is an isolated port of the bridge (index bridge, MTU mtu). On error it
+// may leave the mount and the veth behind: teardownNetns removes them.
 func (b *bridgeNet) setupNetns(nsPath, host string, bridge, mtu int, addr netip.Addr) error {
 	f, err := os.OpenFile(nsPath, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("netns file: %w", err)
 	}
 	f.Close()
-	errc := make(chan error, 1)
-	// The namespace is made by a thread that unshares its own; that
-	// thread is never given back to the Go scheduler (no
-	// UnlockOSThread), so it ends with this goroutine.
-	go func() {
-		goruntime.LockOSThread()
-		errc <- b.setupNetnsLocked(nsPath, host, bridge, mtu, addr)
-	}()
-	return <-errc
+	// The namespace is made by a thread that unshares its own.
+	return onNewThread(func() error { return b.setupNetnsOnThread(nsPath, host, bridge, mtu, addr) })
 }
 
-func (b *bridgeNet) setupNetnsLocked(nsPath, host string, bridge, mtu int, addr netip.Addr) error {
+func (b *bridgeNet) setupNetnsOnThread(nsPath, host string, bridge, mtu int, addr netip.Addr) error {
 	hostH, err := netlink.NewHandle(unix.NETLINK_ROUTE) // in the host's namespace
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
@@ -142,24 +134,16 @@ func (b *bridgeNet) setupNetnsLocked(nsPath, host string, bridge, mtu int, addr 
 // sysfs, and its veth (the peer inside goes with it). Missing pieces are
 // no error.
 func teardownNetns(nsPath, host string) error {
-	var errs []error
 	sys := sysfsDir(nsPath)
-	if err := unix.Unmount(sys, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		errs = append(errs, fmt.Errorf("unmount %s: %w", sys, err))
+	return errors.Join(unmount(sys), removeFile(sys), unmount(nsPath), removeFile(nsPath), deleteLink(host))
+}
+
+// removeFile removes the file or empty directory path, if it exists.
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
-	if err := os.Remove(sys); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	if err := unix.Unmount(nsPath, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		errs = append(errs, fmt.Errorf("unmount %s: %w", nsPath, err))
-	}
-	if err := os.Remove(nsPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	if err := deleteLink(host); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // deleteLink deletes the host's interface name, if there is one.
@@ -179,10 +163,4 @@ func deleteLink(name string) error {
 func isLinkNotFound(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return errors.As(err, &nf)
-}
-
-// linkExists tells whether the host has an interface named name.
-func linkExists(name string) bool {
-	_, err := netlink.LinkByName(name)
-	return err == nil
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,28 +18,19 @@ import (
 	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
-// A sandbox with a disk quota keeps its writable layer in a file system of
-// its own: a sparse file, disk.img, formatted ext4 and loop-mounted at disk/
-// while the sandbox runs. The overlay's upper and work directories are
-// disk/upper and disk/work, so a sandbox that writes forever fills its own
-// file system (ENOSPC inside, inodes included) and never the host's. The file
-// takes host space only for the blocks the sandbox wrote; the mount's discard
-// option gives deleted files' blocks back to the host.
-//
-// The loop device is set up with LOOP_CONFIGURE and LO_FLAGS_AUTOCLEAR: it
-// detaches itself when its last user goes, which is the mount once unmount
-// runs (or the daemon's descriptor if the daemon dies between attaching and
-// mounting), so no loop device outlives the mount.
-//
-// A sandbox without a quota (created with DiskMB 0) has upper/ and work/
-// directly in its directory, on the host's file system.
+// A sandbox with a disk quota (docs/OPERATIONS.md, Disk quotas) keeps its
+// writable layer in a file system of its own: disk.img, a sparse ext4 file
+// loop-mounted at disk/ while the sandbox runs, holding disk/upper and
+// disk/work, so a sandbox that writes forever fills its own file system
+// (ENOSPC inside, inodes included), never the host's. The loop device is
+// attached with LO_FLAGS_AUTOCLEAR: it detaches itself once the mount (or
+// the daemon's descriptor, if the daemon dies before mounting) goes. A
+// sandbox without a quota (DiskMB 0) has upper/ and work/ directly in its
+// directory, on the host's file system.
 const (
 	diskFile  = "disk.img"
 	diskMount = "disk"
 )
-
-// mkfsExt4 is the formatter; mkfs.ext4 comes with e2fsprogs.
-const mkfsExt4 = "mkfs.ext4"
 
 // layers returns the directories of a sandbox's writable layer, and whether
 // it lives on its own quota file system (disk.img exists).
@@ -56,17 +46,13 @@ func layers(dir string) (upper, work string, quota bool) {
 // mounted, and returns its upper and work directories. A new sandbox (no
 // upper/ and no disk.img yet) gets a quota file system of diskMB MiB if
 // diskMB > 0; an existing one keeps what it was created with.
-func (r *Runtime) prepareLayers(ctx context.Context, dir, id string, uid int, diskMB int64) (upper, work string, err error) {
+func prepareLayers(ctx context.Context, dir, hostname string, uid int, diskMB int64) (upper, work string, err error) {
 	upper, work, quota := layers(dir)
-	if !quota {
-		_, err := os.Stat(upper)
-		isNew := errors.Is(err, os.ErrNotExist)
-		if isNew && diskMB > 0 {
-			if err := r.newDisk(ctx, filepath.Join(dir, diskFile), diskMB); err != nil {
-				return "", "", err
-			}
-			upper, work, quota = layers(dir)
+	if _, err := os.Stat(upper); !quota && diskMB > 0 && errors.Is(err, os.ErrNotExist) {
+		if err := formatDisk(ctx, filepath.Join(dir, diskFile), diskMB); err != nil {
+			return "", "", err
 		}
+		upper, work, quota = layers(dir)
 	}
 	if quota {
 		mnt := filepath.Join(dir, diskMount)
@@ -81,89 +67,26 @@ func (r *Runtime) prepareLayers(ctx context.Context, dir, id string, uid int, di
 		return "", "", err
 	}
 	if _, err := os.Stat(upper); errors.Is(err, os.ErrNotExist) {
-		if err := prepareUpper(upper, id, uid); err != nil {
+		if err := prepareUpper(upper, hostname, uid); err != nil {
 			return "", "", fmt.Errorf("prepare upper layer: %w", err)
 		}
 	}
 	return upper, work, nil
 }
 
-// diskTemplates are formatted, empty disks, one per size, made once under
-// Config.Dir/disks and copied for each new sandbox: copying the few MiB of
-// metadata of a sparse template costs a fraction of running mkfs.ext4.
-// The copies share the template's file system UUID, which ext4 does not
-// mind.
-type diskTemplates struct {
-	mu sync.Mutex // serializes making templates
-}
-
-// templateVersion names templates by how they are made; change it with
-// the mkfs options.
-const templateVersion = "ext4-v1"
-
-// newDisk creates path, a disk of sizeMB MiB, from its size's template.
-// It writes to a temporary name first, so a crash leaves either no disk or
-// a whole one.
-func (r *Runtime) newDisk(ctx context.Context, path string, sizeMB int64) error {
+// formatDisk creates path as a sparse file of sizeMB MiB (at least
+// runtime.MinDiskMB) holding an empty ext4 file system. It formats a
+// temporary file first, so a crash leaves either no disk or a whole one.
+func formatDisk(ctx context.Context, path string, sizeMB int64) (err error) {
 	sizeMB = max(sizeMB, runtime.MinDiskMB)
-	tmpl, err := r.diskTemplate(ctx, sizeMB)
-	if err != nil {
-		return err
-	}
 	tmp := path + ".tmp"
 	_ = os.Remove(tmp)
-	if err := copySparse(tmpl, tmp); err != nil {
-		os.Remove(tmp)
-		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-			// The host's disk is full: mkfs would fail the same way.
-			return fmt.Errorf("disk file: the host's file system is full: %w", err)
-		}
-		// A file system without SEEK_DATA or copy_file_range: format
-		// this one on its own.
-		r.log.Warn("copy disk template; formatting instead", "template", tmpl, "err", err)
-		if err := formatDisk(ctx, tmp, sizeMB); err != nil {
+	defer func() {
+		if err != nil {
 			os.Remove(tmp)
-			return err
 		}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("disk file: %w", err)
-	}
-	return nil
-}
-
-// diskTemplate returns the template of sizeMB MiB, making it if needed.
-func (r *Runtime) diskTemplate(ctx context.Context, sizeMB int64) (string, error) {
-	path := r.path("disks", fmt.Sprintf("%s-%dm.img", templateVersion, sizeMB))
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
-	}
-	r.disks.mu.Lock()
-	defer r.disks.mu.Unlock()
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("disk templates: %w", err)
-	}
-	tmp := path + ".tmp"
-	_ = os.Remove(tmp)
-	if err := formatDisk(ctx, tmp, sizeMB); err != nil {
-		os.Remove(tmp)
-		return "", err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("disk template: %w", err)
-	}
-	return path, nil
-}
-
-// formatDisk creates path as a sparse file of sizeMB MiB holding an empty
-// ext4 file system.
-func formatDisk(ctx context.Context, path string, sizeMB int64) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	}()
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("disk file: %w", err)
 	}
@@ -185,85 +108,28 @@ func formatDisk(ctx context.Context, path string, sizeMB int64) error {
 	// already (and discard, on by default, tells mke2fs so, which marks
 	// the inode tables zeroed: no background zeroing after mount either).
 	// The journal stays: a host crash must not cost a sandbox its files.
-	cmd := exec.CommandContext(ctx, mkfsExt4, "-q", "-F", "-b", "4096", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1", path)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-b", "4096", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1", tmp)
+	if out, err := cmd.CombinedOutput(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			return fmt.Errorf("disk quota needs %s (apt-get install e2fsprogs): %w", mkfsExt4, err)
+			return fmt.Errorf("disk quota needs mkfs.ext4 (apt-get install e2fsprogs): %w", err)
 		}
-		return fmt.Errorf("format disk: %w: %s", err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("format disk: %w: %s", err, bytes.TrimSpace(out))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("disk file: %w", err)
 	}
 	return nil
 }
 
-// copySparse copies src to a new file dst of the same size, writing only
-// src's data extents (SEEK_DATA/SEEK_HOLE, copy_file_range), and syncs it.
-func copySparse(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	size := fi.Size()
-	if err := out.Truncate(size); err != nil {
-		return err
-	}
-	inFd, outFd := int(in.Fd()), int(out.Fd())
-	for off := int64(0); off < size; {
-		data, err := unix.Seek(inFd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			break // only a hole is left
-		}
-		if err != nil {
-			return fmt.Errorf("seek data: %w", err)
-		}
-		hole, err := unix.Seek(inFd, data, unix.SEEK_HOLE)
-		if err != nil {
-			return fmt.Errorf("seek hole: %w", err)
-		}
-		for data < hole {
-			roff, woff := data, data
-			n, err := unix.CopyFileRange(inFd, &roff, outFd, &woff, int(hole-data), 0)
-			if err != nil {
-				return fmt.Errorf("copy_file_range: %w", err)
-			}
-			if n == 0 {
-				return fmt.Errorf("copy_file_range: short copy at %d of %s", data, src)
-			}
-			data += int64(n)
-		}
-		off = hole
-	}
-	if err := out.Sync(); err != nil {
-		return err
-	}
-	return out.Close()
-}
-
 // mountDisk mounts the ext4 image img at target through a free loop
-// device. It does nothing if something is mounted at target already.
+// device.
 func mountDisk(img, target string) error {
-	if m, err := mountsUnder(target); err != nil {
-		return err
-	} else if len(m) > 0 && m[0] == target {
-		return nil
-	}
 	// The image's previous loop device may still be bound, its file
 	// system held by a mount namespace made meanwhile (see unmountDisk).
 	// A second device on the same image would mount a second, separate
 	// ext4 over the same blocks, and the two would corrupt each other:
-	// wait for the first to go.
-	deadline := time.Now().Add(loopBusyWait)
+	// wait (at most 10 s) for the first to go.
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		devs := loopDevicesBacking(img)
 		if len(devs) == 0 {
@@ -281,8 +147,7 @@ func mountDisk(img, target string) error {
 	// Closing our descriptor leaves the mount as the loop device's only
 	// user: unmounting it then detaches the device (autoclear).
 	defer loop.Close()
-	opts := "discard"
-	if err := unix.Mount(dev, target, "ext4", unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOATIME, opts); err != nil {
+	if err := unix.Mount(dev, target, "ext4", unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOATIME, "discard"); err != nil {
 		return fmt.Errorf("mount disk %s at %s: %w", img, target, err)
 	}
 	return nil
@@ -309,14 +174,9 @@ func attachLoop(img string) (string, *os.File, error) {
 			return "", nil, fmt.Errorf("find a free loop device: %w", err)
 		}
 		dev := "/dev/loop" + strconv.Itoa(n)
+		// devtmpfs has made the node by the time GET_FREE returns.
 		loop, err := os.OpenFile(dev, os.O_RDWR, 0)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) && attempt < 50 {
-				// The device node may appear a moment after the
-				// device (when udev, not devtmpfs, makes it).
-				time.Sleep(time.Millisecond)
-				continue
-			}
 			return "", nil, fmt.Errorf("open %s: %w", dev, err)
 		}
 		cfg := unix.LoopConfig{Fd: uint32(back.Fd()), Size: 4096}
@@ -349,7 +209,7 @@ func attachLoop(img string) (string, *os.File, error) {
 }
 
 // unmountDisk unmounts a sandbox's quota file system, if mounted, and waits
-// (at most loopDetachWait) for its loop device to detach. Call it after the
+// (at most 2 s) for its loop device to detach. Call it after the
 // overlay above it is gone.
 //
 // The device detaches when the file system's last mount goes, and a mount
@@ -366,51 +226,42 @@ func unmountDisk(dir string) error {
 	if err := unmount(mnt); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(loopDetachWait)
+	deadline := time.Now().Add(2 * time.Second)
 	for len(loopDevicesOf(dir)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return nil
 }
 
-// loopDetachWait bounds unmountDisk's wait for the loop device to go.
-const loopDetachWait = 2 * time.Second
-
-// loopBusyWait bounds mountDisk's wait for an image's previous loop device
-// to detach.
-const loopBusyWait = 10 * time.Second
-
-// loopDevicesBacking lists the loop devices whose backing file is img
-// itself (not a deleted file that had its name).
-func loopDevicesBacking(img string) []string {
-	if p, err := filepath.EvalSymlinks(img); err == nil {
-		img = p // the kernel shows the resolved path
-	}
+// loopDevices lists the loop devices whose backing file, as the kernel
+// shows it (resolved; " (deleted)" appended once unlinked), satisfies
+// match, as "/dev/loopN (file)".
+func loopDevices(match func(back string) bool) []string {
 	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	var out []string
 	for _, f := range files {
 		b, err := os.ReadFile(f)
-		if err == nil && strings.TrimSpace(string(b)) == img {
-			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(f))))
+		if back := strings.TrimSpace(string(b)); err == nil && match(back) {
+			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(f)))+" ("+back+")")
 		}
 	}
 	return out
 }
 
-// loopDevicesOf lists the loop devices whose backing file is under dir
-// (deleted or not), from /sys/block/loop*/loop/backing_file.
-func loopDevicesOf(dir string) []string {
-	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	var out []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		back := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
-		if back == dir || strings.HasPrefix(back, dir+"/") {
-			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(f)))+" ("+back+")")
-		}
+// loopDevicesBacking lists the loop devices whose backing file is img
+// itself (not a deleted file that had its name).
+func loopDevicesBacking(img string) []string {
+	if p, err := filepath.EvalSymlinks(img); err == nil {
+		img = p
 	}
-	return out
+	return loopDevices(func(back string) bool { return back == img })
+}
+
+// loopDevicesOf lists the loop devices whose backing file is under dir,
+// deleted or not.
+func loopDevicesOf(dir string) []string {
+	return loopDevices(func(back string) bool {
+		back = strings.TrimSuffix(back, " (deleted)")
+		return back == dir || strings.HasPrefix(back, dir+"/")
+	})
 }

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,42 +58,32 @@ func TestMountDiskWaitsForOldLoop(t *testing.T) {
 	}
 }
 
-// TestNewDiskHostFull: when the host's file system fills up while a
-// template is copied, newDisk fails with ENOSPC (instead of logging a
-// wrong cause and running mkfs, which needs the same space) and leaves no
-// partial disk behind.
-func TestNewDiskHostFull(t *testing.T) {
+// TestFormatDiskHostFull: when the host's file system is full, formatDisk
+// fails naming the cause and leaves no partial disk behind.
+func TestFormatDiskHostFull(t *testing.T) {
 	testutil.RequiresRoot(t)
 	dir := testutil.TempDir(t)
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(dir, unix.MNT_DETACH)
-	r := &Runtime{dir: dir, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	tmpl := r.path("disks", fmt.Sprintf("%s-%dm.img", templateVersion, 16))
-	if err := os.MkdirAll(filepath.Dir(tmpl), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(tmpl)
+	f, err := os.Create(filepath.Join(dir, "filler"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.Write(bytes.Repeat([]byte{1}, 3<<20)) // a copy cannot fit
-	if err == nil {
-		err = f.Truncate(16 << 20)
-	}
+	_, err = f.Write(bytes.Repeat([]byte{1}, 5<<20))
 	f.Close()
-	if err != nil {
-		t.Fatal(err)
+	if !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("filling the host: %v", err)
 	}
 	disk := filepath.Join(dir, diskFile)
-	err = r.newDisk(context.Background(), disk, 16)
-	if !errors.Is(err, unix.ENOSPC) {
-		t.Errorf("newDisk on a full host: %v; want ENOSPC", err)
+	err = formatDisk(context.Background(), disk, 16)
+	if err == nil || !strings.Contains(err.Error(), "No space left") {
+		t.Errorf("formatDisk on a full host: %v; want it to say No space left", err)
 	}
 	for _, p := range []string{disk, disk + ".tmp"} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s after a failed newDisk: %v", p, err)
+			t.Errorf("%s after a failed formatDisk: %v", p, err)
 		}
 	}
 }

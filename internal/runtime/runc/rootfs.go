@@ -4,37 +4,50 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/internal/idmap"
+	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
 // prepareUpper creates a new sandbox's writable layer, owned by the
-// sandbox's root, with the files each sandbox gets of its own: /etc/hosts,
-// /etc/hostname and /etc/resolv.conf (the host's resolv.conf would make
-// lookups stall for seconds in an isolated network namespace).
+// sandbox's root, with the files naming its host (hostFiles).
 func prepareUpper(upper, hostname string, uid int) error {
-	files := hostFiles(hostname)
-	// Network mode none: no resolver; fail fast instead of waiting.
-	files["etc/resolv.conf"] = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
-	for _, d := range []string{"", "etc"} {
-		p := filepath.Join(upper, d)
-		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
-		if err := os.Chown(p, uid, uid); err != nil {
-			return err
-		}
+	if err := os.Mkdir(upper, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if err := os.Chown(upper, uid, uid); err != nil {
+		return err
+	}
+	return writeUpper(upper, hostFiles(hostname), uid)
+}
+
+// writeUpper writes files (by name below upper, in etc/) into a sandbox's
+// upper layer while the overlay is not mounted, owned by the sandbox's
+// root, replacing what the sandbox left there. The upper layer belongs to
+// the sandbox, so every step stays inside it (os.Root): a symlink there
+// cannot make the daemon write a host file.
+func writeUpper(upper string, files map[string]string, uid int) error {
+	root, err := os.OpenRoot(upper)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if err := root.Mkdir("etc", 0o755); err == nil {
+		_ = root.Lchown("etc", uid, uid)
+	} else if !errors.Is(err, os.ErrExist) {
+		return err
 	}
 	for name, content := range files {
-		p := filepath.Join(upper, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		if err := root.RemoveAll(name); err != nil {
 			return err
 		}
-		if err := os.Chown(p, uid, uid); err != nil {
+		if err := root.WriteFile(name, []byte(content), 0o644); err != nil {
+			return err
+		}
+		if err := root.Lchown(name, uid, uid); err != nil {
 			return err
 		}
 	}
@@ -46,8 +59,8 @@ func prepareUpper(upper, hostname string, uid int) error {
 // the sandbox's root, read-only) and whose upper layer is the sandbox's own.
 // Afterwards only the overlay is in the mount table: the idmapped mount is
 // detached once the overlay holds it.
-func mountRootfs(image, lower, upper, work, rootfs string, uidBase, size uint32) error {
-	ns, err := idmap.UserNS(uidBase, size)
+func mountRootfs(image, lower, upper, work, rootfs string, uidBase uint32) error {
+	ns, err := idmap.UserNS(uidBase, runtime.IDMapSize)
 	if err != nil {
 		return err
 	}
@@ -100,30 +113,6 @@ func mountsUnder(path string) ([]string, error) {
 	return out, nil
 }
 
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for space...).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			ok := true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + byte(c-'0')
-			}
-			if ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+// unescapeMountPath undoes mountinfo's octal escapes: the kernel escapes
+// space, tab, newline and backslash in mount points.
+var unescapeMountPath = strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace

@@ -9,7 +9,7 @@
 //	state/                 runc's --root
 //	bin/sandbox-agent      a copy of the agent binary, bind-mounted read-only
 //	sandboxes/<id>/        config.json, rootfs/ (the overlay), upper/, work/,
-//	                       agent.sock, agent.log, init.pid; with a disk
+//	                       agent.sock, runc.log, init.pid; with a disk
 //	                       quota, disk.img mounted at disk/ holds upper/ and
 //	                       work/ instead (quota.go); in network mode
 //	                       bridge, netns and netns.sys/ (network*.go)
@@ -25,13 +25,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,8 +65,7 @@ type Runtime struct {
 	dir, runcBin, agent string
 	agentArgs           []string
 	log                 *slog.Logger
-	bridge              *bridgeState
-	disks               diskTemplates // quota.go
+	bridge              *bridgeNet
 
 	mu      sync.Mutex
 	tracked map[string]*tracked // running containers, by ID; guarded by mu
@@ -90,12 +89,11 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	bn, err := newBridgeNet(cfg.Bridge)
+	bridge, err := newBridgeNet(cfg.Bridge, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	r := &Runtime{dir: dir, runcBin: bin, agentArgs: cfg.AgentArgs, log: cfg.Logger, tracked: map[string]*tracked{}}
-	r.bridge = &bridgeState{net: bn, log: cfg.Logger}
+	r := &Runtime{dir: dir, runcBin: bin, agentArgs: cfg.AgentArgs, log: cfg.Logger, bridge: bridge, tracked: map[string]*tracked{}}
 	// Every sandbox's root must reach its own rootfs and the agent binary,
 	// so the directories on the way are searchable (0711) but not
 	// listable; each sandbox's own directory is then closed to all but
@@ -117,28 +115,18 @@ func New(cfg Config) (*Runtime, error) {
 
 // installAgent copies src to dst atomically, mode 0755.
 func installAgent(src, dst string) error {
-	in, err := os.Open(src)
+	b, err := os.ReadFile(src)
 	if err != nil {
 		return fmt.Errorf("agent binary: %w", err)
 	}
-	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".agent-*")
-	if err != nil {
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, in); err != nil {
-		tmp.Close()
+	if err := os.Chmod(tmp, 0o755); err != nil { // whatever the umask
 		return err
 	}
-	if err := tmp.Chmod(0o755); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return os.Rename(tmp, dst)
 }
 
 func (r *Runtime) path(elem ...string) string {
@@ -184,23 +172,20 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	}
 	dir := r.sandboxDir(s.ID)
 	rootfs, lower := filepath.Join(dir, "rootfs"), filepath.Join(dir, "lower")
-	// Only root and this sandbox's root (by its group) may enter: the
-	// upper layer below holds the sandbox's files, owned by its uids.
-	if err := os.MkdirAll(dir, 0o710); err != nil {
-		return nil, err
-	}
-	if err := os.Chown(dir, 0, int(s.UIDBase)); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(dir, 0o710); err != nil {
-		return nil, err
-	}
 	for _, d := range []string{rootfs, lower} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
 	}
 	_ = os.Chmod(rootfs, 0o755)
+	// Only root and this sandbox's root (by its group) may enter: the
+	// upper layer below holds the sandbox's files, owned by its uids.
+	if err := os.Chown(dir, 0, int(s.UIDBase)); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o710); err != nil {
+		return nil, err
+	}
 	if r.running(s.ID) {
 		return nil, fmt.Errorf("%w: sandbox %s is already running", errdefs.ErrConflict, s.ID)
 	}
@@ -215,14 +200,14 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	}()
 	// The writable layer: on the sandbox's own quota file system (see
 	// quota.go) or, without a quota, on the host's.
-	upper, work, err := r.prepareLayers(ctx, dir, s.Hostname, int(s.UIDBase), s.Resources.DiskMB)
+	upper, work, err := prepareLayers(ctx, dir, s.Hostname, int(s.UIDBase), s.Resources.DiskMB)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeResolvConf(upper, resolv, int(s.UIDBase)); err != nil {
-		return nil, err
+	if err := writeUpper(upper, map[string]string{"etc/resolv.conf": resolv}, int(s.UIDBase)); err != nil {
+		return nil, fmt.Errorf("resolv.conf: %w", err)
 	}
-	if err := mountRootfs(s.Image, lower, upper, work, rootfs, s.UIDBase, runtime.IDMapSize); err != nil {
+	if err := mountRootfs(s.Image, lower, upper, work, rootfs, s.UIDBase); err != nil {
 		return nil, err
 	}
 	netns, err := r.setupNetwork(s)
@@ -230,17 +215,15 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 		return nil, err
 	}
 	cg2 := cgroup2Dir(r.cgroup(s.ID))
-	spec, err := buildSpec(s, r.agent, r.cgroup(s.ID), cg2 != "")
-	if err != nil {
-		return nil, err
-	}
 	if cg2 != "" {
 		if err := delegateCgroup(cg2, int(s.UIDBase)); err != nil {
 			return nil, err
 		}
 	}
-	setNetns(spec, netns)
-	spec.Process.Args = append(spec.Process.Args, r.agentArgs...)
+	spec, err := r.buildSpec(s, netns, cg2 != "")
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
@@ -312,7 +295,15 @@ func (r *Runtime) Attach(ctx context.Context, id string) (*runtime.Instance, err
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	st, err := r.state(ctx, id)
+	var st struct {
+		Status  string    `json:"status"`
+		Pid     int       `json:"pid"`
+		Created time.Time `json:"created"`
+	}
+	out, err := r.runc(ctx, "state", id)
+	if err == nil {
+		err = json.Unmarshal(out, &st)
+	}
 	if err == nil && st.Status == "running" && st.Pid > 0 {
 		sock := filepath.Join(r.sandboxDir(id), "agent.sock")
 		if _, err := os.Stat(sock); err == nil {
@@ -328,28 +319,11 @@ func (r *Runtime) Attach(ctx context.Context, id string) (*runtime.Instance, err
 	return nil, fmt.Errorf("%w: no running container for %s", errdefs.ErrNotFound, id)
 }
 
-type runcState struct {
-	Status  string    `json:"status"`
-	Pid     int       `json:"pid"`
-	Created time.Time `json:"created"`
-}
-
-func (r *Runtime) state(ctx context.Context, id string) (*runcState, error) {
-	out, err := r.runc(ctx, "state", id)
-	if err != nil {
-		return nil, err
-	}
-	var st runcState
-	if err := json.Unmarshal(out, &st); err != nil {
-		return nil, fmt.Errorf("runc state %s: %w", id, err)
-	}
-	return &st, nil
-}
-
 // Stop implements runtime.Runtime. It kills the container's init directly
 // and waits for it through a pidfd (runc delete --force would poll), then
 // lets runc remove its state and cgroups, removes what is left of its
-// cgroup2 subtree, then unmounts the rootfs.
+// cgroup2 subtree, then the mounts (the overlay before the disk under it)
+// and the network namespace.
 func (r *Runtime) Stop(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
@@ -369,20 +343,16 @@ func (r *Runtime) Stop(ctx context.Context, id string) error {
 	// runc removes the cgroups it made, but not necessarily the child
 	// cgroups the sandbox made in its delegated subtree, nor anything of a
 	// container whose runc state is lost.
-	if err := removeCgroup(ctx, cgroup2Dir(r.cgroup(id))); err != nil {
-		return fmt.Errorf("stop %s: %w", id, err)
-	}
-	if err := unmount(filepath.Join(dir, "rootfs")); err != nil {
-		return fmt.Errorf("stop %s: %w", id, err)
-	}
-	if err := unmount(filepath.Join(dir, "lower")); err != nil {
-		return fmt.Errorf("stop %s: %w", id, err)
-	}
-	if err := unmountDisk(dir); err != nil {
-		return fmt.Errorf("stop %s: %w", id, err)
-	}
-	if err := teardownNetns(r.netnsFile(id), vethName(r.dir, id)); err != nil {
-		return fmt.Errorf("stop %s: %w", id, err)
+	for _, undo := range []func() error{
+		func() error { return removeCgroup(ctx, cgroup2Dir(r.cgroup(id))) },
+		func() error { return unmount(filepath.Join(dir, "rootfs")) },
+		func() error { return unmount(filepath.Join(dir, "lower")) },
+		func() error { return unmountDisk(dir) },
+		func() error { return teardownNetns(r.netnsFile(id), vethName(r.dir, id)) },
+	} {
+		if err := undo(); err != nil {
+			return fmt.Errorf("stop %s: %w", id, err)
+		}
 	}
 	_ = os.Remove(filepath.Join(dir, "agent.sock"))
 	_ = os.Remove(filepath.Join(dir, "init.pid"))
@@ -394,17 +364,31 @@ func (r *Runtime) running(id string) bool {
 	if _, err := os.Stat(filepath.Join(r.path("state"), id)); err != nil {
 		return false
 	}
+	fd, err := r.initPidfd(id)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err == nil
+}
+
+// initPidfd returns a pidfd of the init of container id, or an error if it
+// has none alive: the pid file is missing, or its process has exited (a
+// zombie, dead but not yet reaped, still shows its cgroup) or is not in
+// the container's cgroup (a stale pid file whose pid was reused).
+func (r *Runtime) initPidfd(id string) (int, error) {
 	pid, err := readPid(filepath.Join(r.sandboxDir(id), "init.pid"))
 	if err != nil {
-		return false
+		return -1, err
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return false
+		return -1, err
 	}
-	defer unix.Close(fd)
-	// A zombie (dead, not yet reaped) still shows its cgroup.
-	return !exitedNow(fd) && inCgroup(pid, r.cgroup(id))
+	if exitedNow(fd) || !inCgroup(pid, r.cgroup(id)) {
+		unix.Close(fd)
+		return -1, fmt.Errorf("pid %d is not its init", pid)
+	}
+	return fd, nil
 }
 
 // inCgroup tells whether pid is a process in cgroup or in a cgroup below it
@@ -483,6 +467,18 @@ func (r *Runtime) runc(ctx context.Context, args ...string) ([]byte, error) {
 	return out, nil
 }
 
+// onNewThread runs f on a goroutine locked to its OS thread, which is
+// never given back to the scheduler (no UnlockOSThread): f may move the
+// thread into another namespace, and the thread ends with the goroutine.
+func onNewThread(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		errc <- f()
+	}()
+	return <-errc
+}
+
 func readPid(path string) (int, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -493,15 +489,6 @@ func readPid(path string) (int, error) {
 
 // tail returns the end of a log file, at most 4 KiB.
 func tail(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var offset int64
-	if end, err := f.Seek(0, io.SeekEnd); err == nil && end > 4096 {
-		offset = end - 4096
-	}
-	b, _ := io.ReadAll(io.NewSectionReader(f, offset, 4096))
-	return strings.TrimSpace(string(b))
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b[max(len(b)-4096, 0):]))
 }

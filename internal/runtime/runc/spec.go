@@ -3,7 +3,8 @@ package runc
 import (
 	"cmp"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -49,8 +50,10 @@ const nofile = 16384
 // buildSpec returns the OCI config of a sandbox's container. With
 // cgroup2, the container's own cgroup2 subtree (its cgroup namespace's
 // root, delegated to it: cgroup.go) is mounted read-write at
-// /sys/fs/cgroup.
-func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string, cgroup2 bool) (*specs.Spec, error) {
+// /sys/fs/cgroup. With netns, the path of a network namespace the daemon
+// made (network_ns.go), the container joins it instead of getting a new
+// one, and sees that namespace's sysfs (see sysfsDir) at /sys.
+func (r *Runtime) buildSpec(s runtime.Spec, netns string, cgroup2 bool) (*specs.Spec, error) {
 	res := s.Resources.WithDefaults()
 	cwd := s.Cwd
 	if cwd == "" {
@@ -62,20 +65,22 @@ func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string, cgroup2 bool) (*
 		"LANG": "C.UTF-8",
 		"TERM": "xterm-256color",
 	}
-	for k, v := range s.Env {
-		env[k] = v
-	}
+	maps.Copy(env, s.Env)
 	envList := make([]string, 0, len(env))
 	for k, v := range env {
 		envList = append(envList, k+"="+v)
 	}
-	sort.Strings(envList)
+	slices.Sort(envList)
 
 	idmap := []specs.LinuxIDMapping{{ContainerID: 0, HostID: s.UIDBase, Size: runtime.IDMapSize}}
 	memory := res.MemoryMB << 20
 	period := uint64(100000)
 	quota := int64(res.CPUs * float64(period))
 	oomAdj := 500 // under host memory pressure, sandboxes go before the daemon
+	sys := specs.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}}
+	if netns != "" {
+		sys = specs.Mount{Destination: "/sys", Type: "bind", Source: sysfsDir(netns), Options: []string{"rbind", "ro", "nosuid", "noexec", "nodev"}}
+	}
 	spec := &specs.Spec{
 		Version:  specs.Version,
 		Root:     &specs.Root{Path: "rootfs"},
@@ -83,7 +88,7 @@ func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string, cgroup2 bool) (*
 		Process: &specs.Process{
 			// The agent creates the working directory if it is missing,
 			// so a bad cwd fails a command, never the container's start.
-			Args: []string{agentPath, "--workdir", cwd},
+			Args: append([]string{agentPath, "--workdir", cwd}, r.agentArgs...),
 			Env:  envList,
 			Cwd:  "/",
 			Capabilities: &specs.LinuxCapabilities{
@@ -101,18 +106,18 @@ func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string, cgroup2 bool) (*
 			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-			{Destination: agentPath, Type: "bind", Source: agentBinary, Options: []string{"bind", "ro", "nosuid", "nodev"}},
+			sys,
+			{Destination: agentPath, Type: "bind", Source: r.agent, Options: []string{"bind", "ro", "nosuid", "nodev"}},
 		},
 		Linux: &specs.Linux{
 			UIDMappings: idmap,
 			GIDMappings: idmap,
 			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace, Path: netns}, {Type: specs.IPCNamespace},
 				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
 				{Type: specs.UserNamespace},
 			},
-			CgroupsPath: cgroupsPath,
+			CgroupsPath: r.cgroup(s.ID),
 			Resources: &specs.LinuxResources{
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 				Memory:  &specs.LinuxMemory{Limit: &memory, Swap: &memory},
@@ -142,22 +147,13 @@ func buildSpec(s runtime.Spec, agentBinary, cgroupsPath string, cgroup2 bool) (*
 // tighten removes deniedSyscalls from every allow rule of a profile whose
 // default action is to deny.
 func tighten(sc *specs.LinuxSeccomp) *specs.LinuxSeccomp {
-	rules := sc.Syscalls[:0]
-	for _, rule := range sc.Syscalls {
+	for i, rule := range sc.Syscalls {
 		if rule.Action == specs.ActAllow {
-			names := make([]string, 0, len(rule.Names))
-			for _, n := range rule.Names {
-				if !deniedSyscalls[n] {
-					names = append(names, n)
-				}
-			}
-			if len(names) == 0 {
-				continue
-			}
-			rule.Names = names
+			sc.Syscalls[i].Names = slices.DeleteFunc(rule.Names, func(n string) bool { return deniedSyscalls[n] })
 		}
-		rules = append(rules, rule)
 	}
-	sc.Syscalls = rules
+	sc.Syscalls = slices.DeleteFunc(sc.Syscalls, func(rule specs.LinuxSyscall) bool {
+		return rule.Action == specs.ActAllow && len(rule.Names) == 0
+	})
 	return sc
 }

@@ -1,13 +1,13 @@
 package runc
 
 import (
-	"bufio"
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,29 +31,27 @@ func (r *Runtime) Usage(ctx context.Context, id string) (runtime.Usage, error) {
 		return runtime.Usage{}, fmt.Errorf("%w: usage of %s: not running", errdefs.ErrNotFound, id)
 	}
 	cg := r.cgroup(id)
-	var u runtime.Usage
-	var err error
-	if u.CPU, err = cpuUsage(cg); err != nil {
+	cpu, errCPU := cpuUsage(cg)
+	mem, errMem := readCgroupInt(cg, "memory.current", "memory", "memory.usage_in_bytes")
+	pids, errPids := readCgroupInt(cg, "pids.current", "pids", "pids.current")
+	disk, errDisk := diskUsed(r.sandboxDir(id))
+	if err := errors.Join(errCPU, errMem, errPids, errDisk); err != nil {
 		return runtime.Usage{}, fmt.Errorf("usage of %s: %w", id, err)
 	}
-	if u.MemoryBytes, err = readCgroupInt(cg, "memory.current", "memory", "memory.usage_in_bytes"); err != nil {
-		return runtime.Usage{}, fmt.Errorf("usage of %s: %w", id, err)
-	}
-	if u.Pids, err = readCgroupInt(cg, "pids.current", "pids", "pids.current"); err != nil {
-		return runtime.Usage{}, fmt.Errorf("usage of %s: %w", id, err)
-	}
-	if u.DiskBytes, err = diskUsed(r.sandboxDir(id)); err != nil {
-		return runtime.Usage{}, fmt.Errorf("usage of %s: %w", id, err)
-	}
-	return u, nil
+	return runtime.Usage{CPU: cpu, MemoryBytes: mem, Pids: pids, DiskBytes: disk}, nil
 }
 
-// cpuUsage is the CPU time used in cgroups path cg: cgroup2's cpu.stat
-// (there even without the cpu controller), else v1's cpuacct.usage.
+// cpuUsage is the CPU time used in cgroups path cg: usage_usec in
+// cgroup2's cpu.stat (there even without the cpu controller), else v1's
+// cpuacct.usage.
 func cpuUsage(cg string) (time.Duration, error) {
 	if v2 := cgroup2Dir(cg); v2 != "" {
-		if usec, ok := statField(filepath.Join(v2, "cpu.stat"), "usage_usec"); ok {
-			return time.Duration(usec) * time.Microsecond, nil
+		b, _ := os.ReadFile(filepath.Join(v2, "cpu.stat"))
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+				usec, err := strconv.ParseInt(v, 10, 64)
+				return time.Duration(usec) * time.Microsecond, err
+			}
 		}
 	}
 	ns, err := readInt(filepath.Join("/sys/fs/cgroup/cpuacct", cg, "cpuacct.usage"))
@@ -78,25 +76,7 @@ func readInt(path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
-}
-
-// statField returns the value of key in a flat-keyed cgroup file
-// ("key value" lines, as cpu.stat).
-func statField(path, key string) (int64, bool) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, false
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		k, v, ok := bytes.Cut(sc.Bytes(), []byte{' '})
-		if ok && string(k) == key {
-			n, err := strconv.ParseInt(string(v), 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 }
 
 // diskUsed is the space used on the quota file system of the sandbox whose

@@ -22,24 +22,19 @@ type tracked struct {
 }
 
 // track starts following container id, whose init is pid, and returns a
-// channel closed when that init exits (not when following stops). logs, if not nil, is the read end of
-// the agent's output pipe; track owns it.
+// channel closed when that init exits (not when following stops). logs, if
+// not nil, is the read end of the agent's output pipe; track owns it.
 func (r *Runtime) track(id string, pid int, logs *os.File) (<-chan struct{}, error) {
 	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err == nil && !inCgroup(pid, r.cgroup(id)) { // a stale pid, reused by another process
+		unix.Close(fd)
+		err = fmt.Errorf("pid %d is not its init", pid)
+	}
 	if err != nil {
-		if logs != nil {
-			logs.Close()
-		}
+		logs.Close() // nil-safe
 		return nil, fmt.Errorf("watch container %s: %w", id, err)
 	}
 	pidfd := os.NewFile(uintptr(fd), "pidfd")
-	if !inCgroup(pid, r.cgroup(id)) { // a stale pid, reused by another process
-		pidfd.Close()
-		if logs != nil {
-			logs.Close()
-		}
-		return nil, fmt.Errorf("watch container %s: pid %d is not its init", id, pid)
-	}
 	t := &tracked{pidfd: pidfd, logs: logs}
 	r.mu.Lock()
 	if old := r.tracked[id]; old != nil {
@@ -94,9 +89,7 @@ func exitedNow(fd int) bool {
 
 func (t *tracked) close() {
 	t.pidfd.Close()
-	if t.logs != nil {
-		t.logs.Close()
-	}
+	t.logs.Close() // nil-safe
 }
 
 // untrack stops following id.

@@ -51,13 +51,7 @@ func testCgroup(t *testing.T, env Env, newRuntime Factory) {
 	}
 	// mountinfo: ID parent dev root mountpoint options ... - type source super-options
 	mi := strings.Fields(parts[1])
-	sep := -1
-	for i, f := range mi {
-		if f == "-" {
-			sep = i
-			break
-		}
-	}
+	sep := slices.Index(mi, "-")
 	if len(mi) < 6 || sep < 0 || sep+1 >= len(mi) || mi[3] != "/" || mi[sep+1] != "cgroup2" {
 		t.Errorf("/sys/fs/cgroup mount: %q, want cgroup2 with root /", parts[1])
 	} else {
@@ -99,9 +93,10 @@ cat cgroup.max.descendants cgroup.max.depth`)
 		t.Fatalf("writes to the sandbox's own cgroup limits, then its max descendants and depth: %q (%v)", out, err)
 	}
 
-	// The init moves itself into a leaf, as the agent may: the runtime
-	// still knows it for its container's (see Attach below).
-	if out := exec(t, inst, "mkdir /sys/fs/cgroup/agent && echo 1 > /sys/fs/cgroup/agent/cgroup.procs && grep '^0::' /proc/1/cgroup"); out != "0::/agent\n" {
+	// The init is in a leaf (the agent moves itself into one; with another
+	// init, the test moves it): the runtime still knows it for its
+	// container's (see Attach below).
+	if out := exec(t, inst, "mkdir -p /sys/fs/cgroup/agent && echo 1 > /sys/fs/cgroup/agent/cgroup.procs && grep '^0::' /proc/1/cgroup"); out != "0::/agent\n" {
 		t.Errorf("init moved to a leaf: %q", out)
 	}
 

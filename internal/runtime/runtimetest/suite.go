@@ -62,7 +62,7 @@ func exec(t *testing.T, inst *runtime.Instance, cmd string) string {
 	if err := c.CheckVersion(ctx); err != nil {
 		t.Fatalf("agent version: %v", err)
 	}
-	res, err := c.Exec(ctx, agentapi.ExecRequest{ExecRequest: apiExec(cmd)})
+	res, err := c.Exec(ctx, agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: cmd}})
 	if err != nil {
 		t.Fatalf("exec %q: %v", cmd, err)
 	}
@@ -160,8 +160,6 @@ func testDestroyIdempotent(t *testing.T, env Env, newRuntime Factory) {
 		t.Errorf("left after destroy: %s", strings.Join(left, ", "))
 	}
 }
-
-func apiExec(cmd string) api.ExecRequest { return api.ExecRequest{Command: cmd} }
 
 func testExitedOnKill(t *testing.T, env Env, newRuntime Factory) {
 	ctx := context.Background()
