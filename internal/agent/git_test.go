@@ -15,6 +15,7 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // testRepo is a repository made for a test: branch main with two commits,
