@@ -273,9 +273,11 @@ func TestDeleteSessionKillsItsProcesses(t *testing.T) {
 	if _, err := sb.StartProcess(ctx, "sleep 2003", nil); err != nil { // the default session's
 		t.Fatal(err)
 	}
-	if res := mustExec(t, sb, "ps -eo args | grep -c '^sleep 200[123]'"); res.Stdout != "3\n" {
-		t.Fatalf("before: %q", res.Stdout)
-	}
+	// Started is not yet exec'd: each shows as sleep once its shell has
+	// made it so.
+	waitFor(t, 10*time.Second, "the three sleeps", func() bool {
+		return mustExec(t, sb, "ps -eo args | grep -c '^sleep 200[123]'").Stdout == "3\n"
+	})
 	if err := sb.DeleteSession(ctx, "worker"); err != nil {
 		t.Fatal(err)
 	}
