@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/runtime/runc"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // benchCreateExec times the first Exec("true") on new IDs, with the daemon
@@ -125,9 +126,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 	for _, id := range ids {
 		dir := "/sys/fs/cgroup/memory" + runc.CgroupPath(d.DataDir, id)
 		usage, err := readInt(filepath.Join(dir, "memory.usage_in_bytes"))
-		if err != nil {
-			b.Skipf("no cgroup v1 memory controller here: %v", err)
-		}
+		testutil.Requires(b, err == nil, fmt.Sprintf("no cgroup v1 memory controller here: %v", err))
 		cg += float64(usage)
 		stat, err := os.ReadFile(filepath.Join(dir, "memory.stat"))
 		if err != nil {

@@ -3,18 +3,21 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
 
 // TestCLI runs the built sandbox CLI against the daemon, as a user would.
 func TestCLI(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
-	bin := buildCLI(t, t.TempDir())
+	bin := buildCLI(t)
 	cli := func(stdin string, args ...string) (string, string, int) {
 		return runCLI(t, bin, d, "", stdin, args...)
 	}
@@ -103,14 +106,37 @@ func TestCLI(t *testing.T) {
 	}
 }
 
-// buildCLI builds cmd/sandbox into dir and returns its path.
-func buildCLI(t *testing.T, dir string) string {
+var (
+	cliOnce sync.Once
+	cliPath string
+	cliErr  error
+)
+
+// buildCLI builds cmd/sandbox once per test binary and returns its path.
+func buildCLI(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(dir, "sandbox")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sandboxd/sandboxd/cmd/sandbox").CombinedOutput(); err != nil {
-		t.Fatalf("build cli: %v\n%s", err, out)
+	cliOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sandboxd-cli-")
+		if err != nil {
+			cliErr = err
+			return
+		}
+		cliPath = filepath.Join(dir, "sandbox")
+		if out, err := exec.Command("go", "build", "-o", cliPath, "github.com/sandboxd/sandboxd/cmd/sandbox").CombinedOutput(); err != nil {
+			cliErr = fmt.Errorf("build cli: %v\n%s", err, out)
+		}
+	})
+	if cliErr != nil {
+		t.Fatal(cliErr)
 	}
-	return bin
+	return cliPath
+}
+
+// removeCLI deletes what buildCLI built.
+func removeCLI() {
+	if cliPath != "" {
+		os.RemoveAll(filepath.Dir(cliPath))
+	}
 }
 
 // runCLI runs the CLI bin against d, in dir (if not ""), with stdin, and

@@ -49,6 +49,7 @@ func newContext(t *testing.T, sb *sandbox.Sandbox, lang string) string {
 }
 
 func TestCodePython(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("code-py")
 	py := &sandbox.RunCodeOptions{ContextID: newContext(t, sb, api.LanguagePython)}
@@ -176,6 +177,7 @@ Rich()`, py)
 }
 
 func TestCodeJavaScript(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("code-js")
 	js := &sandbox.RunCodeOptions{ContextID: newContext(t, sb, api.LanguageJavaScript)}
@@ -218,6 +220,7 @@ func TestCodeJavaScript(t *testing.T) {
 }
 
 func TestCodeTypeScript(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("code-ts")
 	ts := &sandbox.RunCodeOptions{ContextID: newContext(t, sb, api.LanguageTypeScript)}
@@ -242,6 +245,7 @@ func TestCodeTypeScript(t *testing.T) {
 }
 
 func TestCodeSharesFilesAcrossLanguages(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("code-files")
 	mustSucceed(t, runCode(t, sb, "open('/workspace/shared.txt', 'w').write('from python')", nil))
@@ -258,6 +262,7 @@ func TestCodeSharesFilesAcrossLanguages(t *testing.T) {
 }
 
 func TestCodeRunsSerializedAndIsolated(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("code-serial")
 	one := &sandbox.RunCodeOptions{ContextID: newContext(t, sb, api.LanguagePython)}
@@ -286,6 +291,7 @@ func TestCodeRunsSerializedAndIsolated(t *testing.T) {
 }
 
 func TestCodeTimeoutAndCrash(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("code-timeout")
 	py := &sandbox.RunCodeOptions{ContextID: newContext(t, sb, api.LanguagePython)}
@@ -356,6 +362,7 @@ func TestCodeTimeoutAndCrash(t *testing.T) {
 }
 
 func TestCodeStreamIsLive(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("code-stream")
 	ctx := ctxT(t, 2*time.Minute)
@@ -409,6 +416,7 @@ func TestCodeStreamIsLive(t *testing.T) {
 }
 
 func TestCodeContextLifecycle(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("code-contexts")
 	ctx := ctxT(t, 3*time.Minute)
@@ -501,6 +509,7 @@ func TestCodeContextLifecycle(t *testing.T) {
 }
 
 func TestCodeLanguageNotAvailable(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("code-missing")
 	ctx := ctxT(t, 2*time.Minute)
@@ -535,9 +544,10 @@ func TestCodeLanguageNotAvailable(t *testing.T) {
 // TestCLIRunCode runs `sandbox run-code` as a user would: output, the last
 // value, images saved to files, errors in the exit status.
 func TestCLIRunCode(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	dir := t.TempDir()
-	bin := buildCLI(t, dir)
+	bin := buildCLI(t)
 	cli := func(stdin string, args ...string) (string, string, int) {
 		return runCLI(t, bin, d, dir, stdin, args...)
 	}
@@ -571,6 +581,7 @@ func TestCLIRunCode(t *testing.T) {
 // state, a new context gets a new zygote, and an executor's crash is still
 // seen without the zygote's report.
 func TestCodeZygoteDies(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("code-zygote")
 	py := &sandbox.RunCodeOptions{ContextID: newContext(t, sb, api.LanguagePython)}
@@ -606,6 +617,7 @@ func TestCodeZygoteDies(t *testing.T) {
 // TestCodeBigOutput: a write bigger than an event is split into events of
 // at most 1 MiB, nothing lost, in both languages.
 func TestCodeBigOutput(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("code-big")
 	for _, c := range []struct{ lang, code, want string }{

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ type DaemonProc struct {
 	Images  string
 	URL     string
 	Token   string
+	UIDBase uint32 // as Daemon's
 	Client  *sandbox.Client
 	bin     string
 	agent   string
@@ -80,24 +80,14 @@ func StartDaemonProc(t testing.TB) *DaemonProc {
 	t.Helper()
 	testutil.RequiresRoot(t)
 	image := testutil.DefaultImage(t)
-	d := &DaemonProc{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", bin: daemonBinary(t), agent: testutil.AgentBinary(t)}
+	d := &DaemonProc{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", UIDBase: takeUIDRange(t), bin: daemonBinary(t), agent: testutil.AgentBinary(t)}
 	d.Images = imagesDir(t, d.DataDir, image)
 	d.Start()
 	t.Cleanup(func() {
 		if d.cmd == nil {
 			d.Start()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if list, err := d.Client.List(ctx, sandbox.ListOptions{}); err != nil {
-			t.Errorf("cleanup: list: %v", err)
-		} else {
-			for _, sb := range list {
-				if err := d.Client.Get(sb.ID).Destroy(ctx); err != nil {
-					t.Errorf("cleanup: destroy %s: %v", sb.ID, err)
-				}
-			}
-		}
+		destroyAll(t, d.Client)
 		d.Signal(syscall.SIGTERM)
 		// Warm-pool sandboxes are not listed: a start without a pool
 		// destroys them (pool_test.go).
@@ -114,7 +104,7 @@ func (d *DaemonProc) Start() {
 	t := d.t
 	t.Helper()
 	cmd := exec.Command(d.bin, "--listen", "127.0.0.1:0", "--data-dir", d.DataDir, "--images-dir", d.Images,
-		"--token", d.Token, "--agent", d.agent)
+		"--token", d.Token, "--agent", d.agent, "--uid-base", strconv.FormatUint(uint64(d.UIDBase), 10))
 	cmd.Args = append(cmd.Args, d.args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

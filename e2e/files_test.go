@@ -22,6 +22,7 @@ import (
 )
 
 func TestFilesRoundTrip(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("files")
 	ctx := ctxT(t, 2*time.Minute)
@@ -92,6 +93,7 @@ func TestFilesRoundTrip(t *testing.T) {
 }
 
 func TestFilesEscapesStayInside(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("escape")
 	ctx := ctxT(t, time.Minute)
@@ -123,6 +125,11 @@ func TestFilesEscapesStayInside(t *testing.T) {
 	}
 }
 
+// TestFilesStreamLarge streams 1 GiB up and down; this process (daemon
+// and SDK) and the agent stay within a few MiB.
+//
+// Not parallel: it measures this process's peak memory, which other tests'
+// daemons (in this process too) would raise.
 func TestFilesStreamLarge(t *testing.T) {
 	d := StartDaemon(t)
 	sb := d.Client.Get("stream")
@@ -174,20 +181,37 @@ func TestFilesStreamLarge(t *testing.T) {
 	}
 }
 
-// pattern is an endless, cheap, non-constant byte stream.
-type pattern struct{ i byte }
+// pattern is an endless, cheap, non-constant byte stream: x, 31x+7, ...
+// (mod 256) from 0. The sequence repeats within 256 bytes, so it is served
+// from one block computed once: a loop over every byte, under the race
+// detector, took about 100 s per GiB.
+type pattern struct{ off int }
 
 func newPattern() *pattern { return &pattern{} }
 
-func (p *pattern) Read(b []byte) (int, error) {
+var patternBlock = sync.OnceValue(func() []byte {
+	b := make([]byte, 64<<10) // a multiple of the sequence's period
+	var x byte
 	for i := range b {
-		b[i] = p.i
-		p.i = p.i*31 + 7
+		b[i] = x
+		x = x*31 + 7
 	}
-	return len(b), nil
+	return b
+})
+
+func (p *pattern) Read(b []byte) (int, error) {
+	blk := patternBlock()
+	n := 0
+	for n < len(b) {
+		c := copy(b[n:], blk[p.off:])
+		n += c
+		p.off = (p.off + c) % len(blk)
+	}
+	return n, nil
 }
 
 func TestFilesOps(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("ops")
 	ctx := ctxT(t, time.Minute)
@@ -242,6 +266,7 @@ func TestFilesOps(t *testing.T) {
 }
 
 func TestGitCheckout(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("git")
 	ctx := ctxT(t, 2*time.Minute)
@@ -273,6 +298,7 @@ mkdir -p /workspace/src && git clone -q --bare /tmp/w `+repo)
 }
 
 func TestWatch(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("watch")
 	ctx := ctxT(t, 2*time.Minute)

@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/daemon"
+	"github.com/sandboxd/sandboxd/internal/runtime"
 	"github.com/sandboxd/sandboxd/internal/testutil"
 	"github.com/sandboxd/sandboxd/sandbox"
 )
@@ -26,6 +28,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	testutil.RemoveFixtures()
 	removeDaemonBinary()
+	removeCLI()
 	os.Exit(code)
 }
 
@@ -36,6 +39,7 @@ type Daemon struct {
 	Images  string
 	URL     string
 	Token   string
+	UIDBase uint32 // its sandboxes' uids: uidRangeSlots ranges from here
 	Client  *sandbox.Client
 	agent   string
 	logs    testWriter
@@ -45,14 +49,15 @@ type Daemon struct {
 }
 
 // StartDaemon starts sandboxd on a free loopback port with a fresh data
-// directory and the default image. Each opt may change the daemon's
-// configuration before it starts (and again on every Restart). The daemon,
-// and every sandbox left in it, is gone when the test ends.
+// directory, the default image and a uid range of its own (so that tests
+// run in parallel). Each opt may change the daemon's configuration before
+// it starts (and again on every Restart). The daemon, and every sandbox
+// left in it, is gone when the test ends.
 func StartDaemon(t testing.TB, opts ...func(*daemon.Config)) *Daemon {
 	t.Helper()
 	testutil.RequiresRoot(t)
 	image := testutil.DefaultImage(t)
-	d := &Daemon{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", agent: testutil.AgentBinary(t), opts: opts}
+	d := &Daemon{t: t, DataDir: testutil.TempDir(t), Token: "e2e-token", UIDBase: takeUIDRange(t), agent: testutil.AgentBinary(t), opts: opts}
 	// Registered before the cleanup that stops the daemon, so it runs after.
 	d.logs = newTestWriter(t)
 	d.Images = imagesDir(t, d.DataDir, image)
@@ -73,7 +78,7 @@ func (d *Daemon) start() {
 	d.done = make(chan error, 1)
 	d.cancel = cancel
 	cfg := daemon.Config{
-		Listen: "127.0.0.1:0", DataDir: d.DataDir, ImagesDir: d.Images, Token: d.Token,
+		Listen: "127.0.0.1:0", DataDir: d.DataDir, ImagesDir: d.Images, Token: d.Token, UIDBase: d.UIDBase,
 		AgentBinary: d.agent, Ready: func(addr string) { ready <- addr },
 		Logger: slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
@@ -119,18 +124,34 @@ func (d *Daemon) destroyAll() {
 	if d.cancel == nil {
 		d.start()
 	}
+	destroyAll(d.t, d.Client)
+}
+
+// destroyAll destroys every sandbox c lists, 8 at a time, each within a
+// minute (a slow machine's hundred of them take longer than that in all).
+func destroyAll(t testing.TB, c *sandbox.Client) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	list, err := d.Client.List(ctx, sandbox.ListOptions{})
+	list, err := c.List(ctx, sandbox.ListOptions{})
+	cancel()
 	if err != nil {
-		d.t.Errorf("cleanup: list: %v", err)
+		t.Errorf("cleanup: list: %v", err)
 		return
 	}
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
 	for _, sb := range list {
-		if err := d.Client.Get(sb.ID).Destroy(ctx); err != nil {
-			d.t.Errorf("cleanup: destroy %s: %v", sb.ID, err)
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := c.Get(sb.ID).Destroy(ctx); err != nil {
+				t.Errorf("cleanup: destroy %s: %v", sb.ID, err)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // testWriter sends the daemon's log to the test's log, until the test's
@@ -155,6 +176,58 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = testWriter{}
+
+// Test daemons' uid ranges: every daemon of this test binary that runs at
+// a time gets uidRangeSlots sandbox slots of its own, above the ranges of
+// a default daemon (manager.DefaultUIDBase) and of the runtime's tests
+// (1e9 up), so that no two sandboxes running at once, of any daemon, share
+// host uids (or bridge addresses, which follow them). A range is free
+// again once its daemon stopped.
+const (
+	uidRangeFirst = 20000 * runtime.IDMapSize // slot 20000 of the uid space
+	uidRangeSlots = 1024                      // more than any test creates
+	uidRanges     = 36                        // up to slot 56864 of 65535
+)
+
+var uidRangesUsed struct {
+	sync.Mutex
+	used [uidRanges]bool
+}
+
+// takeUIDRange returns the first uid of a free range, free again when t
+// ends (after the cleanups registered later, which stop the daemon).
+func takeUIDRange(t testing.TB) uint32 {
+	t.Helper()
+	u := &uidRangesUsed
+	u.Lock()
+	defer u.Unlock()
+	for i := range u.used {
+		if !u.used[i] {
+			u.used[i] = true
+			t.Cleanup(func() {
+				u.Lock()
+				u.used[i] = false
+				u.Unlock()
+			})
+			return uint32(uidRangeFirst + i*uidRangeSlots*runtime.IDMapSize)
+		}
+	}
+	t.Fatalf("all %d uid ranges of test daemons are in use", uidRanges)
+	return 0
+}
+
+// waitFor polls cond every 20 ms until it holds, failing the test after d:
+// a test waits for the event it needs, never for a guessed time.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)

@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/manager"
+	"github.com/sandboxd/sandboxd/internal/runtime"
 )
 
 // TestSandboxesAreIsolated: two sandboxes see neither each other's files,
 // processes or cgroups, nor the host's files.
 func TestSandboxesAreIsolated(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	a, b := d.Client.Get("iso-a"), d.Client.Get("iso-b")
 	mustExec(t, a, "echo secret-a > /workspace/secret; sleep 123457 >/dev/null 2>&1 &")
@@ -70,6 +71,7 @@ func TestSandboxesAreIsolated(t *testing.T) {
 // uid, the image still looks owned by root, and the kernel surface is cut
 // down by capabilities and seccomp.
 func TestUserNamespaceAndPrivileges(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("priv")
 	res := mustExec(t, sb, "cat /proc/self/uid_map; id -u; stat -c %U:%G /usr/bin/python3 /etc/passwd /workspace")
@@ -77,8 +79,8 @@ func TestUserNamespaceAndPrivileges(t *testing.T) {
 	if len(f) != 7 || f[0] != "0" || f[2] != "65536" || f[3] != "0" || f[4] != "root:root" || f[5] != "root:root" || f[6] != "root:root" {
 		t.Fatalf("uid map / ownership: %q", res.Stdout)
 	}
-	if hostUID := atoi(t, f[1]); hostUID < manager.DefaultUIDBase {
-		t.Errorf("container root is host uid %d, below the sandbox range", hostUID)
+	if hostUID := uint64(atoi(t, f[1])); hostUID < uint64(d.UIDBase) || hostUID >= uint64(d.UIDBase)+uidRangeSlots*runtime.IDMapSize {
+		t.Errorf("container root is host uid %d, outside the daemon's range (%d up)", hostUID, d.UIDBase)
 	}
 	// The agent's host process runs as that uid.
 	pid, _ := os.ReadFile(filepath.Join(d.DataDir, "sandboxes", "priv", "init.pid"))
@@ -131,6 +133,7 @@ func TestUserNamespaceAndPrivileges(t *testing.T) {
 // loop stops at the pids limit, while the daemon and other sandboxes carry
 // on and the sandbox itself stays usable.
 func TestLimitsContainHogs(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 3*time.Minute)
 	hog, err := d.Client.Create(ctx, "hog", &api.CreateSandboxRequest{Resources: &api.Resources{MemoryMB: 128, Pids: 64}})
@@ -172,6 +175,7 @@ os.killpg(0, signal.SIGKILL)
 // neither a sandbox's files (through its layer or its mounted rootfs) nor
 // the daemon's state, and cannot run a sandbox's setuid binary.
 func TestHostUsersCannotReachSandboxes(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("private")
 	if res := mustExec(t, sb, "echo s3cret > /workspace/notes; cp /bin/cat /workspace/suid-cat; chmod 4755 /workspace/suid-cat; echo ok"); res.Stdout != "ok\n" {

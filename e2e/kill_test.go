@@ -21,6 +21,7 @@ func escapeCmd(tag string) string {
 // its environment, or fork-bombs is gone entirely within 1 s of its
 // timeout or its kill (each runs in a cgroup of its own, killed whole).
 func TestKillLeavesNothing(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 3*time.Minute)
 	sb, err := d.Client.Create(ctx, "reaped", &api.CreateSandboxRequest{Resources: &api.Resources{Pids: 128}})

@@ -66,6 +66,7 @@ func pidAlive(pid int) bool {
 // container is gone, its files stay); the next call wakes it transparently,
 // with its files and its sessions' settings.
 func TestSleepAndWake(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 2*time.Minute)
 	sb, err := d.Client.Create(ctx, "sleepy", &api.CreateSandboxRequest{SleepAfter: "2s"})
@@ -130,6 +131,7 @@ func assertStatusFor(t *testing.T, sb *sandbox.Sandbox, want string, dur time.Du
 // TestKeepAliveAndSleepAfter: keepAlive prevents sleep; turning it off, or
 // shortening sleepAfter with PATCH (through the SDK), takes effect at once.
 func TestKeepAliveAndSleepAfter(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 2*time.Minute)
 	kept, err := d.Client.Create(ctx, "kept", &api.CreateSandboxRequest{SleepAfter: "1s", KeepAlive: true})
@@ -188,6 +190,7 @@ func TestKeepAliveAndSleepAfter(t *testing.T) {
 // that stays open longer than sleepAfter keeps the sandbox awake; it
 // sleeps once they end.
 func TestOpenStreamsKeepAwake(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 2*time.Minute)
 	sb, err := d.Client.Create(ctx, "streaming", &api.CreateSandboxRequest{SleepAfter: "2s"})

@@ -209,6 +209,7 @@ func curl(t *testing.T, sb *sandbox.Sandbox, url string) (string, int) {
 // bridge sandbox keeps its network across a daemon restart and a container
 // restart; destroy leaves no veth behind.
 func TestBridgeNetwork(t *testing.T) {
+	t.Parallel()
 	inet := startFakeInternet(t)
 	blocked := hostServer(t, "host service")
 	allowed := hostServer(t, "allowed host service")
@@ -354,17 +355,5 @@ func TestBridgeNetwork(t *testing.T) {
 	}
 	if got := vethCount(t, br.Name); got != vethsBefore {
 		t.Errorf("veths after destroy: %d, before the sandboxes %d", got, vethsBefore)
-	}
-}
-
-// waitFor polls cond every 50 ms until it holds, failing the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

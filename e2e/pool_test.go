@@ -128,6 +128,7 @@ func defaultEnv(t *testing.T, sb *sandbox.Sandbox, drop ...string) []string {
 // own, its environment is a default sandbox's, and List shows only
 // sandboxes. The pool refills; options that change the container bypass it.
 func TestPoolClaim(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t, warmPool(2))
 	ctx := ctxT(t, 5*time.Minute)
 	waitReady(t, d, 2)
@@ -219,6 +220,7 @@ func TestPoolClaim(t *testing.T) {
 // A claimed sandbox's container, stopped for any reason (here: killed from
 // outside), starts again with its files and its ID as hostname.
 func TestPoolClaimedRestart(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t, warmPool(1))
 	waitReady(t, d, 1)
 	sb := d.Client.Get("again")
@@ -257,6 +259,7 @@ func TestPoolClaimedRestart(t *testing.T) {
 
 // With --warm-pool 0 there is no pooled container, and sandboxes work.
 func TestPoolOff(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t, warmPool(0))
 	res := mustExec(t, d.Client.Get("nopool"), "hostname")
 	if res.Stdout != "nopool\n" {
@@ -265,7 +268,7 @@ func TestPoolOff(t *testing.T) {
 	if left := runc.Leftovers(d.DataDir, "nopool"); len(left) == 0 {
 		t.Error("without a pool the sandbox should run under its own name")
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the test: no pool starts filling meanwhile
 	if names := poolContainers(t, d); len(names) != 0 {
 		t.Errorf("pool containers with --warm-pool 0: %v", names)
 	}
@@ -275,6 +278,7 @@ func TestPoolOff(t *testing.T) {
 // destroys the surplus; nothing of a pooled sandbox is left on the host
 // (runc state, mounts, cgroups, files), and a claimed sandbox survives.
 func TestPoolRestartNoOrphans(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t, warmPool(2))
 	waitReady(t, d, 2)
 	pooled := waitPool(t, d, 2)
@@ -346,6 +350,7 @@ func poolAfterClaim(all, before []string) []string {
 // sandboxes and a pool of 2, three creates that bypass the pool succeed,
 // the pool shrinks to stay within the limit, and only a fourth is refused.
 func TestPoolWithinMaxSandboxes(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t, warmPool(2), func(c *daemon.Config) { c.MaxSandboxes = 3 })
 	ctx := ctxT(t, 5*time.Minute)
 	waitPool(t, d, 2)
@@ -369,6 +374,10 @@ func TestPoolWithinMaxSandboxes(t *testing.T) {
 }
 
 // 100 concurrent first calls for 100 different IDs all succeed.
+//
+// Not parallel: a hundred container starts take the machine's every core
+// for a while, by design; beside it, other tests' daemons miss their
+// deadlines (a restart within 30 s, a request within a minute).
 func TestBurst100IDs(t *testing.T) {
 	d := StartDaemon(t, warmPool(2))
 	waitReady(t, d, 2)
@@ -412,6 +421,7 @@ func TestBurst100IDs(t *testing.T) {
 // 100 concurrent first calls for one ID create it once: one PUT answers 201
 // and the others 200, and the daemon's create counter moves by one.
 func TestBurstOneID(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t, warmPool(2))
 	waitReady(t, d, 2)
 	ctx := ctxT(t, 5*time.Minute)
@@ -522,9 +532,13 @@ func waitReady(t testing.TB, d *Daemon, n int) {
 // and directory has a record, pooled or not). A start without a pool then
 // leaves no pooled sandbox at all.
 func TestPoolDaemonKilled(t *testing.T) {
+	t.Parallel()
 	d := StartDaemonProc(t) // the binary's default --warm-pool 2
 	ctx := ctxT(t, 5*time.Minute)
-	time.Sleep(150 * time.Millisecond) // the pool is filling
+	waitFor(t, 30*time.Second, "the pool filling", func() bool {
+		m, _ := filepath.Glob(filepath.Join(d.DataDir, "sandboxes", "pool.*"))
+		return len(m) > 0
+	})
 	d.Signal(syscall.SIGKILL)
 	d.Start()
 	assertNoOrphans(t, d.DataDir)
@@ -533,7 +547,11 @@ func TestPoolDaemonKilled(t *testing.T) {
 	for i := range 4 {
 		wg.Go(func() { _, _ = d.Client.Get(fmt.Sprintf("killed-%d", i)).Exec(ctx, "true", nil) })
 	}
-	time.Sleep(40 * time.Millisecond) // some claims and starts are under way
+	// Some claims and starts are under way: their records are written.
+	waitFor(t, 30*time.Second, "a claim under way", func() bool {
+		list, err := d.Client.List(ctx, sandbox.ListOptions{})
+		return err == nil && len(list) > 0
+	})
 	d.Signal(syscall.SIGKILL)
 	wg.Wait()
 	d.Start()
@@ -580,6 +598,7 @@ func pooledRecords(t *testing.T, dataDir string) int {
 // the old build: the next new ID starts its own container over the new
 // image, and the pool replaces its stale containers.
 func TestPoolImageRebuilt(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t, warmPool(1))
 	waitReady(t, d, 1)
 	stale := waitPool(t, d, 1)

@@ -48,6 +48,7 @@ while True:
 // (the daemon holds a socket of the sandbox's network namespace), and an
 // upgraded connection passes each side's half-close on.
 func TestPreviewDirect(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 3*time.Minute)
 	sb := d.Client.Get("pv-direct")

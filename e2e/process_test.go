@@ -15,6 +15,7 @@ import (
 // TestExecStreamIsLive: chunks arrive as they are written (a progress bar
 // without newlines), the stream ends with one complete event.
 func TestExecStreamIsLive(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("live")
 	ctx := ctxT(t, time.Minute)
@@ -58,6 +59,7 @@ func TestExecStreamIsLive(t *testing.T) {
 // TestExecStreamEndsWhenSandboxDies: the stream ends promptly with an error
 // event, never a completion.
 func TestExecStreamEndsWhenSandboxDies(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("dies")
 	st, err := sb.ExecStream(ctxT(t, time.Minute), `echo running; sleep 60; echo never`, nil)
@@ -85,6 +87,7 @@ func TestExecStreamEndsWhenSandboxDies(t *testing.T) {
 }
 
 func TestBackgroundProcesses(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("procs")
 	ctx := ctxT(t, 2*time.Minute)
@@ -204,6 +207,7 @@ func TestBackgroundProcesses(t *testing.T) {
 // grandchild started while the kill was under way; a process that ignores
 // SIGTERM dies by SIGKILL after the grace period.
 func TestKillProcessTree(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("tree")
 	ctx := ctxT(t, 2*time.Minute)
@@ -214,23 +218,33 @@ wait`, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
-	if res := mustExec(t, sb, "ps -eo args | grep -c '^sleep 100[123]'"); res.Stdout != "3\n" {
-		t.Fatalf("tree not up: %q", res.Stdout)
-	}
+	waitFor(t, 30*time.Second, "the tree up", func() bool {
+		return mustExec(t, sb, "ps -eo args | grep -c '^sleep 100[123]'").Stdout == "3\n"
+	})
 	if _, err := p.Kill(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond)
-	if res := mustExec(t, sb, "ps -eo args | grep '^sleep' ; ls /tmp/escaped 2>&1"); !strings.Contains(res.Stdout, "No such file") || strings.Contains(res.Stdout, "sleep 100") {
-		t.Errorf("survivors: %q", res.Stdout)
+	// The whole tree goes, the trap's subshell (a fork of the process's
+	// "bash -c", so its arguments name /tmp/escaped) and its "sleep 2"
+	// too: once none is left, nothing can touch /tmp/escaped any more.
+	var survivors string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		survivors = mustExec(t, sb, "ps -eo args | grep -e '^sleep' -e '[e]scaped'").Stdout
+		if survivors == "" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if res := mustExec(t, sb, "ls /tmp/escaped 2>&1"); survivors != "" || !strings.Contains(res.Stdout, "No such file") {
+		t.Errorf("survivors: %q %q", survivors, res.Stdout)
 	}
 
-	stubborn, err := sb.StartProcess(ctx, `trap '' TERM; sleep 1000`, nil)
+	stubborn, err := sb.StartProcess(ctx, `trap '' TERM; echo trapped; sleep 1000`, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	if _, err := stubborn.WaitForLog(ctx, "trapped", &sandbox.LogWaitOptions{Timeout: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
 	began := time.Now()
 	info, err := stubborn.Kill(ctx, "SIGTERM")
 	if err != nil || info.Status != api.ProcessKilled || *info.ExitCode != 137 {
@@ -242,6 +256,7 @@ wait`, nil)
 }
 
 func TestDeleteSessionKillsItsProcesses(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("sesskill")
 	ctx := ctxT(t, time.Minute)
@@ -258,9 +273,11 @@ func TestDeleteSessionKillsItsProcesses(t *testing.T) {
 	if _, err := sb.StartProcess(ctx, "sleep 2003", nil); err != nil { // the default session's
 		t.Fatal(err)
 	}
-	if res := mustExec(t, sb, "ps -eo args | grep -c '^sleep 200[123]'"); res.Stdout != "3\n" {
-		t.Fatalf("before: %q", res.Stdout)
-	}
+	// Started is not yet exec'd: each shows as sleep once its shell has
+	// made it so.
+	waitFor(t, 10*time.Second, "the three sleeps", func() bool {
+		return mustExec(t, sb, "ps -eo args | grep -c '^sleep 200[123]'").Stdout == "3\n"
+	})
 	if err := sb.DeleteSession(ctx, "worker"); err != nil {
 		t.Fatal(err)
 	}
@@ -273,6 +290,7 @@ func TestDeleteSessionKillsItsProcesses(t *testing.T) {
 }
 
 func TestProcessAutoCleanup(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("cleanup")
 	ctx := ctxT(t, time.Minute)

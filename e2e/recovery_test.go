@@ -55,6 +55,7 @@ func sandboxInitPid(t *testing.T, sb *sandbox.Sandbox) int {
 // killed works (with the files and the sessions' settings); streams open at
 // that moment end promptly with an error event, never a completion.
 func TestContainerKilledFromOutside(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 2*time.Minute)
 	sb := d.Client.Get("killed")
@@ -136,6 +137,7 @@ func TestContainerKilledFromOutside(t *testing.T) {
 // killed (137); the sandbox answers normally afterwards, and its neighbour
 // never notices.
 func TestOOMInOneSandbox(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 2*time.Minute)
 	small, err := d.Client.Create(ctx, "small", &api.CreateSandboxRequest{Resources: &api.Resources{MemoryMB: 64}})
@@ -267,6 +269,7 @@ func assertNoOrphans(t *testing.T, dataDir string) {
 // a start, every write that was acknowledged is there, byte for byte, with
 // the sandbox's env and sessions' settings, and nothing is orphaned.
 func TestDaemonKilledDuringWrites(t *testing.T) {
+	t.Parallel()
 	d := StartDaemonProc(t)
 	ctx := ctxT(t, 3*time.Minute)
 	sb, err := d.Client.Create(ctx, "durable", &api.CreateSandboxRequest{Env: map[string]string{"FROM_CREATE": "yes"}})
@@ -367,6 +370,7 @@ func sandboxInitPidDirect(t *testing.T, d *DaemonProc, id string) int {
 // "destroying", and nothing is orphaned: no container, mount, cgroup or
 // directory without its record.
 func TestDaemonKilledDuringCreates(t *testing.T) {
+	t.Parallel()
 	d := StartDaemonProc(t)
 	ctx := ctxT(t, 3*time.Minute)
 	doomed := d.Client.Get("doomed")
@@ -386,7 +390,11 @@ func TestDaemonKilledDuringCreates(t *testing.T) {
 		defer wg.Done()
 		_ = doomed.Destroy(ctx)
 	}()
-	time.Sleep(120 * time.Millisecond) // some are starting, some are not yet
+	// Some are starting (their directories are there), some not yet.
+	waitFor(t, 30*time.Second, "a create under way", func() bool {
+		m, _ := filepath.Glob(filepath.Join(d.DataDir, "sandboxes", "half-*"))
+		return len(m) > 0
+	})
 	d.Signal(syscall.SIGKILL)
 	wg.Wait()
 	d.Start()

@@ -29,6 +29,7 @@ func mustExec(t *testing.T, sb *sandbox.Sandbox, cmd string) *api.ExecResult {
 }
 
 func TestExec(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("demo")
 	cases := []struct {
@@ -55,6 +56,7 @@ func TestExec(t *testing.T) {
 }
 
 func TestExecOptions(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("opts")
 	ctx := ctxT(t, time.Minute)
@@ -91,6 +93,7 @@ func TestExecOptions(t *testing.T) {
 }
 
 func TestAuthAndValidation(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, time.Minute)
 	for _, tok := range []string{"", "wrong"} {
@@ -138,6 +141,7 @@ func TestAuthAndValidation(t *testing.T) {
 }
 
 func TestCreateOptionsAndLifecycle(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 2*time.Minute)
 	sb, err := d.Client.Create(ctx, "opts", &api.CreateSandboxRequest{
@@ -242,6 +246,7 @@ func TestCreateOptionsAndLifecycle(t *testing.T) {
 }
 
 func TestConcurrentFirstUseCreatesOnce(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	const n = 12
 	var wg sync.WaitGroup
@@ -287,6 +292,7 @@ func metric(t testing.TB, d *Daemon, name string) string {
 }
 
 func TestRestartKeepsSandboxes(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 2*time.Minute)
 	a, b := d.Client.Get("keep-a"), d.Client.Get("keep-b")
@@ -332,6 +338,7 @@ func atoi(t *testing.T, s string) int {
 // notices at once (it watches the container's init), marks the sandbox
 // stopped, and the next call starts it again with its files.
 func TestAgentLossRecovers(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("crash")
 	mustExec(t, sb, "echo kept > /workspace/f")
@@ -364,6 +371,7 @@ func TestAgentLossRecovers(t *testing.T) {
 // TestOutputIsByteExact: output that is not UTF-8, or holds NUL bytes,
 // reaches the SDK byte for byte.
 func TestOutputIsByteExact(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	res := mustExec(t, d.Client.Get("bytes"), `printf 'a\0b\xff\xfe\xc3'; printf '\xe2\x82' >&2`)
 	if res.Stdout != "a\x00b\xff\xfe\xc3" || res.Stderr != "\xe2\x82" {
@@ -374,15 +382,26 @@ func TestOutputIsByteExact(t *testing.T) {
 // TestDestroyDuringExec: a call cut short by a destroy says so, is not
 // retried, and does not bring the sandbox back.
 func TestDestroyDuringExec(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("doomed")
 	mustExec(t, sb, "true")
 	errc := make(chan error, 1)
+	running := make(chan struct{})
+	var once sync.Once
 	go func() {
-		_, err := sb.Exec(ctxT(t, time.Minute), "sleep 30", nil)
+		_, err := sb.Exec(ctxT(t, time.Minute), "echo running; sleep 30", &sandbox.ExecOptions{
+			OnStdout: func([]byte) { once.Do(func() { close(running) }) },
+		})
 		errc <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-running:
+	case err := <-errc:
+		t.Fatalf("exec ended before the destroy: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("exec did not start in a minute")
+	}
 	if err := sb.Destroy(ctxT(t, time.Minute)); err != nil {
 		t.Fatal(err)
 	}

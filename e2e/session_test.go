@@ -14,6 +14,7 @@ import (
 )
 
 func TestSessionStatePersists(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("state")
 	mustExec(t, sb, `cd /tmp && export GREETING=hi && greet() { echo "$GREETING $1"; } && alias ll='echo aliased' && declare -i n=41`)
@@ -33,6 +34,7 @@ func TestSessionStatePersists(t *testing.T) {
 }
 
 func TestSessionsAreIsolatedButShareFiles(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("two")
 	ctx := ctxT(t, time.Minute)
@@ -70,6 +72,7 @@ func TestSessionsAreIsolatedButShareFiles(t *testing.T) {
 // TestSessionCallsAreSerialized: 20 concurrent calls to one session run
 // one at a time, each whole; calls to different sessions overlap.
 func TestSessionCallsAreSerialized(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("serial")
 	mustExec(t, sb, "rm -f /tmp/order")
@@ -131,6 +134,7 @@ func TestSessionCallsAreSerialized(t *testing.T) {
 }
 
 func TestShellExitAndTimeout(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("exits")
 	ctx := ctxT(t, time.Minute)
@@ -182,6 +186,7 @@ func TestShellExitAndTimeout(t *testing.T) {
 }
 
 func TestEnvPrecedence(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, time.Minute)
 	sb, err := d.Client.Create(ctx, "envs", &api.CreateSandboxRequest{Env: map[string]string{"A": "sandbox", "B": "sandbox", "C": "sandbox"}})
@@ -213,6 +218,7 @@ func TestEnvPrecedence(t *testing.T) {
 }
 
 func TestExecInputsAndOutputsExact(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("exact")
 	ctx := ctxT(t, 2*time.Minute)

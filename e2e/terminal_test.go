@@ -119,6 +119,7 @@ func typeIn(t *testing.T, o *termOutput, s string) {
 }
 
 func TestTerminal(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("term")
 	open := func(opts sandbox.TerminalOptions) func(context.Context) (*sandbox.Terminal, error) {
@@ -338,8 +339,9 @@ func TestTerminal(t *testing.T) {
 // TestShellCLI runs "sandbox shell" as a user would: on a terminal (raw
 // mode, window size changes, Ctrl-C going to the sandbox), and with a pipe.
 func TestShellCLI(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
-	bin := buildCLI(t, t.TempDir())
+	bin := buildCLI(t)
 	env := append(os.Environ(), "SANDBOX_URL="+d.URL, "SANDBOX_TOKEN="+d.Token)
 
 	t.Run("Pipe", func(t *testing.T) {
@@ -384,7 +386,9 @@ func TestShellCLI(t *testing.T) {
 		// sleep there), not to the CLI.
 		typ("echo sl''eeping; sleep 100\n")
 		o.waitFor(t, "sleeping")
-		time.Sleep(100 * time.Millisecond) // sleep has started
+		waitFor(t, 30*time.Second, "sleep 100 running", func() bool {
+			return mustExec(t, d.Client.Get("demo"), "pgrep -fx 'sleep 100' || true").Stdout != ""
+		})
 		typ("\x03")
 		typ("echo c-$((2+2))\n")
 		o.waitFor(t, "c-4")
@@ -430,6 +434,7 @@ func TestShellCLI(t *testing.T) {
 // down; after a restart, a client rejoins the same shell and gets its
 // replay.
 func TestTerminalSurvivesDaemonRestart(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	sb := d.Client.Get("term-restart")
 	term, err := sb.Terminal(ctxT(t, time.Minute), sandbox.TerminalOptions{TerminalID: "r"})

@@ -17,6 +17,7 @@ import (
 // writes); a stopped one has none, nor does the list; /metrics has a
 // series of each figure per running sandbox.
 func TestSandboxUsage(t *testing.T) {
+	t.Parallel()
 	d := StartDaemon(t)
 	ctx := ctxT(t, 2*time.Minute)
 	sb, err := d.Client.Create(ctx, "usage", &api.CreateSandboxRequest{Resources: &api.Resources{DiskMB: 64}})

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/daemon"
+	"github.com/sandboxd/sandboxd/internal/manager"
 	"github.com/sandboxd/sandboxd/internal/runtime/runc"
 )
 
@@ -30,6 +32,11 @@ func main() {
 	flag.StringVar(&cfg.Runc, "runc", "runc", "runc binary")
 	flag.IntVar(&cfg.MaxOutputBytes, "max-output-bytes", 16<<20, "in-memory cap of each exec output stream")
 	flag.IntVar(&cfg.MaxSandboxes, "max-sandboxes", 1000, "most sandboxes at once (more: 429)")
+	flag.Func("uid-base", fmt.Sprintf("first host uid of the sandboxes' uid ranges, 65536 each; keep it for the life of the data dir (default %d)", manager.DefaultUIDBase), func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		cfg.UIDBase = uint32(n)
+		return err
+	})
 	flag.IntVar(&cfg.WarmPool, "warm-pool", 2, "sandboxes of the default image kept started ahead for new IDs (0: none)")
 	flag.Int64Var(&cfg.DiskMB, "disk-mb", daemon.DefaultDiskMB, "disk quota of a sandbox that asks for none, in MiB (a sparse file; 0: no quota)")
 	flag.IntVar(&cfg.AgentLimits.Processes, "max-processes", agentapi.DefaultMaxProcesses, "most background processes per sandbox (more: 429)")

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // Every file call on an existing file, in order.
@@ -126,9 +128,8 @@ func otherFilesystem(t *testing.T, dir string) string {
 		}
 	}
 	d := t.TempDir()
-	if err := unix.Mount("tmpfs", d, "tmpfs", 0, "size=16m"); err != nil {
-		t.Skipf("no second filesystem: %v", err)
-	}
+	err := unix.Mount("tmpfs", d, "tmpfs", 0, "size=16m")
+	testutil.Requires(t, err == nil, fmt.Sprintf("no second filesystem: %v", err))
 	t.Cleanup(func() { _ = unix.Unmount(d, unix.MNT_DETACH) })
 	return d
 }

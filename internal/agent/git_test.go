@@ -15,6 +15,7 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent"
 	"github.com/sandboxd/sandboxd/internal/agentclient"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // testRepo is a repository made for a test: branch main with two commits,
@@ -29,9 +30,8 @@ type testRepo struct {
 // run before startAgent: the agent reaps every child of its process.
 func gitRepo(t *testing.T) testRepo {
 	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("needs git")
-	}
+	_, err := exec.LookPath("git")
+	testutil.Requires(t, err == nil, "needs git")
 	dir := t.TempDir()
 	git := func(args ...string) string {
 		t.Helper()

@@ -16,6 +16,7 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // realAgent runs the agent on a Unix socket in this process: its tunnels
@@ -144,9 +145,7 @@ func TestPortTransportReuses(t *testing.T) {
 // to "localhost" may be) is reached too.
 func TestDialPortIPv6Loopback(t *testing.T) {
 	ln, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
+	testutil.Requires(t, err == nil, fmt.Sprintf("no IPv6 loopback: %v", err))
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
 	if c4, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {

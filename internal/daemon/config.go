@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/sandboxd/sandboxd/internal/agentapi"
+	"github.com/sandboxd/sandboxd/internal/manager"
 	"github.com/sandboxd/sandboxd/internal/preview"
 	"github.com/sandboxd/sandboxd/internal/runtime"
 	"github.com/sandboxd/sandboxd/internal/runtime/runc"
@@ -35,6 +36,12 @@ type Config struct {
 	// MaxSandboxes bounds the number of sandboxes; past it, creating one
 	// is 429 RESOURCE_EXHAUSTED. Zero: as many as the uid space holds.
 	MaxSandboxes int
+	// UIDBase is the first host uid of the sandboxes' uid ranges (65536
+	// each, from here up; manager.Config.UIDBase). Records keep slots, not
+	// uids, so it must stay the same for the life of a data directory; two
+	// daemons on one host need ranges of their own. Zero:
+	// manager.DefaultUIDBase.
+	UIDBase uint32
 	// DiskMB is the disk quota of a sandbox created without one
 	// (resources.diskMB): its files live in a sparse ext4 file of this
 	// size. Zero: DefaultDiskMB; negative: no quota unless the sandbox
@@ -108,6 +115,11 @@ func (c *Config) validateLimits() error {
 		c.DiskMB = 0 // the manager's "none"
 	case c.DiskMB < runtime.MinDiskMB || c.DiskMB > maxDiskMB:
 		return fmt.Errorf("--disk-mb %d: want %d to %d (0: no quota)", c.DiskMB, runtime.MinDiskMB, maxDiskMB)
+	}
+	// Room for one range at least, above host users (as the runtime
+	// wants); zero is the manager's default.
+	if c.UIDBase != 0 && (c.UIDBase < runtime.IDMapSize || uint64(c.UIDBase)+2*runtime.IDMapSize > 1<<32-1) {
+		return fmt.Errorf("--uid-base %d: want %d to %d (0: %d)", c.UIDBase, runtime.IDMapSize, uint64(1)<<32-1-2*runtime.IDMapSize, manager.DefaultUIDBase)
 	}
 	if c.MaxSandboxes < 0 {
 		return fmt.Errorf("--max-sandboxes %d: must not be negative", c.MaxSandboxes)

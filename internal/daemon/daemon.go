@@ -63,7 +63,7 @@ func Run(ctx context.Context, cfg Config) error {
 	m := metrics.New(reg)
 	mgr := manager.New(manager.Config{
 		Store: st, Runtime: rt, ImagesDir: cfg.ImagesDir, MaxOutputBytes: cfg.MaxOutputBytes,
-		MaxSandboxes: cfg.MaxSandboxes, DiskMB: cfg.DiskMB, WarmPool: cfg.WarmPool, Metrics: m, Logger: log,
+		UIDBase: cfg.UIDBase, MaxSandboxes: cfg.MaxSandboxes, DiskMB: cfg.DiskMB, WarmPool: cfg.WarmPool, Metrics: m, Logger: log,
 	})
 	defer mgr.Close()
 	reg.MustRegister(manager.NewCollector(mgr))

@@ -43,9 +43,7 @@ func startInNetns(t *testing.T) (pid, port int) {
 	t.Helper()
 	testutil.RequiresRoot(t)
 	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("no python3")
-	}
+	testutil.Requires(t, err == nil, "no python3")
 	cmd := exec.Command("unshare", "-n", "sh", "-c", `ip link set lo up && exec "$0" -c "$1"`, python, echoServer)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

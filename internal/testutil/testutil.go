@@ -28,6 +28,17 @@ func skipOrFail(t testing.TB, why string) {
 	t.Skip(why)
 }
 
+// Requires skips the test unless ok, except under CI (CI=true), where it
+// fails it: why names the missing prerequisite ("needs git"). It is for
+// what the host lacks; a test left out on purpose (-short, a flag for
+// long tests) skips with t.Skip.
+func Requires(t testing.TB, ok bool, why string) {
+	t.Helper()
+	if !ok {
+		skipOrFail(t, why)
+	}
+}
+
 // RequiresRoot skips the test unless it runs as root with runc installed.
 // With -short it always skips: that is the unit tier.
 func RequiresRoot(t testing.TB) {

@@ -18,9 +18,8 @@ import (
 // test where node is not installed.
 func nodeAgent(t *testing.T) *Interpreter {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	_, err := exec.LookPath("node")
+	testutil.Requires(t, err == nil, "node is not installed")
 	a := New(core.NewReaper(testutil.Cgroups(t)), "", t.TempDir(), 0, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -19,9 +19,7 @@ import (
 func testCgroup2Dir(t *testing.T) (dir, cg string) {
 	t.Helper()
 	testutil.RequiresRoot(t)
-	if cgroup2Root() == "" {
-		t.Skip("the host has no cgroup2 hierarchy")
-	}
+	testutil.Requires(t, cgroup2Root() != "", "the host has no cgroup2 hierarchy")
 	cg = fmt.Sprintf("/sandboxd-test-%d/%s", os.Getpid(), strings.ToLower(t.Name()))
 	dir = cgroup2Dir(cg)
 	t.Cleanup(func() {

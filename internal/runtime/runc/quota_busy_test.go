@@ -97,9 +97,7 @@ func TestFormatDiskTooLarge(t *testing.T) {
 	if err := unix.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Type != unix.EXT4_SUPER_MAGIC || st.Bsize != 4096 {
-		t.Skip("needs a temporary directory on ext4 with 4 KiB blocks")
-	}
+	testutil.Requires(t, st.Type == unix.EXT4_SUPER_MAGIC && st.Bsize == 4096, "needs a temporary directory on ext4 with 4 KiB blocks")
 	path := filepath.Join(dir, "disk.img")
 	err := formatDisk(context.Background(), path, 1<<24)
 	if !errors.Is(err, errdefs.ErrInvalidArgument) {

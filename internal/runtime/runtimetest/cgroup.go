@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandboxd/sandboxd/internal/runtime"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // testCgroup checks the delegated cgroup2 subtree (see package runtime):
@@ -20,9 +21,7 @@ import (
 // into a child cgroup and still be found (Attach, SetHostname); and
 // Destroy leaves nothing, child cgroups included (Env.Leftovers).
 func testCgroup(t *testing.T, env Env, newRuntime Factory) {
-	if !hostHasCgroup2() {
-		t.Skip("the host has no cgroup2 hierarchy")
-	}
+	testutil.Requires(t, hostHasCgroup2(), "the host has no cgroup2 hierarchy")
 	ctx := context.Background()
 	rt := newRuntime(t, env.Dir)
 	const id = "rt-cgroup"
