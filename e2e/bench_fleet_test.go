@@ -115,6 +115,7 @@ func BenchmarkBaselineRoundTrip300(b *testing.B) {
 			b.Fatal(err)
 		}
 		f, err := ln.File()
+		ln.SetUnlinkOnClose(false) // the server has it now
 		ln.Close()
 		if err != nil {
 			b.Fatal(err)
