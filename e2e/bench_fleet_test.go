@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -100,12 +101,15 @@ func BenchmarkExecRoundTrip300(b *testing.B) {
 const trueServerEnv = "SANDBOXD_E2E_TRUE_SERVER"
 
 // BenchmarkBaselineRoundTrip300 is ExecRoundTrip300's reference on this
-// machine, without sandboxd: 301 small HTTP servers (this test binary run
-// again, serveTrue) on Unix sockets, each answering a request by running
-// /bin/true, called the same way as the sandboxes are there. Its ratio is
-// what a call to one of 300 idle processes costs beside a call to one kept
-// busy, whatever they are (caches, TLB, scheduling): the part of the
-// fleet's ratio no daemon or agent change can remove.
+// machine, without sandboxd: 301 pairs of long-lived processes shaped like
+// a sandbox's agent and session shell, each a small Go HTTP server on a
+// Unix socket (this test binary run again, serveTrue) that answers a
+// request by having its bash run "true", called the same way as the
+// sandboxes are there. Its ratio is what a call to one of 300 idle process
+// pairs costs beside a call to one kept busy, whatever they run: caches,
+// TLB and, on a paravirtualized guest, page tables rebuilt for a process
+// switched back in; the part of the fleet's ratio that no daemon or agent
+// change removes.
 func BenchmarkBaselineRoundTrip300(b *testing.B) {
 	dir := b.TempDir()
 	clients := make([]*http.Client, fleetSize+1)
@@ -168,21 +172,49 @@ func BenchmarkBaselineRoundTrip300(b *testing.B) {
 	measureFleet(b, call, func() error { return call(fleetSize) })
 }
 
-// serveTrue serves HTTP on the listener at fd 3, answering each request by
-// running /bin/true, until it is killed.
+// serveTrue serves HTTP on the listener at fd 3 until it is killed,
+// answering each request by having a bash of its own, started once, run
+// "true" and report its status, as a session's shell does for the agent.
 func serveTrue() {
-	ln, err := net.FileListener(os.NewFile(3, "listener"))
-	if err != nil {
+	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	ln, err := net.FileListener(os.NewFile(3, "listener"))
+	if err != nil {
+		fail(err)
+	}
+	sh := exec.Command("bash", "-c", `while read -r c; do eval "$c"; echo $?; done`)
+	sh.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	in, err := sh.StdinPipe()
+	if err != nil {
+		fail(err)
+	}
+	out, err := sh.StdoutPipe()
+	if err != nil {
+		fail(err)
+	}
+	if err := sh.Start(); err != nil {
+		fail(err)
+	}
+	status := bufio.NewReader(out)
+	var mu sync.Mutex
 	err = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if err := exec.Command("/bin/true").Run(); err != nil {
+		mu.Lock()
+		defer mu.Unlock()
+		_, err := io.WriteString(in, "true\n")
+		var line string
+		if err == nil {
+			line, err = status.ReadString('\n')
+		}
+		if err == nil && line != "0\n" {
+			err = fmt.Errorf("true: status %q", line)
+		}
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	}))
-	fmt.Fprintln(os.Stderr, err)
-	os.Exit(1)
+	fail(err)
 }
 
 // measureFleet times b.N iterations of two calls each, untimed between
