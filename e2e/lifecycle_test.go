@@ -251,13 +251,17 @@ func TestLastActiveAt(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond) // the next call's time is news
 	before := time.Now().Truncate(time.Millisecond)
 	mustExec(t, sb, "true")
-	time.Sleep(100 * time.Millisecond) // the call's hold is released too
-	info, err := sb.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.LastActiveAt.Before(before) || info.LastActiveAt.After(time.Now()) {
-		t.Errorf("lastActiveAt %v right after a call made at %v", info.LastActiveAt, before)
+	// The call's hold is released just after its answer, and noted too.
+	var info *api.Sandbox
+	waitFor(t, 5*time.Second, "the call in lastActiveAt", func() bool {
+		var err error
+		if info, err = sb.Info(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return !info.LastActiveAt.Before(before)
+	})
+	if info.LastActiveAt.After(time.Now()) {
+		t.Errorf("lastActiveAt %v after a call made at %v", info.LastActiveAt, before)
 	}
 	d.Restart()
 	again, err := d.Client.Get("active").Info(ctx)
