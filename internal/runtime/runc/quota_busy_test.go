@@ -42,7 +42,7 @@ func TestMountDiskWaitsForOldLoop(t *testing.T) {
 	if err := unix.Mkdir(mnt, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := mountDisk(img, mnt); err != nil {
+	if err := mountDisk(img, mnt, false); err != nil {
 		t.Fatalf("mount: %v", err)
 	}
 	defer func() {
