@@ -38,7 +38,7 @@ func handleTunnel(w http.ResponseWriter, r *http.Request) {
 		core.WriteError(w, &errdefs.CodedError{Code: api.CodeInvalidPort, Message: fmt.Sprintf("tunnel: port %q: want 1-65535", r.URL.Query().Get("port")), Kind: errdefs.ErrInvalidArgument})
 		return
 	}
-	if !core.IsUpgrade(r.Header, agentapi.TunnelProtocol) {
+	if !agentapi.IsUpgrade(r.Header, agentapi.TunnelProtocol) {
 		w.Header().Set("Upgrade", agentapi.TunnelProtocol)
 		w.Header().Set("Connection", "Upgrade")
 		core.WriteJSON(w, http.StatusUpgradeRequired, api.Error{Code: api.CodeValidationFailed,

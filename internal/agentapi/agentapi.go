@@ -8,7 +8,9 @@ package agentapi
 import (
 	"cmp"
 	"fmt"
+	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/sandboxd/sandboxd/api"
 )
@@ -46,6 +48,27 @@ const DefaultMaxOutputBytes = 16 << 20
 // /v1/tunnel?port=N): after the 101 answer, the connection carries the
 // bytes of one TCP connection to a port inside the sandbox.
 const TunnelProtocol = "tcp"
+
+// IsUpgrade reports whether h asks to upgrade the connection to protocol
+// ("websocket" for a terminal, TunnelProtocol for a tunnel): Connection:
+// upgrade and Upgrade: protocol, as tokens of any case in comma-separated
+// lists. The agent checks what it is sent, the daemon what it forwards.
+func IsUpgrade(h http.Header, protocol string) bool {
+	return headerHasToken(h, "Connection", "upgrade") && headerHasToken(h, "Upgrade", protocol)
+}
+
+// headerHasToken reports whether a comma-separated list in one of h's name
+// fields holds token, in any case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // Limits bound what one sandbox's agent keeps at once. A call that would go
 // past one fails with RESOURCE_EXHAUSTED (429) and a message naming the

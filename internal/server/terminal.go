@@ -3,9 +3,9 @@ package server
 import (
 	"context"
 	"net/http"
-	"strings"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -16,7 +16,7 @@ import (
 // sandbox is held (never put to sleep) meanwhile. A request that is not a
 // WebSocket handshake gets 426 without waking the sandbox.
 func (s *server) terminal(w http.ResponseWriter, r *http.Request, id string) {
-	if !isWebSocketUpgrade(r.Header) {
+	if !agentapi.IsUpgrade(r.Header, "websocket") {
 		w.Header().Set("Upgrade", "websocket")
 		w.Header().Set("Connection", "Upgrade")
 		s.error(w, r, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
@@ -31,26 +31,4 @@ func (s *server) terminal(w http.ResponseWriter, r *http.Request, id string) {
 		r = r.WithContext(ctx)
 	}
 	s.forward(w, r, id)
-}
-
-// isWebSocketUpgrade reports whether h asks for a WebSocket handshake:
-// Connection: upgrade and Upgrade: websocket, as tokens of any case in
-// comma-separated lists. The agent has the same check
-// (core.IsWebSocketUpgrade) under the same test: the daemon links none of
-// the agent's code.
-func isWebSocketUpgrade(h http.Header) bool {
-	return headerHasToken(h, "Connection", "upgrade") && headerHasToken(h, "Upgrade", "websocket")
-}
-
-// headerHasToken reports whether a comma-separated list in one of h's name
-// fields holds token, in any case.
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
@@ -86,25 +85,4 @@ func JSON[Req, Resp any](status int, h func(r *http.Request, req *Req) (Resp, er
 		}
 		WriteJSON(w, status, resp)
 	}
-}
-
-// IsWebSocketUpgrade reports whether h asks for a WebSocket handshake.
-func IsWebSocketUpgrade(h http.Header) bool { return IsUpgrade(h, "websocket") }
-
-// IsUpgrade reports whether h asks to upgrade the connection to protocol:
-// Connection: upgrade and Upgrade: protocol, as tokens of any case in
-// comma-separated lists.
-func IsUpgrade(h http.Header, protocol string) bool {
-	return headerHasToken(h, "Connection", "upgrade") && headerHasToken(h, "Upgrade", protocol)
-}
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/agent/session"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -144,7 +145,7 @@ func (ts *Service) handleTerminal(w http.ResponseWriter, r *http.Request) {
 // getOrStart checks a terminal request and returns the running terminal
 // it names (and true), or starts it.
 func (ts *Service) getOrStart(r *http.Request) (*terminal, terminalParams, bool, error) {
-	if !core.IsWebSocketUpgrade(r.Header) {
+	if !agentapi.IsUpgrade(r.Header, "websocket") {
 		return nil, terminalParams{}, false, &errdefs.CodedError{Code: api.CodeUpgradeRequired, Kind: errdefs.ErrInvalidArgument,
 			Message: "the terminal is a WebSocket: send an Upgrade: websocket request"}
 	}
