@@ -1,7 +1,6 @@
 package agentclient
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // hostDialer reaches ports on this host's loopback (standing in for a
@@ -296,42 +296,8 @@ func TestPortTransportBoundedHead(t *testing.T) {
 // connection, so the stray bytes are never read as the next answer
 // (http.Transport closes an idle connection that receives anything).
 func TestPortTransportBytesAfterAnswer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var conns atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					answer := "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine"
-					switch {
-					case req.URL.Path == "/extra":
-						answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nJUNK"
-					case req.Method == "HEAD":
-						answer = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nJUNK"
-					}
-					if _, err := io.WriteString(c, answer); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	u := "http://" + ln.Addr().String()
+	addr, conns := testutil.StrayBytesService(t)
+	u := "http://" + addr
 	_, _, rt := portClient(t)
 	for i, step := range []struct{ method, path, want string }{
 		{"GET", "/", "fine"},

@@ -24,6 +24,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/manager"
 	"github.com/sandboxd/sandboxd/internal/manager/managertest"
 	"github.com/sandboxd/sandboxd/internal/preview"
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // env is a preview proxy in front of a stand-in API, served on loopback,
@@ -212,43 +213,9 @@ func TestHeaders(t *testing.T) {
 // that connection: the next request, from anyone, gets its own answer,
 // never the stray bytes (nor a 502).
 func TestBytesAfterAnswer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var conns atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					answer := "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine"
-					switch {
-					case req.URL.Path == "/extra":
-						answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nJUNK"
-					case req.Method == "HEAD":
-						answer = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nJUNK"
-					}
-					if _, err := io.WriteString(c, answer); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	addr, conns := testutil.StrayBytesService(t)
 	e := newEnv(t)
-	host := e.expose(t, "box", ln.Addr().(*net.TCPAddr).Port)
+	host := e.expose(t, "box", int(netip.MustParseAddrPort(addr).Port()))
 	for i, step := range []struct{ method, path, want string }{
 		{"GET", "/", "fine"},
 		{"GET", "/extra", "ok"},
