@@ -75,10 +75,7 @@ func TestKillLeavesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for count("sleep 73") < 3 && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitFor(t, 10*time.Second, "its three sleeps", func() bool { return count("sleep 73") == 3 })
 		if _, err := p.Kill(ctx, "SIGKILL"); err != nil {
 			t.Fatal(err)
 		}
