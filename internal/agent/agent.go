@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"sync"
 	"time"
 
@@ -214,10 +215,25 @@ const spareThreads = 16
 // use up every pid, and a runtime that then needs a new thread (for a
 // goroutine blocked in a system call) cannot make one and dies; idle
 // threads stay with the runtime, which reuses them instead.
+//
+// Each of n goroutines locks itself to its thread and waits until all
+// have, so the runtime must run them on n threads at once; unlocked, the
+// threads go idle for later use. (Goroutines blocked in a sleep would do it
+// too, but only once the runtime's monitor notices them, which takes it up
+// to 10 ms per look: a start's worth of waiting.)
 func reserveThreads(n int) {
-	var wg sync.WaitGroup
+	var locked, done sync.WaitGroup
+	release := make(chan struct{})
+	locked.Add(n)
 	for range n {
-		wg.Go(func() { _ = unix.Nanosleep(&unix.Timespec{Nsec: 20e6}, nil) })
+		done.Go(func() {
+			goruntime.LockOSThread()
+			locked.Done()
+			<-release
+			goruntime.UnlockOSThread()
+		})
 	}
-	wg.Wait()
+	locked.Wait()
+	close(release)
+	done.Wait()
 }
