@@ -1,6 +1,7 @@
 package runc
 
 import (
+	goruntime "runtime"
 	"slices"
 	"testing"
 
@@ -42,6 +43,9 @@ func TestTighten(t *testing.T) {
 		if r.Action == specs.ActAllow && (len(r.Names) == 0 || slices.ContainsFunc(r.Names, func(n string) bool { return deniedSyscalls[n] })) {
 			t.Errorf("allow rule %v after tighten", r.Names)
 		}
+	}
+	if want, ok := nativeArch[goruntime.GOARCH]; ok && !slices.Equal(sc.Architectures, []specs.Arch{want}) {
+		t.Errorf("architectures after tighten: %v, want only %s", sc.Architectures, want)
 	}
 	if len(sc.Syscalls) > len(orig.Syscalls) || sc.DefaultAction != orig.DefaultAction {
 		t.Errorf("tighten: %d rules (from %d), default %s", len(sc.Syscalls), len(orig.Syscalls), sc.DefaultAction)
