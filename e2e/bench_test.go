@@ -294,9 +294,10 @@ func BenchmarkBaselineRuncOverlayRun(b *testing.B) {
 type runcBaseline struct {
 	b     *testing.B
 	runc  string
-	image string // the default image, symlinks resolved
-	dir   string // bundles/, layers/
-	state string // runc --root
+	image string   // the default image, symlinks resolved
+	dir   string   // bundles/, layers/
+	state string   // runc --root
+	args  []string // the container's command (default /bin/true)
 	seq   int
 }
 
@@ -333,7 +334,11 @@ func (rb *runcBaseline) bundle(rootfs string, readonly bool) string {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		rb.b.Fatal(err)
 	}
-	cfg, err := json.Marshal(baselineSpec(rootfs, readonly, "/sandboxd/"+id))
+	spec := baselineSpec(rootfs, readonly, "/sandboxd/"+id)
+	if rb.args != nil {
+		spec.Process.Args = rb.args
+	}
+	cfg, err := json.Marshal(spec)
 	if err != nil {
 		rb.b.Fatal(err)
 	}

@@ -493,15 +493,8 @@ func createCount(t testing.TB, d *Daemon) int {
 // metricValue reads an unlabelled metric from d's /metrics.
 func metricValue(t testing.TB, d *Daemon, name string) float64 {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, d.URL+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+d.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
+	text := metricsText(t, d)
+	for _, line := range strings.Split(text, "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
@@ -510,8 +503,25 @@ func metricValue(t testing.TB, d *Daemon, name string) float64 {
 			return n
 		}
 	}
-	t.Fatalf("no %s in /metrics:\n%s", name, b)
+	t.Fatalf("no %s in /metrics:\n%s", name, text)
 	return 0
+}
+
+// metricsText returns d's /metrics.
+func metricsText(t testing.TB, d *Daemon) string {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, d.URL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+d.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // waitReady waits until d's warm pool holds n sandboxes ready to claim.

@@ -3,7 +3,6 @@ package e2e
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -277,13 +276,7 @@ func TestConcurrentFirstUseCreatesOnce(t *testing.T) {
 // metric returns the value of an unlabelled series from /metrics.
 func metric(t testing.TB, d *Daemon, name string) string {
 	t.Helper()
-	resp, err := http.Get(d.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(metricsText(t, d), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			return v
 		}

@@ -307,6 +307,7 @@ func (m *Manager) runLocked(ctx context.Context, e *entry, opts api.CreateSandbo
 // createLocked validates opts, stores a new record and starts it. If the
 // first start fails, the sandbox is rolled back: no record, no files.
 func (m *Manager) createLocked(ctx context.Context, e *entry, opts api.CreateSandboxRequest) error {
+	trace := runtime.NewStartTrace()
 	rec, err := m.record(e.id, opts)
 	if err != nil {
 		return err
@@ -318,7 +319,8 @@ func (m *Manager) createLocked(ctx context.Context, e *entry, opts api.CreateSan
 	if err != nil {
 		return err
 	}
-	if err := m.startLocked(ctx, e, rec, true); err != nil {
+	trace.Mark("record")
+	if err := m.startLocked(runtime.WithStartTrace(ctx, trace), e, rec, true); err != nil {
 		bg := context.WithoutCancel(ctx)
 		if derr := m.cfg.Runtime.Destroy(bg, rec.RuntimeName); derr != nil {
 			m.log.Error("roll back failed create", "sandbox", e.id, "err", derr)
@@ -361,12 +363,18 @@ func (m *Manager) specOf(rec store.Sandbox, hostname string) runtime.Spec {
 // them together (runc, mounts and the agents' start share the CPUs), and
 // the slowest would run into the start's timeouts.
 func (m *Manager) startContainer(ctx context.Context, rec store.Sandbox, hostname string) (*runtime.Instance, *agentclient.Client, error) {
+	trace := runtime.TraceFrom(ctx)
+	if trace == nil {
+		trace = runtime.NewStartTrace()
+		ctx = runtime.WithStartTrace(ctx, trace)
+	}
 	select {
 	case m.starts <- struct{}{}:
 		defer func() { <-m.starts }()
 	case <-ctx.Done():
 		return nil, nil, fmt.Errorf("%w: waiting for a start slot: %v", errdefs.ErrUnavailable, ctx.Err())
 	}
+	trace.Mark("wait")
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentTimeout+30*time.Second)
 	defer cancel()
 	inst, err := m.cfg.Runtime.Start(ctx, m.specOf(rec, hostname))
@@ -378,7 +386,22 @@ func (m *Manager) startContainer(ctx context.Context, rec store.Sandbox, hostnam
 		_ = m.cfg.Runtime.Stop(ctx, rec.RuntimeName)
 		return nil, nil, fmt.Errorf("%w: start sandbox %s: its agent: %v", errdefs.ErrUnavailable, rec.ID, err)
 	}
+	trace.Mark("agent")
+	if ur, ok := m.cfg.Runtime.(runtime.UsageReader); ok {
+		if u, err := ur.Usage(ctx, rec.RuntimeName); err == nil {
+			trace.ContainerCPU("agent", u.CPU)
+		}
+	}
 	return inst, c, nil
+}
+
+// observeStart reports a finished start's phases (kind: "create", "start"
+// or "pool") in /metrics.
+func (m *Manager) observeStart(kind string, trace *runtime.StartTrace) {
+	for _, p := range trace.Phases() {
+		m.cfg.Metrics.StartPhaseSeconds.WithLabelValues(kind, p.Name).Observe(p.Wall.Seconds())
+		m.cfg.Metrics.StartPhaseCPUSeconds.WithLabelValues(kind, p.Name).Add(p.CPU.Seconds())
+	}
 }
 
 // connect returns a client of inst's agent once it answers a version
@@ -412,6 +435,11 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 		m.starting.Add(-1)
 		kick(m.pool.kickc)
 	}()
+	trace := runtime.TraceFrom(ctx)
+	if trace == nil {
+		trace = runtime.NewStartTrace()
+		ctx = runtime.WithStartTrace(ctx, trace)
+	}
 	inst, c, err := m.startContainer(ctx, rec, rec.ID)
 	if err != nil {
 		log.Error("start sandbox", "err", err)
@@ -428,13 +456,16 @@ func (m *Manager) startLocked(ctx context.Context, e *entry, rec store.Sandbox, 
 		return err
 	}
 	m.runningLocked(e, c, inst, rec, now)
+	trace.Mark("commit")
 	took := time.Since(began)
 	if isNew {
 		m.cfg.Metrics.CreateSeconds.Observe(took.Seconds())
+		m.observeStart("create", trace)
 	} else {
 		m.cfg.Metrics.StartSeconds.Observe(took.Seconds())
+		m.observeStart("start", trace)
 	}
-	log.Info("sandbox started", "new", isNew, "pid", inst.Pid, "ms", took.Milliseconds())
+	log.Info("sandbox started", "new", isNew, "pid", inst.Pid, "ms", took.Milliseconds(), "phases", trace)
 	if rec.Status == api.StatusSleeping {
 		m.cfg.Metrics.WakeSeconds.Observe(took.Seconds())
 		log.Info("sandbox woke", "ms", took.Milliseconds())

@@ -318,7 +318,8 @@ func (m *Manager) startPooled(ctx context.Context) (s *pooled, err error) {
 			m.discardPooled(ctx, s)
 		}
 	}()
-	if s.inst, s.client, err = m.startContainer(ctx, rec, rec.RuntimeName); err != nil {
+	trace := runtime.NewStartTrace()
+	if s.inst, s.client, err = m.startContainer(runtime.WithStartTrace(ctx, trace), rec, rec.RuntimeName); err != nil {
 		return s, err
 	}
 	// Warm the default session: its bash starting is most of a first
@@ -330,7 +331,9 @@ func (m *Manager) startPooled(ctx context.Context) (s *pooled, err error) {
 	if s.rec, err = m.cfg.Store.Update(ctx, rec.ID, func(r *store.Sandbox) error { r.Status = api.StatusRunning; return nil }); err != nil {
 		return s, err
 	}
-	m.log.Info("warm pool: started a pooled sandbox", "runtime", rec.RuntimeName, "ms", time.Since(began).Milliseconds())
+	trace.Mark("commit")
+	m.observeStart("pool", trace)
+	m.log.Info("warm pool: started a pooled sandbox", "runtime", rec.RuntimeName, "ms", time.Since(began).Milliseconds(), "phases", trace)
 	return s, nil
 }
 

@@ -8,9 +8,17 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	CreateSeconds prometheus.Histogram
 	StartSeconds  prometheus.Histogram
-	ExecTotal     *prometheus.CounterVec
-	ExecSeconds   prometheus.Histogram
-	APIErrors     *prometheus.CounterVec
+	// StartPhaseSeconds and StartPhaseCPUSeconds break container starts
+	// down by kind (create, start, pool) and phase (runtime.StartTrace).
+	StartPhaseSeconds    *prometheus.HistogramVec
+	StartPhaseCPUSeconds *prometheus.CounterVec
+	// The warm pool: creates it served, and creates it could have served
+	// but was empty for.
+	PoolHits    prometheus.Counter
+	PoolMisses  prometheus.Counter
+	ExecTotal   *prometheus.CounterVec
+	ExecSeconds prometheus.Histogram
+	APIErrors   *prometheus.CounterVec
 	// Lifecycle (sleep, wake, crash recovery).
 	WakeSeconds     prometheus.Histogram
 	SleepsTotal     prometheus.Counter
@@ -30,6 +38,14 @@ func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		CreateSeconds: histogram("sandboxd_create_duration_seconds", "Time to create a new sandbox until its agent answers."),
 		StartSeconds:  histogram("sandboxd_start_duration_seconds", "Time to start an existing, stopped sandbox until its agent answers."),
+		StartPhaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sandboxd_start_phase_duration_seconds",
+			Help:    "Wall time of each phase of a container start, by kind (create: a new sandbox; start: a stopped or sleeping one; pool: a warm pool's) and phase (record, wait, prepare, disk, idmap, overlay, network, bundle, runtime, agent, commit).",
+			Buckets: buckets,
+		}, []string{"kind", "phase"}),
+		StartPhaseCPUSeconds: counters("sandboxd_start_phase_cpu_seconds_total",
+			"CPU time of each phase of a container start: the daemon's own and its waited children's (exact only while one start runs at a time), and the container's cgroup's in phases runtime and agent.",
+			"kind", "phase"),
 		ExecTotal: counters("sandboxd_exec_total",
 			"Calls of exec and exec/stream, by outcome (ok: the command ran, whatever its exit code; error: the call failed).", "outcome"),
 		ExecSeconds: histogram("sandboxd_exec_duration_seconds", "Latency of exec calls, as the daemon sees them."),
@@ -45,7 +61,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			"Calls forwarded to sandboxes' agents, by operation (the route less /v1/sandboxes/{id}: \"POST /exec\", \"POST /processes\", \"POST /contexts\"...) and outcome (ok, error).",
 			"op", "outcome"),
 	}
-	reg.MustRegister(m.CreateSeconds, m.StartSeconds, m.ExecTotal, m.ExecSeconds, m.APIErrors,
+	reg.MustRegister(m.CreateSeconds, m.StartSeconds, m.StartPhaseSeconds, m.StartPhaseCPUSeconds, m.ExecTotal, m.ExecSeconds, m.APIErrors,
 		m.WakeSeconds, m.SleepsTotal, m.CrashesTotal, m.OperationsTotal)
 	return m
 }

@@ -59,7 +59,7 @@ func writeUpper(upper string, files map[string]string, uid int) error {
 // the sandbox's root, read-only) and whose upper layer is the sandbox's own.
 // Afterwards only the overlay is in the mount table: the idmapped mount is
 // detached once the overlay holds it.
-func mountRootfs(image, lower, upper, work, rootfs string, uidBase uint32) error {
+func mountRootfs(image, lower, upper, work, rootfs string, uidBase uint32, trace *runtime.StartTrace) error {
 	ns, err := idmap.UserNS(uidBase, runtime.IDMapSize)
 	if err != nil {
 		return err
@@ -69,6 +69,7 @@ func mountRootfs(image, lower, upper, work, rootfs string, uidBase uint32) error
 		return err
 	}
 	defer unix.Unmount(lower, unix.MNT_DETACH)
+	trace.Mark("idmap")
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
 	if err := unix.Mount("overlay", rootfs, "overlay", unix.MS_NODEV|unix.MS_NOSUID, opts); err != nil {
 		return fmt.Errorf("mount overlay at %s: %w", rootfs, err)

@@ -170,6 +170,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	if err != nil {
 		return nil, err
 	}
+	trace := runtime.TraceFrom(ctx)
 	dir := r.sandboxDir(s.ID)
 	rootfs, lower := filepath.Join(dir, "rootfs"), filepath.Join(dir, "lower")
 	for _, d := range []string{rootfs, lower} {
@@ -200,6 +201,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	}()
 	// The writable layer: on the sandbox's own quota file system (see
 	// quota.go) or, without a quota, on the host's.
+	trace.Mark("prepare")
 	upper, work, err := prepareLayers(ctx, dir, s.Hostname, int(s.UIDBase), s.Resources.DiskMB)
 	if err != nil {
 		return nil, err
@@ -207,13 +209,16 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	if err := writeUpper(upper, map[string]string{"etc/resolv.conf": resolv}, int(s.UIDBase)); err != nil {
 		return nil, fmt.Errorf("resolv.conf: %w", err)
 	}
-	if err := mountRootfs(s.Image, lower, upper, work, rootfs, s.UIDBase); err != nil {
+	trace.Mark("disk")
+	if err := mountRootfs(s.Image, lower, upper, work, rootfs, s.UIDBase, trace); err != nil {
 		return nil, err
 	}
+	trace.Mark("overlay")
 	netns, err := r.setupNetwork(s)
 	if err != nil {
 		return nil, err
 	}
+	trace.Mark("network")
 	cg2 := cgroup2Dir(r.cgroup(s.ID))
 	if cg2 != "" {
 		if err := delegateCgroup(cg2, int(s.UIDBase)); err != nil {
@@ -255,6 +260,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	cmd.Stdout, cmd.Stderr = outW, outW
 	cmd.ExtraFiles = []*os.File{ln}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	trace.Mark("bundle")
 	started := time.Now()
 	if err := cmd.Run(); err != nil {
 		outR.Close()
@@ -271,6 +277,10 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 		return nil, err
 	}
 	r.trackedHost(s.ID, s.Hostname)
+	trace.Mark("runtime")
+	if cpu, err := cpuUsage(r.cgroup(s.ID)); err == nil {
+		trace.ContainerCPU("runtime", cpu) // runc's init, in the container's cgroup until it became the agent
+	}
 	return &runtime.Instance{ID: s.ID, Socket: sock, Pid: pid, StartedAt: started, Exited: exited}, nil
 }
 
