@@ -59,12 +59,11 @@ func writeUpper(upper string, files map[string]string, uid int) error {
 // the sandbox's root, read-only) and whose upper layer is the sandbox's own.
 // Afterwards only the overlay is in the mount table: the idmapped mount is
 // detached once the overlay holds it.
-func mountRootfs(image, lower, upper, work, rootfs string, uidBase uint32, trace *runtime.StartTrace) error {
-	ns, err := idmap.UserNS(uidBase, runtime.IDMapSize)
+func (r *Runtime) mountRootfs(image, lower, upper, work, rootfs string, uidBase uint32, trace *runtime.StartTrace) error {
+	ns, err := r.userNS(uidBase)
 	if err != nil {
 		return err
 	}
-	defer ns.Close()
 	if err := idmap.BindReadOnly(image, lower, ns); err != nil {
 		return err
 	}
@@ -117,3 +116,42 @@ func mountsUnder(path string) ([]string, error) {
 // unescapeMountPath undoes mountinfo's octal escapes: the kernel escapes
 // space, tab, newline and backslash in mount points.
 var unescapeMountPath = strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace
+
+// maxUserNS bounds the user namespaces a Runtime keeps for idmapped mounts.
+const maxUserNS = 1024
+
+// userNS returns a user namespace mapping ids 0..IDMapSize-1 to host ids
+// from base, for idmapped mounts. A uid range always maps the same way,
+// so the namespace is made once per range and kept (an open file, and a
+// little kernel memory): making one forks the daemon, whose page tables
+// the fork copies, which costs a start ~10 ms of CPU. Store hands out the
+// lowest free ranges, so a few hundred cover the sandboxes of most hosts;
+// past maxUserNS, one kept namespace is let go for each new one.
+func (r *Runtime) userNS(base uint32) (*os.File, error) {
+	r.mu.Lock()
+	ns := r.userns[base]
+	r.mu.Unlock()
+	if ns != nil {
+		return ns, nil
+	}
+	ns, err := idmap.UserNS(base, runtime.IDMapSize)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old := r.userns[base]; old != nil { // made meanwhile by another start
+		ns.Close()
+		return old, nil
+	}
+	if len(r.userns) >= maxUserNS {
+		// Not closed: a start may be using it this moment. The
+		// garbage collector closes the file once none is.
+		for b := range r.userns {
+			delete(r.userns, b)
+			break
+		}
+	}
+	r.userns[base] = ns
+	return ns, nil
+}

@@ -24,6 +24,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -69,6 +70,7 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	tracked map[string]*tracked // running containers, by ID; guarded by mu
+	userns  map[uint32]*os.File // user namespaces for idmapped mounts, by uid base (userNS); guarded by mu
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -93,7 +95,7 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runtime{dir: dir, runcBin: bin, agentArgs: cfg.AgentArgs, log: cfg.Logger, bridge: bridge, tracked: map[string]*tracked{}}
+	r := &Runtime{dir: dir, runcBin: bin, agentArgs: cfg.AgentArgs, log: cfg.Logger, bridge: bridge, tracked: map[string]*tracked{}, userns: map[uint32]*os.File{}}
 	// Every sandbox's root must reach its own rootfs and the agent binary,
 	// so the directories on the way are searchable (0711) but not
 	// listable; each sandbox's own directory is then closed to all but
@@ -172,6 +174,12 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	}
 	trace := runtime.TraceFrom(ctx)
 	dir := r.sandboxDir(s.ID)
+	// A sandbox seen for the first time (no directory, no runc state) has
+	// no leftovers to look for: that costs reads of the mount table, which
+	// grows with every sandbox running.
+	_, errDir := os.Stat(dir)
+	_, errState := os.Stat(filepath.Join(r.path("state"), s.ID))
+	fresh := errors.Is(errDir, os.ErrNotExist) && errors.Is(errState, os.ErrNotExist)
 	rootfs, lower := filepath.Join(dir, "rootfs"), filepath.Join(dir, "lower")
 	for _, d := range []string{rootfs, lower} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -187,12 +195,14 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	if err := os.Chmod(dir, 0o710); err != nil {
 		return nil, err
 	}
-	if r.running(s.ID) {
-		return nil, fmt.Errorf("%w: sandbox %s is already running", errdefs.ErrConflict, s.ID)
-	}
-	// Leftovers of a run that did not stop cleanly go first.
-	if err := r.Stop(ctx, s.ID); err != nil {
-		return nil, err
+	if !fresh {
+		if r.running(s.ID) {
+			return nil, fmt.Errorf("%w: sandbox %s is already running", errdefs.ErrConflict, s.ID)
+		}
+		// Leftovers of a run that did not stop cleanly go first.
+		if err := r.Stop(ctx, s.ID); err != nil {
+			return nil, err
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -210,7 +220,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 		return nil, fmt.Errorf("resolv.conf: %w", err)
 	}
 	trace.Mark("disk")
-	if err := mountRootfs(s.Image, lower, upper, work, rootfs, s.UIDBase, trace); err != nil {
+	if err := r.mountRootfs(s.Image, lower, upper, work, rootfs, s.UIDBase, trace); err != nil {
 		return nil, err
 	}
 	trace.Mark("overlay")
