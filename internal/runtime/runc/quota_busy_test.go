@@ -104,3 +104,46 @@ func TestFormatDiskTooLarge(t *testing.T) {
 		t.Errorf("16 TiB disk on ext4: %v; want ErrInvalidArgument", err)
 	}
 }
+
+// TestCopySparse: a copy has the source's bytes and its holes: data only
+// where the source has data, whatever lies between.
+func TestCopySparse(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 64 << 20
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	chunks := map[int64]string{0: "first", 8 << 20: "middle", size - 4096: "last block"}
+	for off, s := range chunks {
+		if _, err := f.WriteAt([]byte(s), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	if err := copySparse(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(src)
+	got, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("copy differs from its source")
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dst, &st); err != nil {
+		t.Fatal(err)
+	}
+	if used := st.Blocks * 512; used > 1<<20 {
+		t.Errorf("copy takes %d bytes of disk; want its holes kept (at most 1 MiB for three blocks)", used)
+	}
+	if _, err := os.Stat(dst + ".tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temporary file left: %v", err)
+	}
+}

@@ -8,6 +8,8 @@
 //
 //	state/                 runc's --root
 //	bin/sandbox-agent      a copy of the agent binary, bind-mounted read-only
+//	disks/                 empty quota file systems, one per size, that new
+//	                       sandboxes' disks are copied from (quota.go)
 //	sandboxes/<id>/        config.json, rootfs/ (the overlay), upper/, work/,
 //	                       agent.sock, runc.log, init.pid; with a disk
 //	                       quota, disk.img mounted at disk/ holds upper/ and
@@ -71,6 +73,8 @@ type Runtime struct {
 	mu      sync.Mutex
 	tracked map[string]*tracked // running containers, by ID; guarded by mu
 	userns  map[uint32]*os.File // user namespaces for idmapped mounts, by uid base (userNS); guarded by mu
+
+	disksMu sync.Mutex // held while looking for or making a disk template (diskTemplate)
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -212,7 +216,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 	// The writable layer: on the sandbox's own quota file system (see
 	// quota.go) or, without a quota, on the host's.
 	trace.Mark("prepare")
-	upper, work, err := prepareLayers(ctx, dir, s.Hostname, int(s.UIDBase), s.Resources.DiskMB)
+	upper, work, err := r.prepareLayers(ctx, dir, s.Hostname, int(s.UIDBase), s.Resources.DiskMB)
 	if err != nil {
 		return nil, err
 	}
