@@ -179,7 +179,7 @@ func New(cfg Config) *Manager {
 	}
 	return &Manager{cfg: cfg, log: cfg.Logger, entries: make(map[string]*entry), holds: make(map[string]int), unsaved: make(map[string]time.Time),
 		sleepKick: make(chan struct{}, 1), pool: pool{kickc: make(chan struct{}, 1)},
-		starts: make(chan struct{}, max(8, 4*goruntime.NumCPU()))}
+		starts: make(chan struct{}, startSlots())}
 }
 
 // startLoops starts the Manager's goroutines, once; after Close, never.
@@ -358,10 +358,11 @@ func (m *Manager) specOf(rec store.Sandbox, hostname string) runtime.Spec {
 // finishes even if the caller goes away, or a half-started container
 // would be left for the next call to clean. On error no container runs.
 //
-// The slots: a hundred first calls for new IDs at once would otherwise
-// start a hundred containers at once, each then taking as long as all of
-// them together (runc, mounts and the agents' start share the CPUs), and
-// the slowest would run into the start's timeouts.
+// The slots (startSlots): a hundred first calls for new IDs at once would
+// otherwise start a hundred containers at once, each then taking as long
+// as all of them together (runc, mounts and the agents' start share the
+// CPUs), and the slowest would run into the start's timeouts. Waiters get
+// slots in the order they came (a channel's senders queue in order).
 func (m *Manager) startContainer(ctx context.Context, rec store.Sandbox, hostname string) (*runtime.Instance, *agentclient.Client, error) {
 	trace := runtime.TraceFrom(ctx)
 	if trace == nil {
@@ -661,3 +662,11 @@ func (m *Manager) Close() {
 		e.mu.Unlock()
 	}
 }
+
+// startSlots is how many container starts run at once (startContainer):
+// one per CPU. A start is mostly CPU work (runc, the agent's start), so
+// more at once only share the CPUs more finely: each then takes longer,
+// the first sandboxes of a burst are ready later, and the sandboxes
+// already running get less of the CPUs meanwhile (docs/BENCHMARKS.md,
+// Bursts).
+func startSlots() int { return max(2, goruntime.NumCPU()) }
