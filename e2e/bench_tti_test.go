@@ -12,8 +12,9 @@ package e2e
 // from the release of all 100 to each one's answer) and "wall-ms" for a
 // burst; ns/op is meaningless here. A sequence is b.N sandboxes (make
 // bench's -benchtime 100x: 100); a burst is 100 whatever b.N. pool-seq
-// runs with the default warm pool (2, refilled between sandboxes); the
-// others with none.
+// runs with the default warm pool (2, refilled between sandboxes);
+// pool-burst with a pool that may grow to 100, after a first burst
+// (untimed) that makes it grow; the others with none.
 //
 // Beside the floor, a bare `runc run` of `node -v` on the same image
 // (runc-seq, runc-burst: runc's default spec, the image as a read-only
@@ -42,6 +43,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxd/sandboxd/internal/daemon"
 	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
@@ -207,6 +209,37 @@ func BenchmarkTimeToInteractive(b *testing.B) {
 			b.ReportMetric(ms(percentile(idle, 50)), "exec-idle-p50-ms")
 			b.ReportMetric(ms(percentile(busy, 50)), "exec-burst-p50-ms")
 			b.ReportMetric(ms(percentile(busy, 95)), "exec-burst-p95-ms")
+		})
+		destroySandboxes(b, d, ids...)
+	})
+	b.Run("pool-burst", func(b *testing.B) {
+		// A pool that may grow: a first burst (untimed) teaches it the
+		// demand, and the measured one finds it grown.
+		d := StartDaemon(b, func(c *daemon.Config) { c.WarmPool, c.WarmPoolMax, c.WarmPoolMemoryMB = 2, ttiN, 1024 })
+		ctx := ctxT(b, 10*time.Minute)
+		warm := make([]string, ttiN)
+		ids := make([]string, ttiN)
+		for i := range ids {
+			warm[i], ids[i] = benchID("ttib-learn", i), benchID("ttib-pool", i)
+		}
+		ttiBurst(b, func(i int) error { return nodeV(ctx, d, warm[i]) })
+		destroySandboxes(b, d, warm...)
+		waitReady(b, d, ttiN)
+		once(b, func() {
+			created := make([]time.Duration, ttiN)
+			start := time.Now()
+			lat, wall := ttiBurst(b, func(i int) error {
+				if _, err := d.Client.Create(ctx, ids[i], nil); err != nil {
+					return err
+				}
+				created[i] = time.Since(start)
+				return nodeV(ctx, d, ids[i])
+			})
+			reportTTI(b, lat, wall)
+			slices.Sort(created)
+			b.ReportMetric(ms(percentile(created, 50)), "created-p50-ms")
+			b.ReportMetric(ms(created[ttiN-1]), "created-max-ms")
+			b.ReportMetric(metricValue(b, d, "sandboxd_warm_pool_hits_total"), "hits")
 		})
 		destroySandboxes(b, d, ids...)
 	})

@@ -668,3 +668,43 @@ func TestPoolImageRebuilt(t *testing.T) {
 		t.Errorf("a new sandbox did not come from the refilled pool: %v", left)
 	}
 }
+
+// A burst of creates grows the warm pool (up to --warm-pool-max) so that
+// the next burst is served from it; /metrics counts the misses of the
+// first and the hits of the second.
+func TestPoolGrowsWithDemand(t *testing.T) {
+	t.Parallel()
+	d := StartDaemon(t, func(c *daemon.Config) { c.WarmPool, c.WarmPoolMax = 1, 4 })
+	ctx := ctxT(t, 5*time.Minute)
+	waitReady(t, d, 1)
+	burst := func(prefix string) {
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() {
+				if _, err := d.Client.Create(ctx, fmt.Sprintf("%s-%d", prefix, i), nil); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	burst("grow-a") // a hit, and misses (three, unless the filler was quick)
+	hits, misses := metricValue(t, d, "sandboxd_warm_pool_hits_total"), metricValue(t, d, "sandboxd_warm_pool_misses_total")
+	if hits+misses != 4 || misses < 1 {
+		t.Errorf("first burst of 4 on a pool of 1: %v hits, %v misses; want 4 in all, misses among them", hits, misses)
+	}
+	if got := metricValue(t, d, "sandboxd_warm_pool_target"); got != 4 {
+		t.Errorf("pool target after a burst of 4: %v, want 4", got)
+	}
+	waitReady(t, d, 4)
+	burst("grow-b")
+	if h, m := metricValue(t, d, "sandboxd_warm_pool_hits_total"), metricValue(t, d, "sandboxd_warm_pool_misses_total"); h != hits+4 || m != misses {
+		t.Errorf("second burst of 4 on a pool of 4: %v hits, %v misses; want %v and %v", h, m, hits+4, misses)
+	}
+	for i := range 4 {
+		id := fmt.Sprintf("grow-b-%d", i)
+		if res := mustExec(t, d.Client.Get(id), "hostname"); res.Stdout != id+"\n" {
+			t.Errorf("%s: hostname %q", id, res.Stdout)
+		}
+	}
+}

@@ -37,7 +37,9 @@ func main() {
 		cfg.UIDBase = uint32(n)
 		return err
 	})
-	flag.IntVar(&cfg.WarmPool, "warm-pool", 2, "sandboxes of the default image kept started ahead for new IDs (0: none)")
+	flag.IntVar(&cfg.WarmPool, "warm-pool", 2, "fewest sandboxes of the default image kept started ahead for new IDs (0: no pool)")
+	flag.IntVar(&cfg.WarmPoolMax, "warm-pool-max", 32, "most sandboxes the warm pool grows to when creates come faster (the creates of the last 10 minutes)")
+	flag.Int64Var(&cfg.WarmPoolMemoryMB, "warm-pool-memory", 512, "memory the warm pool's sandboxes may take together, in MiB (0: no bound but --warm-pool-max)")
 	flag.Int64Var(&cfg.DiskMB, "disk-mb", daemon.DefaultDiskMB, "disk quota of a sandbox that asks for none, in MiB (a sparse file; 0: no quota)")
 	flag.IntVar(&cfg.AgentLimits.Processes, "max-processes", agentapi.DefaultMaxProcesses, "most background processes per sandbox (more: 429)")
 	flag.IntVar(&cfg.AgentLimits.Sessions, "max-sessions", agentapi.DefaultMaxSessions, "most sessions per sandbox besides the default one (more: 429)")

@@ -50,10 +50,16 @@ type Config struct {
 	// AgentLimits bound each sandbox's processes, sessions and code
 	// contexts (429 past them); zero fields get the agent's defaults.
 	AgentLimits agentapi.Limits
-	// WarmPool is how many sandboxes of the default image are kept
-	// started ahead, so that a new ID's first call claims one in a few
+	// WarmPool is the fewest sandboxes of the default image kept started
+	// ahead, so that a new ID's first call claims one in a few
 	// milliseconds. Zero: no pool.
 	WarmPool int
+	// WarmPoolMax is the most the pool grows to while creates come
+	// faster than it holds (at most WarmPool: a fixed size), and
+	// WarmPoolMemoryMB the memory all pooled sandboxes may take (zero: no
+	// bound but WarmPoolMax).
+	WarmPoolMax      int
+	WarmPoolMemoryMB int64
 	// Bridge configures network mode bridge.
 	Bridge BridgeConfig
 	// Ready, if set, receives the API's address once it accepts requests.

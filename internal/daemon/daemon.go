@@ -63,13 +63,16 @@ func Run(ctx context.Context, cfg Config) error {
 	m := metrics.New(reg)
 	mgr := manager.New(manager.Config{
 		Store: st, Runtime: rt, ImagesDir: cfg.ImagesDir, MaxOutputBytes: cfg.MaxOutputBytes,
-		UIDBase: cfg.UIDBase, MaxSandboxes: cfg.MaxSandboxes, DiskMB: cfg.DiskMB, WarmPool: cfg.WarmPool, Metrics: m, Logger: log,
+		UIDBase: cfg.UIDBase, MaxSandboxes: cfg.MaxSandboxes, DiskMB: cfg.DiskMB, WarmPool: cfg.WarmPool, WarmPoolMax: cfg.WarmPoolMax, WarmPoolMemoryMB: cfg.WarmPoolMemoryMB, Metrics: m, Logger: log,
 	})
 	defer mgr.Close()
 	reg.MustRegister(manager.NewCollector(mgr))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sandboxd_warm_pool_ready", Help: "Pooled sandboxes started and ready to be claimed by a new ID.",
 	}, func() float64 { return float64(mgr.PoolSize()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sandboxd_warm_pool_target", Help: "Pooled sandboxes the warm pool aims to hold now: the recent creates it could serve, between --warm-pool and --warm-pool-max, within --warm-pool-memory.",
+	}, func() float64 { return float64(mgr.PoolTarget()) }))
 	if err := mgr.Recover(ctx); err != nil {
 		return fmt.Errorf("recover sandboxes: %w", err)
 	}

@@ -51,11 +51,17 @@ type Config struct {
 	// DiskMB is the disk quota of sandboxes created without one
 	// (resources.diskMB); zero: their files share the host's disk.
 	DiskMB int64
-	// WarmPool is how many sandboxes of the default image to keep started
-	// ahead, for new IDs to claim (pool.go); zero: none.
+	// WarmPool is the fewest sandboxes of the default image to keep
+	// started ahead, for new IDs to claim (pool.go); zero: none.
 	WarmPool int
-	Metrics  *metrics.Metrics
-	Logger   *slog.Logger
+	// WarmPoolMax is the most the pool grows to when creates come faster
+	// (pool.go, poolTarget); at most WarmPool: a pool of fixed size.
+	WarmPoolMax int
+	// WarmPoolMemoryMB bounds the memory the pooled sandboxes take
+	// together; zero: no bound but WarmPoolMax.
+	WarmPoolMemoryMB int64
+	Metrics          *metrics.Metrics
+	Logger           *slog.Logger
 }
 
 // DefaultUIDBase keeps sandboxes' uids far above host users and the ranges
@@ -170,7 +176,8 @@ func New(cfg Config) *Manager {
 	// Slot N uses uids UIDBase+N*IDMapSize ... +IDMapSize-1; the last uid,
 	// 2^32-1, is not a valid one.
 	slots := int((uint64(1)<<32-1-uint64(cfg.UIDBase))/runtime.IDMapSize) - 1
-	slots -= max(cfg.WarmPool, 0) // pooled sandboxes hold slots too
+	cfg.WarmPoolMax = max(cfg.WarmPoolMax, cfg.WarmPool, 0)
+	slots -= cfg.WarmPoolMax // pooled sandboxes hold slots too
 	if cfg.MaxSandboxes <= 0 || cfg.MaxSandboxes > slots {
 		cfg.MaxSandboxes = slots
 	}
@@ -315,6 +322,7 @@ func (m *Manager) createLocked(ctx context.Context, e *entry, opts api.CreateSan
 	if claimed, err := m.claimLocked(ctx, e, rec); claimed || err != nil {
 		return err
 	}
+	m.poolMissed(rec)
 	rec, err = m.cfg.Store.Create(ctx, rec, m.cfg.MaxSandboxes)
 	if err != nil {
 		return err

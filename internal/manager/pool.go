@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	goruntime "runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -32,18 +35,59 @@ import (
 // everything that calls the runtime goes through the record's RuntimeName
 // (see runtimeName).
 //
+// The pool's size follows demand (poolTarget): as many pooled sandboxes as
+// the most creates it could have served that came within poolBurst of
+// each other in the last poolDemandWindow, at least Config.WarmPool, at
+// most Config.WarmPoolMax, and only as many as fit in
+// Config.WarmPoolMemoryMB. A burst of creates thus grows the pool for the
+// next one, a steady trickle keeps it small (the filler replaces each
+// claimed sandbox in well under poolBurst), and a quiet spell shrinks it
+// back.
+//
 // One goroutine, the filler (poolLoop), owns the pool. It starts one
-// pooled sandbox at a time, only while no other start is in progress, and
-// only while sandboxes and pooled ones together stay under MaxSandboxes;
-// past that it destroys pooled ones. Pooled containers whose init exited,
+// pooled sandbox at a time, only while no other start is in progress,
+// past Config.WarmPool only while the CPUs have room (cpuBusy), and only
+// while sandboxes and pooled ones together stay under MaxSandboxes; past
+// that, or past the target, it destroys pooled ones. Pooled containers whose init exited,
 // or whose image is no longer the default one (see imageIdentity), are
 // never claimed, and are destroyed and replaced.
 
 // poolPrefix starts every pooled sandbox's runtime name.
 const poolPrefix = "pool."
 
-// poolIdle is the filler's wait between looks when nothing kicks it.
-const poolIdle = 10 * time.Second
+// poolIdle is the filler's wait between looks when nothing kicks it, and
+// poolBusyWait its wait while the CPUs are busy (cpuBusy).
+const (
+	poolIdle     = 10 * time.Second
+	poolBusyWait = 100 * time.Millisecond
+)
+
+// cpuBusy tells whether more tasks are runnable this moment than there are
+// CPUs (the kernel's count in /proc/loadavg), the filler's own included.
+func cpuBusy() bool {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b)) // 0.52 0.58 0.59 3/467 12345
+	if len(f) < 4 {
+		return false
+	}
+	running, _, _ := strings.Cut(f[3], "/")
+	n, err := strconv.Atoi(running)
+	return err == nil && n > goruntime.NumCPU()
+}
+
+// poolDemandWindow is how far back poolTarget looks at creates, and
+// poolBurst how close together creates count as one burst.
+const (
+	poolDemandWindow = 10 * time.Minute
+	poolBurst        = 10 * time.Second
+)
+
+// poolMemoryGuess is what a pooled sandbox is taken to cost in memory
+// until one has been measured.
+const poolMemoryGuess = 8 << 20
 
 // pooled is one ready pooled sandbox.
 type pooled struct {
@@ -51,14 +95,93 @@ type pooled struct {
 	image  string        // imageIdentity of rec.ImagePath when it started
 	client *agentclient.Client
 	inst   *runtime.Instance
+	memory int64 // bytes its cgroup used once started; 0: unknown
 }
 
 // pool is the Manager's warm pool.
 type pool struct {
 	kickc chan struct{} // buffered (1): a pending "look again" for the filler
 
-	mu    sync.Mutex
-	ready []*pooled // guarded by mu
+	mu     sync.Mutex
+	ready  []*pooled   // guarded by mu
+	demand []time.Time // creates the pool could serve, oldest first, within poolDemandWindow; guarded by mu
+}
+
+// noteDemand records a create the pool could serve, now, and forgets
+// those older than poolDemandWindow; it keeps at most keep.
+func (p *pool) noteDemand(now time.Time, keep int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.demand = append(p.demand, now)
+	p.forgetLocked(now, keep)
+}
+
+// forgetLocked drops demand older than poolDemandWindow, and all but the
+// newest keep; p.mu is held.
+func (p *pool) forgetLocked(now time.Time, keep int) {
+	i := 0
+	for i < len(p.demand) && (now.Sub(p.demand[i]) > poolDemandWindow || len(p.demand)-i > keep) {
+		i++
+	}
+	p.demand = slices.Delete(p.demand, 0, i)
+}
+
+// poolTarget is the number of pooled sandboxes to keep now: the recent
+// demand, between WarmPool and WarmPoolMax, and within the memory budget
+// at the measured (else guessed) memory per pooled sandbox.
+func (m *Manager) poolTarget(now time.Time) int {
+	p := &m.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forgetLocked(now, m.cfg.WarmPoolMax)
+	burst := 0 // the most creates within poolBurst of each other
+	for i, j := 0, 0; j < len(p.demand); j++ {
+		for p.demand[j].Sub(p.demand[i]) > poolBurst {
+			i++
+		}
+		burst = max(burst, j-i+1)
+	}
+	target := min(max(burst, m.cfg.WarmPool), m.cfg.WarmPoolMax)
+	if budget := m.cfg.WarmPoolMemoryMB << 20; budget > 0 {
+		var sum, n int64
+		for _, s := range p.ready {
+			if s.memory > 0 {
+				sum, n = sum+s.memory, n+1
+			}
+		}
+		each := int64(poolMemoryGuess)
+		if n > 0 {
+			each = max(sum/n, 1)
+		}
+		target = min(target, max(int(budget/each), m.cfg.WarmPool))
+	}
+	return target
+}
+
+// PoolTarget returns the number of pooled sandboxes the pool aims for now.
+func (m *Manager) PoolTarget() int {
+	if !m.poolEnabled() {
+		return 0
+	}
+	return m.poolTarget(time.Now())
+}
+
+// poolMissed counts a create the pool did not serve, rec being its
+// record: a miss if the pool could have served it (default options and
+// image), and demand for the pool's size.
+func (m *Manager) poolMissed(rec store.Sandbox) {
+	if !m.poolEnabled() || !m.poolServes(rec) {
+		return
+	}
+	m.cfg.Metrics.PoolMisses.Inc()
+	m.pool.noteDemand(time.Now(), m.cfg.WarmPoolMax)
+	kick(m.pool.kickc)
+}
+
+// poolServes tells whether a pooled sandbox can become one of record rec.
+func (m *Manager) poolServes(rec store.Sandbox) bool {
+	def, err := m.poolRecord()
+	return err == nil && sameRuntime(def, rec)
 }
 
 // take removes and returns the first ready pooled sandbox for which ok
@@ -169,6 +292,8 @@ func (m *Manager) claimLocked(ctx context.Context, e *entry, rec store.Sandbox) 
 		return discard("claim pooled sandbox", "err", err)
 	}
 	m.runningLocked(e, s.client, s.inst, claimed, now)
+	m.cfg.Metrics.PoolHits.Inc()
+	m.pool.noteDemand(now, m.cfg.WarmPoolMax)
 	took := time.Since(began)
 	m.cfg.Metrics.CreateSeconds.Observe(took.Seconds())
 	log.Info("sandbox created from the warm pool", "pid", s.inst.Pid, "us", took.Microseconds())
@@ -204,8 +329,7 @@ func (m *Manager) poolLoop(ctx context.Context) {
 	const minBackoff, maxBackoff = time.Second, time.Minute
 	backoff := minBackoff
 	for {
-		again, err := m.poolStep(ctx)
-		wait := poolIdle
+		wait, err := m.poolStep(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -214,7 +338,7 @@ func (m *Manager) poolLoop(ctx context.Context) {
 			wait, backoff = backoff, min(backoff*2, maxBackoff)
 		default:
 			backoff = minBackoff
-			if again {
+			if wait == 0 {
 				continue
 			}
 		}
@@ -228,8 +352,9 @@ func (m *Manager) poolLoop(ctx context.Context) {
 }
 
 // poolStep does one thing the pool needs: drop a dead, stale or surplus
-// pooled sandbox, or start one. It returns true if there may be more to do.
-func (m *Manager) poolStep(ctx context.Context) (again bool, err error) {
+// pooled sandbox, or start one. It returns how long to wait before the
+// next step unless kicked: 0 if there may be more to do now.
+func (m *Manager) poolStep(ctx context.Context) (wait time.Duration, err error) {
 	bg := context.WithoutCancel(ctx)
 	image, _ := m.imagePath(m.cfg.DefaultImage)
 	ident := imageIdentity(image)
@@ -243,32 +368,38 @@ func (m *Manager) poolStep(ctx context.Context) (again bool, err error) {
 	}); drop != nil {
 		m.log.Info("warm pool: dropping a dead or stale pooled sandbox", "runtime", drop.rec.RuntimeName)
 		m.discardPooled(bg, drop)
-		return true, nil
+		return 0, nil
 	}
-	ready := m.PoolSize()
+	ready, target := m.PoolSize(), m.poolTarget(time.Now())
 	sandboxes, pooledN, err := m.cfg.Store.Count(ctx)
 	if err != nil {
-		return false, err
+		return poolIdle, err
 	}
-	if ready > m.cfg.WarmPool || (sandboxes+pooledN > m.cfg.MaxSandboxes && ready > 0) {
-		drop := m.pool.take(func(*pooled) bool { return true })
-		if drop != nil {
+	if ready > target || (sandboxes+pooledN > m.cfg.MaxSandboxes && ready > 0) {
+		if drop := m.pool.take(func(*pooled) bool { return true }); drop != nil {
 			m.discardPooled(bg, drop)
+			return 0, nil
 		}
-		return drop != nil, nil
+		return poolIdle, nil
 	}
-	if ready >= m.cfg.WarmPool || sandboxes+pooledN >= m.cfg.MaxSandboxes || image == "" {
-		return false, nil
+	if ready >= target || sandboxes+pooledN >= m.cfg.MaxSandboxes || image == "" {
+		return poolIdle, nil
 	}
 	if m.starting.Load() > 0 {
-		return false, nil // yield to sandboxes' own starts; they kick when done
+		return poolIdle, nil // yield to sandboxes' own starts; they kick when done
+	}
+	if ready >= m.cfg.WarmPool && cpuBusy() {
+		// Past its minimum, the pool grows only on idle CPUs, not at
+		// the cost of the sandboxes at work (such as those just
+		// claimed, running their first commands).
+		return poolBusyWait, nil
 	}
 	s, err := m.startPooled(bg)
 	if err != nil {
-		return false, err
+		return poolIdle, err
 	}
 	m.pool.put(s)
-	return true, nil
+	return 0, nil
 }
 
 // imageIdentity names the directory at path as it is now (its device and
@@ -331,6 +462,11 @@ func (m *Manager) startPooled(ctx context.Context) (s *pooled, err error) {
 	if s.rec, err = m.cfg.Store.Update(ctx, rec.ID, func(r *store.Sandbox) error { r.Status = api.StatusRunning; return nil }); err != nil {
 		return s, err
 	}
+	if ur, ok := m.cfg.Runtime.(runtime.UsageReader); ok {
+		if u, err := ur.Usage(ctx, rec.RuntimeName); err == nil {
+			s.memory = u.MemoryBytes
+		}
+	}
 	trace.Mark("commit")
 	m.observeStart("pool", trace)
 	m.log.Info("warm pool: started a pooled sandbox", "runtime", rec.RuntimeName, "ms", time.Since(began).Milliseconds(), "phases", trace)
@@ -365,7 +501,7 @@ func (m *Manager) recoverPool(ctx context.Context) error {
 	for _, rec := range recs {
 		s := &pooled{rec: rec, image: imageIdentity(rec.ImagePath)}
 		log := m.log.With("runtime", rec.RuntimeName)
-		if m.poolEnabled() && m.PoolSize() < m.cfg.WarmPool && rec.Status == api.StatusRunning && rec.ImagePath == image {
+		if m.poolEnabled() && m.PoolSize() < m.cfg.WarmPoolMax && rec.Status == api.StatusRunning && rec.ImagePath == image {
 			var err error
 			if s.inst, err = m.cfg.Runtime.Attach(ctx, rec.RuntimeName); err == nil {
 				s.client, err = connect(ctx, s.inst, 5*time.Second)

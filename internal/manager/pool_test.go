@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/store"
@@ -89,5 +90,43 @@ func TestTakeSkipsImageRebuiltInPlace(t *testing.T) {
 	}
 	if s := p.take(claimable(rec, old)); s == nil {
 		t.Error("did not take a pooled sandbox of the current build")
+	}
+}
+
+// TestPoolTarget: the pool aims for the largest recent burst of creates,
+// within its minimum, maximum and memory budget, and forgets old bursts.
+func TestPoolTarget(t *testing.T) {
+	m := &Manager{cfg: Config{WarmPool: 2, WarmPoolMax: 100}}
+	t0 := time.Now()
+	if got := m.poolTarget(t0); got != 2 {
+		t.Errorf("no demand: target %d, want the minimum 2", got)
+	}
+	for i := range 30 { // a trickle: one create every 20 s
+		m.pool.noteDemand(t0.Add(time.Duration(i)*20*time.Second), m.cfg.WarmPoolMax)
+	}
+	t1 := t0.Add(30 * 20 * time.Second)
+	if got := m.poolTarget(t1); got != 2 {
+		t.Errorf("a trickle: target %d, want the minimum 2", got)
+	}
+	for i := range 60 { // a burst of 60 within a second
+		m.pool.noteDemand(t1.Add(time.Duration(i)*time.Millisecond*15), m.cfg.WarmPoolMax)
+	}
+	if got := m.poolTarget(t1.Add(time.Second)); got != 60 {
+		t.Errorf("after a burst of 60: target %d, want 60", got)
+	}
+	for i := range 60 { // and another, past the maximum
+		m.pool.noteDemand(t1.Add(2*time.Second+time.Duration(i)*time.Millisecond), m.cfg.WarmPoolMax)
+	}
+	if got := m.poolTarget(t1.Add(3 * time.Second)); got != 100 {
+		t.Errorf("after 120 creates in 3 s: target %d, want the maximum 100", got)
+	}
+	m.cfg.WarmPoolMemoryMB = 400
+	m.pool.ready = []*pooled{{memory: 10 << 20}, {memory: 6 << 20}, {}} // 8 MiB each, measured; one unknown
+	if got := m.poolTarget(t1.Add(3 * time.Second)); got != 50 {
+		t.Errorf("400 MiB at 8 MiB each: target %d, want 50", got)
+	}
+	m.pool.ready = nil
+	if got := m.poolTarget(t1.Add(poolDemandWindow + 4*time.Second)); got != 2 {
+		t.Errorf("a quiet spell later: target %d, want the minimum 2", got)
 	}
 }

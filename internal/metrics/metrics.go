@@ -46,6 +46,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		StartPhaseCPUSeconds: counters("sandboxd_start_phase_cpu_seconds_total",
 			"CPU time of each phase of a container start: the daemon's own and its waited children's (exact only while one start runs at a time), and the container's cgroup's in phases runtime and agent.",
 			"kind", "phase"),
+		PoolHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandboxd_warm_pool_hits_total", Help: "New sandboxes that took over a pooled one.",
+		}),
+		PoolMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandboxd_warm_pool_misses_total", Help: "New sandboxes the warm pool could have served (default image and options) but had none ready for.",
+		}),
 		ExecTotal: counters("sandboxd_exec_total",
 			"Calls of exec and exec/stream, by outcome (ok: the command ran, whatever its exit code; error: the call failed).", "outcome"),
 		ExecSeconds: histogram("sandboxd_exec_duration_seconds", "Latency of exec calls, as the daemon sees them."),
@@ -61,7 +67,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			"Calls forwarded to sandboxes' agents, by operation (the route less /v1/sandboxes/{id}: \"POST /exec\", \"POST /processes\", \"POST /contexts\"...) and outcome (ok, error).",
 			"op", "outcome"),
 	}
-	reg.MustRegister(m.CreateSeconds, m.StartSeconds, m.StartPhaseSeconds, m.StartPhaseCPUSeconds, m.ExecTotal, m.ExecSeconds, m.APIErrors,
+	reg.MustRegister(m.CreateSeconds, m.StartSeconds, m.StartPhaseSeconds, m.StartPhaseCPUSeconds, m.PoolHits, m.PoolMisses, m.ExecTotal, m.ExecSeconds, m.APIErrors,
 		m.WakeSeconds, m.SleepsTotal, m.CrashesTotal, m.OperationsTotal)
 	return m
 }
