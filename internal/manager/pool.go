@@ -46,20 +46,23 @@ import (
 //
 // One goroutine, the filler (poolLoop), owns the pool. It starts one
 // pooled sandbox at a time, only while no other start is in progress,
-// past Config.WarmPool only while the CPUs have room (cpuBusy), and only
-// while sandboxes and pooled ones together stay under MaxSandboxes; past
-// that, or past the target, it destroys pooled ones. Pooled containers whose init exited,
+// only while the CPUs have room (cpuBusy; below Config.WarmPool, after a
+// second at most), and only while sandboxes and pooled ones together stay
+// under MaxSandboxes; past that, or past the target, it destroys pooled
+// ones. Pooled containers whose init exited,
 // or whose image is no longer the default one (see imageIdentity), are
 // never claimed, and are destroyed and replaced.
 
 // poolPrefix starts every pooled sandbox's runtime name.
 const poolPrefix = "pool."
 
-// poolIdle is the filler's wait between looks when nothing kicks it, and
-// poolBusyWait its wait while the CPUs are busy (cpuBusy).
+// poolIdle is the filler's wait between looks when nothing kicks it,
+// poolBusyWait its wait while the CPUs are busy (cpuBusy), and poolBusyMax
+// the longest it waits for them below the pool's minimum.
 const (
 	poolIdle     = 10 * time.Second
-	poolBusyWait = 100 * time.Millisecond
+	poolBusyWait = 20 * time.Millisecond
+	poolBusyMax  = time.Second
 )
 
 // cpuBusy tells whether more tasks are runnable this moment than there are
@@ -101,6 +104,9 @@ type pooled struct {
 // pool is the Manager's warm pool.
 type pool struct {
 	kickc chan struct{} // buffered (1): a pending "look again" for the filler
+	// busySince is when the filler, below the pool's minimum, began to
+	// wait for busy CPUs (zero: it is not waiting); the filler's own.
+	busySince time.Time
 
 	mu     sync.Mutex
 	ready  []*pooled   // guarded by mu
@@ -388,12 +394,20 @@ func (m *Manager) poolStep(ctx context.Context) (wait time.Duration, err error) 
 	if m.starting.Load() > 0 {
 		return poolIdle, nil // yield to sandboxes' own starts; they kick when done
 	}
-	if ready >= m.cfg.WarmPool && cpuBusy() {
+	if cpuBusy() {
 		// Past its minimum, the pool grows only on idle CPUs, not at
 		// the cost of the sandboxes at work (such as those just
-		// claimed, running their first commands).
-		return poolBusyWait, nil
+		// claimed, running their first commands). Below it, the wait
+		// is at most poolBusyMax.
+		now := time.Now()
+		if m.pool.busySince.IsZero() {
+			m.pool.busySince = now
+		}
+		if ready >= m.cfg.WarmPool || now.Sub(m.pool.busySince) < poolBusyMax {
+			return poolBusyWait, nil
+		}
 	}
+	m.pool.busySince = time.Time{}
 	s, err := m.startPooled(bg)
 	if err != nil {
 		return poolIdle, err
