@@ -8,7 +8,7 @@ GO         ?= go
 LDFLAGS    := -s -w -X github.com/sandboxd/sandboxd/internal/agentapi.Version=$(VERSION)
 # What the daemon, the image build and the tests need: command:Debian-package
 # (a command already on PATH, from wherever, is enough).
-DEPS       := runc:runc mkfs.ext4:e2fsprogs mmdebstrap:mmdebstrap npm:npm busybox:busybox-static git:git setpriv:util-linux update-ca-certificates:ca-certificates
+DEPS       := runc:runc mkfs.ext4:e2fsprogs mmdebstrap:mmdebstrap npm:npm busybox:busybox-static git:git setpriv:util-linux unshare:util-linux update-ca-certificates:ca-certificates
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHTIME  ?= 100x
 
