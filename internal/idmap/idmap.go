@@ -5,11 +5,13 @@
 package idmap
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"syscall"
+	goruntime "runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,42 +27,57 @@ import (
 // runs util-linux's unshare, which makes the namespace and becomes cat; cat
 // echoing a byte back shows the namespace is made, and this process then
 // writes its mappings (as root of the parent namespace, it may map any ids).
-// cat exits when its stdin closes, even if we crash.
-func UserNS(base, size uint32) (*os.File, error) {
-	cmd := exec.Command("unshare", "--user", "cat")
-	stdin, err := cmd.StdinPipe()
+// cat exits when its stdin closes: when we are done, or when we die. If ctx
+// ends first, the holder is killed.
+func UserNS(ctx context.Context, base, size uint32) (*os.File, error) {
+	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
+	outR, outW, err := os.Pipe()
 	if err != nil {
+		inR.Close()
+		inW.Close()
 		return nil, err
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "unshare", "--user", "cat")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, &stderr
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
 		return nil, fmt.Errorf("start user namespace holder (util-linux's unshare): %w", err)
 	}
-	defer func() {
-		stdin.Close()
+	done := func() {
+		inW.Close()
+		outR.Close()
 		_ = cmd.Wait()
-	}()
-	if _, err := stdin.Write([]byte{'\n'}); err != nil {
-		return nil, fmt.Errorf("user namespace holder: %w", err)
 	}
-	if _, err := io.ReadFull(stdout, make([]byte, 1)); err != nil {
-		return nil, fmt.Errorf("user namespace holder did not start: %w", err)
+	fail := func(what string, err error) (*os.File, error) {
+		done()
+		return nil, fmt.Errorf("user namespace: %s: %w: %s", what, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	if _, err := inW.Write([]byte{'\n'}); err != nil {
+		return fail("holder", err)
+	}
+	if _, err := io.ReadFull(outR, make([]byte, 1)); err != nil {
+		return fail("holder did not start", err)
 	}
 	pid := cmd.Process.Pid
 	m := fmt.Sprintf("0 %d %d\n", base, size)
 	for _, f := range []string{"uid_map", "gid_map"} {
 		if err := os.WriteFile(fmt.Sprintf("/proc/%d/%s", pid, f), []byte(m), 0); err != nil {
-			return nil, fmt.Errorf("user namespace: %s: %w", f, err)
+			return fail(f, err)
 		}
 	}
 	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
 	if err != nil {
-		return nil, fmt.Errorf("open user namespace: %w", err)
+		return fail("open", err)
 	}
+	done()
 	return ns, nil
 }
 
@@ -77,7 +94,9 @@ func BindReadOnly(src, target string, userns *os.File) error {
 		Attr_set:  unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV,
 		Userns_fd: uint64(userns.Fd()),
 	}
-	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, attr); err != nil {
+	err = unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, attr)
+	goruntime.KeepAlive(userns) // its descriptor is in attr: not to be closed by a finalizer before this
+	if err != nil {
 		return fmt.Errorf("idmap %s: %w", src, err)
 	}
 	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {

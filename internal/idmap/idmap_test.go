@@ -1,6 +1,7 @@
 package idmap
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,7 +17,7 @@ import (
 func TestUserNS(t *testing.T) {
 	testutil.RequiresRoot(t)
 	const base, size = 1207959552, 65536
-	ns, err := UserNS(base, size)
+	ns, err := UserNS(context.Background(), base, size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func BenchmarkUserNS(b *testing.B) {
 		ballast = append(ballast, p)
 	}
 	for b.Loop() {
-		ns, err := UserNS(1207959552, 65536)
+		ns, err := UserNS(context.Background(), 1207959552, 65536)
 		if err != nil {
 			b.Fatal(err)
 		}

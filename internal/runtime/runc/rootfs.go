@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -59,8 +60,8 @@ func writeUpper(upper string, files map[string]string, uid int) error {
 // the sandbox's root, read-only) and whose upper layer is the sandbox's own.
 // Afterwards only the overlay is in the mount table: the idmapped mount is
 // detached once the overlay holds it.
-func (r *Runtime) mountRootfs(image, lower, upper, work, rootfs string, uidBase uint32, trace *runtime.StartTrace) error {
-	ns, err := r.userNS(uidBase)
+func (r *Runtime) mountRootfs(ctx context.Context, image, lower, upper, work, rootfs string, uidBase uint32, trace *runtime.StartTrace) error {
+	ns, err := r.userNS(ctx, uidBase)
 	if err != nil {
 		return err
 	}
@@ -123,18 +124,18 @@ const maxUserNS = 1024
 // userNS returns a user namespace mapping ids 0..IDMapSize-1 to host ids
 // from base, for idmapped mounts. A uid range always maps the same way,
 // so the namespace is made once per range and kept (an open file, and a
-// little kernel memory): making one forks the daemon, whose page tables
-// the fork copies, which costs a start ~10 ms of CPU. Store hands out the
+// little kernel memory): making one starts two processes (idmap.UserNS),
+// 7-10 ms of a start's CPU on this kind of machine. Store hands out the
 // lowest free ranges, so a few hundred cover the sandboxes of most hosts;
 // past maxUserNS, one kept namespace is let go for each new one.
-func (r *Runtime) userNS(base uint32) (*os.File, error) {
+func (r *Runtime) userNS(ctx context.Context, base uint32) (*os.File, error) {
 	r.mu.Lock()
 	ns := r.userns[base]
 	r.mu.Unlock()
 	if ns != nil {
 		return ns, nil
 	}
-	ns, err := idmap.UserNS(base, runtime.IDMapSize)
+	ns, err := idmap.UserNS(ctx, base, runtime.IDMapSize)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +147,8 @@ func (r *Runtime) userNS(base uint32) (*os.File, error) {
 	}
 	if len(r.userns) >= maxUserNS {
 		// Not closed: a start may be using it this moment. The
-		// garbage collector closes the file once none is.
+		// garbage collector closes the file once none is
+		// (idmap.BindReadOnly keeps it alive while it needs it).
 		for b := range r.userns {
 			delete(r.userns, b)
 			break

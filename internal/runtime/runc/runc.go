@@ -224,7 +224,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (inst *runtime.Inst
 		return nil, fmt.Errorf("resolv.conf: %w", err)
 	}
 	trace.Mark("disk")
-	if err := r.mountRootfs(s.Image, lower, upper, work, rootfs, s.UIDBase, trace); err != nil {
+	if err := r.mountRootfs(ctx, s.Image, lower, upper, work, rootfs, s.UIDBase, trace); err != nil {
 		return nil, err
 	}
 	trace.Mark("overlay")
