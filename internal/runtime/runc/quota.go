@@ -92,10 +92,16 @@ func (r *Runtime) newDisk(ctx context.Context, path string, sizeMB int64) error 
 	if err != nil {
 		return err
 	}
-	if tmpl == "" {
-		return formatDisk(ctx, path, sizeMB)
+	if tmpl != "" {
+		err := copySparse(tmpl, path)
+		if err == nil {
+			return nil
+		}
+		// Such as a file system without copy_file_range between the
+		// two directories.
+		r.log.Warn("copy disk template; formatting instead", "template", tmpl, "err", err)
 	}
-	return copySparse(tmpl, path)
+	return formatDisk(ctx, path, sizeMB)
 }
 
 // diskTemplate returns the template of disks of sizeMB MiB, formatting it
@@ -143,11 +149,12 @@ func copySparse(src, dst string) (err error) {
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}
+		if err == nil {
+			err = os.Rename(tmp, dst)
+		}
 		if err != nil {
 			os.Remove(tmp)
-			err = fmt.Errorf("disk file: %w", err)
-		} else {
-			err = os.Rename(tmp, dst)
+			err = fmt.Errorf("disk file from %s: %w", src, err)
 		}
 	}()
 	size := fi.Size()
