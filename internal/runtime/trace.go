@@ -75,11 +75,14 @@ func (t *StartTrace) Mark(name string) {
 // ContainerCPU charges phase name with the container's CPU since the last
 // call: total is all its cgroup has used so far.
 func (t *StartTrace) ContainerCPU(name string, total time.Duration) {
-	if t == nil || total <= t.container {
+	if t == nil {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if total <= t.container {
+		return
+	}
 	t.add(name, 0, total-t.container)
 	t.container = total
 }
