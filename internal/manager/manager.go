@@ -99,6 +99,7 @@ type Manager struct {
 	// pool's filler waits for none.
 	starting atomic.Int64
 	starts   chan struct{} // a slot per container start running (startContainer)
+	cpuBusy  func() bool   // nil: cpuBusy (pool.go); tests replace it
 }
 
 // entry is the in-memory side of one sandbox. Its mu serializes lifecycle
@@ -322,11 +323,11 @@ func (m *Manager) createLocked(ctx context.Context, e *entry, opts api.CreateSan
 	if claimed, err := m.claimLocked(ctx, e, rec); claimed || err != nil {
 		return err
 	}
-	m.poolMissed(rec)
 	rec, err = m.cfg.Store.Create(ctx, rec, m.cfg.MaxSandboxes)
 	if err != nil {
 		return err
 	}
+	m.poolMissed(rec)
 	trace.Mark("record")
 	if err := m.startLocked(runtime.WithStartTrace(ctx, trace), e, rec, true); err != nil {
 		bg := context.WithoutCancel(ctx)

@@ -56,17 +56,19 @@ import (
 // poolPrefix starts every pooled sandbox's runtime name.
 const poolPrefix = "pool."
 
-// poolIdle is the filler's wait between looks when nothing kicks it,
-// poolBusyWait its wait while the CPUs are busy (cpuBusy), and poolBusyMax
-// the longest it waits for them below the pool's minimum.
+// poolIdle is the filler's wait between looks when nothing kicks it;
+// while the CPUs are busy (cpuBusy) it looks again after poolBusyWait,
+// doubling up to poolIdle while they stay busy; below the pool's minimum
+// it waits for them poolBusyMax at the most.
 const (
 	poolIdle     = 10 * time.Second
 	poolBusyWait = 20 * time.Millisecond
 	poolBusyMax  = time.Second
 )
 
-// cpuBusy tells whether more tasks are runnable this moment than there are
-// CPUs (the kernel's count in /proc/loadavg), the filler's own included.
+// cpuBusy tells whether more tasks are runnable this moment than the host
+// has CPUs online (the kernel's counts in /proc/loadavg and /proc/stat),
+// the filler's own included.
 func cpuBusy() bool {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -78,8 +80,21 @@ func cpuBusy() bool {
 	}
 	running, _, _ := strings.Cut(f[3], "/")
 	n, err := strconv.Atoi(running)
-	return err == nil && n > goruntime.NumCPU()
+	return err == nil && n > onlineCPUs()
 }
+
+// onlineCPUs is the host's number of CPUs online (whatever this process's
+// affinity or cpuset): the lines cpu0, cpu1... of /proc/stat.
+var onlineCPUs = sync.OnceValue(func() int {
+	b, _ := os.ReadFile("/proc/stat")
+	n := 0
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if len(line) > 3 && strings.HasPrefix(line, "cpu") && line[3] >= '0' && line[3] <= '9' {
+			n++
+		}
+	}
+	return max(n, goruntime.NumCPU())
+})
 
 // poolDemandWindow is how far back poolTarget looks at creates, and
 // poolBurst how close together creates count as one burst.
@@ -104,9 +119,11 @@ type pooled struct {
 // pool is the Manager's warm pool.
 type pool struct {
 	kickc chan struct{} // buffered (1): a pending "look again" for the filler
-	// busySince is when the filler, below the pool's minimum, began to
-	// wait for busy CPUs (zero: it is not waiting); the filler's own.
+	// While the CPUs are busy: when the filler began to wait for them
+	// below the pool's minimum (zero: it is not), and its next wait
+	// (zero: poolBusyWait). The filler's own.
 	busySince time.Time
+	busyWait  time.Duration
 
 	mu     sync.Mutex
 	ready  []*pooled   // guarded by mu
@@ -299,7 +316,7 @@ func (m *Manager) claimLocked(ctx context.Context, e *entry, rec store.Sandbox) 
 	}
 	m.runningLocked(e, s.client, s.inst, claimed, now)
 	m.cfg.Metrics.PoolHits.Inc()
-	m.pool.noteDemand(now, m.cfg.WarmPoolMax)
+	m.pool.noteDemand(time.Now(), m.cfg.WarmPoolMax)
 	took := time.Since(began)
 	m.cfg.Metrics.CreateSeconds.Observe(took.Seconds())
 	log.Info("sandbox created from the warm pool", "pid", s.inst.Pid, "us", took.Microseconds())
@@ -394,26 +411,46 @@ func (m *Manager) poolStep(ctx context.Context) (wait time.Duration, err error) 
 	if m.starting.Load() > 0 {
 		return poolIdle, nil // yield to sandboxes' own starts; they kick when done
 	}
-	if cpuBusy() {
-		// Past its minimum, the pool grows only on idle CPUs, not at
-		// the cost of the sandboxes at work (such as those just
-		// claimed, running their first commands). Below it, the wait
-		// is at most poolBusyMax.
-		now := time.Now()
-		if m.pool.busySince.IsZero() {
-			m.pool.busySince = now
-		}
-		if ready >= m.cfg.WarmPool || now.Sub(m.pool.busySince) < poolBusyMax {
-			return poolBusyWait, nil
-		}
+	if wait, busy := m.poolBusy(ready); busy {
+		return wait, nil
 	}
-	m.pool.busySince = time.Time{}
 	s, err := m.startPooled(bg)
 	if err != nil {
 		return poolIdle, err
 	}
 	m.pool.put(s)
 	return 0, nil
+}
+
+// poolBusy tells whether the filler, with ready pooled sandboxes, is to
+// wait for busy CPUs before a start, and how long. Past its minimum the
+// pool grows only on idle CPUs, not at the cost of the sandboxes at work
+// (such as those just claimed, running their first commands); below it,
+// the filler waits poolBusyMax at the most.
+func (m *Manager) poolBusy(ready int) (time.Duration, bool) {
+	p := &m.pool
+	busy := m.cpuBusy
+	if busy == nil {
+		busy = cpuBusy
+	}
+	if !busy() {
+		p.busySince, p.busyWait = time.Time{}, 0
+		return 0, false
+	}
+	now := time.Now()
+	if ready < m.cfg.WarmPool {
+		if p.busySince.IsZero() {
+			p.busySince = now
+		}
+		if now.Sub(p.busySince) >= poolBusyMax {
+			p.busySince, p.busyWait = time.Time{}, 0
+			return 0, false
+		}
+		return poolBusyWait, true
+	}
+	p.busySince = time.Time{}
+	p.busyWait = min(max(2*p.busyWait, poolBusyWait), poolIdle)
+	return p.busyWait, true
 }
 
 // imageIdentity names the directory at path as it is now (its device and
@@ -515,7 +552,8 @@ func (m *Manager) recoverPool(ctx context.Context) error {
 	for _, rec := range recs {
 		s := &pooled{rec: rec, image: imageIdentity(rec.ImagePath)}
 		log := m.log.With("runtime", rec.RuntimeName)
-		if m.poolEnabled() && m.PoolSize() < m.cfg.WarmPoolMax && rec.Status == api.StatusRunning && rec.ImagePath == image {
+		// As many as the pool's minimum: it has seen no demand yet.
+		if m.poolEnabled() && m.PoolSize() < m.cfg.WarmPool && rec.Status == api.StatusRunning && rec.ImagePath == image {
 			var err error
 			if s.inst, err = m.cfg.Runtime.Attach(ctx, rec.RuntimeName); err == nil {
 				s.client, err = connect(ctx, s.inst, 5*time.Second)

@@ -130,3 +130,39 @@ func TestPoolTarget(t *testing.T) {
 		t.Errorf("a quiet spell later: target %d, want the minimum 2", got)
 	}
 }
+
+// TestPoolBusy: on busy CPUs the filler waits, longer each time, past the
+// pool's minimum; below it, a second at the most; on idle CPUs, never.
+func TestPoolBusy(t *testing.T) {
+	busy := true
+	m := &Manager{cfg: Config{WarmPool: 2, WarmPoolMax: 10}, cpuBusy: func() bool { return busy }}
+	var last time.Duration
+	for i := range 12 {
+		wait, ok := m.poolBusy(5)
+		if !ok || wait < last || wait > poolIdle {
+			t.Fatalf("look %d above the minimum on busy CPUs: wait %v, %v (last %v)", i, wait, ok, last)
+		}
+		last = wait
+	}
+	if last != poolIdle {
+		t.Errorf("busy CPUs for long: wait %v, want it grown to %v", last, poolIdle)
+	}
+	if wait, ok := m.poolBusy(1); !ok || wait != poolBusyWait {
+		t.Errorf("below the minimum on busy CPUs: %v, %v; want a short wait", wait, ok)
+	}
+	m.pool.busySince = time.Now().Add(-poolBusyMax)
+	if _, ok := m.poolBusy(1); ok {
+		t.Error("below the minimum, busy CPUs for a second: still waiting")
+	}
+	if _, ok := m.poolBusy(1); !ok {
+		t.Error("below the minimum, busy CPUs again: no wait at first")
+	}
+	busy = false
+	if wait, ok := m.poolBusy(5); ok {
+		t.Errorf("idle CPUs: wait %v", wait)
+	}
+	busy = true
+	if wait, _ := m.poolBusy(5); wait != poolBusyWait {
+		t.Errorf("busy again after idle: wait %v, want %v from the start", wait, poolBusyWait)
+	}
+}
