@@ -244,12 +244,13 @@ func mountDisk(img, target string, fresh bool) error {
 	// system held by a mount namespace made meanwhile (see unmountDisk).
 	// A second device on the same image would mount a second, separate
 	// ext4 over the same blocks, and the two would corrupt each other:
-	// wait (at most 10 s) for the first to go. Looking costs a walk of
-	// every loop device in sysfs (tens of ms on a host with hundreds of
-	// them), which a fresh disk can skip.
+	// wait (at most 10 s) for the first to go. Looking costs a read of
+	// the device the image's record names (loopRecord), a walk of every
+	// loop device in sysfs without one (tens of ms on a host with
+	// hundreds of them); a fresh disk skips it.
 	deadline := time.Now().Add(10 * time.Second)
 	for !fresh {
-		devs := loopDevicesBacking(img)
+		devs := loopDevicesStillBacking(img)
 		if len(devs) == 0 {
 			break
 		}
@@ -292,6 +293,11 @@ func attachLoop(img string) (string, *os.File, error) {
 			return "", nil, fmt.Errorf("find a free loop device: %w", err)
 		}
 		dev := "/dev/loop" + strconv.Itoa(n)
+		// Recorded before it may hold img: a record that names a
+		// device which never did is harmless, one missing is not.
+		if err := os.WriteFile(loopRecord(img), []byte(dev+"\n"), 0o600); err != nil {
+			return "", nil, fmt.Errorf("disk %s: record its loop device: %w", img, err)
+		}
 		// devtmpfs has made the node by the time GET_FREE returns.
 		loop, err := os.OpenFile(dev, os.O_RDWR, 0)
 		if err != nil {
@@ -345,10 +351,34 @@ func unmountDisk(dir string) error {
 		return err
 	}
 	deadline := time.Now().Add(2 * time.Second)
-	for len(loopDevicesOf(dir)) > 0 && time.Now().Before(deadline) {
+	for len(loopDevicesStillBacking(filepath.Join(dir, diskFile))) > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return nil
+}
+
+// loopRecord is the file beside a disk image naming the loop device last
+// attached to it ("/dev/loopN"): looking for that device then costs a read
+// or two, not a walk of every loop device in sysfs.
+func loopRecord(img string) string { return img + ".loop" }
+
+// loopDevicesStillBacking lists the loop devices that still have img as
+// their backing file: the one its loopRecord names, if it does; without a
+// record (a disk attached by an older daemon), every one that does.
+func loopDevicesStillBacking(img string) []string {
+	b, err := os.ReadFile(loopRecord(img))
+	name := filepath.Base(strings.TrimSpace(string(b)))
+	if err != nil || !strings.HasPrefix(name, "loop") {
+		return loopDevicesBacking(img)
+	}
+	if p, err := filepath.EvalSymlinks(img); err == nil {
+		img = p
+	}
+	back, err := os.ReadFile(filepath.Join("/sys/block", name, "loop", "backing_file"))
+	if err != nil || strings.TrimSpace(string(back)) != img {
+		return nil // detached, or since attached to another file
+	}
+	return []string{"/dev/" + name + " (" + img + ")"}
 }
 
 // loopDevices lists the loop devices whose backing file, as the kernel

@@ -148,3 +148,43 @@ func TestCopySparse(t *testing.T) {
 		t.Errorf("temporary file left: %v", err)
 	}
 }
+
+// TestLoopRecord: the device an image was attached to is found through the
+// record beside it while it holds the image, and not once it has let go;
+// without a record, through a walk of every loop device.
+func TestLoopRecord(t *testing.T) {
+	testutil.RequiresRoot(t)
+	dir := testutil.TempDir(t)
+	img := filepath.Join(dir, diskFile)
+	if err := formatDisk(context.Background(), img, 16); err != nil {
+		t.Fatal(err)
+	}
+	dev, loop, err := attachLoop(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loop.Close()
+	if b, err := os.ReadFile(loopRecord(img)); err != nil || strings.TrimSpace(string(b)) != dev {
+		t.Fatalf("record of %s: %q, %v; want %s", img, b, err, dev)
+	}
+	if devs := loopDevicesStillBacking(img); len(devs) != 1 || !strings.HasPrefix(devs[0], dev+" ") {
+		t.Errorf("attached to %s: found %v", dev, devs)
+	}
+	if err := os.Remove(loopRecord(img)); err != nil {
+		t.Fatal(err)
+	}
+	if devs := loopDevicesStillBacking(img); len(devs) != 1 || !strings.HasPrefix(devs[0], dev+" ") {
+		t.Errorf("attached to %s, no record: found %v", dev, devs)
+	}
+	if err := os.WriteFile(loopRecord(img), []byte(dev+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loop.Close() // autoclear: nothing else holds it
+	waitDetached := time.Now().Add(2 * time.Second)
+	for len(loopDevicesStillBacking(img)) > 0 && time.Now().Before(waitDetached) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if devs := loopDevicesStillBacking(img); len(devs) != 0 {
+		t.Errorf("after its device let go: found %v", devs)
+	}
+}
