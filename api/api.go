@@ -35,7 +35,7 @@ type Resources struct {
 // CreateSandboxRequest is the body of PUT /v1/sandboxes/{id}.
 type CreateSandboxRequest struct {
 	Image      string            `json:"image,omitempty"`
-	Env        map[string]string `json:"env,omitempty"`
+	Env        Env               `json:"env,omitempty"`
 	Cwd        string            `json:"cwd,omitempty"`
 	SleepAfter string            `json:"sleepAfter,omitempty"`
 	KeepAlive  bool              `json:"keepAlive,omitempty"`
@@ -91,12 +91,12 @@ type SandboxList struct {
 
 // ExecRequest is the body of POST /v1/sandboxes/{id}/exec.
 type ExecRequest struct {
-	Command   string            `json:"command"`
-	SessionID string            `json:"sessionId,omitempty"`
-	TimeoutMs int64             `json:"timeoutMs,omitempty"`
-	Env       map[string]string `json:"env,omitempty"`
-	Cwd       string            `json:"cwd,omitempty"`
-	Stdin     *string           `json:"stdin,omitempty"`
+	Command   string  `json:"command"`
+	SessionID string  `json:"sessionId,omitempty"`
+	TimeoutMs int64   `json:"timeoutMs,omitempty"`
+	Env       Env     `json:"env,omitempty"`
+	Cwd       string  `json:"cwd,omitempty"`
+	Stdin     *string `json:"stdin,omitempty"`
 }
 
 // EncodingBase64 marks output sent base64-encoded.

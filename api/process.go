@@ -12,13 +12,13 @@ const (
 
 // StartProcessRequest is the body of POST /v1/sandboxes/{id}/processes.
 type StartProcessRequest struct {
-	Command     string            `json:"command"`
-	ProcessID   string            `json:"processId,omitempty"`
-	SessionID   string            `json:"sessionId,omitempty"`
-	Cwd         string            `json:"cwd,omitempty"`
-	Env         map[string]string `json:"env,omitempty"`
-	TimeoutMs   int64             `json:"timeoutMs,omitempty"`
-	AutoCleanup bool              `json:"autoCleanup,omitempty"`
+	Command     string `json:"command"`
+	ProcessID   string `json:"processId,omitempty"`
+	SessionID   string `json:"sessionId,omitempty"`
+	Cwd         string `json:"cwd,omitempty"`
+	Env         Env    `json:"env,omitempty"`
+	TimeoutMs   int64  `json:"timeoutMs,omitempty"`
+	AutoCleanup bool   `json:"autoCleanup,omitempty"`
 }
 
 // Process describes a background process.

@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // DefaultSessionID names the session every sandbox has.
 const DefaultSessionID = "default"
@@ -10,10 +13,10 @@ const HeaderSessionID = "X-Session-Id"
 
 // CreateSessionRequest is the body of POST /v1/sandboxes/{id}/sessions.
 type CreateSessionRequest struct {
-	ID               string            `json:"id,omitempty"`
-	Env              map[string]string `json:"env,omitempty"`
-	Cwd              string            `json:"cwd,omitempty"`
-	CommandTimeoutMs int64             `json:"commandTimeoutMs,omitempty"`
+	ID               string `json:"id,omitempty"`
+	Env              Env    `json:"env,omitempty"`
+	Cwd              string `json:"cwd,omitempty"`
+	CommandTimeoutMs int64  `json:"commandTimeoutMs,omitempty"`
 }
 
 // Session describes a session: one long-lived shell whose state (current
@@ -72,4 +75,29 @@ type StreamEvent struct {
 	Status     string `json:"status,omitempty"`
 	Code       string `json:"code,omitempty"`
 	Message    string `json:"message,omitempty"`
+}
+
+// Env is the environment variables a request sets. In JSON, a variable
+// whose value is null is left out, as if absent (as Cloudflare's SDK does),
+// not set to the empty string.
+type Env map[string]string
+
+// UnmarshalJSON implements json.Unmarshaler, dropping null values.
+func (e *Env) UnmarshalJSON(b []byte) error {
+	var m map[string]*string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	if m == nil {
+		*e = nil
+		return nil
+	}
+	out := make(Env, len(m))
+	for k, v := range m {
+		if v != nil {
+			out[k] = *v
+		}
+	}
+	*e = out
+	return nil
 }
