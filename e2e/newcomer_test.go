@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/sandbox"
 )
 
 // postJSON sends body to d's API at path and returns the status and the
@@ -58,5 +60,30 @@ func TestEnvNullIsUnset(t *testing.T) {
 	}
 	if res.Stdout != "X not set\ny\n" {
 		t.Errorf("session with X null: stdout %q, stderr %q; want X unset", res.Stdout, res.Stderr)
+	}
+}
+
+// A session's cwd that does not exist yet is made; one that is a file is
+// refused.
+func TestSessionCwdIsMade(t *testing.T) {
+	t.Parallel()
+	d := StartDaemon(t)
+	ctx := ctxT(t, 2*time.Minute)
+	sb := d.Client.Get("sesscwd")
+	s, err := sb.CreateSession(ctx, api.CreateSessionRequest{ID: "app", Cwd: "/workspace/app/src"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Exec(ctx, "pwd; stat -c %U /workspace/app/src", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stdout != "/workspace/app/src\nroot\n" {
+		t.Errorf("session in a new directory: %q %q", res.Stdout, res.Stderr)
+	}
+	mustExec(t, sb, "echo x > /tmp/file")
+	_, err = sb.CreateSession(ctx, api.CreateSessionRequest{ID: "bad", Cwd: "/tmp/file/sub"})
+	if !errors.Is(err, sandbox.ErrValidation) {
+		t.Errorf("session under a file: %v; want an invalid argument", err)
 	}
 }

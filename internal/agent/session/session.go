@@ -13,6 +13,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -236,8 +237,13 @@ func (reg *Registry) handleCreateSession(r *http.Request, req *api.CreateSession
 	if req.Cwd == "" {
 		req.Cwd = reg.cfg.Workdir
 	}
-	if fi, err := os.Stat(req.Cwd); err != nil || !fi.IsDir() {
-		return api.Session{}, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, req.Cwd)
+	if !filepath.IsAbs(req.Cwd) {
+		req.Cwd = filepath.Join(reg.cfg.Workdir, req.Cwd)
+	}
+	// A directory that does not exist yet is made, as Cloudflare's
+	// session examples expect (a session for a project not cloned yet).
+	if err := os.MkdirAll(req.Cwd, 0o755); err != nil {
+		return api.Session{}, fmt.Errorf("%w: cwd %q: %v", errdefs.ErrInvalidArgument, req.Cwd, err)
 	}
 	if req.CommandTimeoutMs < 0 {
 		return api.Session{}, fmt.Errorf("%w: commandTimeoutMs must not be negative", errdefs.ErrInvalidArgument)
