@@ -29,8 +29,13 @@ type WatchOptions struct {
 	// these glob patterns (as the daemon matches them, such as "*.go").
 	Include []string
 	// Exclude drops changes to paths matching one of these glob patterns
-	// (such as "node_modules" or "*.tmp").
+	// (such as "node_modules" or "*.tmp"). Without it, the daemon leaves
+	// out .git, node_modules and .DS_Store (and what is under them),
+	// unless NoDefaultExcludes.
 	Exclude []string
+	// NoDefaultExcludes reports changes under .git, node_modules and
+	// .DS_Store too when Exclude is empty.
+	NoDefaultExcludes bool
 }
 
 // WatchStream is a live feed of changes to files in a sandbox, from
@@ -62,6 +67,9 @@ func (t *target) Watch(ctx context.Context, path string, opts *WatchOptions) (*W
 			q.Set("recursive", "true")
 		}
 		q["include"], q["exclude"] = opts.Include, opts.Exclude
+		if opts.NoDefaultExcludes {
+			q.Set("defaultExcludes", "false")
+		}
 	}
 	var body io.ReadCloser
 	err := retryUnavailable(ctx, func() (err error) {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -251,9 +253,10 @@ func TestWatchFileAndEnd(t *testing.T) {
 	if err := os.WriteFile(dir+"/other", nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Through the file API: an atomic write, a rename onto the file.
+	// Through the file API: an atomic write, a rename onto the file, is
+	// a modify of the file.
 	writeFile(t, c, dir+"/f", []byte("new"))
-	expect(t, events, dir, "create f")
+	expect(t, events, dir, "modify f")
 	if err := os.WriteFile(dir+"/f", []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -336,4 +339,50 @@ func TestWatchClientGone(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// exactly reads change events until one described as last, and checks that
+// they are want, no more, no less.
+func exactly(t *testing.T, events <-chan sseMsg, dir string, want ...string) {
+	t.Helper()
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != want[len(want)-1] {
+		got = append(got, describe(nextChange(t, events), dir))
+		if len(got) > len(want)+20 {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+}
+
+// Writes through the files API are a create of a new file and a modify of
+// an existing one, never events of its temporary files; .git, node_modules
+// and .DS_Store are left out unless asked for.
+func TestWatchFilesAPIAndDefaultExcludes(t *testing.T) {
+	c := startAgent(t)
+	dir := t.TempDir()
+	for _, d := range []string{".git", "node_modules/pkg"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, _ := watch(t, c, url.Values{"path": {dir}, "recursive": {"true"}})
+	writeFile(t, c, dir+"/n.txt", []byte("new"))
+	writeFile(t, c, dir+"/n.txt", []byte("again"))
+	for _, f := range []string{".git/HEAD", "node_modules/pkg/index.js", ".DS_Store", "end"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exactly(t, events, dir, "create n.txt", "modify n.txt", "create end")
+
+	all, _ := watch(t, c, url.Values{"path": {dir}, "recursive": {"true"}, "defaultExcludes": {"false"}})
+	for _, f := range []string{".git/config", "node_modules/pkg/a.js", "end2"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exactly(t, all, dir, "create .git/config", "create node_modules/pkg/a.js", "create end2")
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -126,7 +127,7 @@ func writeAtomic(path string, src io.Reader, mode fs.FileMode, setMode bool) (in
 		perm = mode
 	}
 	dir := filepath.Dir(target)
-	tmp, err := os.OpenFile(tempName(dir, filepath.Base(target)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp, err := os.OpenFile(tempName(dir, filepath.Base(target), fi != nil), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, codedErr(api.CodeFileNotFound, errdefs.ErrNotFound, "write %s: directory %s does not exist", path, dir)
 	}
@@ -186,13 +187,31 @@ func (s *readSource) Read(p []byte) (int, error) {
 }
 
 // tempName returns a random hidden name for a temporary copy of name in
-// dir: ".name.sbx-RANDOM.tmp", created with O_EXCL. With 128 random bits
-// a collision is beyond reach, so nothing retries one.
-func tempName(dir, name string) string {
+// dir: ".name.sbx-RANDOM.tmp" when it is to replace a file of that name,
+// ".name.sbx-RANDOM.new.tmp" when there is none (file watches tell a
+// modify from a create by it: see tempFile), created with O_EXCL. With
+// 128 random bits a collision is beyond reach, so nothing retries one.
+func tempName(dir, name string, replaces bool) string {
 	if len(name) > 200 { // leave room for the rest within NAME_MAX
 		name = name[:200]
 	}
-	return filepath.Join(dir, "."+name+".sbx-"+rand.Text()+".tmp")
+	suffix := ".new.tmp"
+	if replaces {
+		suffix = ".tmp"
+	}
+	return filepath.Join(dir, "."+name+".sbx-"+rand.Text()+suffix)
+}
+
+// tempNamePattern matches the names tempName makes.
+var tempNamePattern = regexp.MustCompile(`^\..*\.sbx-[A-Z2-7]{26}(\.new)?\.tmp$`)
+
+// tempFile tells whether name is one tempName made and, if so, whether the
+// file it becomes replaces one.
+func tempFile(name string) (temp, replaces bool) {
+	if !tempNamePattern.MatchString(name) {
+		return false, false
+	}
+	return true, !strings.HasSuffix(name, ".new.tmp")
 }
 
 // followSymlinks returns the file that path names once the symbolic links

@@ -56,6 +56,10 @@ const (
 		unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_EXCL_UNLINK | unix.IN_ONLYDIR
 )
 
+// defaultWatchExcludes are what a watch leaves out unless asked, as
+// Cloudflare's does: version control, dependencies and Finder's litter.
+var defaultWatchExcludes = []string{".git", "node_modules", ".DS_Store"}
+
 // handleFileWatch streams changes under ?path= as Server-Sent Events, with
 // inotify: first "watching" {type, path} once the watch is in place, then
 // one "event" (an api.WatchEvent) per change: create, modify (a write or
@@ -66,7 +70,10 @@ const (
 //
 // ?recursive=true (default false) watches the whole tree, and directories
 // created in it later. ?include= and ?exclude= (repeatable) filter by glob
-// (see watchFilter). A path naming a file watches that file (through its
+// (see watchFilter). Without ?exclude=, defaultWatchExcludes are left out
+// unless ?defaultExcludes=false. The files API's own temporary files are
+// never reported: a file written through it is a modify of its name (a
+// create if it is new), not a create and a move of a hidden file. A path naming a file watches that file (through its
 // directory, so a file replaced by a rename, as files/write does, stays
 // watched). Entries created in a new directory before its watch is in
 // place are reported as created when the directory is scanned (one
@@ -97,7 +104,20 @@ func (svc *Service) handleFileWatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	filter, err := newWatchFilter(q["include"], q["exclude"])
+	exclude := q["exclude"]
+	if _, given := q["exclude"]; !given {
+		useDefaults := true
+		if v := q.Get("defaultExcludes"); v != "" {
+			if useDefaults, err = strconv.ParseBool(v); err != nil {
+				core.WriteError(w, fmt.Errorf("%w: defaultExcludes=%q is not a boolean", errdefs.ErrInvalidArgument, v))
+				return
+			}
+		}
+		if useDefaults {
+			exclude = defaultWatchExcludes
+		}
+	}
+	filter, err := newWatchFilter(q["include"], exclude)
 	if err != nil {
 		core.WriteError(w, err)
 		return
@@ -169,6 +189,9 @@ type movedFrom struct {
 	rel    string
 	isDir  bool
 	at     time.Time
+	// temp: rel is a temporary file of the files API (tempFile), which
+	// replaces a file (replaces) or makes a new one where it moves to.
+	temp, replaces bool
 }
 
 // newWatcher sets up the watches of path (all of them, when recursive).

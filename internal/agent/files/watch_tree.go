@@ -78,11 +78,28 @@ func (w *watcher) handle(wd int32, mask, cookie uint32, name string) bool {
 		}
 	}
 	isDir := mask&unix.IN_ISDIR != 0
+	temp, replaces := tempFile(name)
 	from := -1 // the move out whose move in this is
 	if mask&unix.IN_MOVED_TO != 0 {
 		from = slices.IndexFunc(w.pending, func(p movedFrom) bool { return p.cookie == cookie })
 	}
 	switch {
+	case from >= 0 && w.pending[from].temp:
+		// The files API's temporary file takes its name: to the
+		// watcher, the file at that name was written (or made).
+		p := w.pending[from]
+		w.pending = slices.Delete(w.pending, from, from+1)
+		if temp {
+			break
+		}
+		kind := watchCreate
+		if p.replaces {
+			kind = watchModify
+		}
+		w.emit(kind, rel, isDir)
+		if isDir && w.recursive && !w.filter.excluded(rel) {
+			_ = w.addTree(rel, false)
+		}
 	case from >= 0:
 		old := w.pending[from].rel
 		w.pending = slices.Delete(w.pending, from, from+1)
@@ -90,6 +107,14 @@ func (w *watcher) handle(wd int32, mask, cookie uint32, name string) bool {
 		if isDir && w.recursive {
 			w.moveWatches(old, rel)
 		}
+	case temp && mask&unix.IN_MOVED_FROM != 0:
+		if len(w.pending) >= watchMaxPending {
+			w.flushMove(0)
+		}
+		w.pending = append(w.pending, movedFrom{cookie: cookie, rel: rel, isDir: isDir, at: time.Now(), temp: true, replaces: replaces})
+	case temp:
+		// The files API's temporary files are not the user's: they
+		// are reported only when they take their names (above).
 	case mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
 		// A directory moved in is one create; one created may have
 		// entries already, made before its watch is in place.
@@ -123,6 +148,9 @@ func (w *watcher) flushMoves(before time.Time) {
 func (w *watcher) flushMove(i int) {
 	from := w.pending[i]
 	w.pending = slices.Delete(w.pending, i, i+1)
+	if from.temp {
+		return // a temporary file was never reported
+	}
 	w.emit(watchDelete, from.rel, from.isDir)
 	if from.isDir && w.recursive {
 		w.detach(from.rel)
