@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -85,5 +88,40 @@ func TestSessionCwdIsMade(t *testing.T) {
 	_, err = sb.CreateSession(ctx, api.CreateSessionRequest{ID: "bad", Cwd: "/tmp/file/sub"})
 	if !errors.Is(err, sandbox.ErrValidation) {
 		t.Errorf("session under a file: %v; want an invalid argument", err)
+	}
+}
+
+// WriteFile and ReadFile take Cloudflare's encodings: base64 content is
+// written as the bytes it encodes, and read back as base64 text.
+func TestFileBase64Encoding(t *testing.T) {
+	t.Parallel()
+	d := StartDaemon(t)
+	ctx := ctxT(t, 2*time.Minute)
+	sb := d.Client.Get("b64")
+	png := []byte{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0xff}
+	b64 := base64.StdEncoding.EncodeToString(png)
+	if _, err := sb.WriteFile(ctx, "/workspace/img.png", []byte(b64), &sandbox.WriteOptions{Encoding: sandbox.EncodingBase64}); err != nil {
+		t.Fatal(err)
+	}
+	if res := mustExec(t, sb, "od -An -tx1 /workspace/img.png | tr -d ' \\n'"); res.Stdout != hex.EncodeToString(png) {
+		t.Errorf("file written from base64: %q, want %x", res.Stdout, png)
+	}
+	f, err := sb.ReadFile(ctx, "/workspace/img.png", &sandbox.ReadOptions{Encoding: sandbox.EncodingBase64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Encoding != sandbox.EncodingBase64 || f.Content != b64 || !bytes.Equal(f.Data, png) {
+		t.Errorf("read as base64: encoding %q, content %q, data %x", f.Encoding, f.Content, f.Data)
+	}
+	text, err := sb.ReadFile(ctx, "/workspace/img.png", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(text.Data, png) {
+		t.Errorf("read without an encoding: data %x", text.Data)
+	}
+	_, err = sb.WriteFile(ctx, "/workspace/bad", []byte("not base64!"), &sandbox.WriteOptions{Encoding: sandbox.EncodingBase64})
+	if !errors.Is(err, sandbox.ErrValidation) {
+		t.Errorf("invalid base64: %v; want a validation error", err)
 	}
 }

@@ -26,13 +26,19 @@ type WriteOptions struct {
 	// replaced, or gives a new file 0644; a file with no permissions at all
 	// cannot be asked for here (chmod it with Exec).
 	Mode os.FileMode
+	// Encoding says what data is, as Cloudflare's writeFile does:
+	// EncodingBase64, base64 text the daemon decodes into the bytes it
+	// writes (ErrValidation if it is not base64); EncodingUTF8 or empty,
+	// the bytes themselves. Only [Sandbox.WriteFile] takes it.
+	Encoding string
 }
 
 // ReadOptions adjust [Sandbox.ReadFile].
 type ReadOptions struct {
-	// Encoding asks the daemon to send the content as EncodingUTF8 or
-	// EncodingBase64; empty lets it choose by the content. It changes only
-	// how the content travels: [File.Data] always holds the file's bytes.
+	// Encoding asks for the content as EncodingUTF8 or EncodingBase64, as
+	// Cloudflare's readFile does: [File.Content] then holds it so (base64
+	// text for EncodingBase64); empty lets the daemon choose by the
+	// content. [File.Data] always holds the file's bytes.
 	Encoding string
 }
 
@@ -51,6 +57,11 @@ type File struct {
 	Path string
 	// Data is the file's content, byte for byte, however it travelled.
 	Data []byte
+	// Content is the content as it travelled, in Encoding: the text of a
+	// UTF-8 file, base64 text otherwise or when asked for
+	// (ReadOptions.Encoding), as Cloudflare's readFile returns it.
+	Content  string
+	Encoding string
 	// MimeType is the daemon's guess of the content's type, such as
 	// "text/plain" or "image/png".
 	MimeType string
@@ -73,9 +84,14 @@ func (f *File) Text() string { return string(f.Data) }
 // files. It is not retried. opts may be nil.
 func (t *target) WriteFile(ctx context.Context, path string, data []byte, opts *WriteOptions) (*api.WriteFileResult, error) {
 	req := api.WriteFileRequest{Path: path, SessionID: t.sessionID}
-	if utf8.Valid(data) {
+	switch {
+	case opts != nil && opts.Encoding == EncodingBase64:
+		req.Content, req.Encoding = string(data), EncodingBase64 // the daemon decodes it
+	case opts != nil && opts.Encoding != "" && opts.Encoding != EncodingUTF8:
+		return nil, fmt.Errorf("write file %s in %s: %w: encoding %q: want %q or %q", path, t.describe(), ErrValidation, opts.Encoding, EncodingUTF8, EncodingBase64)
+	case utf8.Valid(data):
 		req.Content, req.Encoding = string(data), EncodingUTF8
-	} else {
+	default:
 		req.Content, req.Encoding = base64.StdEncoding.EncodeToString(data), EncodingBase64
 	}
 	if opts != nil {
@@ -104,7 +120,7 @@ func (t *target) ReadFile(ctx context.Context, path string, opts *ReadOptions) (
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	return &File{Path: res.Path, Data: data, MimeType: res.MimeType, IsBinary: res.IsBinary, Size: res.Size}, nil
+	return &File{Path: res.Path, Data: data, Content: res.Content, Encoding: res.Encoding, MimeType: res.MimeType, IsBinary: res.IsBinary, Size: res.Size}, nil
 }
 
 // Mkdir creates the directory path in the sandbox. With recursive, it
