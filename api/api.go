@@ -153,6 +153,7 @@ const (
 	CodePortAlreadyExposed   = "PORT_ALREADY_EXPOSED"     // 409
 	CodeProcessExists        = "PROCESS_ALREADY_EXISTS"   // 409
 	CodeProcessExited        = "PROCESS_EXITED"           // 409: a wait whose process exited first
+	CodeOptionsConflict      = "SANDBOX_OPTIONS_CONFLICT" // 409: a create of an existing sandbox asks for options it cannot take
 	CodeSessionTerminated    = "SESSION_TERMINATED"       // 410
 	CodeStalePreviewURL      = "STALE_PREVIEW_URL"        // 410
 	CodeFileTooLarge         = "FILE_TOO_LARGE"           // 413
@@ -191,7 +192,7 @@ var statuses = map[string]int{
 	CodeGitBranchNotFound: 404, CodeInvalidToken: 404, CodeNotFound: 404,
 	CodeMethodNotAllowed: 405,
 	CodeTimeout:          408,
-	CodeFileExists:       409, CodeSessionExists: 409, CodePortAlreadyExposed: 409, CodeProcessExists: 409, CodeProcessExited: 409,
+	CodeFileExists:       409, CodeSessionExists: 409, CodePortAlreadyExposed: 409, CodeProcessExists: 409, CodeProcessExited: 409, CodeOptionsConflict: 409,
 	CodeSessionTerminated: 410, CodeStalePreviewURL: 410,
 	CodeFileTooLarge: 413, CodePayloadTooLarge: 413,
 	CodeUpgradeRequired:      426,

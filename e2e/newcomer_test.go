@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,7 +21,14 @@ import (
 // answer's body.
 func postJSON(t *testing.T, d *Daemon, path, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctxT(t, time.Minute), http.MethodPost, d.URL+path, strings.NewReader(body))
+	return sendJSON(t, d, http.MethodPost, path, body)
+}
+
+// sendJSON sends body to d's API with method at path and returns the
+// status and the answer's body.
+func sendJSON(t *testing.T, d *Daemon, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctxT(t, time.Minute), method, d.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,5 +131,52 @@ func TestFileBase64Encoding(t *testing.T) {
 	_, err = sb.WriteFile(ctx, "/workspace/bad", []byte("not base64!"), &sandbox.WriteOptions{Encoding: sandbox.EncodingBase64})
 	if !errors.Is(err, sandbox.ErrValidation) {
 		t.Errorf("invalid base64: %v; want a validation error", err)
+	}
+}
+
+// A create of an existing sandbox applies the options it can take and
+// refuses, naming them, those it cannot, changing nothing then.
+func TestCreateExistingOptions(t *testing.T) {
+	t.Parallel()
+	d := StartDaemon(t)
+	ctx := ctxT(t, 2*time.Minute)
+	if _, err := d.Client.Create(ctx, "opts", &api.CreateSandboxRequest{Labels: map[string]string{"a": "1"}, SleepAfter: "5m"}); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := d.Client.Create(ctx, "opts", &api.CreateSandboxRequest{
+		Labels: map[string]string{"b": "2"}, SleepAfter: "7m", KeepAlive: true, Env: api.Env{"ADDED": "yes"},
+		Image: "default", Resources: &api.Resources{MemoryMB: 1024},
+	})
+	if err != nil {
+		t.Fatalf("create again with options it can take: %v", err)
+	}
+	info, err := sb.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(info.Labels, map[string]string{"b": "2"}) || info.SleepAfter != "7m" || !info.KeepAlive {
+		t.Errorf("after a create with new labels, sleepAfter, keepAlive: %+v", info)
+	}
+	if res := mustExec(t, sb, "echo $ADDED"); res.Stdout != "yes\n" {
+		t.Errorf("env given to the existing sandbox: %q", res.Stdout)
+	}
+	for _, req := range []*api.CreateSandboxRequest{
+		{Network: api.NetworkBridge, Labels: map[string]string{"c": "3"}},
+		{Resources: &api.Resources{MemoryMB: 2048}},
+		{Image: "other"},
+		{Cwd: "/tmp"},
+	} {
+		_, err := d.Client.Create(ctx, "opts", req)
+		if !errors.Is(err, sandbox.ErrOptionsConflict) {
+			t.Errorf("create again with %+v: %v; want SANDBOX_OPTIONS_CONFLICT", req, err)
+		}
+	}
+	if info, err := sb.Info(ctx); err != nil || !maps.Equal(info.Labels, map[string]string{"b": "2"}) {
+		t.Errorf("a refused create changed the sandbox: %+v, %v", info, err)
+	}
+	code, b := sendJSON(t, d, http.MethodPut, "/v1/sandboxes/opts", `{"network":"bridge"}`)
+	var e api.Error
+	if err := json.Unmarshal(b, &e); code != http.StatusConflict || err != nil || e.Code != api.CodeOptionsConflict || !strings.Contains(e.Message, "network") {
+		t.Errorf("PUT with another network: %d %s; want 409 %s naming network", code, b, api.CodeOptionsConflict)
 	}
 }

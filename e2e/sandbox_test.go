@@ -174,12 +174,12 @@ func TestCreateOptionsAndLifecycle(t *testing.T) {
 			t.Errorf("%s = %q, %v; want %s", file, b, err, want)
 		}
 	}
-	// PUT again: the existing sandbox, unchanged.
-	again, err := d.Client.Create(ctx, "opts", &api.CreateSandboxRequest{Resources: &api.Resources{MemoryMB: 512}})
-	if err != nil {
-		t.Fatal(err)
+	// PUT again with other resources: refused, and nothing changes
+	// (TestCreateExistingOptions has the rest of the rule).
+	if _, err := d.Client.Create(ctx, "opts", &api.CreateSandboxRequest{Resources: &api.Resources{MemoryMB: 512}}); !errors.Is(err, sandbox.ErrOptionsConflict) {
+		t.Errorf("second PUT with other resources: %v; want SANDBOX_OPTIONS_CONFLICT", err)
 	}
-	if info, _ := again.Info(ctx); info.Resources.MemoryMB != 256 {
+	if info, _ := sb.Info(ctx); info.Resources.MemoryMB != 256 {
 		t.Errorf("second PUT changed resources: %+v", info.Resources)
 	}
 	// PATCH.

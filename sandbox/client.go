@@ -98,7 +98,9 @@ func (c *Client) Get(id string) *Sandbox {
 
 // Create creates the sandbox id with the options in req (nil for defaults)
 // and returns a handle on it. If the sandbox exists already, the daemon
-// decides whether req is compatible with it.
+// applies the options it can take (SleepAfter, KeepAlive when true, Labels,
+// Env) and returns ErrOptionsConflict for those it cannot (Image, Network,
+// Resources, Cwd) when they differ from the sandbox's own.
 func (c *Client) Create(ctx context.Context, id string, req *api.CreateSandboxRequest) (*Sandbox, error) {
 	sb := c.Get(id)
 	if req == nil {

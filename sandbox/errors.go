@@ -94,6 +94,7 @@ var (
 	ErrPortAlreadyExposed   error = &codeError{api.CodePortAlreadyExposed, "port already exposed"}              // 409
 	ErrProcessExists        error = &codeError{api.CodeProcessExists, "process already exists"}                 // 409
 	ErrProcessExited        error = &codeError{api.CodeProcessExited, "process exited before the wait was met"} // 409
+	ErrOptionsConflict      error = &codeError{api.CodeOptionsConflict, "sandbox exists with other options"}    // 409
 	ErrSessionTerminated    error = &codeError{api.CodeSessionTerminated, "session terminated"}                 // 410
 	ErrStalePreviewURL      error = &codeError{api.CodeStalePreviewURL, "stale preview url"}                    // 410
 	ErrFileTooLarge         error = &codeError{api.CodeFileTooLarge, "file too large"}                          // 413

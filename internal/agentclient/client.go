@@ -85,6 +85,12 @@ func (c *Client) Exec(ctx context.Context, req agentapi.ExecRequest) (*api.ExecR
 	return &res, nil
 }
 
+// SetEnv sets (or, for nil values, unsets) environment variables of the
+// default session: its shell's, and those of its later commands.
+func (c *Client) SetEnv(ctx context.Context, vars map[string]*string) error {
+	return c.do(ctx, http.MethodPost, "/v1/env", api.SetEnvRequest{EnvVars: vars}, nil)
+}
+
 // maxAnswer bounds what the daemon reads of one agent answer: two output
 // streams at their cap, base64-encoded, and the rest.
 const maxAnswer = 256 << 20

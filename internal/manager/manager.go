@@ -6,12 +6,14 @@
 package manager
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	goruntime "runtime"
@@ -284,16 +286,114 @@ func (m *Manager) lock(id string) *entry {
 	}
 }
 
-// Create creates id with opts and starts it. If id exists, it returns the
-// existing sandbox unchanged and created is false.
+// Create creates id with opts and starts it. If id exists, created is
+// false: the options it can take (sleepAfter, keepAlive, labels, env) are
+// applied to it, and those it cannot without being made anew (image,
+// network, resources, cwd), if they differ from its own, give an error
+// with code SANDBOX_OPTIONS_CONFLICT naming them, before anything changes.
 func (m *Manager) Create(ctx context.Context, id string, opts api.CreateSandboxRequest) (sb api.Sandbox, created bool, err error) {
 	e := m.lock(id)
 	defer e.mu.Unlock()
+	rec, err := m.cfg.Store.Get(ctx, e.id)
+	exists := err == nil
+	if err != nil && !errors.Is(err, errdefs.ErrSandboxNotFound) {
+		return sb, false, err
+	}
+	if exists {
+		if err := m.optionsConflict(rec, opts); err != nil {
+			return sb, false, err
+		}
+	}
 	if created, err = m.runLocked(ctx, e, opts); err != nil {
 		return sb, false, err
 	}
+	if exists {
+		if err := m.applyOptionsLocked(ctx, e, opts); err != nil {
+			return sb, false, err
+		}
+	}
 	sb, err = m.Get(ctx, id)
 	return sb, created, err
+}
+
+// optionsConflict returns a SANDBOX_OPTIONS_CONFLICT error naming the
+// options in opts that differ from those of rec, the record of an existing
+// sandbox, and cannot change without making it anew; nil if none does.
+// Options opts leaves out (empty, zero) never conflict.
+func (m *Manager) optionsConflict(rec store.Sandbox, opts api.CreateSandboxRequest) error {
+	var names []string
+	if opts.Image != "" && opts.Image != rec.Image {
+		names = append(names, fmt.Sprintf("image (%q, not %q)", rec.Image, opts.Image))
+	}
+	if opts.Network != "" && opts.Network != rec.Network {
+		names = append(names, fmt.Sprintf("network (%q, not %q)", rec.Network, opts.Network))
+	}
+	if opts.Cwd != "" && path.Clean(opts.Cwd) != path.Clean(rec.Cwd) {
+		names = append(names, fmt.Sprintf("cwd (%q, not %q)", rec.Cwd, opts.Cwd))
+	}
+	if r := opts.Resources; r != nil {
+		has := rec.Resources
+		def := runtime.Resources{}.WithDefaults()
+		has.CPUs, has.MemoryMB, has.Pids = cmp.Or(has.CPUs, def.CPUs), cmp.Or(has.MemoryMB, def.MemoryMB), cmp.Or(has.Pids, def.Pids)
+		if (r.CPUs != 0 && r.CPUs != has.CPUs) || (r.MemoryMB != 0 && r.MemoryMB != has.MemoryMB) ||
+			(r.Pids != 0 && r.Pids != has.Pids) || (r.DiskMB != 0 && r.DiskMB != has.DiskMB) {
+			names = append(names, fmt.Sprintf("resources (cpus %g, memoryMB %d, pids %d, diskMB %d)", has.CPUs, has.MemoryMB, has.Pids, has.DiskMB))
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return &errdefs.CodedError{
+		Code: api.CodeOptionsConflict, Kind: errdefs.ErrConflict,
+		Message: fmt.Sprintf("sandbox %s exists with other %s; delete it to create it with these", rec.ID, strings.Join(names, ", ")),
+	}
+}
+
+// applyOptionsLocked applies to e, an existing sandbox now running, what
+// opts sets that can change: sleepAfter, keepAlive (true only: false is
+// also what leaving it out says), labels, and env, which is added to its
+// record (for its next starts) and to its default session (for its later
+// commands).
+func (m *Manager) applyOptionsLocked(ctx context.Context, e *entry, opts api.CreateSandboxRequest) error {
+	var up api.UpdateSandboxRequest
+	if opts.SleepAfter != "" {
+		up.SleepAfter = &opts.SleepAfter
+	}
+	if opts.KeepAlive {
+		up.KeepAlive = &opts.KeepAlive
+	}
+	if opts.Labels != nil {
+		up.Labels = &opts.Labels
+	}
+	if up != (api.UpdateSandboxRequest{}) {
+		if _, err := m.Update(ctx, e.id, up); err != nil {
+			return err
+		}
+	}
+	if len(opts.Env) == 0 {
+		return nil
+	}
+	if err := ValidateEnv(opts.Env); err != nil {
+		return err
+	}
+	if _, err := m.cfg.Store.Update(ctx, e.id, func(r *store.Sandbox) error {
+		r.Env = maps.Clone(r.Env)
+		if r.Env == nil {
+			r.Env = map[string]string{}
+		}
+		maps.Copy(r.Env, opts.Env)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if e.client == nil {
+		return nil
+	}
+	vars := make(map[string]*string, len(opts.Env))
+	for k, v := range opts.Env {
+		vars[k] = &v
+	}
+	return e.client.SetEnv(ctx, vars)
 }
 
 // runLocked makes e's sandbox run: it starts its container unless it runs
