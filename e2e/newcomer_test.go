@@ -180,3 +180,15 @@ func TestCreateExistingOptions(t *testing.T) {
 		t.Errorf("PUT with another network: %d %s; want 409 %s naming network", code, b, api.CodeOptionsConflict)
 	}
 }
+
+// The image has the `python` and `pip` commands that code written for
+// Cloudflare's image calls, and pip may install (PEP 668 lifted).
+func TestImagePythonCommands(t *testing.T) {
+	t.Parallel()
+	d := StartDaemon(t)
+	sb := d.Client.Get("pycmds")
+	res := mustExec(t, sb, `python -c 'print(6 * 7)' && pip --version >/dev/null && pip config list`)
+	if res.ExitCode != 0 || !strings.HasPrefix(res.Stdout, "42\n") || !strings.Contains(res.Stdout, "break-system-packages") {
+		t.Errorf("python and pip: exit %d, %q %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+}
