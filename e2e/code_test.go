@@ -210,12 +210,21 @@ func TestCodeJavaScript(t *testing.T) {
 	if res.Error == nil || res.Error.Name != "TypeError" || res.Error.Value != "nope" {
 		t.Errorf("rejected promise: %+v", res.Error)
 	}
-	if res := runCode(t, sb, "const path = await import('node:path'); path.basename('/a/b.txt')", js); res.Text() != "'b.txt'" {
+	// A string result is its text, unquoted.
+	if res := runCode(t, sb, "const path = await import('node:path'); path.basename('/a/b.txt')", js); res.Text() != "b.txt" {
 		t.Errorf("dynamic import: %+v %+v", res.Results, res.Error)
 	}
 	res = runCode(t, sb, "const fs = require('fs'); fs.writeFileSync('/tmp/from-js', 'ok'); process.cwd()", js)
-	if res.Text() != "'/workspace'" {
+	if res.Text() != "/workspace" {
 		t.Errorf("require and cwd: %+v %+v", res.Results, res.Error)
+	}
+	// Static imports, as a module would have them, and again in a later
+	// cell.
+	for range 2 {
+		res = runCode(t, sb, "import os from 'node:os';\nimport path, { join as j } from 'path';\nimport * as fs2 from 'fs';\nimport 'node:util';\n[j('a', 'b'), typeof os.cpus, typeof path.basename, typeof fs2.readFileSync].join(' ')", js)
+		if res.Text() != "a/b function function function" {
+			t.Errorf("static imports: %+v %+v", res.Results, res.Error)
+		}
 	}
 }
 
@@ -250,7 +259,7 @@ func TestCodeSharesFilesAcrossLanguages(t *testing.T) {
 	sb := d.Client.Get("code-files")
 	mustSucceed(t, runCode(t, sb, "open('/workspace/shared.txt', 'w').write('from python')", nil))
 	res := runCode(t, sb, "require('fs').readFileSync('/workspace/shared.txt', 'utf8')", &sandbox.RunCodeOptions{Language: api.LanguageJavaScript})
-	if res.Text() != "'from python'" {
+	if res.Text() != "from python" {
 		t.Errorf("js read: %+v %+v", res.Results, res.Error)
 	}
 	// And back: a module JavaScript writes is importable from the context's

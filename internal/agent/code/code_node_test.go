@@ -77,6 +77,15 @@ func TestNodeExecutorWithoutInternals(t *testing.T) {
 		if c.flags == nil && (len(evs) != 1 || !strings.Contains(evs[0], "internal/repl/await")) {
 			t.Errorf("the failure does not say what is missing: %q", evs)
 		}
+		// A static import: rewritten where node exposes its parser, a
+		// SyntaxError saying what to use where it does not.
+		evs = runNode(t, e, "import { join } from 'node:path';\njoin('a', 'b')")
+		switch {
+		case c.flags != nil && (len(evs) != 1 || evs[0] != "result:a/b||"):
+			t.Errorf("flags %q: static import: %q", c.flags, evs)
+		case c.flags == nil && (len(evs) != 1 || !strings.Contains(evs[0], "SyntaxError|") || !strings.Contains(evs[0], "require() or await import()")):
+			t.Errorf("no internals: static import: %q, want a SyntaxError naming require() and await import()", evs)
+		}
 		// Not an event of a run: the executor's own "initialized" is
 		// dropped, not passed on.
 		for _, ev := range evs {

@@ -143,6 +143,58 @@ function redeclarable(code) {
   return code;
 }
 
+// staticImports rewrites a cell's top-level static imports (which a script
+// cannot hold) as the dynamic imports they amount to, with top-level await:
+// `import fs, { join as j } from 'm'` becomes `var __sbx_import_0 = await
+// import('m'); var fs = __sbx_import_0.default; var { join: j } =
+// __sbx_import_0;`. It returns null when there are none, or when the code
+// does not parse as a module (the run then reports its own error).
+function staticImports(code) {
+  if (!acorn || !/\bimport\b/.test(code)) {
+    return null;
+  }
+  let ast;
+  try {
+    ast = acorn.parse(code, { ecmaVersion: 'latest', sourceType: 'module', allowAwaitOutsideFunction: true, allowHashBang: true });
+  } catch {
+    return null;
+  }
+  const edits = [];
+  for (const node of ast.body) {
+    if (node.type !== 'ImportDeclaration') {
+      continue;
+    }
+    const src = JSON.stringify(node.source.value);
+    const tmp = `__sbx_import_${importCount++}`;
+    let text = `var ${tmp} = await import(${src});`;
+    const named = [];
+    for (const s of node.specifiers) {
+      if (s.type === 'ImportNamespaceSpecifier') {
+        text += ` var ${s.local.name} = ${tmp};`;
+      } else if (s.type === 'ImportDefaultSpecifier') {
+        text += ` var ${s.local.name} = ${tmp}.default;`;
+      } else {
+        const name = s.imported.type === 'Literal' ? JSON.stringify(s.imported.value) : s.imported.name;
+        named.push(name === s.local.name ? name : `${name}: ${s.local.name}`);
+      }
+    }
+    if (named.length) {
+      text += ` var { ${named.join(', ')} } = ${tmp};`;
+    }
+    edits.push([node.start, node.end, text]);
+  }
+  if (!edits.length) {
+    return null;
+  }
+  for (let i = edits.length - 1; i >= 0; i--) {
+    const [s, e, text] = edits[i];
+    code = code.slice(0, s) + text + code.slice(e);
+  }
+  return code;
+}
+
+let importCount = 0;
+
 // Dynamic import() resolves as it would in the main script.
 const scriptOptions = (filename) => {
   const opts = { filename };
@@ -165,7 +217,9 @@ function errorEvent(e) {
 }
 
 function resultEvent(value) {
-  const ev = { type: 'result', isMainResult: true, text: util.inspect(value, { depth: 4, maxArrayLength: 200 }) };
+  // A string is its own text, as a notebook shows it, not quoted.
+  const text = typeof value === 'string' ? value : util.inspect(value, { depth: 4, maxArrayLength: 200 });
+  const ev = { type: 'result', isMainResult: true, text };
   if (value !== null && typeof value === 'object') {
     try {
       const j = JSON.stringify(value);
@@ -201,7 +255,7 @@ async function run(req) {
         code = stripTypeScriptTypes(code, { mode: 'transform' });
       }
     }
-    code = redeclarable(code);
+    code = redeclarable(staticImports(code) ?? code);
     const wrapped = processTopLevelAwait ? processTopLevelAwait(code) : null;
     let value;
     if (wrapped === null) {
@@ -222,6 +276,9 @@ async function run(req) {
   } catch (e) {
     if (e && e.code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED') {
       send(errorEvent(interruptedError()));
+    } else if (e instanceof SyntaxError && /import statement outside a module/.test(e.message)) {
+      e.message += ' (in a code context, use require() or await import(); static imports are rewritten to those only where node exposes its parser)';
+      send(errorEvent(e));
     } else if (!processTopLevelAwait && e instanceof SyntaxError && /\bawait\b/.test(e.message)) {
       e.message += ' (top-level await needs Node\'s internal/repl/await, which this node does not expose; wrap the code in an async function)';
       send(errorEvent(e));
