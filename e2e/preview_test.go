@@ -238,6 +238,8 @@ func TestPreviewURL(t *testing.T) {
 	}
 	c := previewClient(d)
 	wantPreview(t, c, exp.ExposedAt+"hello.txt", 200, "", "hello preview\n")
+	// The SDK's own client for preview URLs, which Go cannot resolve.
+	wantPreview(t, d.Client.PreviewHTTPClient(), exp.ExposedAt+"hello.txt", 200, "", "hello preview\n")
 	// The host is case-insensitive and may carry the daemon's port or not.
 	upper := strings.Replace(exp.ExposedAt, "pv-http", "PV-HTTP", 1)
 	wantPreview(t, c, upper+"hello.txt", 200, "", "hello preview\n")

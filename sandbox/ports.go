@@ -3,8 +3,11 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/sandboxd/sandboxd/api"
 )
@@ -54,4 +57,40 @@ func (s *Sandbox) GetExposedPorts(ctx context.Context) ([]api.ExposedPort, error
 		return nil, err
 	}
 	return list.Ports, nil
+}
+
+// PreviewHTTPClient returns an http.Client for preview URLs
+// ([api.ExposedPort.ExposedAt]). Preview URLs name hosts under the
+// localhost domain (8080-demo-TOKEN.localhost:8787), which browsers and
+// curl send to loopback but Go's resolver does not resolve: this client
+// sends requests for "localhost" and its subdomains to the daemon's host
+// (the one in the client's URL), at the URL's port, with the Host header
+// as the URL has it, never through a proxy; other hosts are reached as
+// usual.
+func (c *Client) PreviewHTTPClient() *http.Client {
+	daemon := c.baseURL
+	if u, err := url.Parse(c.baseURL); err == nil {
+		daemon = u.Hostname()
+	}
+	var d net.Dialer
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = func(r *http.Request) (*url.URL, error) {
+		if isLocalhost(r.URL.Hostname()) {
+			return nil, nil // the daemon's: never through a proxy
+		}
+		return http.ProxyFromEnvironment(r)
+	}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if host, port, err := net.SplitHostPort(addr); err == nil && isLocalhost(host) {
+			addr = net.JoinHostPort(daemon, port)
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	return &http.Client{Transport: tr}
+}
+
+// isLocalhost tells whether host is "localhost" or a name under it.
+func isLocalhost(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }

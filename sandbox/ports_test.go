@@ -2,6 +2,11 @@ package sandbox
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -46,4 +51,28 @@ func TestPortRequests(t *testing.T) {
 		resp: response{status: 204},
 		want: request{method: "DELETE", path: "/v1/sandboxes/demo/ports/8080"},
 	}})
+}
+
+// PreviewHTTPClient sends requests for localhost's subdomains to the
+// daemon's host, keeping their Host header.
+func TestPreviewHTTPClient(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "host "+r.Host)
+	}))
+	defer srv.Close()
+	c, err := NewClient(Options{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	u := "http://8000-demo-tok.LocalHost:" + port + "/x"
+	resp, err := c.PreviewHTTPClient().Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "host 8000-demo-tok.LocalHost:"+port {
+		t.Errorf("answer %q", b)
+	}
 }
