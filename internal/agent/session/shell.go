@@ -2,6 +2,7 @@ package session
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -56,6 +57,9 @@ func commandLine(dir string) string {
 	q := func(name string) string { return shQuote(filepath.Join(dir, name)) }
 	return `trap "$__sbx_trap" USR1; __sbx_run=1; . ` + q("cmd") + " <" + q("in") + " >" + q("out") + " 2>" + q("err") + " 4>&-; __sbx_done $?\n"
 }
+
+// bashLinePrefix starts bash's own errors about a line of its input.
+var bashLinePrefix = []byte("bash: line ")
 
 // abortGrace bounds how long an aborted command may take to unwind before
 // its shell is killed (and the session restarted).
@@ -218,9 +222,20 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 		stdout.close()
 		return runResult{}, err
 	}
+	// The shell sources the command from a file, and names it in its
+	// errors ("/run/sandbox-agent/.../cmd: line 1: x: command not
+	// found"): they read as bash's own do instead ("bash: line 1: ...").
+	cmdPrefix := []byte(filepath.Join(dir, "cmd") + ": line ")
 	var readers sync.WaitGroup
 	readers.Go(func() { stdout.copyTo(func(p []byte) { sink.write(api.EventStdout, p) }) })
-	readers.Go(func() { stderr.copyTo(func(p []byte) { sink.write(api.EventStderr, p) }) })
+	readers.Go(func() {
+		stderr.copyTo(func(p []byte) {
+			if bytes.Contains(p, cmdPrefix) {
+				p = bytes.ReplaceAll(p, cmdPrefix, bashLinePrefix)
+			}
+			sink.write(api.EventStderr, p)
+		})
+	})
 	defer func() {
 		// Bytes already in the FIFOs are read in full; background
 		// children that keep them open are not waited for.
