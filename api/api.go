@@ -97,6 +97,9 @@ type ExecRequest struct {
 	Env       Env     `json:"env,omitempty"`
 	Cwd       string  `json:"cwd,omitempty"`
 	Stdin     *string `json:"stdin,omitempty"`
+	// StdinEncoding is "base64" when Stdin is base64 text of the bytes
+	// to send (input that is not UTF-8); empty: Stdin is the text.
+	StdinEncoding string `json:"stdinEncoding,omitempty"`
 }
 
 // EncodingBase64 marks output sent base64-encoded.

@@ -192,3 +192,23 @@ func TestImagePythonCommands(t *testing.T) {
 		t.Errorf("python and pip: exit %d, %q %q", res.ExitCode, res.Stdout, res.Stderr)
 	}
 }
+
+// Stdin that is not UTF-8 reaches the command byte for byte (the SDK sends
+// it base64-encoded, stdinEncoding "base64").
+func TestExecBinaryStdin(t *testing.T) {
+	t.Parallel()
+	d := StartDaemon(t)
+	ctx := ctxT(t, 2*time.Minute)
+	sb := d.Client.Get("stdinbin")
+	in := "\xff\x00\xfeok"
+	res, err := sb.Exec(ctx, "od -An -tx1 | tr -d ' \\n'", &sandbox.ExecOptions{Stdin: &in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stdout != "ff00fe6f6b" {
+		t.Errorf("binary stdin: %q %q", res.Stdout, res.Stderr)
+	}
+	if code, b := postJSON(t, d, "/v1/sandboxes/stdinbin/exec", `{"command":"cat","stdin":"x","stdinEncoding":"rot13"}`); code != http.StatusBadRequest {
+		t.Errorf("unknown stdinEncoding: %d %s", code, b)
+	}
+}

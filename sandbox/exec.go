@@ -3,11 +3,13 @@ package sandbox
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sandboxd/sandboxd/api"
 )
@@ -26,7 +28,8 @@ type ExecOptions struct {
 	// milliseconds, rounded up.
 	Timeout time.Duration
 	// Stdin, if not nil, is the command's standard input, for example
-	// new("some input"). Nil means the command reads from /dev/null.
+	// new("some input"), byte for byte (input that is not UTF-8 travels
+	// base64-encoded). Nil means the command reads from /dev/null.
 	Stdin *string
 	// SessionID selects the session whose shell runs the command; empty means
 	// the sandbox's default session. On a [Session] handle it may be empty
@@ -201,6 +204,11 @@ func (t *target) execRequest(command string, opts *ExecOptions) (api.ExecRequest
 	if opts != nil {
 		req.Env, req.Cwd, req.Stdin, req.SessionID = opts.Env, opts.Cwd, opts.Stdin, opts.SessionID
 		req.TimeoutMs = millis(opts.Timeout)
+		if s := opts.Stdin; s != nil && !utf8.ValidString(*s) {
+			// JSON would turn the bytes that are not UTF-8 into U+FFFD.
+			b64 := base64.StdEncoding.EncodeToString([]byte(*s))
+			req.Stdin, req.StdinEncoding = &b64, EncodingBase64
+		}
 	}
 	var err error
 	req.SessionID, err = t.session(req.SessionID)

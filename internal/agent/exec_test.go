@@ -119,6 +119,7 @@ func TestExec(t *testing.T) {
 		{"invalid utf-8", cmd(`printf 'a\xff\xfeb'; printf '\xc3' >&2`), 0, "a\xff\xfeb", "\xc3"},
 		{"stdin", agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: "wc -l", Stdin: &in}}, 0, "2\n", ""},
 		{"no stdin", cmd("cat"), 0, "", ""},
+		{"stdin in base64", agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: "od -An -tx1 | tr -d ' \\n'", Stdin: new("/wD+"), StdinEncoding: api.EncodingBase64}}, 0, "ff00fe", ""},
 		{"env", agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: `echo "$X-$HOME"`, Env: map[string]string{"X": "1", "HOME": "/h"}}}, 0, "1-/h\n", ""},
 		{"cwd", agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: "pwd", Cwd: dir}}, 0, dir + "\n", ""},
 		{"heredoc", cmd("cat <<'EOF'\n$not 'expanded' \"x\"\nEOF"), 0, "$not 'expanded' \"x\"\n", ""},

@@ -2,6 +2,7 @@ package session
 
 import (
 	"cmp"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -96,8 +97,23 @@ func (reg *Registry) execRequest(r *http.Request, req *agentapi.ExecRequest) (*S
 			return nil, command{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 	}
+	stdin := req.Stdin
+	switch req.StdinEncoding {
+	case "", "utf-8":
+	case api.EncodingBase64:
+		if stdin != nil {
+			b, err := base64.StdEncoding.DecodeString(*stdin)
+			if err != nil {
+				return nil, command{}, fmt.Errorf("%w: stdin is not valid base64: %v", errdefs.ErrInvalidArgument, err)
+			}
+			text := string(b)
+			stdin = &text
+		}
+	default:
+		return nil, command{}, fmt.Errorf("%w: stdinEncoding %q: use %q", errdefs.ErrInvalidArgument, req.StdinEncoding, api.EncodingBase64)
+	}
 	s, err := reg.ForRequest(r, req.SessionID)
-	return s, command{text: req.Command, env: req.Env, cwd: req.Cwd, stdin: req.Stdin,
+	return s, command{text: req.Command, env: req.Env, cwd: req.Cwd, stdin: stdin,
 		timeout: time.Duration(req.TimeoutMs) * time.Millisecond}, err
 }
 
