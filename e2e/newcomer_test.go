@@ -26,7 +26,7 @@ func postJSON(t *testing.T, d *Daemon, path, body string) (int, []byte) {
 
 // sendJSON sends body to d's API with method at path and returns the
 // status and the answer's body.
-func sendJSON(t *testing.T, d *Daemon, method, path, body string) (int, []byte) {
+func sendJSON(t testing.TB, d *Daemon, method, path, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctxT(t, time.Minute), method, d.URL+path, strings.NewReader(body))
 	if err != nil {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"io"
@@ -510,16 +509,9 @@ func metricValue(t testing.TB, d *Daemon, name string) float64 {
 // metricsText returns d's /metrics.
 func metricsText(t testing.TB, d *Daemon) string {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, d.URL+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+d.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
+	code, b := sendJSON(t, d, http.MethodGet, "/metrics", "")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", code, b)
 	}
 	return string(b)
 }
