@@ -171,6 +171,10 @@ func TestCreateExistingOptions(t *testing.T) {
 			t.Errorf("create again with %+v: %v; want SANDBOX_OPTIONS_CONFLICT", req, err)
 		}
 	}
+	// Options bad in themselves: 400, and nothing of the rest applied.
+	if _, err := d.Client.Create(ctx, "opts", &api.CreateSandboxRequest{Labels: map[string]string{"d": "4"}, Env: api.Env{"BAD=NAME": "x"}}); !errors.Is(err, sandbox.ErrValidation) {
+		t.Errorf("create again with a bad env name: %v; want a validation error", err)
+	}
 	if info, err := sb.Info(ctx); err != nil || !maps.Equal(info.Labels, map[string]string{"b": "2"}) {
 		t.Errorf("a refused create changed the sandbox: %+v, %v", info, err)
 	}

@@ -300,6 +300,11 @@ func (m *Manager) Create(ctx context.Context, id string, opts api.CreateSandboxR
 		return sb, false, err
 	}
 	if exists {
+		// Options that are bad in themselves are refused first (400), so
+		// that none of them is half applied.
+		if _, err := newRecord(id, opts, m.cfg.DefaultImage); err != nil {
+			return sb, false, err
+		}
 		if err := m.optionsConflict(rec, opts); err != nil {
 			return sb, false, err
 		}
@@ -372,9 +377,6 @@ func (m *Manager) applyOptionsLocked(ctx context.Context, e *entry, opts api.Cre
 	}
 	if len(opts.Env) == 0 {
 		return nil
-	}
-	if err := ValidateEnv(opts.Env); err != nil {
-		return err
 	}
 	if _, err := m.cfg.Store.Update(ctx, e.id, func(r *store.Sandbox) error {
 		r.Env = maps.Clone(r.Env)
