@@ -293,7 +293,12 @@ func (m *Manager) lock(id string) *entry {
 // with code SANDBOX_OPTIONS_CONFLICT naming them, before anything changes.
 func (m *Manager) Create(ctx context.Context, id string, opts api.CreateSandboxRequest) (sb api.Sandbox, created bool, err error) {
 	e := m.lock(id)
-	defer e.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			e.mu.Unlock()
+		}
+	}()
 	rec, err := m.cfg.Store.Get(ctx, e.id)
 	exists := err == nil
 	if err != nil && !errors.Is(err, errdefs.ErrSandboxNotFound) {
@@ -305,6 +310,11 @@ func (m *Manager) Create(ctx context.Context, id string, opts api.CreateSandboxR
 		if _, err := newRecord(id, opts, m.cfg.DefaultImage); err != nil {
 			return sb, false, err
 		}
+		for k := range opts.Env {
+			if !shellName.MatchString(k) { // a running shell takes them
+				return sb, false, fmt.Errorf("%w: env name %q: want [A-Za-z_][A-Za-z0-9_]*", errdefs.ErrInvalidArgument, k)
+			}
+		}
 		if err := m.optionsConflict(rec, opts); err != nil {
 			return sb, false, err
 		}
@@ -313,13 +323,31 @@ func (m *Manager) Create(ctx context.Context, id string, opts api.CreateSandboxR
 		return sb, false, err
 	}
 	if exists {
+		// Once begun, the changes are made whatever the caller does.
+		ctx := context.WithoutCancel(ctx)
 		if err := m.applyOptionsLocked(ctx, e, opts); err != nil {
 			return sb, false, err
+		}
+		if c := e.client; c != nil && len(opts.Env) > 0 {
+			// Not under e's lock: the agent waits for the default
+			// session's running command, if any, to finish.
+			e.mu.Unlock()
+			locked = false
+			vars := make(map[string]*string, len(opts.Env))
+			for k, v := range opts.Env {
+				vars[k] = &v
+			}
+			if err := c.SetEnv(ctx, vars); err != nil {
+				return sb, false, err
+			}
 		}
 	}
 	sb, err = m.Get(ctx, id)
 	return sb, created, err
 }
+
+// shellName is what a shell takes as a variable's name.
+var shellName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // optionsConflict returns a SANDBOX_OPTIONS_CONFLICT error naming the
 // options in opts that differ from those of rec, the record of an existing
@@ -354,11 +382,10 @@ func (m *Manager) optionsConflict(rec store.Sandbox, opts api.CreateSandboxReque
 	}
 }
 
-// applyOptionsLocked applies to e, an existing sandbox now running, what
-// opts sets that can change: sleepAfter, keepAlive (true only: false is
-// also what leaving it out says), labels, and env, which is added to its
-// record (for its next starts) and to its default session (for its later
-// commands).
+// applyOptionsLocked applies to e's record what opts sets that can change:
+// sleepAfter, keepAlive (true only: false is also what leaving it out
+// says), labels, and env, added to its environment for its next starts
+// (Create then sets it in its running default session).
 func (m *Manager) applyOptionsLocked(ctx context.Context, e *entry, opts api.CreateSandboxRequest) error {
 	var up api.UpdateSandboxRequest
 	if opts.SleepAfter != "" {
@@ -388,14 +415,7 @@ func (m *Manager) applyOptionsLocked(ctx context.Context, e *entry, opts api.Cre
 	}); err != nil {
 		return err
 	}
-	if e.client == nil {
-		return nil
-	}
-	vars := make(map[string]*string, len(opts.Env))
-	for k, v := range opts.Env {
-		vars[k] = &v
-	}
-	return e.client.SetEnv(ctx, vars)
+	return nil
 }
 
 // runLocked makes e's sandbox run: it starts its container unless it runs
