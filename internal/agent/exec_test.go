@@ -113,6 +113,7 @@ func TestExec(t *testing.T) {
 		{"exit code", cmd("echo e >&2; sh -c 'exit 42'"), 42, "", "e\n"},
 		{"not found", cmd("no-such-cmd-xyz"), 127, "", "bash: line 1: no-such-cmd-xyz: command not found\n"},
 		{"error on line 2", cmd("true\nno-such-cmd-xyz"), 127, "", "bash: line 2: no-such-cmd-xyz: command not found\n"},
+		{"error with a cwd", agentapi.ExecRequest{ExecRequest: api.ExecRequest{Command: "no-such-cmd-xyz", Cwd: dir}}, 127, "", "bash: line 1: no-such-cmd-xyz: command not found\n"},
 		{"signal", cmd("sh -c 'kill -TERM $$'"), 143, "", ""},
 		{"no trailing newline", cmd("printf abc"), 0, "abc", ""},
 		{"nul and utf-8", cmd(`printf 'a\0b\xc3\xa9'`), 0, "a\x00b\u00e9", ""},

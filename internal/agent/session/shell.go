@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -222,16 +223,18 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 		stdout.close()
 		return runResult{}, err
 	}
-	// The shell sources the command from a file, and names it in its
-	// errors ("/run/sandbox-agent/.../cmd: line 1: x: command not
-	// found"): they read as bash's own do instead ("bash: line 1: ...").
-	cmdPrefix := []byte(filepath.Join(dir, "cmd") + ": line ")
+	// The shell sources commands from files, and names them in its
+	// errors ("/run/sandbox-agent/.../3/cmd: line 1: x: command not
+	// found", or an earlier command's file for a function it defined):
+	// they read as bash's own do instead ("bash: line 1: ..."). A name
+	// split between two reads of the pipe stays as it is.
+	errPrefix := regexp.MustCompile(regexp.QuoteMeta(s.dir) + `/[0-9]+/(?:cmd|user): line `)
 	var readers sync.WaitGroup
 	readers.Go(func() { stdout.copyTo(func(p []byte) { sink.write(api.EventStdout, p) }) })
 	readers.Go(func() {
 		stderr.copyTo(func(p []byte) {
-			if bytes.Contains(p, cmdPrefix) {
-				p = bytes.ReplaceAll(p, cmdPrefix, bashLinePrefix)
+			if bytes.Contains(p, []byte(s.dir)) {
+				p = errPrefix.ReplaceAllLiteral(p, bashLinePrefix)
 			}
 			sink.write(api.EventStderr, p)
 		})
