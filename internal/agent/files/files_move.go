@@ -117,7 +117,8 @@ func renameFile(src, dst string, replace bool) error {
 // temporary name beside dst, renamed into place, then src removed. If the
 // copy fails, nothing changes.
 func moveAcross(src, dst string, sfi fs.FileInfo, replace bool) error {
-	tmp := tempName(filepath.Dir(dst), filepath.Base(dst), false) // copyTree creates it exclusively
+	_, err := os.Lstat(dst)
+	tmp := tempName(filepath.Dir(dst), filepath.Base(dst), replace && err == nil) // copyTree creates it exclusively
 	if err := copyTree(src, tmp, sfi); err != nil {
 		os.RemoveAll(tmp)
 		return err

@@ -203,7 +203,7 @@ func tempName(dir, name string, replaces bool) string {
 }
 
 // tempNamePattern matches the names tempName makes.
-var tempNamePattern = regexp.MustCompile(`^\..*\.sbx-[A-Z2-7]{26}(\.new)?\.tmp$`)
+var tempNamePattern = regexp.MustCompile(`(?s)^\..*\.sbx-[A-Z2-7]{26}(\.new)?\.tmp$`)
 
 // tempFile tells whether name is one tempName made and, if so, whether the
 // file it becomes replaces one.
