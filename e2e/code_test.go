@@ -226,6 +226,19 @@ func TestCodeJavaScript(t *testing.T) {
 			t.Errorf("static imports: %+v %+v", res.Results, res.Error)
 		}
 	}
+	// With import attributes; a multi-line import keeps the lines after
+	// it where they were (the error names line 5).
+	mustExec(t, sb, `echo '{"a": 7}' > /workspace/d.json`)
+	if res := runCode(t, sb, "import d from './d.json' with { type: 'json' };\nd.a * 6", js); res.Text() != "42" {
+		t.Errorf("import with attributes: %+v %+v", res.Results, res.Error)
+	}
+	res = runCode(t, sb, "import {\n  join,\n  basename,\n} from 'path';\nthrow new Error('here')", js)
+	if res.Error == nil || !strings.Contains(strings.Join(res.Error.Traceback, "\n"), ":5") {
+		t.Errorf("line numbers after a multi-line import: %+v", res.Error)
+	}
+	if res := runCode(t, sb, "''", js); res.Text() != "''" {
+		t.Errorf("empty string result: %+v", res.Results)
+	}
 }
 
 func TestCodeTypeScript(t *testing.T) {

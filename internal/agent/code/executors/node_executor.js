@@ -166,7 +166,10 @@ function staticImports(code) {
     }
     const src = JSON.stringify(node.source.value);
     const tmp = `__sbx_import_${importCount++}`;
-    let text = `var ${tmp} = await import(${src});`;
+    // Import attributes (with { type: 'json' }) go along.
+    const attrs = (node.attributes || []).map((a) => `${JSON.stringify(a.key.type === 'Literal' ? a.key.value : a.key.name)}: ${JSON.stringify(a.value.value)}`);
+    const opts = attrs.length ? `, { with: { ${attrs.join(', ')} } }` : '';
+    let text = `var ${tmp} = await import(${src}${opts});`;
     const named = [];
     for (const s of node.specifiers) {
       if (s.type === 'ImportNamespaceSpecifier') {
@@ -181,6 +184,8 @@ function staticImports(code) {
     if (named.length) {
       text += ` var { ${named.join(', ')} } = ${tmp};`;
     }
+    // As many lines as the declaration had: later lines keep their numbers.
+    text += '\n'.repeat((code.slice(node.start, node.end).match(/\n/g) || []).length);
     edits.push([node.start, node.end, text]);
   }
   if (!edits.length) {
@@ -216,9 +221,18 @@ function errorEvent(e) {
   return { type: 'error', name: 'Error', value: `Uncaught ${util.inspect(e)}`, traceback: [] };
 }
 
+// maxStringResult bounds the text of a string result, in characters.
+const maxStringResult = 1 << 20;
+
 function resultEvent(value) {
-  // A string is its own text, as a notebook shows it, not quoted.
-  const text = typeof value === 'string' ? value : util.inspect(value, { depth: 4, maxArrayLength: 200 });
+  // A non-empty string is its own text, as a notebook shows it, not
+  // quoted (up to maxStringResult; util.inspect cuts other values).
+  let text;
+  if (typeof value === 'string' && value !== '') {
+    text = value.length > maxStringResult ? `${value.slice(0, maxStringResult)}... ${value.length - maxStringResult} more characters` : value;
+  } else {
+    text = util.inspect(value, { depth: 4, maxArrayLength: 200 });
+  }
   const ev = { type: 'result', isMainResult: true, text };
   if (value !== null && typeof value === 'object') {
     try {
