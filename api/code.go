@@ -21,9 +21,9 @@ const MaxCodeContexts = 32
 // Language defaults to "python", Cwd to /workspace. EnvVars are added to
 // the executor's environment (over the sandbox's).
 type CreateCodeContextRequest struct {
-	Language string            `json:"language,omitempty"`
-	Cwd      string            `json:"cwd,omitempty"`
-	EnvVars  map[string]string `json:"envVars,omitempty"`
+	Language string `json:"language,omitempty"`
+	Cwd      string `json:"cwd,omitempty"`
+	EnvVars  Env    `json:"envVars,omitempty"`
 }
 
 // CodeContext describes one code context: an interpreter whose state

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -28,7 +29,13 @@ func postJSON(t *testing.T, d *Daemon, path, body string) (int, []byte) {
 // status and the answer's body.
 func sendJSON(t testing.TB, d *Daemon, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctxT(t, time.Minute), method, d.URL+path, strings.NewReader(body))
+	return sendJSONCtx(ctxT(t, time.Minute), t, d, method, path, body)
+}
+
+// sendJSONCtx is sendJSON within ctx.
+func sendJSONCtx(ctx context.Context, t testing.TB, d *Daemon, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, d.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"io"
@@ -509,7 +510,7 @@ func metricValue(t testing.TB, d *Daemon, name string) float64 {
 // metricsText returns d's /metrics.
 func metricsText(t testing.TB, d *Daemon) string {
 	t.Helper()
-	code, b := sendJSON(t, d, http.MethodGet, "/metrics", "")
+	code, b := sendJSONCtx(context.Background(), t, d, http.MethodGet, "/metrics", "")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d %s", code, b)
 	}

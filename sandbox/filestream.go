@@ -37,6 +37,9 @@ type RangeOptions struct {
 // reading r aborts the upload and is returned (wrapped). It is not
 // retried. opts may be nil.
 func (t *target) WriteFileStream(ctx context.Context, path string, r io.Reader, opts *WriteOptions) (*api.WriteFileResult, error) {
+	if opts != nil && opts.Encoding != "" && opts.Encoding != EncodingUTF8 {
+		return nil, fmt.Errorf("write file %s in %s: %w: WriteFileStream writes bytes as they are; encoding %q is for WriteFile", path, t.describe(), ErrValidation, opts.Encoding)
+	}
 	q := url.Values{"path": {path}}
 	if opts != nil && opts.Mode != 0 {
 		q.Set("mode", octalMode(opts.Mode))

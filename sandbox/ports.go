@@ -66,7 +66,8 @@ func (s *Sandbox) GetExposedPorts(ctx context.Context) ([]api.ExposedPort, error
 // sends requests for "localhost" and its subdomains to the daemon's host
 // (the one in the client's URL), at the URL's port, with the Host header
 // as the URL has it, never through a proxy; other hosts are reached as
-// usual.
+// usual. It is built on Options.HTTPClient's transport if that is an
+// *http.Transport, on http.DefaultTransport's settings otherwise.
 func (c *Client) PreviewHTTPClient() *http.Client {
 	daemon := c.baseURL
 	if u, err := url.Parse(c.baseURL); err == nil {
@@ -74,6 +75,9 @@ func (c *Client) PreviewHTTPClient() *http.Client {
 	}
 	var d net.Dialer
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if own, ok := c.http.Transport.(*http.Transport); ok {
+		tr = own.Clone() // the client's TLS and timeouts
+	}
 	tr.Proxy = func(r *http.Request) (*url.URL, error) {
 		if isLocalhost(r.URL.Hostname()) {
 			return nil, nil // the daemon's: never through a proxy

@@ -8,7 +8,9 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -240,16 +242,21 @@ func (reg *Registry) handleCreateSession(r *http.Request, req *api.CreateSession
 	if !filepath.IsAbs(req.Cwd) {
 		req.Cwd = filepath.Join(reg.cfg.Workdir, req.Cwd)
 	}
-	// A directory that does not exist yet is made, as Cloudflare's
-	// session examples expect (a session for a project not cloned yet).
-	if err := os.MkdirAll(req.Cwd, 0o755); err != nil {
-		return api.Session{}, fmt.Errorf("%w: cwd %q: %v", errdefs.ErrInvalidArgument, req.Cwd, err)
-	}
 	if req.CommandTimeoutMs < 0 {
 		return api.Session{}, fmt.Errorf("%w: commandTimeoutMs must not be negative", errdefs.ErrInvalidArgument)
 	}
+	// A directory that does not exist yet is made, as Cloudflare's
+	// session examples expect (a session for a project not cloned yet),
+	// and removed again if the session cannot be made after all.
+	_, statErr := os.Stat(req.Cwd)
+	if err := os.MkdirAll(req.Cwd, 0o755); err != nil {
+		return api.Session{}, fmt.Errorf("%w: cwd %q: %v", errdefs.ErrInvalidArgument, req.Cwd, err)
+	}
 	s := newSession(req.ID, req.Env, req.Cwd, time.Duration(req.CommandTimeoutMs)*time.Millisecond)
 	if err := reg.add(s); err != nil {
+		if errors.Is(statErr, fs.ErrNotExist) {
+			_ = os.Remove(req.Cwd)
+		}
 		return api.Session{}, err
 	}
 	reg.sessionsChanged()
