@@ -3,14 +3,14 @@ package e2e
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
 // TestCLI runs the built sandbox CLI against the daemon, as a user would.
@@ -106,37 +106,10 @@ func TestCLI(t *testing.T) {
 	}
 }
 
-var (
-	cliOnce sync.Once
-	cliPath string
-	cliErr  error
-)
-
 // buildCLI builds cmd/sandbox once per test binary and returns its path.
 func buildCLI(t *testing.T) string {
 	t.Helper()
-	cliOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sandboxd-cli-")
-		if err != nil {
-			cliErr = err
-			return
-		}
-		cliPath = filepath.Join(dir, "sandbox")
-		if out, err := exec.Command("go", "build", "-o", cliPath, "github.com/sandboxd/sandboxd/cmd/sandbox").CombinedOutput(); err != nil {
-			cliErr = fmt.Errorf("build cli: %v\n%s", err, out)
-		}
-	})
-	if cliErr != nil {
-		t.Fatal(cliErr)
-	}
-	return cliPath
-}
-
-// removeCLI deletes what buildCLI built.
-func removeCLI() {
-	if cliPath != "" {
-		os.RemoveAll(filepath.Dir(cliPath))
-	}
+	return testutil.Binary(t, "github.com/sandboxd/sandboxd/cmd/sandbox")
 }
 
 // runCLI runs the CLI bin against d, in dir (if not ""), with stdin, and

@@ -2,13 +2,10 @@ package e2e
 
 import (
 	"bufio"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,12 +31,6 @@ type DaemonProc struct {
 	exited  chan struct{}
 }
 
-var (
-	daemonBinOnce sync.Once
-	daemonBinPath string
-	daemonBinErr  error
-)
-
 // daemonBinary builds cmd/sandboxd once per test binary, or returns
 // SANDBOXD_TEST_DAEMON, a sandboxd built beforehand (to compare two
 // builds with one test binary, or to profile one).
@@ -48,29 +39,7 @@ func daemonBinary(t testing.TB) string {
 	if p := os.Getenv("SANDBOXD_TEST_DAEMON"); p != "" {
 		return p
 	}
-	daemonBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sandboxd-bin-")
-		if err != nil {
-			daemonBinErr = err
-			return
-		}
-		daemonBinPath = filepath.Join(dir, "sandboxd")
-		cmd := exec.Command("go", "build", "-o", daemonBinPath, "github.com/sandboxd/sandboxd/cmd/sandboxd")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			daemonBinErr = fmt.Errorf("build sandboxd: %v: %s", err, out)
-		}
-	})
-	if daemonBinErr != nil {
-		t.Fatal(daemonBinErr)
-	}
-	return daemonBinPath
-}
-
-// removeDaemonBinary deletes what daemonBinary built.
-func removeDaemonBinary() {
-	if daemonBinPath != "" {
-		os.RemoveAll(filepath.Dir(daemonBinPath))
-	}
+	return testutil.Binary(t, "github.com/sandboxd/sandboxd/cmd/sandboxd")
 }
 
 // StartDaemonProc runs sandboxd as a child process with a fresh data

@@ -27,8 +27,6 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	testutil.RemoveFixtures()
-	removeDaemonBinary()
-	removeCLI()
 	os.Exit(code)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -139,45 +140,70 @@ func makeBusybox() (string, error) {
 }
 
 // AgentBinary builds cmd/sandbox-agent (static) once per test binary and
-// returns its path.
+// returns its path, or SANDBOXD_TEST_AGENT, an agent built beforehand (A/B
+// benchmarks of agent changes).
 func AgentBinary(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("SANDBOXD_TEST_AGENT"); p != "" {
-		return p // a prebuilt agent: A/B benchmarks of agent changes
+		return p
 	}
-	agentOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sandboxd-agent-")
+	return Binary(t, "github.com/sandboxd/sandboxd/cmd/sandbox-agent", "CGO_ENABLED=0")
+}
+
+// Binary builds the main package pkg (with env added to the build's
+// environment) once per test binary, into a temporary directory of its
+// own, and returns its path. RemoveFixtures deletes it.
+func Binary(t testing.TB, pkg string, env ...string) string {
+	t.Helper()
+	binsMu.Lock()
+	b := bins[pkg]
+	if b == nil {
+		b = &builtBinary{}
+		bins[pkg] = b
+	}
+	binsMu.Unlock()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "sandboxd-"+path.Base(pkg)+"-")
 		if err != nil {
-			agentErr = err
+			b.err = err
 			return
 		}
-		agentPath = filepath.Join(dir, "sandbox-agent")
-		cmd := exec.Command("go", "build", "-o", agentPath, "github.com/sandboxd/sandboxd/cmd/sandbox-agent")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		b.path = filepath.Join(dir, path.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", b.path, pkg)
+		cmd.Env = append(os.Environ(), env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			agentErr = fmt.Errorf("build agent: %v: %s", err, out)
+			b.err = fmt.Errorf("build %s: %v: %s", pkg, err, out)
 		}
 	})
-	if agentErr != nil {
-		t.Fatal(agentErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return agentPath
+	return b.path
+}
+
+type builtBinary struct {
+	once sync.Once
+	path string
+	err  error
 }
 
 var (
-	agentOnce sync.Once
-	agentPath string
-	agentErr  error
+	binsMu sync.Mutex
+	bins   = map[string]*builtBinary{} // by package; guarded by binsMu
 )
 
-// RemoveFixtures deletes what BusyboxImage and AgentBinary built; call it
+// RemoveFixtures deletes what BusyboxImage and Binary built; call it
 // from TestMain after the tests ran.
 func RemoveFixtures() {
 	if busyboxDir != "" {
 		os.RemoveAll(busyboxDir)
 	}
-	if agentPath != "" {
-		os.RemoveAll(filepath.Dir(agentPath))
+	binsMu.Lock()
+	defer binsMu.Unlock()
+	for _, b := range bins {
+		if b.path != "" {
+			os.RemoveAll(filepath.Dir(b.path))
+		}
 	}
 }
 
