@@ -9,6 +9,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -137,3 +138,8 @@ func (l Limits) Args() []string {
 	}
 	return args
 }
+
+// EnvName is what a shell accepts as a variable's name: the agent takes no
+// other in a session's or a command's environment, and the daemon checks
+// names against it before it hands them to a running agent.
+var EnvName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

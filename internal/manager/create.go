@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"maps"
 	"path"
-	"regexp"
 	"strings"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 	"github.com/sandboxd/sandboxd/internal/runtime"
 	"github.com/sandboxd/sandboxd/internal/store"
@@ -41,7 +41,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts api.CreateSandboxR
 			return sb, false, err
 		}
 		for k := range opts.Env {
-			if !shellName.MatchString(k) { // a running shell takes them
+			if !agentapi.EnvName.MatchString(k) { // a running shell takes them
 				return sb, false, fmt.Errorf("%w: env name %q: want [A-Za-z_][A-Za-z0-9_]*", errdefs.ErrInvalidArgument, k)
 			}
 		}
@@ -81,9 +81,6 @@ func (m *Manager) Create(ctx context.Context, id string, opts api.CreateSandboxR
 	sb, err = m.Get(ctx, id)
 	return sb, created, err
 }
-
-// shellName is what a shell takes as a variable's name.
-var shellName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // optionsConflict returns a SANDBOX_OPTIONS_CONFLICT error naming the
 // options in opts that differ from those of rec, the record of an existing

@@ -125,7 +125,7 @@ func (ci *Interpreter) createContext(ctx context.Context, req api.CreateCodeCont
 		return nil, fmt.Errorf("%w: cwd %q is not a directory", errdefs.ErrInvalidArgument, cwd)
 	}
 	for k, v := range req.EnvVars {
-		if !core.EnvName.MatchString(k) {
+		if !agentapi.EnvName.MatchString(k) {
 			return nil, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 		if strings.IndexByte(v, 0) >= 0 {

@@ -65,9 +65,6 @@ func CopyEnv(m map[string]string) map[string]string {
 	return out
 }
 
-// EnvName is what a shell accepts as a variable name.
-var EnvName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
 // StartError maps a failed process start to the API's classes.
 func StartError(err error) error {
 	if errors.Is(err, unix.EAGAIN) {

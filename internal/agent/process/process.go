@@ -25,6 +25,7 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent/core"
 	"github.com/sandboxd/sandboxd/internal/agent/session"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -163,7 +164,7 @@ func (p *Registry) handleStart(r *http.Request, req *api.StartProcessRequest) (_
 		return api.Process{}, fmt.Errorf("%w: timeoutMs must not be negative", errdefs.ErrInvalidArgument)
 	}
 	for k := range req.Env {
-		if !core.EnvName.MatchString(k) {
+		if !agentapi.EnvName.MatchString(k) {
 			return api.Process{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 	}

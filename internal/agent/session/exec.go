@@ -93,7 +93,7 @@ func (reg *Registry) execRequest(r *http.Request, req *agentapi.ExecRequest) (*S
 		}
 	}
 	for k := range req.Env {
-		if !core.EnvName.MatchString(k) {
+		if !agentapi.EnvName.MatchString(k) {
 			return nil, command{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 	"github.com/sandboxd/sandboxd/internal/errdefs"
 )
 
@@ -337,7 +338,7 @@ func (reg *Registry) handleSetEnv(r *http.Request, req *api.SetEnvRequest) (api.
 		return api.Session{}, err
 	}
 	for k := range req.EnvVars {
-		if !core.EnvName.MatchString(k) {
+		if !agentapi.EnvName.MatchString(k) {
 			return api.Session{}, fmt.Errorf("%w: env name %q", errdefs.ErrInvalidArgument, k)
 		}
 	}

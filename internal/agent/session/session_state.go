@@ -13,6 +13,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/agent/core"
+	"github.com/sandboxd/sandboxd/internal/agentapi"
 )
 
 // Sessions' settings outlive the container: a sandbox that sleeps, crashes
@@ -87,7 +88,7 @@ func (reg *Registry) loadSessions() {
 			s.createdAt = ss.CreatedAt
 		}
 		for _, k := range ss.Unset {
-			if core.EnvName.MatchString(k) {
+			if agentapi.EnvName.MatchString(k) {
 				if s.unset == nil {
 					s.unset = map[string]bool{}
 				}
