@@ -39,11 +39,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sandboxd/sandboxd/internal/daemon"
+	"github.com/sandboxd/sandboxd/internal/runtime"
 	"github.com/sandboxd/sandboxd/internal/testutil"
 )
 
@@ -79,7 +79,7 @@ func BenchmarkTimeToInteractive(b *testing.B) {
 		rb.args = []string{"node", "-v"}
 		ctx := ctxT(b, 10*time.Minute)
 		var lat []time.Duration
-		cpu0 := processCPU()
+		cpu0 := runtime.ProcessCPU()
 		for b.Loop() {
 			id := rb.bundle(rb.image, true)
 			start := time.Now()
@@ -91,7 +91,7 @@ func BenchmarkTimeToInteractive(b *testing.B) {
 			}
 		}
 		reportTTI(b, lat, 0)
-		b.ReportMetric(ms(processCPU()-cpu0)/float64(len(lat)), "cpu-ms")
+		b.ReportMetric(ms(runtime.ProcessCPU()-cpu0)/float64(len(lat)), "cpu-ms")
 	})
 	b.Run("runc-burst", func(b *testing.B) {
 		rb := newRuncBaseline(b)
@@ -102,10 +102,10 @@ func BenchmarkTimeToInteractive(b *testing.B) {
 			for i := range ids {
 				ids[i] = rb.bundle(rb.image, true)
 			}
-			cpu0 := processCPU()
+			cpu0 := runtime.ProcessCPU()
 			lat, wall := ttiBurst(b, func(i int) error { return rb.run(ctx, ids[i]) })
 			reportTTI(b, lat, wall)
-			b.ReportMetric(ms(processCPU()-cpu0)/ttiN, "cpu-ms")
+			b.ReportMetric(ms(runtime.ProcessCPU()-cpu0)/ttiN, "cpu-ms")
 			for _, id := range ids {
 				rb.remove(id)
 			}
@@ -121,7 +121,7 @@ func BenchmarkTimeToInteractive(b *testing.B) {
 		for b.Loop() {
 			i++
 			id := benchID("tti-cold", i)
-			c0 := processCPU()
+			c0 := runtime.ProcessCPU()
 			start := time.Now()
 			sb, err := d.Client.Create(ctx, id, nil)
 			if err != nil {
@@ -136,7 +136,7 @@ func BenchmarkTimeToInteractive(b *testing.B) {
 			cmd += time.Since(created)
 			s1 := readCPU(d, id)
 			cmdCPU += s1.sandbox - s0.sandbox
-			cpu += processCPU() - c0 + s1.sandbox
+			cpu += runtime.ProcessCPU() - c0 + s1.sandbox
 			_ = sb
 			destroySandboxes(b, d, id)
 		}
@@ -169,7 +169,7 @@ func BenchmarkTimeToInteractive(b *testing.B) {
 		}
 		once(b, func() {
 			before := startPhases(b, d)
-			cpu0 := processCPU()
+			cpu0 := runtime.ProcessCPU()
 			stop := make(chan struct{})
 			var busy []time.Duration
 			var probing sync.WaitGroup
@@ -197,7 +197,7 @@ func BenchmarkTimeToInteractive(b *testing.B) {
 			})
 			close(stop)
 			probing.Wait()
-			cpu := processCPU() - cpu0
+			cpu := runtime.ProcessCPU() - cpu0
 			for _, id := range ids {
 				cpu += readCPU(d, id).sandbox
 			}
@@ -331,15 +331,6 @@ func reportTTI(b *testing.B, lat []time.Duration, wall time.Duration) {
 		b.ReportMetric(ms(wall), "wall-ms")
 		b.ReportMetric(ms(s[0]), "first-ms")
 	}
-}
-
-// processCPU is this process's CPU time (the in-process daemon, the SDK)
-// plus its waited children's (runc, mkfs, ...).
-func processCPU() time.Duration {
-	var self, children syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
-	return time.Duration(self.Utime.Nano() + self.Stime.Nano() + children.Utime.Nano() + children.Stime.Nano())
 }
 
 // phaseSums is what /metrics says of the creates' phases so far: per phase,

@@ -203,7 +203,7 @@ func (m *Manager) poolMissed(rec store.Sandbox) {
 
 // poolServes tells whether a pooled sandbox can become one of record rec.
 func (m *Manager) poolServes(rec store.Sandbox) bool {
-	def, err := m.poolRecord()
+	def, err := m.record(rec.ID, api.CreateSandboxRequest{}) // as poolRecord makes them
 	return err == nil && sameRuntime(def, rec)
 }
 

@@ -43,7 +43,7 @@ type Phase struct {
 
 // NewStartTrace returns a trace whose first phase begins now.
 func NewStartTrace() *StartTrace {
-	return &StartTrace{last: time.Now(), lastCPU: processCPU()}
+	return &StartTrace{last: time.Now(), lastCPU: ProcessCPU()}
 }
 
 type traceKey struct{}
@@ -65,7 +65,7 @@ func (t *StartTrace) Mark(name string) {
 	if t == nil {
 		return
 	}
-	now, cpu := time.Now(), processCPU()
+	now, cpu := time.Now(), ProcessCPU()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.add(name, now.Sub(t.last), cpu-t.lastCPU)
@@ -125,9 +125,9 @@ func (t *StartTrace) String() string {
 	return b.String()
 }
 
-// processCPU is this process's user and system time plus that of its
+// ProcessCPU is this process's user and system time plus that of its
 // children it has waited for.
-func processCPU() time.Duration {
+func ProcessCPU() time.Duration {
 	var self, children unix.Rusage
 	_ = unix.Getrusage(unix.RUSAGE_SELF, &self)
 	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &children)

@@ -2,7 +2,6 @@ package session
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -84,7 +83,10 @@ type shell struct {
 	ctrl   *os.File        // the write end of the shell's script (its fd 0)
 	status chan runResult  // a command's code and cwd, one per command; closed when the shell exits
 	dir    string          // the shell's runtime directory
-	seq    int             // commands run; guarded by the session's core.Queue
+	// errPrefix matches the names of the shell's command files in its
+	// errors (run rewrites them as bash's own).
+	errPrefix *regexp.Regexp
+	seq       int // commands run; guarded by the session's core.Queue
 }
 
 // shellExited is the error of a call whose command made the shell exit
@@ -142,6 +144,7 @@ func (reg *Registry) startShell(env []string, cwd string, parent *core.Group) (*
 		close(s.dead)
 	}()
 	if s.dir, err = os.MkdirTemp(reg.cfg.RunDir, "shell-"); err == nil {
+		s.errPrefix = regexp.MustCompile(regexp.QuoteMeta(s.dir) + `/[0-9]+/(?:cmd|user): line `)
 		_, err = io.WriteString(ctrlW, prelude)
 	}
 	if err != nil {
@@ -228,13 +231,12 @@ func (s *shell) run(ctx context.Context, c command, sink outputSink) (runResult,
 	// found", or an earlier command's file for a function it defined):
 	// they read as bash's own do instead ("bash: line 1: ..."). A name
 	// split between two reads of the pipe stays as it is.
-	errPrefix := regexp.MustCompile(regexp.QuoteMeta(s.dir) + `/[0-9]+/(?:cmd|user): line `)
 	var readers sync.WaitGroup
 	readers.Go(func() { stdout.copyTo(func(p []byte) { sink.write(api.EventStdout, p) }) })
 	readers.Go(func() {
 		stderr.copyTo(func(p []byte) {
-			if bytes.Contains(p, []byte(s.dir)) {
-				p = errPrefix.ReplaceAllLiteral(p, bashLinePrefix)
+			if s.errPrefix.Match(p) {
+				p = s.errPrefix.ReplaceAllLiteral(p, bashLinePrefix)
 			}
 			sink.write(api.EventStderr, p)
 		})
