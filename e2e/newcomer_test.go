@@ -99,6 +99,14 @@ func TestSessionCwdIsMade(t *testing.T) {
 	if res.Stdout != "/workspace/app/src\nroot\n" {
 		t.Errorf("session in a new directory: %q %q", res.Stdout, res.Stderr)
 	}
+	// A session that cannot be made (its ID is taken) leaves no
+	// directory behind.
+	if _, err := sb.CreateSession(ctx, api.CreateSessionRequest{ID: "app", Cwd: "/workspace/other"}); !errors.Is(err, sandbox.ErrSessionExists) {
+		t.Errorf("a second session app: %v; want ErrSessionExists", err)
+	}
+	if res := mustExec(t, sb, "test -e /workspace/other && echo left"); res.Stdout != "" {
+		t.Error("a refused session left its new directory")
+	}
 	mustExec(t, sb, "echo x > /tmp/file")
 	_, err = sb.CreateSession(ctx, api.CreateSessionRequest{ID: "bad", Cwd: "/tmp/file/sub"})
 	if !errors.Is(err, sandbox.ErrValidation) {

@@ -701,3 +701,24 @@ func TestPoolGrowsWithDemand(t *testing.T) {
 		}
 	}
 }
+
+// Every create is broken down by phase in /metrics: each phase of a
+// container start once, with a wall time, and CPU where the phase does
+// work (runc, the agent's start).
+func TestStartPhasesInMetrics(t *testing.T) {
+	t.Parallel()
+	d := StartDaemon(t, warmPool(0))
+	if _, err := d.Client.Create(ctxT(t, time.Minute), "phases", nil); err != nil {
+		t.Fatal(err)
+	}
+	got := startPhases(t, d)
+	for _, phase := range []string{"record", "wait", "prepare", "disk", "idmap", "overlay", "network", "bundle", "runtime", "agent", "commit"} {
+		p, ok := got[phase]
+		if !ok || p.n != 1 {
+			t.Errorf("phase %s: %+v, %v; want one observation", phase, p, ok)
+		}
+	}
+	if got["runtime"].wall <= 0 || got["runtime"].cpu <= 0 || got["agent"].cpu <= 0 {
+		t.Errorf("runtime %+v, agent %+v: want wall time and CPU", got["runtime"], got["agent"])
+	}
+}

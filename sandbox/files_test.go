@@ -573,3 +573,18 @@ func TestWriteFileStreamEarlyError(t *testing.T) {
 		t.Errorf("err = %v, want ErrFileNotFound", err)
 	}
 }
+
+// WriteFileStream sends bytes as they are: an encoding, meant for
+// WriteFile, is refused before any request.
+func TestWriteFileStreamRefusesEncoding(t *testing.T) {
+	c, f := newFake(t, response{status: 200, body: `{"path":"/w/a","size":2}`})
+	_, err := c.Get("demo").WriteFileStream(t.Context(), "a", strings.NewReader("aGk="), &WriteOptions{Encoding: EncodingBase64})
+	if !errors.Is(err, ErrValidation) {
+		t.Errorf("WriteFileStream with base64: %v; want ErrValidation", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.requests) != 0 {
+		t.Errorf("requests sent: %+v", f.requests)
+	}
+}

@@ -53,6 +53,17 @@ func TestUserNS(t *testing.T) {
 	}
 }
 
+// A context that has ended stops UserNS with an error, not a namespace.
+func TestUserNSContextEnded(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if ns, err := UserNS(ctx, 1207959552, 65536); err == nil {
+		ns.Close()
+		t.Fatal("a user namespace made under an ended context")
+	}
+}
+
 // BenchmarkUserNS: the CPU of making a user namespace grows with the
 // caller's heap if making it forks the caller (it no longer does).
 func BenchmarkUserNS(b *testing.B) {
