@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -186,5 +188,24 @@ func TestLoopRecord(t *testing.T) {
 	}
 	if devs := loopDevicesStillBacking(img); len(devs) != 0 {
 		t.Errorf("after its device let go: found %v", devs)
+	}
+}
+
+// A template that cannot be copied makes newDisk format the disk instead.
+func TestNewDiskFormatsWhenTheCopyFails(t *testing.T) {
+	testutil.RequiresRoot(t)
+	r := &Runtime{dir: testutil.TempDir(t), log: slog.New(slog.DiscardHandler)}
+	// A directory where the template should be: it opens, but has no
+	// data to seek to.
+	if err := os.MkdirAll(r.path("disks", "ext4-v1-16.img"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(r.dir, "disk.img")
+	if err := r.newDisk(context.Background(), img, 16); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("dumpe2fs", "-h", img).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Block count:") {
+		t.Errorf("disk made: not an ext4 file system: %v: %s", err, out)
 	}
 }
